@@ -1,0 +1,499 @@
+/* AVX2 tile kernels.  Every function carries its own target attribute, so
+ * this file builds with plain -O2 and runs only where lm_cpu_use_avx2() says.
+ *
+ * The integer core is ggml's: weights and activations meet as bytes in
+ * maddubs (unsigned x signed -> pairs of int16), madd by ones widens to int32,
+ * and each 32-value block is scaled in float, (d_w * d_x) * sumi, fused into
+ * an 8-lane accumulator.  Signed weights use the sign trick, |w| * (x *
+ * sign(w)), because maddubs wants its first operand unsigned.
+ *
+ * A tile is nr rows x nt tokens: the weight block of a row is unpacked once
+ * and reused for every token of the tile, which is where prompt speed comes
+ * from.  Decode (nt = 1) is bound by memory instead: one row at a time (one
+ * sequential stream per thread), with short dependency chains so that many
+ * cache misses stay in flight. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define INLINE static inline __attribute__((always_inline)) AVX2
+
+INLINE float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+INLINE float h2f(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, sizeof h);
+    return _cvtsh_ss(h);
+}
+
+/* 32 nibbles -> 32 bytes 0..15: low nibbles in the low lane, high ones in the
+ * high lane (ggml's element order: qs[j] holds elements j and j+16). */
+INLINE __m256i nibbles32(const uint8_t *qs)
+{
+    const __m128i t = _mm_loadu_si128((const __m128i *)qs);
+    const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
+}
+
+/* 32 bits -> 32 bytes of 0xFF (bit set) or 0x00. */
+INLINE __m256i bits32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    const __m256i spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32((int)v),
+        _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0));
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+}
+
+/* Sum of 32 products of unsigned u and signed s bytes, as 8 int32 lanes. */
+INLINE __m256i dot_us(__m256i u, __m256i s)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+/* ---- 32-value block types ------------------------------------------------ */
+
+enum kind { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
+
+/* Bytes per weight block, and where its quants start. */
+static const int wsize[] = {18, 20, 22, 24, 34};
+
+/* An unpacked weight block: u is unsigned (the _1 types) or |w| with the
+ * signs in s (signed types). */
+typedef struct {
+    __m256i u, s;
+} wblock;
+
+INLINE wblock unpack(enum kind k, const uint8_t *b)
+{
+    wblock w;
+    switch (k) {
+    case K_Q4_0:
+        w.s = _mm256_sub_epi8(nibbles32(b + 2), _mm256_set1_epi8(8));
+        break;
+    case K_Q4_1:
+        w.u = nibbles32(b + 4);
+        return w;
+    case K_Q5_0: /* q - 16: set the top nibble where the fifth bit is clear */
+        w.s = _mm256_or_si256(nibbles32(b + 6),
+                              _mm256_andnot_si256(bits32(b + 2), _mm256_set1_epi8((char)0xF0)));
+        break;
+    case K_Q5_1:
+        w.u = _mm256_or_si256(nibbles32(b + 8),
+                              _mm256_and_si256(bits32(b + 4), _mm256_set1_epi8(0x10)));
+        return w;
+    case K_Q8_0:
+        w.s = _mm256_loadu_si256((const __m256i *)(b + 2));
+        break;
+    }
+    w.u = _mm256_sign_epi8(w.s, w.s);
+    return w;
+}
+
+INLINE __m256i block_dot(enum kind k, const wblock *w, __m256i x)
+{
+    if (k == K_Q4_1 || k == K_Q5_1)
+        return dot_us(w->u, x);
+    return dot_us(w->u, _mm256_sign_epi8(x, w->s));
+}
+
+/* The two fp16 values at p (d and m, or d and s) as floats in lanes 0, 1:
+ * one load and one conversion instead of two of each. */
+INLINE __m128 half_pair(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return _mm_cvtph_ps(_mm_cvtsi32_si128((int)v));
+}
+
+/* The tile R rows x T tokens; R and T are constants after inlining, so the
+ * accumulators live in registers.  Per block, the T activation scales (and
+ * sums s) are gathered into one vector, so a weight row needs one multiply
+ * for all T scale products and one FMA for all T m*s terms. */
+INLINE void tile32(enum kind k, int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x,
+                   size_t xs, float *y, int64_t ys, const int R, const int T)
+{
+    const int affine = k == K_Q4_1 || k == K_Q5_1;
+    const int xsize = affine ? 36 : 34, xq = affine ? 4 : 2;
+    __m256 acc[4][4];
+    __m128 summ[4];
+    _Alignas(16) float dd[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        summ[r] = _mm_setzero_ps();
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+            acc[r][t] = _mm256_setzero_ps();
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        /* ds[t] = {d_t, s_t, 0, 0}; then dx = {d_0..d_3}, sx = {s_0..s_3} */
+        __m128 ds[4];
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++)
+            ds[t] = t < T ? half_pair(x + t * xs + b * xsize) : _mm_setzero_ps();
+        const __m128 lo = _mm_unpacklo_ps(ds[0], ds[1]), hi = _mm_unpacklo_ps(ds[2], ds[3]);
+        const __m128 dx = _mm_movelh_ps(lo, hi), sx = _mm_movehl_ps(hi, lo);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const uint8_t *wb = w + r * ws + b * wsize[k];
+            const __m128 dm = half_pair(wb); /* {d, m} (m only for the _1 types) */
+            __m256 scale1 = _mm256_setzero_ps();
+            if (T == 1) { /* {d_w d_x, m_w s_x} in one multiply; lane 1 sums m s */
+                const __m128 p = _mm_mul_ps(dm, ds[0]);
+                scale1 = _mm256_broadcastss_ps(p);
+                if (affine)
+                    summ[r] = _mm_add_ps(summ[r], p);
+            } else {
+                _mm_store_ps(dd[r], _mm_mul_ps(_mm_broadcastss_ps(dm), dx));
+                if (affine)
+                    summ[r] = _mm_fmadd_ps(_mm_permute_ps(dm, 0x55), sx, summ[r]);
+            }
+            const wblock wq = unpack(k, wb);
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                const __m256i xv =
+                    _mm256_loadu_si256((const __m256i *)(x + t * xs + b * xsize + xq));
+                const __m256 p = _mm256_cvtepi32_ps(block_dot(k, &wq, xv));
+                const __m256 scale = T == 1 ? scale1 : _mm256_broadcast_ss(&dd[r][t]);
+                acc[r][t] = _mm256_fmadd_ps(scale, p, acc[r][t]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        _Alignas(16) float sm[4];
+        _mm_store_ps(sm, summ[r]);
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+            y[t * ys + r] = hsum8(acc[r][t]) + sm[T == 1 ? 1 : t];
+    }
+}
+
+/* ---- k-quants: one row at a time, T tokens ---------------------------------- */
+
+enum kkind { K_Q4_K, K_Q5_K };
+
+INLINE void tile_q45k(enum kkind k, int64_t nb, const uint8_t *w, const uint8_t *x, size_t xs,
+                      float *y, int64_t ys, const int T)
+{
+    const size_t bsize = k == K_Q4_K ? sizeof(lm_block_q4_k) : sizeof(lm_block_q5_k);
+    __m256 acc[4];
+    float summ[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        acc[t] = _mm256_setzero_ps();
+        summ[t] = 0.0f;
+    }
+    for (int64_t i = 0; i < nb; i++) {
+        const lm_block_q4_k *b4 = (const lm_block_q4_k *)(w + i * bsize);
+        const lm_block_q5_k *b5 = (const lm_block_q5_k *)(w + i * bsize);
+        const uint8_t *qs = k == K_Q4_K ? b4->qs : b5->qs;
+        uint8_t sc[8], mn[8];
+        lm_k4_scales(k == K_Q4_K ? b4->scales : b5->scales, sc, mn);
+        const lm_block_q8_k *xb[4];
+        __m256i sumi[4];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            xb[t] = (const lm_block_q8_k *)(x + t * xs) + i;
+            sumi[t] = _mm256_setzero_si256();
+        }
+        const __m256i lo4 = _mm256_set1_epi8(0x0F);
+        __m256i hbits = k == K_Q5_K ? _mm256_loadu_si256((const __m256i *)b5->qh)
+                                    : _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+            __m256i ql = _mm256_and_si256(raw, lo4);
+            __m256i qh = _mm256_and_si256(_mm256_srli_epi16(raw, 4), lo4);
+            if (k == K_Q5_K) { /* bit 2c of qh[l] tops sub-block 2c, bit 2c+1 the next */
+                const __m256i one = _mm256_set1_epi8(1);
+                ql = _mm256_or_si256(ql, _mm256_slli_epi16(_mm256_and_si256(hbits, one), 4));
+                qh = _mm256_or_si256(
+                    qh, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4));
+                hbits = _mm256_srli_epi16(hbits, 2);
+            }
+            const __m256i s_lo = _mm256_set1_epi16(sc[2 * c]);
+            const __m256i s_hi = _mm256_set1_epi16(sc[2 * c + 1]);
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                const __m256i a0 = _mm256_loadu_si256((const __m256i *)(xb[t]->qs + 64 * c));
+                const __m256i a1 = _mm256_loadu_si256((const __m256i *)(xb[t]->qs + 64 * c + 32));
+                const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(ql, a0), s_lo);
+                const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(qh, a1), s_hi);
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(p0, p1));
+            }
+        }
+        const float dw = h2f((const uint8_t *)&b4->d), dmin = h2f((const uint8_t *)&b4->dmin);
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            int imin = 0;
+            for (int j = 0; j < 8; j++)
+                imin += mn[j] * (xb[t]->bsums[2 * j] + xb[t]->bsums[2 * j + 1]);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(xb[t]->d * dw), _mm256_cvtepi32_ps(sumi[t]),
+                                     acc[t]);
+            summ[t] += xb[t]->d * dmin * (float)imin;
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++)
+        y[t * ys] = hsum8(acc[t]) - summ[t];
+}
+
+/* Scales for the two 16-value halves of a 32-byte vector, as int16 lanes. */
+INLINE __m256i scale_pair(int lo, int hi)
+{
+    return _mm256_set_m128i(_mm_set1_epi16((short)hi), _mm_set1_epi16((short)lo));
+}
+
+INLINE void tile_q6k(int64_t nb, const uint8_t *w, const uint8_t *x, size_t xs, float *y,
+                     int64_t ys, const int T)
+{
+    __m256 acc[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++)
+        acc[t] = _mm256_setzero_ps();
+    const __m256i lo4 = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
+    for (int64_t i = 0; i < nb; i++) {
+        const lm_block_q6_k *b = (const lm_block_q6_k *)w + i;
+        const lm_block_q8_k *xb[4];
+        __m256i sumi[4];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            xb[t] = (const lm_block_q8_k *)(x + t * xs) + i;
+            sumi[t] = _mm256_setzero_si256();
+        }
+        for (int h = 0; h < 2; h++) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+            const __m256i hb = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+            /* Levels 0..63; the -32 offset is taken out below with bsums. */
+            const __m256i q[4] = {
+                _mm256_or_si256(_mm256_and_si256(l0, lo4),
+                                _mm256_slli_epi16(_mm256_and_si256(hb, three), 4)),
+                _mm256_or_si256(_mm256_and_si256(l1, lo4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), three), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), lo4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), three), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), lo4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), three), 4)),
+            };
+            const int8_t *sc = b->scales + 8 * h;
+            __m256i s[4];
+            for (int j = 0; j < 4; j++)
+                s[j] = scale_pair(sc[2 * j], sc[2 * j + 1]);
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++)
+                for (int j = 0; j < 4; j++) {
+                    const __m256i a = _mm256_loadu_si256(
+                        (const __m256i *)(xb[t]->qs + 128 * h + 32 * j));
+                    sumi[t] = _mm256_add_epi32(
+                        sumi[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[j], a), s[j]));
+                }
+        }
+        const float dw = h2f((const uint8_t *)&b->d);
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            int ioff = 0;
+            for (int g = 0; g < 16; g++)
+                ioff += b->scales[g] * xb[t]->bsums[g];
+            const __m256i off = _mm256_setr_epi32(-32 * ioff, 0, 0, 0, 0, 0, 0, 0);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb[t]->d),
+                                     _mm256_cvtepi32_ps(_mm256_add_epi32(sumi[t], off)), acc[t]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++)
+        y[t * ys] = hsum8(acc[t]);
+}
+
+/* ---- float weights ------------------------------------------------------- */
+
+enum fkind { K_F32, K_F16, K_BF16 };
+
+INLINE __m256 load8(enum fkind k, const void *p, int64_t i)
+{
+    switch (k) {
+    case K_F16:
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const lm_fp16 *)p + i)));
+    case K_BF16:
+        return _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const lm_bf16 *)p + i))),
+            16));
+    default:
+        return _mm256_loadu_ps((const float *)p + i);
+    }
+}
+
+INLINE float load1(enum fkind k, const void *p, int64_t i)
+{
+    if (k == K_F16)
+        return _cvtsh_ss(((const lm_fp16 *)p)[i]);
+    if (k == K_BF16) {
+        uint32_t u = (uint32_t)((const lm_bf16 *)p)[i] << 16;
+        float f;
+        memcpy(&f, &u, sizeof f);
+        return f;
+    }
+    return ((const float *)p)[i];
+}
+
+INLINE float dot_float(enum fkind k, int64_t n, const void *w, const void *x)
+{
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int j = 0; j < 4; j++)
+            acc[j] = _mm256_fmadd_ps(load8(k, w, i + 8 * j), load8(k, x, i + 8 * j), acc[j]);
+    for (; i + 8 <= n; i += 8)
+        acc[0] = _mm256_fmadd_ps(load8(k, w, i), load8(k, x, i), acc[0]);
+    float sum = hsum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    for (; i < n; i++)
+        sum += load1(k, w, i) * load1(k, x, i);
+    return sum;
+}
+
+INLINE void tile_float(enum fkind k, int64_t n, const uint8_t *w, size_t ws, int nr,
+                       const uint8_t *x, size_t xs, int nt, float *y, int64_t ys)
+{
+    for (int t = 0; t < nt; t++)
+        for (int r = 0; r < nr; r++)
+            y[t * ys + r] = dot_float(k, n, w + r * ws, x + t * xs);
+}
+
+/* ---- instantiation and dispatch ----------------------------------------- */
+
+typedef void (*tile32_fn)(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs,
+                          float *y, int64_t ys);
+
+/* Decode takes one row at a time (one sequential stream is what prefetches
+ * best); prompts 2 rows x up to 4 tokens (8 accumulators, which with the
+ * unpacked weights fills the 16 ymm registers). */
+#define TILE32_SET(name, K)                                                                   \
+    static AVX2 void name##_1x1(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x,    \
+                                size_t xs, float *y, int64_t ys)                              \
+    {                                                                                         \
+        tile32(K, nb, w, ws, x, xs, y, ys, 1, 1);                                             \
+    }                                                                                         \
+    static AVX2 void name##_1x2(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x,    \
+                                size_t xs, float *y, int64_t ys)                              \
+    {                                                                                         \
+        tile32(K, nb, w, ws, x, xs, y, ys, 1, 2);                                             \
+    }                                                                                         \
+    static AVX2 void name##_1x3(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x,    \
+                                size_t xs, float *y, int64_t ys)                              \
+    {                                                                                         \
+        tile32(K, nb, w, ws, x, xs, y, ys, 1, 3);                                             \
+    }                                                                                         \
+    static AVX2 void name##_1x4(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x,    \
+                                size_t xs, float *y, int64_t ys)                              \
+    {                                                                                         \
+        tile32(K, nb, w, ws, x, xs, y, ys, 1, 4);                                             \
+    }                                                                                         \
+    static AVX2 void name##_2x2(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x,    \
+                                size_t xs, float *y, int64_t ys)                              \
+    {                                                                                         \
+        tile32(K, nb, w, ws, x, xs, y, ys, 2, 2);                                             \
+    }                                                                                         \
+    static AVX2 void name##_2x3(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x,    \
+                                size_t xs, float *y, int64_t ys)                              \
+    {                                                                                         \
+        tile32(K, nb, w, ws, x, xs, y, ys, 2, 3);                                             \
+    }                                                                                         \
+    static AVX2 void name##_2x4(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x,    \
+                                size_t xs, float *y, int64_t ys)                              \
+    {                                                                                         \
+        tile32(K, nb, w, ws, x, xs, y, ys, 2, 4);                                             \
+    }                                                                                         \
+    static const tile32_fn name##_kernels[2][4] = {                                           \
+        {name##_1x1, name##_1x2, name##_1x3, name##_1x4},                                     \
+        {name##_1x1, name##_2x2, name##_2x3, name##_2x4},                                     \
+    };                                                                                        \
+    static void name(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,   \
+                     int nt, float *y, int64_t ys)                                            \
+    {                                                                                         \
+        dispatch32(name##_kernels, n / 32, w, ws, nr, x, xs, nt, y, ys);                      \
+    }
+
+static void dispatch32(const tile32_fn k[2][4], int64_t nb, const void *vw, size_t ws, int nr,
+                       const void *vx, size_t xs, int nt, float *y, int64_t ys)
+{
+    const uint8_t *w = vw, *x = vx;
+    int r = 0;
+    if (nt > 1)
+        for (; r + 2 <= nr; r += 2)
+            k[1][nt - 1](nb, w + r * ws, ws, x, xs, y + r, ys);
+    for (; r < nr; r++)
+        k[0][nt - 1](nb, w + r * ws, ws, x, xs, y + r, ys);
+}
+
+TILE32_SET(tile_q4_0, K_Q4_0)
+TILE32_SET(tile_q4_1, K_Q4_1)
+TILE32_SET(tile_q5_0, K_Q5_0)
+TILE32_SET(tile_q5_1, K_Q5_1)
+TILE32_SET(tile_q8_0, K_Q8_0)
+
+/* k-quants: T tokens of one row; rows loop outside. */
+#define TILEK_SET(name, CALL)                                                                 \
+    static AVX2 void name##_t1(int64_t nb, const uint8_t *w, const uint8_t *x, size_t xs,     \
+                               float *y, int64_t ys)                                          \
+    {                                                                                         \
+        CALL(1);                                                                              \
+    }                                                                                         \
+    static AVX2 void name##_t2(int64_t nb, const uint8_t *w, const uint8_t *x, size_t xs,     \
+                               float *y, int64_t ys)                                          \
+    {                                                                                         \
+        CALL(2);                                                                              \
+    }                                                                                         \
+    static AVX2 void name##_t3(int64_t nb, const uint8_t *w, const uint8_t *x, size_t xs,     \
+                               float *y, int64_t ys)                                          \
+    {                                                                                         \
+        CALL(3);                                                                              \
+    }                                                                                         \
+    static AVX2 void name##_t4(int64_t nb, const uint8_t *w, const uint8_t *x, size_t xs,     \
+                               float *y, int64_t ys)                                          \
+    {                                                                                         \
+        CALL(4);                                                                              \
+    }                                                                                         \
+    static void name(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,   \
+                     int nt, float *y, int64_t ys)                                            \
+    {                                                                                         \
+        static void (*const k[4])(int64_t, const uint8_t *, const uint8_t *, size_t, float *, \
+                                  int64_t) = {name##_t1, name##_t2, name##_t3, name##_t4};    \
+        for (int r = 0; r < nr; r++)                                                          \
+            k[nt - 1](n / LM_QK_K, (const uint8_t *)w + r * ws, x, xs, y + r, ys);            \
+    }
+
+#define CALL_Q4K(T) tile_q45k(K_Q4_K, nb, w, x, xs, y, ys, T)
+#define CALL_Q5K(T) tile_q45k(K_Q5_K, nb, w, x, xs, y, ys, T)
+#define CALL_Q6K(T) tile_q6k(nb, w, x, xs, y, ys, T)
+TILEK_SET(tile_q4_k, CALL_Q4K)
+TILEK_SET(tile_q5_k, CALL_Q5K)
+TILEK_SET(tile_q6_k, CALL_Q6K)
+
+#define TILEF(name, K)                                                                        \
+    static AVX2 void name(int64_t n, const void *w, size_t ws, int nr, const void *x,         \
+                          size_t xs, int nt, float *y, int64_t ys)                            \
+    {                                                                                         \
+        tile_float(K, n, w, ws, nr, x, xs, nt, y, ys);                                        \
+    }
+TILEF(tile_f32, K_F32)
+TILEF(tile_f16, K_F16)
+TILEF(tile_bf16, K_BF16)
+
+const lm_tile_fn lm_tile_avx2[LM_TYPE_COUNT] = {
+    [LM_TYPE_F32] = tile_f32,   [LM_TYPE_F16] = tile_f16,   [LM_TYPE_BF16] = tile_bf16,
+    [LM_TYPE_Q4_0] = tile_q4_0, [LM_TYPE_Q4_1] = tile_q4_1, [LM_TYPE_Q5_0] = tile_q5_0,
+    [LM_TYPE_Q5_1] = tile_q5_1, [LM_TYPE_Q8_0] = tile_q8_0, [LM_TYPE_Q4_K] = tile_q4_k,
+    [LM_TYPE_Q5_K] = tile_q5_k, [LM_TYPE_Q6_K] = tile_q6_k,
+};

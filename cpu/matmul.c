@@ -1,0 +1,139 @@
+/* lm_cpu_matmul: quantize the activations once, then sweep the weight rows
+ * on the OpenMP threads.  Each thread owns one contiguous run of rows (a
+ * static split: decode streams each weight byte exactly once, and neighbours
+ * never share a cache line of y); within it, rows go in blocks small enough
+ * to stay in L1/L2 while every token tile passes over them, so a prompt
+ * loads each weight block once per LM_TILE_TOKS tokens instead of per token. */
+#include <omp.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "kernels.h"
+
+/* The activation type each weight type meets (ggml's vec_dot_type).  F16 and
+ * BF16 weights take f16/bf16 activations as ggml does, so rounding matches. */
+static const uint8_t vec_dot_type[LM_TYPE_COUNT] = {
+    [LM_TYPE_F32] = LM_TYPE_F32,   [LM_TYPE_F16] = LM_TYPE_F16,   [LM_TYPE_BF16] = LM_TYPE_BF16,
+    [LM_TYPE_Q4_0] = LM_TYPE_Q8_0, [LM_TYPE_Q4_1] = LM_TYPE_Q8_1, [LM_TYPE_Q5_0] = LM_TYPE_Q8_0,
+    [LM_TYPE_Q5_1] = LM_TYPE_Q8_1, [LM_TYPE_Q8_0] = LM_TYPE_Q8_0, [LM_TYPE_Q4_K] = LM_TYPE_Q8_K,
+    [LM_TYPE_Q5_K] = LM_TYPE_Q8_K, [LM_TYPE_Q6_K] = LM_TYPE_Q8_K,
+};
+
+#define SCRATCH_ALIGN 64
+/* Below this many multiply-adds a product runs on one thread: waking the
+ * others costs more than it saves. */
+#define PARALLEL_MIN_MACS 65536
+/* Bytes of weight rows kept hot while the token tiles pass over them. */
+#define ROW_BLOCK_BYTES 24576
+
+bool lm_cpu_supports(uint32_t weight_type)
+{
+    return weight_type < LM_TYPE_COUNT && lm_dot_portable[weight_type] != NULL;
+}
+
+uint32_t lm_cpu_vec_dot_type(uint32_t weight_type)
+{
+    return lm_cpu_supports(weight_type) ? vec_dot_type[weight_type] : weight_type;
+}
+
+size_t lm_cpu_matmul_scratch_size(uint32_t weight_type, int64_t cols, int64_t n_tok)
+{
+    return (size_t)n_tok * lm_row_size(lm_cpu_vec_dot_type(weight_type), cols) + SCRATCH_ALIGN;
+}
+
+bool lm_cpu_use_avx2(void)
+{
+    static atomic_int state = -1; /* -1 unknown, 0 no, 1 yes */
+    int s = atomic_load_explicit(&state, memory_order_relaxed);
+    if (s < 0) {
+        const char *no = getenv("LAMINA_NO_AVX2");
+        __builtin_cpu_init();
+        s = !(no && no[0] && strcmp(no, "0") != 0) && __builtin_cpu_supports("avx2") &&
+            __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        atomic_store_explicit(&state, s, memory_order_relaxed);
+    }
+    return s != 0;
+}
+
+/* The tile kernel for portable dots: the same contract, one dot at a time. */
+static void tile_by_dots(lm_dot_fn dot, int64_t n, const uint8_t *w, size_t w_stride, int nr,
+                         const uint8_t *x, size_t x_stride, int nt, float *y, int64_t y_stride)
+{
+    for (int t = 0; t < nt; t++)
+        for (int r = 0; r < nr; r++)
+            y[t * y_stride + r] = dot(n, w + (size_t)r * w_stride, x + (size_t)t * x_stride);
+}
+
+/* Rows [r0, r1) of the product for every token, in row blocks x token tiles. */
+static void sweep_rows(uint32_t type, lm_tile_fn tile, const uint8_t *W, size_t w_row,
+                       int64_t rows, int64_t cols, const uint8_t *xq, size_t x_row, int64_t n_tok,
+                       float *y, int64_t r0, int64_t r1)
+{
+    int64_t block = (int64_t)(ROW_BLOCK_BYTES / w_row) / LM_TILE_ROWS * LM_TILE_ROWS;
+    if (block < LM_TILE_ROWS)
+        block = LM_TILE_ROWS;
+    for (int64_t rb = r0; rb < r1; rb += block) {
+        const int64_t re = rb + block < r1 ? rb + block : r1;
+        for (int64_t t = 0; t < n_tok; t += LM_TILE_TOKS) {
+            const int nt = (int)(n_tok - t < LM_TILE_TOKS ? n_tok - t : LM_TILE_TOKS);
+            for (int64_t r = rb; r < re; r += LM_TILE_ROWS) {
+                const int nr = (int)(re - r < LM_TILE_ROWS ? re - r : LM_TILE_ROWS);
+                const uint8_t *w = W + (size_t)r * w_row;
+                const uint8_t *x = xq + (size_t)t * x_row;
+                float *yt = y + t * rows + r;
+                if (tile)
+                    tile(cols, w, w_row, nr, x, x_row, nt, yt, rows);
+                else
+                    tile_by_dots(lm_dot_portable[type], cols, w, w_row, nr, x, x_row, nt, yt,
+                                 rows);
+            }
+        }
+    }
+}
+
+static void matmul(uint32_t type, const void *W, int64_t rows, int64_t cols, const float *x,
+                   int64_t n_tok, float *y, void *scratch, bool avx2)
+{
+    const uint32_t act = vec_dot_type[type];
+    const size_t w_row = lm_row_size(type, cols), x_row = lm_row_size(act, cols);
+    uint8_t *xq = (uint8_t *)(((uintptr_t)scratch + SCRATCH_ALIGN - 1) &
+                              ~(uintptr_t)(SCRATCH_ALIGN - 1));
+    const lm_tile_fn tile = avx2 ? lm_tile_avx2[type] : NULL;
+    const int parallel = rows * cols * n_tok >= PARALLEL_MIN_MACS;
+
+#pragma omp parallel if (parallel)
+    {
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < n_tok; t++)
+            lm_quantize_act(act, x + t * cols, xq + (size_t)t * x_row, cols);
+        /* The implicit barrier above publishes xq to every thread. */
+        const int nth = omp_get_num_threads(), ith = omp_get_thread_num();
+        const int64_t tiles = (rows + LM_TILE_ROWS - 1) / LM_TILE_ROWS;
+        const int64_t r0 = tiles * ith / nth * LM_TILE_ROWS;
+        int64_t r1 = tiles * (ith + 1) / nth * LM_TILE_ROWS;
+        if (r1 > rows)
+            r1 = rows;
+        if (r0 < r1)
+            sweep_rows(type, tile, W, w_row, rows, cols, xq, x_row, n_tok, y, r0, r1);
+    }
+}
+
+void lm_cpu_matmul(uint32_t weight_type, const void *W, int64_t rows, int64_t cols,
+                   const float *x, int64_t n_tok, float *y, void *scratch)
+{
+    matmul(weight_type, W, rows, cols, x, n_tok, y, scratch, lm_cpu_use_avx2());
+}
+
+void lm_cpu_matmul_portable(uint32_t weight_type, const void *W, int64_t rows, int64_t cols,
+                            const float *x, int64_t n_tok, float *y, void *scratch)
+{
+    matmul(weight_type, W, rows, cols, x, n_tok, y, scratch, false);
+}
+
+void lm_cpu_get_row(uint32_t weight_type, const void *W, int64_t cols, int64_t row, float *out)
+{
+    const size_t w_row = lm_row_size(weight_type, cols);
+    lm_type_get(weight_type)->dequantize((const uint8_t *)W + (size_t)row * w_row, out, cols);
+}

@@ -1,0 +1,336 @@
+/* The CPU matrix kernels against a double-precision reference built from the
+ * registry's dequantizers.
+ *
+ * Tight check: W dequantized, the activations quantized by the kernels'
+ * quantizer and dequantized again, summed in double.  Then the kernels and
+ * the reference see the same numbers and may differ only in summation order
+ * (plus, for Q4_1/Q5_1, ggml's fp16-rounded block sums s, which the reference
+ * models).  Loose check: the same against the f32 activations, within the
+ * bound activation quantization allows.  Both the AVX2 path (when the CPU has
+ * it) and the portable one; odd row counts, 1..3 blocks and the model's real
+ * widths, token counts that leave partial tiles. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "internal.h"
+#include "kernels.h"
+#include "quant.h"
+
+/* ---- deterministic random numbers --------------------------------------- */
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
+
+static double rnd_uniform(void) /* [0, 1) */
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (double)(rng_state >> 11) / 9007199254740992.0;
+}
+
+static float rnd_normal(void)
+{
+    double u = rnd_uniform() + 1e-12, v = rnd_uniform();
+    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
+}
+
+/* ---- the reference -------------------------------------------------------- */
+
+/* The per-block m of a Q4_1/Q5_1 weight block (both start with d, m). */
+static float affine_min(uint32_t type, const uint8_t *row, int64_t b)
+{
+    const size_t bs = lm_type_get(type)->type_size;
+    lm_fp16 m;
+    memcpy(&m, row + b * bs + 2, sizeof m);
+    return lm_fp16_to_f32(m);
+}
+
+typedef struct {
+    uint32_t type;
+    int64_t rows, cols, n_tok;
+    uint8_t *w;     /* quantized weights */
+    float *wd;      /* dequantized */
+    float *x;       /* f32 activations */
+    uint8_t *xq;    /* activations in the vec_dot_type */
+    float *xd;      /* dequantized */
+    double *exact;  /* reference on xd (with Q8_1's s modelled) */
+    double *mag;    /* sum |w * xd| */
+    double *loose;  /* allowed error against the f32 activations */
+    double *ref_f;  /* reference on x */
+} problem;
+
+static void make_problem(problem *p, uint32_t type, int64_t rows, int64_t cols, int64_t n_tok)
+{
+    const lm_type_info *ti = lm_type_get(type);
+    const uint32_t at = lm_cpu_vec_dot_type(type);
+    const lm_type_info *ai = lm_type_get(at);
+    const size_t w_row = lm_row_size(type, cols), x_row = lm_row_size(at, cols);
+    p->type = type;
+    p->rows = rows;
+    p->cols = cols;
+    p->n_tok = n_tok;
+    float *wf = malloc((size_t)(rows * cols) * sizeof(float));
+    for (int64_t i = 0; i < rows * cols; i++)
+        wf[i] = rnd_normal() * 0.05f + (i % 7 == 0 ? 0.02f : 0.0f);
+    p->w = malloc(w_row * (size_t)rows);
+    ti->quantize(wf, p->w, rows * cols);
+    p->wd = malloc((size_t)(rows * cols) * sizeof(float));
+    ti->dequantize(p->w, p->wd, rows * cols);
+    free(wf);
+
+    p->x = malloc((size_t)(n_tok * cols) * sizeof(float));
+    for (int64_t i = 0; i < n_tok * cols; i++)
+        p->x[i] = rnd_normal() * (i % 13 == 0 ? 3.0f : 1.0f);
+    p->xq = malloc(x_row * (size_t)n_tok);
+    p->xd = malloc((size_t)(n_tok * cols) * sizeof(float));
+    for (int64_t t = 0; t < n_tok; t++) {
+        lm_quantize_act(at, p->x + t * cols, p->xq + t * x_row, cols);
+        ai->dequantize(p->xq + t * x_row, p->xd + t * cols, cols);
+    }
+
+    const size_t ny = (size_t)(rows * n_tok) * sizeof(double);
+    p->exact = malloc(ny);
+    p->mag = malloc(ny);
+    p->loose = malloc(ny);
+    p->ref_f = malloc(ny);
+    const int abs = ai->block_size;
+    for (int64_t t = 0; t < n_tok; t++) {
+        const float *xd = p->xd + t * cols, *x = p->x + t * cols;
+        for (int64_t r = 0; r < rows; r++) {
+            const float *wd = p->wd + r * cols;
+            double s = 0, m = 0, sf = 0, tol = 0;
+            for (int64_t c0 = 0; c0 < cols; c0 += abs) {
+                float amax = 0;
+                for (int64_t c = c0; c < c0 + abs; c++)
+                    amax = fmaxf(amax, fabsf(x[c]));
+                for (int64_t c = c0; c < c0 + abs; c++) {
+                    s += (double)wd[c] * xd[c];
+                    m += fabs((double)wd[c] * xd[c]);
+                    sf += (double)wd[c] * x[c];
+                    /* activation rounding: half a step of the block's scale */
+                    tol += fabs((double)wd[c]) * (amax / 254.0 * 1.001 + 1e-7 * fabs(x[c]));
+                }
+            }
+            if (at == LM_TYPE_Q8_1) { /* ggml adds m_w * s_x, s rounded to fp16 */
+                const lm_block_q8_1 *xb = (const lm_block_q8_1 *)(p->xq + t * x_row);
+                for (int64_t b = 0; b < cols / 32; b++) {
+                    int sq = 0;
+                    for (int j = 0; j < 32; j++)
+                        sq += xb[b].qs[j];
+                    const double mw = affine_min(type, p->w + r * w_row, b);
+                    const double sx = lm_fp16_to_f32(xb[b].s);
+                    const double exact_s = (double)lm_fp16_to_f32(xb[b].d) * sq;
+                    s += mw * (sx - exact_s);
+                    m += fabs(mw * sx);
+                    tol += fabs(mw * (sx - exact_s));
+                }
+            }
+            p->exact[t * rows + r] = s;
+            p->mag[t * rows + r] = m;
+            p->ref_f[t * rows + r] = sf;
+            p->loose[t * rows + r] = tol;
+        }
+    }
+}
+
+static void free_problem(problem *p)
+{
+    free(p->w);
+    free(p->wd);
+    free(p->x);
+    free(p->xq);
+    free(p->xd);
+    free(p->exact);
+    free(p->mag);
+    free(p->loose);
+    free(p->ref_f);
+}
+
+typedef void (*matmul_fn)(uint32_t, const void *, int64_t, int64_t, const float *, int64_t,
+                          float *, void *);
+
+static double worst_rel = 0; /* largest tight error seen, reported at the end */
+
+static void check_matmul(const problem *p, matmul_fn mm, const char *path)
+{
+    const int64_t ny = p->rows * p->n_tok;
+    float *y = malloc((size_t)ny * sizeof(float));
+    void *scratch = malloc(lm_cpu_matmul_scratch_size(p->type, p->cols, p->n_tok));
+    for (int64_t i = 0; i < ny; i++)
+        y[i] = NAN;
+    mm(p->type, p->w, p->rows, p->cols, p->x, p->n_tok, y, scratch);
+    for (int64_t i = 0; i < ny; i++) {
+        const double err = fabs(y[i] - p->exact[i]);
+        const double tight = 1e-5 * p->mag[i] + 1e-30;
+        if (err / (p->mag[i] + 1e-30) > worst_rel)
+            worst_rel = err / (p->mag[i] + 1e-30);
+        if (!(err <= tight) || !(fabs(y[i] - p->ref_f[i]) <= p->loose[i] + tight)) {
+            print_error("%s %s rows=%lld cols=%lld n_tok=%lld: y[%lld]=%.9g exact=%.9g "
+                        "(tol %.3g) f32 ref=%.9g (tol %.3g)\n",
+                        path, lm_type_name(p->type), (long long)p->rows, (long long)p->cols,
+                        (long long)p->n_tok, (long long)i, y[i], p->exact[i], tight,
+                        p->ref_f[i], p->loose[i] + tight);
+            fail();
+        }
+    }
+    free(scratch);
+    free(y);
+}
+
+/* ---- the tests ---------------------------------------------------------- */
+
+static const uint32_t weight_types[] = {
+    LM_TYPE_F32,  LM_TYPE_F16,  LM_TYPE_BF16, LM_TYPE_Q4_0, LM_TYPE_Q4_1, LM_TYPE_Q5_0,
+    LM_TYPE_Q5_1, LM_TYPE_Q8_0, LM_TYPE_Q4_K, LM_TYPE_Q5_K, LM_TYPE_Q6_K,
+};
+#define N_TYPES (sizeof weight_types / sizeof weight_types[0])
+
+static void matmul_one_type(uint32_t type)
+{
+    const int bs = lm_type_get(type)->block_size;
+    const int64_t cols_list[] = {bs, 2 * bs, 3 * bs, bs == 256 ? 768 : 576, 1536,
+                                 bs == 1 ? 37 : 4 * bs};
+    const int64_t tok_list[] = {1, 2, 3, 5, 17};
+    const int64_t rows_list[] = {37, 1, 4};
+    for (size_t ic = 0; ic < sizeof cols_list / sizeof cols_list[0]; ic++)
+        for (size_t it = 0; it < sizeof tok_list / sizeof tok_list[0]; it++)
+            for (size_t ir = 0; ir < sizeof rows_list / sizeof rows_list[0]; ir++) {
+                problem p;
+                make_problem(&p, type, rows_list[ir], cols_list[ic], tok_list[it]);
+                check_matmul(&p, lm_cpu_matmul, lm_cpu_use_avx2() ? "avx2" : "default");
+                check_matmul(&p, lm_cpu_matmul_portable, "portable");
+                free_problem(&p);
+            }
+}
+
+static void test_matmul_all_types(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < N_TYPES; i++) {
+        assert_true(lm_cpu_supports(weight_types[i]));
+        matmul_one_type(weight_types[i]);
+    }
+    print_message("worst error / sum|w*x| = %.3g (avx2: %s)\n", worst_rel,
+                  lm_cpu_use_avx2() ? "yes" : "no");
+}
+
+/* A prompt-sized product exercises the parallel paths and full tiles. */
+static void test_matmul_prompt(void **state)
+{
+    (void)state;
+    const uint32_t types[] = {LM_TYPE_Q4_1, LM_TYPE_Q8_0, LM_TYPE_Q4_K, LM_TYPE_Q6_K};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        problem p;
+        make_problem(&p, types[i], 193, 512, 64);
+        check_matmul(&p, lm_cpu_matmul, "avx2");
+        check_matmul(&p, lm_cpu_matmul_portable, "portable");
+        free_problem(&p);
+    }
+}
+
+static void test_vec_dot_types(void **state)
+{
+    (void)state;
+    assert_int_equal(lm_cpu_vec_dot_type(LM_TYPE_Q4_0), LM_TYPE_Q8_0);
+    assert_int_equal(lm_cpu_vec_dot_type(LM_TYPE_Q4_1), LM_TYPE_Q8_1);
+    assert_int_equal(lm_cpu_vec_dot_type(LM_TYPE_Q5_1), LM_TYPE_Q8_1);
+    assert_int_equal(lm_cpu_vec_dot_type(LM_TYPE_Q8_0), LM_TYPE_Q8_0);
+    assert_int_equal(lm_cpu_vec_dot_type(LM_TYPE_Q6_K), LM_TYPE_Q8_K);
+    assert_int_equal(lm_cpu_vec_dot_type(LM_TYPE_F16), LM_TYPE_F16);
+    assert_false(lm_cpu_supports(LM_TYPE_Q8_K));
+    assert_false(lm_cpu_supports(LM_TYPE_Q8_1));
+    assert_false(lm_cpu_supports(999));
+}
+
+/* Activations are quantized the way ggml's AVX2 code does it: scale by
+ * 127/amax, round half to even. */
+static void test_act_quant_rounding(void **state)
+{
+    (void)state;
+    float x[32] = {0};
+    x[0] = 127.0f; /* amax 127: the multiplier is exactly 1 */
+    x[1] = 2.5f;
+    x[2] = -3.5f;
+    x[3] = 0.5f;
+    x[4] = -126.5f;
+    lm_block_q8_0 b0;
+    lm_quantize_act(LM_TYPE_Q8_0, x, &b0, 32);
+    assert_int_equal(b0.qs[0], 127);
+    assert_int_equal(b0.qs[1], 2);
+    assert_int_equal(b0.qs[2], -4);
+    assert_int_equal(b0.qs[3], 0);
+    assert_int_equal(b0.qs[4], -126);
+    assert_true(lm_fp16_to_f32(b0.d) == 1.0f);
+
+    lm_block_q8_1 b1;
+    lm_quantize_act(LM_TYPE_Q8_1, x, &b1, 32);
+    assert_memory_equal(b1.qs, b0.qs, 32);
+    assert_true(lm_fp16_to_f32(b1.s) == lm_fp16_to_f32(lm_f32_to_fp16(127 + 2 - 4 - 126)));
+
+    float zero[32] = {0};
+    lm_quantize_act(LM_TYPE_Q8_0, zero, &b0, 32);
+    assert_true(lm_fp16_to_f32(b0.d) == 0.0f);
+    for (int j = 0; j < 32; j++)
+        assert_int_equal(b0.qs[j], 0);
+
+    /* Q8_K: the scale from the signed extreme, bsums of 16. */
+    float xk[256];
+    for (int j = 0; j < 256; j++)
+        xk[j] = (float)((j * 37) % 101 - 50) / 10.0f;
+    xk[100] = -20.0f;
+    lm_block_q8_k bk;
+    lm_quantize_act(LM_TYPE_Q8_K, xk, &bk, 256);
+    assert_int_equal(bk.qs[100], -127); /* iscale = -127/max, times max */
+    assert_true(fabsf(bk.d - 20.0f / 127.0f) < 1e-7f);
+    for (int g = 0; g < 16; g++) {
+        int s = 0;
+        for (int j = 0; j < 16; j++)
+            s += bk.qs[16 * g + j];
+        assert_int_equal(bk.bsums[g], s);
+    }
+}
+
+static void test_get_row(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < N_TYPES; i++) {
+        const uint32_t type = weight_types[i];
+        const lm_type_info *ti = lm_type_get(type);
+        const int64_t rows = 5, cols = 2 * 256;
+        float *wf = malloc(rows * cols * sizeof(float));
+        float *all = malloc(rows * cols * sizeof(float));
+        float row[512];
+        for (int64_t j = 0; j < rows * cols; j++)
+            wf[j] = rnd_normal();
+        uint8_t *w = malloc(lm_row_size(type, cols) * rows);
+        ti->quantize(wf, w, rows * cols);
+        ti->dequantize(w, all, rows * cols);
+        for (int64_t r = 0; r < rows; r++) {
+            lm_cpu_get_row(type, w, cols, r, row);
+            assert_memory_equal(row, all + r * cols, cols * sizeof(float));
+        }
+        free(w);
+        free(all);
+        free(wf);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_vec_dot_types),
+        cmocka_unit_test(test_act_quant_rounding),
+        cmocka_unit_test(test_get_row),
+        cmocka_unit_test(test_matmul_all_types),
+        cmocka_unit_test(test_matmul_prompt),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
