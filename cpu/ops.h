@@ -1,0 +1,46 @@
+/* The parts of a transformer layer that are not weight products, on the
+ * CPU: RMSNorm, RoPE, attention over an fp16 KV cache, SwiGLU.  Each works
+ * on n rows and spreads the rows over the OpenMP threads when it pays. */
+#ifndef LM_CPU_OPS_H
+#define LM_CPU_OPS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "quant.h"
+
+/* out[t] = x[t] / rms(x[t]) * w, for n rows of dim. */
+void lm_rmsnorm(float *out, const float *x, const float *w, int n, int dim, float eps);
+
+/* Rotates n_heads heads of head_dim in each of n rows; row t is at position
+ * pos0 + t.  inv_freq holds n_rot/2 frequencies. */
+void lm_rope(float *x, int n, int n_heads, int head_dim, int n_rot, bool neox, int pos0,
+             const float *inv_freq);
+
+/* out[t] = silu(gate[t]) * up[t], elementwise over n*dim values (in place
+ * into gate is allowed). */
+void lm_swiglu(float *out, const float *gate, const float *up, int64_t count);
+
+/* x[i] += y[i] */
+void lm_add(float *x, const float *y, int64_t count);
+
+/* out[t] = b + x[t] for n rows of dim (the qwen2 biases). */
+void lm_add_bias(float *x, const float *b, int n, int dim);
+
+/* Causal attention for n query rows at positions pos0.., against a cache
+ * holding positions 0..pos0+n-1 (rows of n_head_kv*head_dim fp16, k and v).
+ * q: n rows of n_head*head_dim; out likewise.  scratch: n_threads * n_ctx
+ * floats. */
+void lm_attention(float *out, const float *q, const lm_fp16 *k_cache, const lm_fp16 *v_cache,
+                  int n, int pos0, int n_head, int n_head_kv, int head_dim, float *scratch,
+                  int n_ctx);
+
+/* Stores n rows of kv_dim floats as fp16 at cache row pos0. */
+void lm_store_fp16(lm_fp16 *cache, const float *src, int n, int kv_dim, int pos0);
+
+/* Fast fp16 <-> f32 for the hot paths (a table one way, hardware or the
+ * reference conversion the other). */
+float lm_half_to_float(lm_fp16 h);
+lm_fp16 lm_float_to_half(float f);
+
+#endif

@@ -1,0 +1,41 @@
+/* The one narrow door between the executor and the devices.
+ *
+ * A backend runs whole transformer layers over n tokens, keeping the KV
+ * cache of the layers it runs, and the output head.  The executor tells it
+ * where the layer's weight bytes are right now (lm_layer_view: the file
+ * mapping, or a staging buffer the streamer filled), so residency and
+ * streaming stay outside.  A new kind of device is a new file that fills
+ * lm_backend_ops; nothing else changes. */
+#ifndef LM_BACKEND_H
+#define LM_BACKEND_H
+
+#include <stdint.h>
+
+#include "model.h"
+
+typedef struct lm_backend lm_backend;
+
+typedef struct {
+    const char *name;
+    /* x holds n_tok rows of n_embd floats on the host, for positions
+     * pos0 .. pos0+n_tok-1; the layer's output replaces them. */
+    int (*forward_layer)(lm_backend *b, int il, const lm_layer_view *w, float *x, int n_tok,
+                         int pos0);
+    /* Final norm and output head over n_tok rows of x: n_tok * n_vocab logits. */
+    int (*output)(lm_backend *b, const float *x, int n_tok, float *logits);
+    /* Forget the KV cache from position pos on (a new prompt, a new window). */
+    void (*truncate)(lm_backend *b, int pos);
+    void (*free)(lm_backend *b);
+} lm_backend_ops;
+
+struct lm_backend {
+    const lm_backend_ops *ops;
+    const lm_model *model;
+    int n_ctx;      /* KV cache positions */
+    int n_batch;    /* most tokens one forward_layer call takes */
+};
+
+/* The CPU backend: OpenMP threads over quantized weights. */
+lm_backend *lm_backend_cpu_new(const lm_model *m, int n_ctx, int n_batch);
+
+#endif

@@ -1,0 +1,339 @@
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "error.h"
+#include "chat.h"
+#include "quant.h"
+
+enum {
+    OPT_TEMP = 256, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT_PENALTY, OPT_REPEAT_LAST_N,
+    OPT_SEED, OPT_CHAT, OPT_STATS_JSON, OPT_JSON, OPT_CHUNKS, OPT_NO_BOS, OPT_NO_PARSE_SPECIAL,
+    OPT_CHAT_TEMPLATE, OPT_IDS,
+};
+
+static const struct option long_options[] = {
+    {"model", required_argument, NULL, 'm'},
+    {"prompt", required_argument, NULL, 'p'},
+    {"file", required_argument, NULL, 'f'},
+    {"n-predict", required_argument, NULL, 'n'},
+    {"threads", required_argument, NULL, 't'},
+    {"ctx-size", required_argument, NULL, 'c'},
+    {"batch-size", required_argument, NULL, 'b'},
+    {"repetitions", required_argument, NULL, 'r'},
+    {"quiet", no_argument, NULL, 'q'},
+    {"help", no_argument, NULL, 'h'},
+    {"temp", required_argument, NULL, OPT_TEMP},
+    {"top-k", required_argument, NULL, OPT_TOP_K},
+    {"top-p", required_argument, NULL, OPT_TOP_P},
+    {"min-p", required_argument, NULL, OPT_MIN_P},
+    {"repeat-penalty", required_argument, NULL, OPT_REPEAT_PENALTY},
+    {"repeat-last-n", required_argument, NULL, OPT_REPEAT_LAST_N},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"chat", no_argument, NULL, OPT_CHAT},
+    {"chat-template", required_argument, NULL, OPT_CHAT_TEMPLATE},
+    {"stats-json", required_argument, NULL, OPT_STATS_JSON},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"ids", no_argument, NULL, OPT_IDS},
+    {"chunks", required_argument, NULL, OPT_CHUNKS},
+    {"no-bos", no_argument, NULL, OPT_NO_BOS},
+    {"no-parse-special", no_argument, NULL, OPT_NO_PARSE_SPECIAL},
+    {NULL, 0, NULL, 0},
+};
+
+/* What each subcommand accepts, shown by `lamina COMMAND --help`. */
+static const struct {
+    const char *command;
+    const char *usage;
+} usages[] = {
+    {"run", "Usage: lamina run -m MODEL -p PROMPT [options]\n"
+            "Generate text from PROMPT. Only the generated text goes to stdout.\n\n"
+            "  -m, --model FILE        GGUF model file\n"
+            "  -p, --prompt TEXT       the prompt\n"
+            "  -f, --file FILE         read the prompt from FILE\n"
+            "  -n, --n-predict N       tokens to generate (default 128; -1: until the end)\n"
+            "  -c, --ctx-size N        context size (default: the model's, at most 4096)\n"
+            "  -b, --batch-size N      prompt tokens per pass (default 512)\n"
+            "  -t, --threads N         threads (default: all cores)\n"
+            "      --chat              wrap the prompt in the model's chat template\n"
+            "      --chat-template NAME  chatml, llama2, llama3 or mistral\n"
+            "      --temp T            temperature; 0 = greedy (default 0.8)\n"
+            "      --top-k N           (default 40; 0 = off)\n"
+            "      --top-p P           (default 0.95; 1 = off)\n"
+            "      --min-p P           (default 0.05; 0 = off)\n"
+            "      --repeat-penalty R  (default 1.0 = off)\n"
+            "      --repeat-last-n N   tokens the penalty looks back on (default 64)\n"
+            "      --seed S            random seed (default: from the clock)\n"
+            "      --stats-json FILE   also write the statistics as JSON to FILE\n"
+            "      --ids               print the generated token ids instead of text\n"
+            "  -q, --quiet             no model or statistics lines on stderr\n"},
+    {"chat", "Usage: lamina chat -m MODEL [options]\n"
+             "Talk with the model: each line on stdin is your turn; /exit or end of input ends.\n"
+             "Takes the sampling options of `lamina run` and -p as the system prompt.\n"},
+    {"tokenize", "Usage: lamina tokenize -m MODEL [--no-bos] [--no-parse-special] TEXT\n"
+                 "Print the token ids of TEXT on one line, separated by spaces.\n"},
+    {"perplexity", "Usage: lamina perplexity -m MODEL -f TEXT_FILE [-c CTX] [--chunks N]\n"
+                   "Perplexity of the file in windows of CTX tokens (default 512), each scored\n"
+                   "on its second half, as llama-perplexity does. Last line: perplexity: X\n"},
+    {"bench", "Usage: lamina bench -m MODEL [-p 128] [-n 64] [-t N] [-r 3] [--json]\n"
+              "Prompt and decode speed, and the weight bandwidth decoding reached next to\n"
+              "the measured RAM bandwidth. --json prints one JSON object on stdout.\n"},
+    {"info", "Usage: lamina info -m MODEL\n"
+             "Architecture, hyperparameters and a summary of tensor types.\n"},
+};
+
+static int usage(const char *command)
+{
+    for (size_t i = 0; i < sizeof usages / sizeof *usages; i++)
+        if (strcmp(usages[i].command, command) == 0)
+            fputs(usages[i].usage, stdout);
+    return 2;
+}
+
+int lm_cli_int(const char *option, const char *text, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < lo || v > hi) {
+        lm_set_error("invalid value '%s' for %s (an integer from %d to %d)", text, option, lo, hi);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_float(const char *option, const char *text, float lo, float hi, float *out)
+{
+    char *end;
+    errno = 0;
+    float v = strtof(text, &end);
+    if (errno || end == text || *end || !(v >= lo && v <= hi)) {
+        lm_set_error("invalid value '%s' for %s (a number from %g to %g)", text, option, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_seed(const char *text, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno || end == text || *end || text[0] == '-') {
+        lm_set_error("invalid value '%s' for --seed (a non-negative integer)", text);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_one(lm_cli *o, int c, const char *arg)
+{
+    lm_sampler_params *sp = &o->sampling;
+    switch (c) {
+    case 'm': o->model = arg; return 0;
+    case 'p': o->prompt = arg; return 0;
+    case 'f': o->file = arg; return 0;
+    case 'n': return lm_cli_int("-n", arg, -1, INT_MAX, &o->n_predict);
+    case 't': return lm_cli_int("-t", arg, 1, 1024, &o->n_threads);
+    case 'c': return lm_cli_int("-c", arg, 1, 1 << 24, &o->n_ctx);
+    case 'b': return lm_cli_int("-b", arg, 1, 1 << 16, &o->n_batch);
+    case 'r': return lm_cli_int("-r", arg, 1, 1000, &o->repetitions);
+    case 'q': o->quiet = true; return 0;
+    case OPT_TEMP: return parse_float("--temp", arg, 0.0f, 100.0f, &sp->temp);
+    case OPT_TOP_K: return lm_cli_int("--top-k", arg, 0, INT_MAX, &sp->top_k);
+    case OPT_TOP_P: return parse_float("--top-p", arg, 0.0f, 1.0f, &sp->top_p);
+    case OPT_MIN_P: return parse_float("--min-p", arg, 0.0f, 1.0f, &sp->min_p);
+    case OPT_REPEAT_PENALTY:
+        return parse_float("--repeat-penalty", arg, 0.01f, 100.0f, &sp->repeat_penalty);
+    case OPT_REPEAT_LAST_N:
+        return lm_cli_int("--repeat-last-n", arg, 0, 1 << 20, &sp->repeat_last_n);
+    case OPT_SEED: o->seed_given = true; return parse_seed(arg, &sp->seed);
+    case OPT_CHAT: o->chat = true; return 0;
+    case OPT_CHAT_TEMPLATE: o->chat_template = arg; return 0;
+    case OPT_STATS_JSON: o->stats_json = arg; return 0;
+    case OPT_JSON: o->json = true; return 0;
+    case OPT_IDS: o->print_ids = true; return 0;
+    case OPT_CHUNKS: return lm_cli_int("--chunks", arg, 1, INT_MAX, &o->n_chunks);
+    case OPT_NO_BOS: o->no_bos = true; return 0;
+    case OPT_NO_PARSE_SPECIAL: o->no_parse_special = true; return 0;
+    }
+    return -1;
+}
+
+int lm_cli_parse(lm_cli *o, const char *command, int argc, char **argv)
+{
+    memset(o, 0, sizeof *o);
+    o->n_predict = LM_CLI_UNSET;
+    o->n_batch = 512;
+    o->n_chunks = -1;
+    o->repetitions = 3;
+    o->sampling = lm_sampler_default_params();
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":m:p:f:n:t:c:b:r:qh", long_options, NULL)) != -1) {
+        if (c == 'h')
+            return usage(command);
+        if (c == '?' || c == ':') {
+            const char *what = c == '?' ? "unknown option" : "missing value for option";
+            if (optopt)
+                fprintf(stderr, "lamina %s: %s '-%c' (see lamina %s --help)\n", command, what,
+                        optopt, command);
+            else
+                fprintf(stderr, "lamina %s: %s '%s' (see lamina %s --help)\n", command, what,
+                        argv[optind - 1], command);
+            return 1;
+        }
+        if (parse_one(o, c, optarg) != 0) {
+            fprintf(stderr, "lamina %s: %s\n", command, lm_last_error());
+            return 1;
+        }
+    }
+    o->n_positional = argc - optind;
+    o->positional = argv + optind;
+    return 0;
+}
+
+void lm_json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+int lm_cli_fail(void)
+{
+    fprintf(stderr, "lamina: %s\n", lm_last_error());
+    return 1;
+}
+
+double lm_now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+uint64_t lm_peak_rss_bytes(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (uint64_t)ru.ru_maxrss * 1024; /* Linux reports KiB */
+}
+
+lm_model *lm_cli_load_model(const lm_cli *o)
+{
+    if (!o->model) {
+        lm_set_error("no model given (use -m MODEL.gguf)");
+        return NULL;
+    }
+    if (o->n_threads > 0)
+        omp_set_num_threads(o->n_threads);
+    double t0 = lm_now_seconds();
+    lm_model *m = lm_model_load(o->model);
+    if (!m)
+        return NULL;
+    if (!o->quiet) {
+        const lm_hparams *hp = &m->hp;
+        fprintf(stderr,
+                "lamina: %s: %s, %u layers, %u embd, %u/%u heads, %u vocab, %.1f MiB, "
+                "loaded in %.0f ms, %d threads\n",
+                o->model, hp->arch_name, hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv,
+                hp->n_vocab, (double)m->weight_bytes / (1024.0 * 1024.0),
+                (lm_now_seconds() - t0) * 1e3, omp_get_max_threads());
+    }
+    return m;
+}
+
+int lm_cli_context(const lm_cli *o, const lm_model *m)
+{
+    if (o->n_ctx > 0)
+        return o->n_ctx;
+    return m->hp.n_ctx_train < 4096 ? (int)m->hp.n_ctx_train : 4096;
+}
+
+char *lm_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        lm_set_error("%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n - 1, f);
+        if (n < cap - 1)
+            break;
+        char *grown = cap > ((size_t)1 << 31) ? NULL : realloc(buf, cap * 2);
+        if (!grown) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = grown;
+        cap *= 2;
+    }
+    int failed = ferror(f);
+    fclose(f);
+    if (!buf || failed) {
+        free(buf);
+        lm_set_error("%s: cannot read the file", path);
+        return NULL;
+    }
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+}
+
+int lm_cli_chat_format(const lm_cli *o, const lm_model *m, int *format, char **template_text)
+{
+    lm_gguf_str tmpl;
+    *template_text = NULL;
+    if (lm_gguf_get_str(m->gguf, "tokenizer.chat_template", &tmpl) == 0) {
+        *template_text = strndup(tmpl.data, tmpl.len);
+        if (!*template_text) {
+            lm_set_error("out of memory");
+            return -1;
+        }
+    }
+    if (o->chat_template) {
+        *format = lm_chat_format_from_name(o->chat_template);
+        if (*format == LM_CHAT_UNKNOWN) {
+            lm_set_error("unknown chat template '%s' (chatml, llama2, llama3, mistral)",
+                         o->chat_template);
+            return -1;
+        }
+        return 0;
+    }
+    *format = lm_chat_detect(*template_text);
+    if (*format == LM_CHAT_UNKNOWN) {
+        lm_set_error("%s: the model has no chat template lamina knows; use --chat-template NAME",
+                     o->model);
+        free(*template_text);
+        *template_text = NULL;
+        return -1;
+    }
+    return 0;
+}

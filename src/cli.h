@@ -1,0 +1,80 @@
+/* The `lamina` command: options shared by the subcommands, parsed once with
+ * getopt_long, and the helpers every subcommand uses (loading the model with
+ * a progress line, reporting errors). */
+#ifndef LM_CLI_H
+#define LM_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "model.h"
+#include "sampler.h"
+
+#define LM_CLI_UNSET INT32_MIN /* an option not given */
+
+typedef struct {
+    const char *model;
+    const char *prompt;      /* -p: text for run; a token count for bench */
+    const char *file;        /* -f */
+    const char *stats_json;  /* --stats-json */
+    const char *chat_template; /* --chat-template NAME */
+    int n_predict;           /* -n; -1: until end of generation or context;
+                                LM_CLI_UNSET: the command's default */
+    int n_threads;           /* -t; 0: all cores */
+    int n_ctx;               /* -c; 0: the model's, at most 4096 */
+    int n_batch;             /* -b */
+    int n_chunks;            /* --chunks; -1: all */
+    int repetitions;         /* -r (bench) */
+    lm_sampler_params sampling;
+    bool seed_given;
+    bool chat;
+    bool print_ids;          /* run --ids */
+    bool json;
+    bool no_bos;             /* tokenize */
+    bool no_parse_special;   /* tokenize */
+    bool quiet;
+    int n_positional;
+    char **positional;
+} lm_cli;
+
+/* Parses argv (after the subcommand name).  Returns 0, or 1 after printing
+ * a one-line error (exit status 1), or 2 when --help was printed. */
+int lm_cli_parse(lm_cli *o, const char *command, int argc, char **argv);
+
+/* Parses a whole decimal int in [lo, hi]; -1 with a one-line error. */
+int lm_cli_int(const char *option, const char *text, int lo, int hi, int *out);
+
+/* s as a JSON string literal, quotes included. */
+void lm_json_string(FILE *f, const char *s);
+
+/* Prints "lamina: <lm_last_error()>" and returns 1 (the exit status). */
+int lm_cli_fail(void);
+
+/* Loads -m (an error if missing), sets the thread count, and prints one
+ * line about the model on stderr unless quiet. */
+lm_model *lm_cli_load_model(const lm_cli *o);
+
+/* The context to use: -c, or the model's training context capped at 4096. */
+int lm_cli_context(const lm_cli *o, const lm_model *m);
+
+double lm_now_seconds(void);
+/* Peak resident set size of this process in bytes. */
+uint64_t lm_peak_rss_bytes(void);
+
+int lm_cmd_run(int argc, char **argv);
+int lm_cmd_chat(int argc, char **argv);
+int lm_cmd_tokenize(int argc, char **argv);
+int lm_cmd_perplexity(int argc, char **argv);
+int lm_cmd_bench(int argc, char **argv);
+int lm_cmd_info(int argc, char **argv);
+
+
+
+/* The whole file, NUL-terminated, malloc'd; NULL with lm_set_error. */
+char *lm_read_file(const char *path, size_t *len);
+
+/* The chat format to use: --chat-template, else detected from the model's
+ * tokenizer.chat_template; an error if neither gives one. */
+int lm_cli_chat_format(const lm_cli *o, const lm_model *m, int *format, char **template_text);
+#endif

@@ -1,0 +1,105 @@
+/* lamina bench: prompt and decode speed, and the weight bandwidth decoding
+ * reached, printed next to the RAM bandwidth measured in the same run (the
+ * physical limit of decoding from RAM). */
+#include <stdio.h>
+#include <omp.h>
+#include <stdlib.h>
+
+#include "cli.h"
+#include "error.h"
+#include "membw.h"
+#include "session.h"
+
+typedef struct {
+    double prompt_tps, decode_tps;
+} bench_result;
+
+/* One repetition: a fresh cache, the prompt in one pass, then n_gen tokens
+ * one at a time (the same token ids as llamacpp-ref.py's bench). */
+static int bench_once(lm_session *s, const lm_model *m, int n_prompt, int n_gen,
+                      bench_result *r)
+{
+    int32_t *prompt = malloc((size_t)n_prompt * sizeof *prompt);
+    if (!prompt) {
+        lm_set_error("out of memory");
+        return -1;
+    }
+    int32_t bos = lm_tokenizer_bos(m->tokenizer);
+    for (int i = 0; i < n_prompt; i++)
+        prompt[i] = (1000 + (i - 1) * 7 % 5000) % (int32_t)m->hp.n_vocab;
+    prompt[0] = bos >= 0 ? bos : 0;
+    lm_session_rewind(s, 0);
+    double t0 = lm_now_seconds();
+    int rc = lm_session_eval(s, prompt, n_prompt, false, NULL);
+    double t1 = lm_now_seconds();
+    int32_t t = 1000 % (int32_t)m->hp.n_vocab;
+    for (int i = 0; rc == 0 && i < n_gen; i++)
+        rc = lm_session_eval(s, &t, 1, false, NULL);
+    double t2 = lm_now_seconds();
+    free(prompt);
+    r->prompt_tps = n_prompt / (t1 - t0);
+    r->decode_tps = n_gen > 0 ? n_gen / (t2 - t1) : 0.0;
+    return rc;
+}
+
+int lm_cmd_bench(int argc, char **argv)
+{
+    lm_cli o;
+    int rc = lm_cli_parse(&o, "bench", argc, argv);
+    if (rc)
+        return rc == 2 ? 0 : 1;
+    int n_prompt = 128, n_gen = o.n_predict == LM_CLI_UNSET ? 64 : o.n_predict;
+    if (o.prompt && lm_cli_int("-p", o.prompt, 1, 1 << 20, &n_prompt) != 0)
+        return lm_cli_fail();
+    if (n_gen < 0) {
+        fprintf(stderr, "lamina bench: -n must be 0 or more\n");
+        return 1;
+    }
+    o.quiet = o.quiet || o.json;
+    lm_model *m = lm_cli_load_model(&o);
+    if (!m)
+        return lm_cli_fail();
+    lm_session *s = lm_session_new(m, n_prompt + n_gen + 1, o.n_batch);
+    if (!s) {
+        lm_model_free(m);
+        return lm_cli_fail();
+    }
+    bench_result best = {0, 0};
+    for (int r = 0; r < o.repetitions; r++) {
+        bench_result cur;
+        if (bench_once(s, m, n_prompt, n_gen, &cur) != 0) {
+            lm_session_free(s);
+            lm_model_free(m);
+            return lm_cli_fail();
+        }
+        if (cur.prompt_tps > best.prompt_tps)
+            best.prompt_tps = cur.prompt_tps;
+        if (cur.decode_tps > best.decode_tps)
+            best.decode_tps = cur.decode_tps;
+    }
+    const double ram_bw = lm_ram_read_bandwidth();
+    const double bytes_per_token = (double)lm_model_bytes_per_token(m);
+    const double weight_bw = best.decode_tps * bytes_per_token;
+    const double share = ram_bw > 0 ? 100.0 * weight_bw / ram_bw : 0.0;
+    const int threads = omp_get_max_threads();
+    if (o.json) {
+        printf("{\"model\": ");
+        lm_json_string(stdout, o.model);
+        printf(", \"backend\": \"cpu\", \"threads\": %d, \"n_prompt\": %d, "
+               "\"n_gen\": %d, \"prompt_tokens_per_s\": %.3f, \"decode_tokens_per_s\": %.3f, "
+               "\"decode_weight_bytes_per_token\": %.0f, \"decode_weight_bytes_per_s\": %.0f, "
+               "\"ram_bandwidth_bytes_per_s\": %.0f, \"decode_share_of_ram_bandwidth\": %.4f}\n",
+               threads, n_prompt, n_gen, best.prompt_tps, best.decode_tps,
+               bytes_per_token, weight_bw, ram_bw, share / 100.0);
+    } else {
+        printf("backend cpu, %d threads, best of %d\n", threads, o.repetitions);
+        printf("prompt: %d tokens: %.2f tokens/s\n", n_prompt, best.prompt_tps);
+        printf("decode: %d tokens: %.2f tokens/s\n", n_gen, best.decode_tps);
+        printf("decode reads %.2f MiB of weights per token: %.2f GB/s = %.0f%% of measured RAM "
+               "bandwidth (%.2f GB/s)\n",
+               bytes_per_token / (1024.0 * 1024.0), weight_bw / 1e9, share, ram_bw / 1e9);
+    }
+    lm_session_free(s);
+    lm_model_free(m);
+    return 0;
+}

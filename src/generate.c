@@ -1,0 +1,123 @@
+#include "generate.h"
+
+#include <stdlib.h>
+
+#include "cli.h"
+#include "error.h"
+
+static bool print_ids;
+
+void lm_generate_print_ids(bool ids)
+{
+    print_ids = ids;
+}
+
+static int emit(const lm_tokenizer *tok, int32_t id, FILE *out, bool first)
+{
+    char buf[256];
+    if (print_ids) {
+        fprintf(out, "%s%d", first ? "" : " ", id);
+        fflush(out);
+        return 0;
+    }
+    int len = lm_token_to_piece(tok, id, false, buf, sizeof buf);
+    if (len < 0)
+        return -1;
+    if ((size_t)len > sizeof buf) {
+        char *big = malloc((size_t)len);
+        if (!big)
+            return -1;
+        lm_token_to_piece(tok, id, false, big, (size_t)len);
+        fwrite(big, 1, (size_t)len, out);
+        free(big);
+    } else {
+        fwrite(buf, 1, (size_t)len, out);
+    }
+    fflush(out);
+    return 0;
+}
+
+int lm_generate(lm_session *s, lm_sampler *sampler, const int32_t *prompt, int n_prompt,
+                int n_predict, FILE *out, lm_gen_stats *st)
+{
+    const lm_tokenizer *tok = s->model->tokenizer;
+    const size_t n_vocab = s->model->hp.n_vocab;
+    float *logits = malloc(n_vocab * sizeof(float));
+    if (!logits) {
+        lm_set_error("out of memory");
+        return -1;
+    }
+    *st = (lm_gen_stats){.n_prompt = n_prompt};
+    for (int i = 0; i < n_prompt; i++)
+        lm_sampler_accept(sampler, prompt[i]);
+
+    const double t0 = lm_now_seconds();
+    int rc = lm_session_eval(s, prompt, n_prompt, false, logits);
+    st->prompt_s = lm_now_seconds() - t0;
+    double t_decode0 = lm_now_seconds();
+    while (rc == 0 && (n_predict < 0 || st->n_decoded < n_predict)) {
+        int32_t next = lm_sampler_sample(sampler, logits);
+        if (lm_tokenizer_is_eog(tok, next))
+            break;
+        lm_sampler_accept(sampler, next);
+        if (emit(tok, next, out, st->n_decoded == 0) != 0) {
+            lm_set_error("cannot write token %d", next);
+            rc = -1;
+            break;
+        }
+        if (st->n_decoded++ == 0) {
+            st->first_token_s = lm_now_seconds() - t0;
+            t_decode0 = lm_now_seconds();
+        }
+        if ((n_predict >= 0 && st->n_decoded >= n_predict) || s->n_past >= s->n_ctx)
+            break;
+        rc = lm_session_eval(s, &next, 1, false, logits);
+    }
+    if (st->n_decoded > 0)
+        st->decode_s = lm_now_seconds() - t_decode0;
+    free(logits);
+    return rc;
+}
+
+/* Tokens after the first are the decode phase; the first came from the
+ * prompt pass. */
+static double decode_tokens_per_s(const lm_gen_stats *st)
+{
+    return st->n_decoded > 1 && st->decode_s > 0 ? (st->n_decoded - 1) / st->decode_s : 0.0;
+}
+
+static double prompt_tokens_per_s(const lm_gen_stats *st)
+{
+    return st->prompt_s > 0 ? st->n_prompt / st->prompt_s : 0.0;
+}
+
+void lm_gen_stats_print(const lm_gen_stats *st, FILE *f)
+{
+    fprintf(f, "lamina: prompt: %d tokens in %.1f ms, %.2f tokens/s\n", st->n_prompt,
+            st->prompt_s * 1e3, prompt_tokens_per_s(st));
+    fprintf(f, "lamina: decode: %d tokens in %.1f ms, %.2f tokens/s\n",
+            st->n_decoded > 1 ? st->n_decoded - 1 : 0, st->decode_s * 1e3, decode_tokens_per_s(st));
+    fprintf(f, "lamina: time to first token: %.1f ms\n", st->first_token_s * 1e3);
+    fprintf(f, "lamina: peak RSS: %.1f MiB\n", (double)lm_peak_rss_bytes() / (1024.0 * 1024.0));
+}
+
+int lm_gen_stats_write_json(const lm_gen_stats *st, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        lm_set_error("%s: cannot write the statistics", path);
+        return -1;
+    }
+    fprintf(f,
+            "{\"prompt_tokens\": %d, \"prompt_seconds\": %.6f, \"prompt_tokens_per_s\": %.3f, "
+            "\"decode_tokens\": %d, \"decode_seconds\": %.6f, \"decode_tokens_per_s\": %.3f, "
+            "\"time_to_first_token_s\": %.6f, \"peak_rss_bytes\": %llu}\n",
+            st->n_prompt, st->prompt_s, prompt_tokens_per_s(st),
+            st->n_decoded > 1 ? st->n_decoded - 1 : 0, st->decode_s, decode_tokens_per_s(st),
+            st->first_token_s, (unsigned long long)lm_peak_rss_bytes());
+    if (fclose(f) != 0) {
+        lm_set_error("%s: cannot write the statistics", path);
+        return -1;
+    }
+    return 0;
+}

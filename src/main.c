@@ -1,0 +1,53 @@
+/* lamina: run large language models one layer at a time. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "lamina.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} commands[] = {
+    {"run", lm_cmd_run, "generate text from a prompt"},
+    {"chat", lm_cmd_chat, "talk with a model interactively"},
+    {"tokenize", lm_cmd_tokenize, "print the token ids of a text"},
+    {"perplexity", lm_cmd_perplexity, "perplexity of a text file"},
+    {"bench", lm_cmd_bench, "prompt and decode speed against the RAM bandwidth"},
+    {"info", lm_cmd_info, "describe a model file"},
+};
+
+static void print_help(void)
+{
+    printf("Usage: lamina COMMAND [OPTIONS]\n"
+           "Run LLaMA-family language models (GGUF) one transformer layer at a time.\n\n"
+           "Commands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        printf("  %-11s %s\n", commands[i].name, commands[i].summary);
+    printf("\n  -h, --help     show this help and exit\n"
+           "  -V, --version  show the version and exit\n\n"
+           "`lamina COMMAND --help` lists a command's options. See lamina(1).\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "Usage: lamina COMMAND [OPTIONS] (see lamina --help)\n");
+        return 1;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        print_help();
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+        printf("lamina %s\n", lamina_version());
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (strcmp(cmd, commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "lamina: unknown command '%s' (see lamina --help)\n", cmd);
+    return 1;
+}

@@ -1,0 +1,306 @@
+/* Loading a model: metadata to hyperparameters, tensor names to layers, and
+ * every shape and type checked here once, so the backends can trust them. */
+#define _GNU_SOURCE
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "kernels.h"
+#include "quant.h"
+
+/* Per-layer tensor names (after "blk.N.") and whether the model needs them. */
+static const struct {
+    const char *name;
+    bool required;
+    bool bias; /* qwen2 only; a 1-D vector */
+} layer_tensor_names[LM_W_PER_LAYER] = {
+    [LM_W_ATTN_NORM] = {"attn_norm.weight", true, false},
+    [LM_W_Q] = {"attn_q.weight", true, false},
+    [LM_W_K] = {"attn_k.weight", true, false},
+    [LM_W_V] = {"attn_v.weight", true, false},
+    [LM_W_O] = {"attn_output.weight", true, false},
+    [LM_W_Q_BIAS] = {"attn_q.bias", false, true},
+    [LM_W_K_BIAS] = {"attn_k.bias", false, true},
+    [LM_W_V_BIAS] = {"attn_v.bias", false, true},
+    [LM_W_FFN_NORM] = {"ffn_norm.weight", true, false},
+    [LM_W_GATE] = {"ffn_gate.weight", true, false},
+    [LM_W_UP] = {"ffn_up.weight", true, false},
+    [LM_W_DOWN] = {"ffn_down.weight", true, false},
+};
+
+static int arch_key_u32(const lm_gguf *g, const char *arch, const char *suffix, uint32_t *out,
+                        bool required)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    if (required)
+        return lm_gguf_require_u32(g, key, out);
+    return lm_gguf_get_u32(g, key, out);
+}
+
+static int arch_key_f32(const lm_gguf *g, const char *arch, const char *suffix, float *out)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    return lm_gguf_get_f32(g, key, out);
+}
+
+static int read_hparams(lm_model *m)
+{
+    const lm_gguf *g = m->gguf;
+    const char *path = lm_gguf_path(g);
+    lm_hparams *hp = &m->hp;
+    lm_gguf_str arch;
+
+    if (lm_gguf_get_str(g, "general.architecture", &arch) != 0) {
+        lm_set_error("%s: missing key 'general.architecture'", path);
+        return -1;
+    }
+    if (lm_gguf_str_eq(arch, "llama")) {
+        hp->arch = LM_ARCH_LLAMA;
+        hp->arch_name = "llama";
+    } else if (lm_gguf_str_eq(arch, "qwen2")) {
+        hp->arch = LM_ARCH_QWEN2;
+        hp->arch_name = "qwen2";
+    } else {
+        lm_set_error("%s: unsupported architecture '%.*s' (lamina runs llama and qwen2)", path,
+                     (int)(arch.len > 64 ? 64 : arch.len), arch.data);
+        return -1;
+    }
+    const char *a = hp->arch_name;
+    if (arch_key_u32(g, a, "block_count", &hp->n_layer, true) ||
+        arch_key_u32(g, a, "embedding_length", &hp->n_embd, true) ||
+        arch_key_u32(g, a, "feed_forward_length", &hp->n_ff, true) ||
+        arch_key_u32(g, a, "attention.head_count", &hp->n_head, true))
+        return -1;
+    hp->n_head_kv = hp->n_head;
+    arch_key_u32(g, a, "attention.head_count_kv", &hp->n_head_kv, false);
+    hp->n_ctx_train = 2048;
+    arch_key_u32(g, a, "context_length", &hp->n_ctx_train, false);
+    hp->rope_base = 10000.0f;
+    arch_key_f32(g, a, "rope.freq_base", &hp->rope_base);
+    hp->norm_eps = 1e-5f;
+    if (arch_key_f32(g, a, "attention.layer_norm_rms_epsilon", &hp->norm_eps) != 0 &&
+        hp->arch == LM_ARCH_QWEN2)
+        hp->norm_eps = 1e-6f;
+    hp->rope_neox = hp->arch == LM_ARCH_QWEN2;
+
+    if (hp->n_layer == 0 || hp->n_layer > 4096 || hp->n_embd == 0 || hp->n_embd > (1u << 20) ||
+        hp->n_head == 0 || hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv != 0 ||
+        hp->n_embd % hp->n_head != 0 || hp->n_ff == 0 || hp->n_ff > (1u << 22)) {
+        lm_set_error("%s: inconsistent hyperparameters (layers %u, embedding %u, heads %u/%u, "
+                     "ffn %u)", path, hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->n_ff);
+        return -1;
+    }
+    hp->head_dim = hp->n_embd / hp->n_head;
+    if (hp->head_dim > 1024) {
+        lm_set_error("%s: head size %u is larger than lamina supports (1024)", path, hp->head_dim);
+        return -1;
+    }
+    uint32_t head_dim_key;
+    if (arch_key_u32(g, a, "attention.key_length", &head_dim_key, false) == 0 &&
+        head_dim_key != hp->head_dim) {
+        lm_set_error("%s: attention.key_length %u differs from embedding/heads %u (unsupported)",
+                     path, head_dim_key, hp->head_dim);
+        return -1;
+    }
+    hp->n_rot = hp->head_dim;
+    arch_key_u32(g, a, "rope.dimension_count", &hp->n_rot, false);
+    if (hp->n_rot == 0 || hp->n_rot > hp->head_dim || hp->n_rot % 2 != 0) {
+        lm_set_error("%s: rope.dimension_count %u does not fit head size %u", path, hp->n_rot,
+                     hp->head_dim);
+        return -1;
+    }
+    return 0;
+}
+
+/* Checks a tensor's type and shape; ne1 == 0 means a vector. */
+static int check_tensor(const lm_gguf *g, const lm_gguf_tensor *t, uint64_t ne0, uint64_t ne1)
+{
+    uint64_t want_dims = ne1 ? 2 : 1;
+    uint64_t got1 = t->n_dims > 1 ? t->ne[1] : 0;
+    if (t->n_dims != want_dims || t->ne[0] != ne0 || got1 != ne1) {
+        lm_set_error("%s: tensor '%.*s' has shape [%llu, %llu], expected [%llu, %llu]",
+                     lm_gguf_path(g), (int)t->name.len, t->name.data,
+                     (unsigned long long)t->ne[0], (unsigned long long)got1,
+                     (unsigned long long)ne0, (unsigned long long)ne1);
+        return -1;
+    }
+    bool is_vector = ne1 == 0;
+    if ((is_vector && t->type != LM_TYPE_F32) || (!is_vector && !lm_cpu_supports(t->type))) {
+        lm_set_error("%s: tensor '%.*s' has type %s, which lamina cannot use there",
+                     lm_gguf_path(g), (int)t->name.len, t->name.data, lm_type_name(t->type));
+        return -1;
+    }
+    return 0;
+}
+
+static const lm_gguf_tensor *need_tensor(const lm_gguf *g, const char *name)
+{
+    const lm_gguf_tensor *t = lm_gguf_find_tensor(g, name);
+    if (!t)
+        lm_set_error("%s: missing tensor '%s'", lm_gguf_path(g), name);
+    return t;
+}
+
+/* Expected [ne0, ne1] of each layer tensor. */
+static void layer_tensor_shape(const lm_hparams *hp, int w, uint64_t *ne0, uint64_t *ne1)
+{
+    uint64_t q = (uint64_t)hp->n_head * hp->head_dim, kv = (uint64_t)hp->n_head_kv * hp->head_dim;
+    uint64_t shapes[LM_W_PER_LAYER][2] = {
+        [LM_W_ATTN_NORM] = {hp->n_embd, 0}, [LM_W_Q] = {hp->n_embd, q},
+        [LM_W_K] = {hp->n_embd, kv},        [LM_W_V] = {hp->n_embd, kv},
+        [LM_W_O] = {q, hp->n_embd},         [LM_W_Q_BIAS] = {q, 0},
+        [LM_W_K_BIAS] = {kv, 0},            [LM_W_V_BIAS] = {kv, 0},
+        [LM_W_FFN_NORM] = {hp->n_embd, 0},  [LM_W_GATE] = {hp->n_embd, hp->n_ff},
+        [LM_W_UP] = {hp->n_embd, hp->n_ff}, [LM_W_DOWN] = {hp->n_ff, hp->n_embd},
+    };
+    *ne0 = shapes[w][0];
+    *ne1 = shapes[w][1];
+}
+
+static int load_layers(lm_model *m)
+{
+    const lm_gguf *g = m->gguf;
+    m->layers = calloc(m->hp.n_layer, sizeof *m->layers);
+    if (!m->layers) {
+        lm_set_error("out of memory");
+        return -1;
+    }
+    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+        lm_layer *L = &m->layers[il];
+        for (int w = 0; w < LM_W_PER_LAYER; w++) {
+            char name[96];
+            snprintf(name, sizeof name, "blk.%u.%s", il, layer_tensor_names[w].name);
+            const lm_gguf_tensor *t = lm_gguf_find_tensor(g, name);
+            if (!t) {
+                if (layer_tensor_names[w].required) {
+                    lm_set_error("%s: missing tensor '%s'", lm_gguf_path(g), name);
+                    return -1;
+                }
+                continue;
+            }
+            uint64_t ne0, ne1;
+            layer_tensor_shape(&m->hp, w, &ne0, &ne1);
+            if (check_tensor(g, t, ne0, ne1) != 0)
+                return -1;
+            L->t[w] = t;
+            L->nbytes += t->nbytes;
+        }
+    }
+    return 0;
+}
+
+static int load_globals(lm_model *m)
+{
+    const lm_gguf *g = m->gguf;
+    const lm_hparams *hp = &m->hp;
+    if (!(m->tok_embd = need_tensor(g, "token_embd.weight")) ||
+        !(m->output_norm = need_tensor(g, "output_norm.weight")))
+        return -1;
+    uint64_t n_vocab = m->tok_embd->n_dims == 2 ? m->tok_embd->ne[1] : 0;
+    if (n_vocab == 0 || n_vocab > (1u << 24)) {
+        lm_set_error("%s: tensor 'token_embd.weight' has an unusable shape", lm_gguf_path(g));
+        return -1;
+    }
+    m->hp.n_vocab = (uint32_t)n_vocab;
+    if (check_tensor(g, m->tok_embd, hp->n_embd, n_vocab) ||
+        check_tensor(g, m->output_norm, hp->n_embd, 0))
+        return -1;
+    m->output = lm_gguf_find_tensor(g, "output.weight");
+    m->hp.tied_embeddings = m->output == NULL;
+    if (!m->output)
+        m->output = m->tok_embd;
+    else if (check_tensor(g, m->output, hp->n_embd, n_vocab))
+        return -1;
+    return 0;
+}
+
+/* RoPE inverse frequencies, computed by repeated multiplication in float as
+ * ggml does, so positions turn by the same angles as in llama.cpp.  Llama 3.1
+ * files carry per-frequency divisors in 'rope_freqs.weight'. */
+static int init_rope(lm_model *m)
+{
+    const lm_hparams *hp = &m->hp;
+    uint32_t n = hp->n_rot / 2;
+    m->rope_inv_freq = malloc(n * sizeof(float));
+    if (!m->rope_inv_freq) {
+        lm_set_error("out of memory");
+        return -1;
+    }
+    const lm_gguf_tensor *factors = lm_gguf_find_tensor(m->gguf, "rope_freqs.weight");
+    if (factors && (factors->type != LM_TYPE_F32 || factors->ne[0] != n || factors->n_dims != 1)) {
+        lm_set_error("%s: tensor 'rope_freqs.weight' should be F32 [%u]", lm_gguf_path(m->gguf), n);
+        return -1;
+    }
+    const float theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
+    float theta = 1.0f;
+    for (uint32_t i = 0; i < n; i++) {
+        float f = theta;
+        if (factors) {
+            float div;
+            memcpy(&div, (const char *)factors->data + i * sizeof(float), sizeof div);
+            f /= div;
+        }
+        m->rope_inv_freq[i] = f;
+        theta *= theta_scale;
+    }
+    return 0;
+}
+
+lm_model *lm_model_load(const char *path)
+{
+    lm_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        lm_set_error("out of memory");
+        return NULL;
+    }
+    m->gguf = lm_gguf_open(path);
+    if (!m->gguf || read_hparams(m) || load_globals(m) || load_layers(m) || init_rope(m))
+        goto fail;
+    m->tokenizer = lm_tokenizer_from_gguf(m->gguf);
+    if (!m->tokenizer)
+        goto fail;
+    if (lm_tokenizer_n_vocab(m->tokenizer) != (int32_t)m->hp.n_vocab) {
+        lm_set_error("%s: tokenizer has %d tokens but token_embd.weight has %u rows", path,
+                     lm_tokenizer_n_vocab(m->tokenizer), m->hp.n_vocab);
+        goto fail;
+    }
+    for (uint64_t i = 0; i < lm_gguf_n_tensors(m->gguf); i++)
+        m->weight_bytes += lm_gguf_tensor_at(m->gguf, i)->nbytes;
+    return m;
+fail:
+    lm_model_free(m);
+    return NULL;
+}
+
+void lm_model_free(lm_model *m)
+{
+    if (!m)
+        return;
+    lm_tokenizer_free(m->tokenizer);
+    free(m->rope_inv_freq);
+    free(m->layers);
+    lm_gguf_close(m->gguf);
+    free(m);
+}
+
+void lm_model_layer_view(const lm_model *m, int il, lm_layer_view *view)
+{
+    for (int w = 0; w < LM_W_PER_LAYER; w++) {
+        const lm_gguf_tensor *t = m->layers[il].t[w];
+        view->data[w] = t ? t->data : NULL;
+    }
+}
+
+uint64_t lm_model_bytes_per_token(const lm_model *m)
+{
+    uint64_t bytes = m->output->nbytes + m->output_norm->nbytes;
+    for (uint32_t il = 0; il < m->hp.n_layer; il++)
+        bytes += m->layers[il].nbytes;
+    return bytes;
+}

@@ -1,0 +1,70 @@
+/* A model as the executor sees it: hyperparameters from the GGUF metadata,
+ * and for every layer the tensors it needs (pointing into the file).
+ *
+ * Architectures: "llama" (Llama 2/3, TinyLlama, SmolLM2, Mistral) and
+ * "qwen2" (biases on Q, K and V; NeoX-style RoPE). */
+#ifndef LM_MODEL_H
+#define LM_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gguf.h"
+#include "tokenizer.h"
+
+typedef enum { LM_ARCH_LLAMA, LM_ARCH_QWEN2 } lm_arch;
+
+typedef struct {
+    lm_arch arch;
+    const char *arch_name;
+    uint32_t n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab;
+    uint32_t n_ctx_train;
+    uint32_t n_rot;       /* dimensions RoPE turns (normally head_dim) */
+    bool rope_neox;       /* rotate (i, i+n_rot/2) pairs instead of (2i, 2i+1) */
+    float rope_base;
+    float norm_eps;
+    bool tied_embeddings; /* output head reuses token_embd */
+} lm_hparams;
+
+/* One tensor of a layer: where its bytes are and what they are. */
+typedef struct {
+    const lm_gguf_tensor *info; /* NULL for an absent optional tensor */
+} lm_weight;
+
+enum {
+    LM_W_ATTN_NORM, LM_W_Q, LM_W_K, LM_W_V, LM_W_O, LM_W_Q_BIAS, LM_W_K_BIAS, LM_W_V_BIAS,
+    LM_W_FFN_NORM, LM_W_GATE, LM_W_UP, LM_W_DOWN,
+    LM_W_PER_LAYER
+};
+
+typedef struct {
+    const lm_gguf_tensor *t[LM_W_PER_LAYER];
+    uint64_t nbytes;      /* all of this layer's weight bytes */
+} lm_layer;
+
+/* The bytes of one layer's tensors, wherever they are now (the file mapping,
+ * a staging buffer): what a backend's forward_layer reads. */
+typedef struct {
+    const void *data[LM_W_PER_LAYER];
+} lm_layer_view;
+
+typedef struct lm_model {
+    lm_gguf *gguf;
+    lm_tokenizer *tokenizer;
+    lm_hparams hp;
+    lm_layer *layers;
+    const lm_gguf_tensor *tok_embd, *output_norm, *output;
+    float *rope_inv_freq; /* n_rot/2 inverse frequencies, llama3 scaling applied */
+    uint64_t weight_bytes; /* every tensor */
+} lm_model;
+
+lm_model *lm_model_load(const char *path);
+void lm_model_free(lm_model *m);
+
+/* The view of layer il's tensors inside the file mapping. */
+void lm_model_layer_view(const lm_model *m, int il, lm_layer_view *view);
+
+/* Bytes read from weights per decoded token (every layer plus the head). */
+uint64_t lm_model_bytes_per_token(const lm_model *m);
+
+#endif

@@ -1,0 +1,139 @@
+#include "session.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "kernels.h"
+
+lm_session *lm_session_new(const lm_model *m, int n_ctx, int n_batch)
+{
+    if (n_ctx < 1 || n_batch < 1) {
+        lm_set_error("context (%d) and batch (%d) must be positive", n_ctx, n_batch);
+        return NULL;
+    }
+    if (n_batch > n_ctx)
+        n_batch = n_ctx;
+    lm_session *s = calloc(1, sizeof *s);
+    if (!s) {
+        lm_set_error("out of memory");
+        return NULL;
+    }
+    s->model = m;
+    s->n_ctx = n_ctx;
+    s->n_batch = n_batch;
+    s->x = malloc((size_t)n_batch * m->hp.n_embd * sizeof(float));
+    s->logits = malloc((size_t)m->hp.n_vocab * sizeof(float));
+    s->logits_rows = 1;
+    if (!s->x || !s->logits) {
+        lm_set_error("out of memory for a batch of %d", n_batch);
+        lm_session_free(s);
+        return NULL;
+    }
+    s->backend = lm_backend_cpu_new(m, n_ctx, n_batch);
+    if (!s->backend) {
+        lm_session_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void lm_session_free(lm_session *s)
+{
+    if (!s)
+        return;
+    if (s->backend)
+        s->backend->ops->free(s->backend);
+    free(s->x);
+    free(s->logits);
+    free(s);
+}
+
+void lm_session_rewind(lm_session *s, int pos)
+{
+    if (pos < s->n_past) {
+        s->n_past = pos < 0 ? 0 : pos;
+        s->backend->ops->truncate(s->backend, s->n_past);
+    }
+}
+
+static int embed(lm_session *s, const int32_t *tokens, int n)
+{
+    const lm_model *m = s->model;
+    for (int t = 0; t < n; t++) {
+        if (tokens[t] < 0 || (uint32_t)tokens[t] >= m->hp.n_vocab) {
+            lm_set_error("token id %d is outside the vocabulary (0..%u)", tokens[t],
+                         m->hp.n_vocab - 1);
+            return -1;
+        }
+        lm_cpu_get_row(m->tok_embd->type, m->tok_embd->data, m->hp.n_embd, tokens[t],
+                       s->x + (size_t)t * m->hp.n_embd);
+    }
+    return 0;
+}
+
+/* Logits for a whole batch are only kept when asked for (perplexity): for
+ * a 150k vocabulary they are 300 MB at batch 512. */
+static int reserve_logits(lm_session *s, int rows)
+{
+    if (rows <= s->logits_rows)
+        return 0;
+    float *grown = realloc(s->logits, (size_t)rows * s->model->hp.n_vocab * sizeof(float));
+    if (!grown) {
+        lm_set_error("out of memory for %d rows of logits", rows);
+        return -1;
+    }
+    s->logits = grown;
+    s->logits_rows = rows;
+    return 0;
+}
+
+/* One batch through every layer, then the head for the rows asked for. */
+static int eval_batch(lm_session *s, const int32_t *tokens, int n, int first_out, float *logits)
+{
+    const lm_model *m = s->model;
+    lm_backend *be = s->backend;
+    if (embed(s, tokens, n) != 0)
+        return -1;
+    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+        lm_layer_view view;
+        lm_model_layer_view(m, (int)il, &view);
+        if (be->ops->forward_layer(be, (int)il, &view, s->x, n, s->n_past) != 0)
+            return -1;
+    }
+    s->n_past += n;
+    if (first_out >= n)
+        return 0;
+    return be->ops->output(be, s->x + (size_t)first_out * m->hp.n_embd, n - first_out, logits);
+}
+
+int lm_session_eval(lm_session *s, const int32_t *tokens, int n, bool all_logits,
+                    float *logits_out)
+{
+    const size_t n_vocab = s->model->hp.n_vocab;
+    if (n < 1) {
+        lm_set_error("nothing to evaluate");
+        return -1;
+    }
+    if (s->n_past + n > s->n_ctx) {
+        lm_set_error("%d tokens do not fit the context (%d used of %d)", n, s->n_past, s->n_ctx);
+        return -1;
+    }
+    for (int done = 0; done < n;) {
+        const int chunk = n - done < s->n_batch ? n - done : s->n_batch;
+        const bool last = done + chunk == n;
+        /* rows whose logits are wanted: all of them, or the very last token */
+        const int first_out = all_logits ? 0 : (last ? chunk - 1 : chunk);
+        if (reserve_logits(s, chunk - first_out) != 0)
+            return -1;
+        if (eval_batch(s, tokens + done, chunk, first_out, s->logits) != 0)
+            return -1;
+        if (logits_out && all_logits)
+            memcpy(logits_out + (size_t)done * n_vocab, s->logits,
+                   (size_t)chunk * n_vocab * sizeof(float));
+        else if (logits_out && last)
+            memcpy(logits_out, s->logits, n_vocab * sizeof(float));
+        done += chunk;
+    }
+    return 0;
+}

@@ -1,0 +1,39 @@
+/* The layer executor: one sequence's state (the backend with its KV cache,
+ * the position), and a pass of n tokens through every layer in turn.  This
+ * is the place where the planner's placement and the streamer's staged
+ * weights come in: each layer asks for the view of its weights and hands it
+ * to the backend that runs it. */
+#ifndef LM_SESSION_H
+#define LM_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "model.h"
+
+typedef struct {
+    const lm_model *model;
+    lm_backend *backend;
+    int n_ctx;
+    int n_batch;
+    int n_past;    /* positions already in the KV cache */
+    float *x;      /* n_batch rows of n_embd: the residual stream */
+    float *logits; /* logits_rows rows of n_vocab */
+    int logits_rows;
+} lm_session;
+
+lm_session *lm_session_new(const lm_model *m, int n_ctx, int n_batch);
+void lm_session_free(lm_session *s);
+
+/* Runs n tokens at position n_past (in batches of n_batch) and advances
+ * n_past.  With all_logits, logits_out gets n rows of n_vocab; otherwise one
+ * row, for the last token.  logits_out may be NULL. -1 with lm_set_error on a
+ * token id out of range, a full context or a backend failure. */
+int lm_session_eval(lm_session *s, const int32_t *tokens, int n, bool all_logits,
+                    float *logits_out);
+
+/* Forget everything from position pos on. */
+void lm_session_rewind(lm_session *s, int pos);
+
+#endif

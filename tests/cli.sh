@@ -1,0 +1,93 @@
+#!/bin/sh
+# The command line: help and version, and every kind of bad input giving one
+# line on stderr and exit status 1 (never a crash), on a model the test
+# writes itself.
+set -u
+: "${LAMINA:?}" "${MAKE_TEST_MODEL:?}"
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+# expect_error "what" "stderr substring" command...
+expect_error() {
+    what=$1 want=$2; shift 2
+    "$@" >"$tmp/out" 2>"$tmp/err"; rc=$?
+    lines=$(wc -l <"$tmp/err")
+    if [ "$rc" -ne 1 ]; then bad "$what: exit $rc, expected 1 ($(head -c 300 "$tmp/err"))"
+    elif [ "$lines" -ne 1 ]; then bad "$what: $lines lines on stderr: $(head -c 300 "$tmp/err")"
+    elif ! grep -q -- "$want" "$tmp/err"; then bad "$what: stderr lacks '$want': $(cat "$tmp/err")"
+    else ok; fi
+}
+
+expect_ok() {
+    what=$1; shift
+    if "$@" >"$tmp/out" 2>"$tmp/err"; then ok; else bad "$what: exit $? ($(head -c 300 "$tmp/err"))"; fi
+}
+
+model=$tmp/tiny.gguf
+"$MAKE_TEST_MODEL" "$model" llama Q8_0 || { echo "cannot write the test model"; exit 1; }
+
+expect_ok "--version" "$LAMINA" --version
+grep -q '^lamina [0-9]' "$tmp/out" && ok || bad "--version prints 'lamina X.Y.Z'"
+expect_ok "--help" "$LAMINA" --help
+grep -q 'Usage: lamina COMMAND' "$tmp/out" && ok || bad "--help prints usage"
+expect_ok "run --help" "$LAMINA" run --help
+expect_error "no command" "Usage" "$LAMINA"
+expect_error "unknown command" "unknown command 'frobnicate'" "$LAMINA" frobnicate
+expect_error "unknown option" "unknown option" "$LAMINA" run --frobnicate
+expect_error "bad -n" "invalid value 'abc' for -n" "$LAMINA" run -m "$model" -p x -n abc
+expect_error "bad -t" "invalid value '0' for -t" "$LAMINA" run -m "$model" -p x -t 0
+expect_error "bad --temp" "invalid value" "$LAMINA" run -m "$model" -p x --temp hot
+expect_error "no model" "no model given" "$LAMINA" run -p hello
+expect_error "no prompt" "no prompt given" "$LAMINA" run -m "$model"
+expect_error "missing file" "No such file or directory" "$LAMINA" run -m "$tmp/nope.gguf" -p x
+expect_error "missing prompt file" "nope.txt" "$LAMINA" run -q -m "$model" -f "$tmp/nope.txt"
+
+printf 'not a model at all, just text\n' >"$tmp/text.gguf"
+expect_error "not GGUF" "text.gguf" "$LAMINA" info -m "$tmp/text.gguf"
+: >"$tmp/empty.gguf"
+expect_error "empty file" "empty.gguf" "$LAMINA" info -m "$tmp/empty.gguf"
+size=$(wc -c <"$model")
+for cut in 3 24 100 1000 $((size / 2)) $((size - 1)); do
+    head -c "$cut" "$model" >"$tmp/cut.gguf"
+    expect_error "truncated at $cut" "cut.gguf" "$LAMINA" info -m "$tmp/cut.gguf"
+done
+
+expect_error "prompt longer than context" "longer than the context" \
+    "$LAMINA" run -q -m "$model" -p "ab ab ab ab ab ab ab ab ab ab" -c 4
+expect_error "chat without template" "chat template" "$LAMINA" run -q -m "$model" -p x --chat
+expect_error "perplexity without file" "no text file" "$LAMINA" perplexity -m "$model"
+printf 'ab' >"$tmp/short.txt"
+expect_error "perplexity on a short text" "fewer than one window" \
+    "$LAMINA" perplexity -q -m "$model" -f "$tmp/short.txt" -c 64
+expect_error "tokenize without text" "exactly one TEXT" "$LAMINA" tokenize -m "$model"
+
+# the things that work
+expect_ok "info" "$LAMINA" info -m "$model"
+grep -q 'architecture:   llama' "$tmp/out" && ok || bad "info shows the architecture"
+expect_ok "tokenize" "$LAMINA" tokenize -m "$model" "ab ab"
+[ "$(cat "$tmp/out")" = "54 56" ] && ok || bad "tokenize 'ab ab' gave '$(cat "$tmp/out")'"
+expect_ok "run greedy" "$LAMINA" run -m "$model" -p "ab" -n 8 --temp 0 --stats-json "$tmp/stats.json"
+for key in prompt_tokens_per_s decode_tokens_per_s time_to_first_token_s peak_rss_bytes; do
+    grep -q "\"$key\"" "$tmp/stats.json" && ok || bad "stats JSON lacks $key"
+done
+grep -q 'decode:.*tokens/s' "$tmp/err" && ok || bad "run prints decode tokens/s on stderr"
+"$LAMINA" run -m "$model" -p "ab" -n 8 --temp 0 -q >"$tmp/a" 2>/dev/null
+"$LAMINA" run -m "$model" -p "ab" -n 8 --temp 0 -q -t 1 >"$tmp/b" 2>/dev/null
+cmp -s "$tmp/a" "$tmp/b" && ok || bad "greedy output differs between 1 and 2 threads"
+"$LAMINA" run -m "$model" -p "ab" -n 8 --seed 7 -q >"$tmp/a" 2>/dev/null
+"$LAMINA" run -m "$model" -p "ab" -n 8 --seed 7 -q >"$tmp/b" 2>/dev/null
+cmp -s "$tmp/a" "$tmp/b" && ok || bad "the same --seed gives different text"
+expect_ok "bench --json" "$LAMINA" bench -m "$model" -p 8 -n 4 -r 1 --json
+for key in prompt_tokens_per_s decode_tokens_per_s decode_weight_bytes_per_s ram_bandwidth_bytes_per_s; do
+    grep -q "\"$key\"" "$tmp/out" && ok || bad "bench JSON lacks $key"
+done
+yes "ab cd ef ab Ab xyz 12 ab" | head -c 3000 >"$tmp/noise.txt"
+expect_ok "perplexity" "$LAMINA" perplexity -m "$model" -f "$tmp/noise.txt" -c 32 --chunks 2
+tail -n 1 "$tmp/out" | grep -q '^perplexity: [0-9.]*$' && ok || bad "perplexity's last line"
+
+echo "cli: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

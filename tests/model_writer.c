@@ -1,0 +1,152 @@
+#include "model_writer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gguf.h"
+#include "quant.h"
+
+float test_random(uint64_t *state)
+{
+    /* splitmix64: good enough and tiny */
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)((double)(z >> 11) / (double)(1ull << 53)) * 2.0f - 1.0f;
+}
+
+static int add_matrix(lm_gguf_writer *w, const char *name, uint32_t type, uint64_t cols,
+                      uint64_t rows, float scale, uint64_t *seed)
+{
+    float *f = malloc(cols * rows * sizeof(float));
+    size_t bytes = lm_row_size(type, (int64_t)cols) * rows;
+    void *q = malloc(bytes);
+    if (!f || !q || bytes == 0) {
+        free(f);
+        free(q);
+        return -1;
+    }
+    for (uint64_t i = 0; i < cols * rows; i++)
+        f[i] = scale * test_random(seed);
+    lm_type_get(type)->quantize(f, q, (int64_t)(cols * rows));
+    uint64_t ne[2] = {cols, rows};
+    int rc = lm_gguf_add_tensor(w, name, type, 2, ne, q);
+    free(f);
+    free(q);
+    return rc;
+}
+
+static int add_vector(lm_gguf_writer *w, const char *name, uint64_t n, float base, float spread,
+                      uint64_t *seed)
+{
+    float *f = malloc(n * sizeof(float));
+    if (!f)
+        return -1;
+    for (uint64_t i = 0; i < n; i++)
+        f[i] = base + spread * test_random(seed);
+    uint64_t ne[1] = {n};
+    int rc = lm_gguf_add_tensor(w, name, LM_TYPE_F32, 1, ne, f);
+    free(f);
+    return rc;
+}
+
+static int add_vocab(lm_gguf_writer *w)
+{
+    static char storage[TEST_N_VOCAB][16];
+    const char *tokens[TEST_N_VOCAB];
+    int32_t types[TEST_N_VOCAB];
+    int n = 0;
+    snprintf(storage[n], sizeof storage[n], "<|endoftext|>");
+    types[n++] = 3;
+    for (char c = 'a'; c <= 'z'; c++, n++) {
+        snprintf(storage[n], sizeof storage[n], "%c", c);
+        types[n] = 1;
+    }
+    for (char c = 'A'; c <= 'Z'; c++, n++) {
+        snprintf(storage[n], sizeof storage[n], "%c", c);
+        types[n] = 1;
+    }
+    const char *extra[] = {"\xC4\xA0", "ab", "\xC4\xA0" "a", "\xC4\xA0" "ab", "0", "1", "2",
+                           "3", "4", "5", "."};
+    for (size_t i = 0; i < sizeof extra / sizeof *extra && n < TEST_N_VOCAB; i++, n++) {
+        snprintf(storage[n], sizeof storage[n], "%s", extra[i]);
+        types[n] = 1;
+    }
+    for (int i = 0; i < TEST_N_VOCAB; i++)
+        tokens[i] = storage[i];
+    const char *merges[] = {"\xC4\xA0 a", "\xC4\xA0" "a b", "a b"};
+    if (n != TEST_N_VOCAB)
+        return -1;
+    return lm_gguf_add_str(w, "tokenizer.ggml.model", "gpt2") ||
+           lm_gguf_add_str(w, "tokenizer.ggml.pre", "gpt2") ||
+           lm_gguf_add_str_arr(w, "tokenizer.ggml.tokens", tokens, TEST_N_VOCAB) ||
+           lm_gguf_add_arr(w, "tokenizer.ggml.token_type", LM_GGUF_INT32, types, TEST_N_VOCAB) ||
+           lm_gguf_add_str_arr(w, "tokenizer.ggml.merges", merges, 3) ||
+           lm_gguf_add_u32(w, "tokenizer.ggml.bos_token_id", 0) ||
+           lm_gguf_add_u32(w, "tokenizer.ggml.eos_token_id", 0) ||
+           lm_gguf_add_bool(w, "tokenizer.ggml.add_bos_token", false);
+}
+
+static int add_hparams(lm_gguf_writer *w, const test_model_shape *s)
+{
+    char key[96];
+#define ARCH_KEY(suffix) (snprintf(key, sizeof key, "%s." suffix, s->arch), key)
+    return lm_gguf_add_str(w, "general.architecture", s->arch) ||
+           lm_gguf_add_str(w, "general.name", "lamina test model") ||
+           lm_gguf_add_u32(w, ARCH_KEY("block_count"), s->n_layer) ||
+           lm_gguf_add_u32(w, ARCH_KEY("context_length"), 256) ||
+           lm_gguf_add_u32(w, ARCH_KEY("embedding_length"), s->n_embd) ||
+           lm_gguf_add_u32(w, ARCH_KEY("feed_forward_length"), s->n_ff) ||
+           lm_gguf_add_u32(w, ARCH_KEY("attention.head_count"), s->n_head) ||
+           lm_gguf_add_u32(w, ARCH_KEY("attention.head_count_kv"), s->n_head_kv) ||
+           lm_gguf_add_f32(w, ARCH_KEY("rope.freq_base"), 10000.0f) ||
+           lm_gguf_add_f32(w, ARCH_KEY("attention.layer_norm_rms_epsilon"), 1e-5f);
+#undef ARCH_KEY
+}
+
+int test_write_model(const char *path, const test_model_shape *s)
+{
+    lm_gguf_writer *w = lm_gguf_writer_new();
+    if (!w)
+        return -1;
+    uint64_t seed = s->seed;
+    const uint64_t hd = s->n_embd / s->n_head, q = s->n_head * hd, kv = s->n_head_kv * hd;
+    const float in_scale = 1.0f / sqrtf((float)s->n_embd), ff_scale = 1.0f / sqrtf((float)s->n_ff);
+    const bool qwen2 = strcmp(s->arch, "qwen2") == 0;
+    int rc = add_hparams(w, s) || add_vocab(w) ||
+             add_matrix(w, "token_embd.weight", s->weight_type, s->n_embd, TEST_N_VOCAB, 1.0f,
+                        &seed) ||
+             add_vector(w, "output_norm.weight", s->n_embd, 1.0f, 0.2f, &seed);
+    if (!rc && !s->tied)
+        rc = add_matrix(w, "output.weight", s->weight_type, s->n_embd, TEST_N_VOCAB, in_scale,
+                        &seed);
+    for (uint32_t il = 0; il < s->n_layer && !rc; il++) {
+        char n[12][64];
+        const char *suffix[12] = {"attn_norm.weight", "attn_q.weight", "attn_k.weight",
+                                  "attn_v.weight", "attn_output.weight", "ffn_norm.weight",
+                                  "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight",
+                                  "attn_q.bias", "attn_k.bias", "attn_v.bias"};
+        for (int i = 0; i < 12; i++)
+            snprintf(n[i], sizeof n[i], "blk.%u.%s", il, suffix[i]);
+        rc = add_vector(w, n[0], s->n_embd, 1.0f, 0.2f, &seed) ||
+             add_matrix(w, n[1], s->weight_type, s->n_embd, q, 2.0f * in_scale, &seed) ||
+             add_matrix(w, n[2], s->weight_type, s->n_embd, kv, 2.0f * in_scale, &seed) ||
+             add_matrix(w, n[3], s->weight_type, s->n_embd, kv, in_scale, &seed) ||
+             add_matrix(w, n[4], s->weight_type, q, s->n_embd, in_scale, &seed) ||
+             add_vector(w, n[5], s->n_embd, 1.0f, 0.2f, &seed) ||
+             add_matrix(w, n[6], s->weight_type, s->n_embd, s->n_ff, in_scale, &seed) ||
+             add_matrix(w, n[7], s->weight_type, s->n_embd, s->n_ff, in_scale, &seed) ||
+             add_matrix(w, n[8], s->weight_type, s->n_ff, s->n_embd, ff_scale, &seed);
+        if (!rc && qwen2)
+            rc = add_vector(w, n[9], q, 0.0f, 0.1f, &seed) ||
+                 add_vector(w, n[10], kv, 0.0f, 0.1f, &seed) ||
+                 add_vector(w, n[11], kv, 0.0f, 0.1f, &seed);
+    }
+    if (!rc)
+        rc = lm_gguf_write(w, path);
+    lm_gguf_writer_free(w);
+    return rc;
+}

@@ -1,0 +1,30 @@
+/* Small llama-shaped GGUF models with random weights and a tiny byte-level
+ * vocabulary, written by the tests themselves so that the forward pass can
+ * be checked without any downloaded file. */
+#ifndef LM_TEST_MODEL_WRITER_H
+#define LM_TEST_MODEL_WRITER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *arch;     /* "llama" or "qwen2" */
+    uint32_t weight_type; /* lm_type of the 2-D matrices */
+    uint32_t n_layer, n_embd, n_head, n_head_kv, n_ff;
+    bool tied;            /* no output.weight */
+    uint64_t seed;
+} test_model_shape;
+
+/* The vocabulary the writer uses: 64 tokens, the byte-level forms of
+ * 'a'..'z', 'A'..'Z', '0'..'9', space (as U+0120) and a few merges; token 0
+ * is <|endoftext|>. */
+#define TEST_N_VOCAB 64
+
+/* Writes the model to path; 0 or -1.  Weights are uniform in [-s, s] with s
+ * chosen so activations stay O(1). */
+int test_write_model(const char *path, const test_model_shape *shape);
+
+/* Deterministic uniform floats in [-1, 1). */
+float test_random(uint64_t *state);
+
+#endif

@@ -1,0 +1,57 @@
+#!/bin/sh
+# lamina against llama.cpp on the default model (SmolLM2-135M-Instruct Q4_1):
+# greedy token ids for the fixture prompts, token ids for the fixture
+# strings, and perplexity within 1%.  The reference outputs were made with
+# llama-cpp-python (tests/fixtures/README).  Without the model this skips
+# (exit 77), except in CI, where the model must be there.
+set -u
+: "${LAMINA:?}" "${FIXTURES:?}" "${LAMINA_TEST_MODEL:?}"
+if [ ! -f "$LAMINA_TEST_MODEL" ]; then
+    if [ -n "${CI:-}" ]; then
+        echo "FAIL: the default model is missing in CI: $LAMINA_TEST_MODEL (run scripts/fetch-model)"
+        exit 1
+    fi
+    echo "SKIP: no model at $LAMINA_TEST_MODEL (run scripts/fetch-model to get it)"
+    exit 77
+fi
+model=$LAMINA_TEST_MODEL
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+# The fixture files hold one item per line with \n for newlines.
+# (The x keeps command substitution from eating trailing newlines.)
+unescape() { printf '%sx' "$1" | sed 's/\\n/\n/g'; }
+
+# greedy: the first 32 generated tokens equal llama.cpp's
+i=0
+while IFS= read -r line; do
+    i=$((i + 1))
+    want=$(sed -n "${i}p" "$FIXTURES/greedy-smollm2.ids")
+    prompt=$(unescape "$line"); prompt=${prompt%x}
+    got=$("$LAMINA" run -m "$model" -p "$prompt" -n 32 --temp 0 --ids -q -t 2)
+    if [ "$got" = "$want" ]; then ok; else
+        bad "greedy prompt $i: got '$got', llama.cpp '$want'"; fi
+done <"$FIXTURES/prompts.txt"
+
+# tokenize: ids equal llama.cpp's (no BOS, special tokens as text)
+i=0
+while IFS= read -r line; do
+    i=$((i + 1))
+    want=$(sed -n "${i}p" "$FIXTURES/tokenize-smollm2.ids")
+    text=$(unescape "$line"); text=${text%x}
+    got=$("$LAMINA" tokenize -m "$model" --no-bos --no-parse-special "$text")
+    if [ "$got" = "$want" ]; then ok; else
+        bad "tokenize string $i: got '$got', llama.cpp '$want'"; fi
+done <"$FIXTURES/tokenize-strings.txt"
+
+# perplexity within 1% of llama.cpp's
+want=$(sed -n 's/^perplexity: //p' "$FIXTURES/ppl-smollm2-c512.txt")
+got=$("$LAMINA" perplexity -m "$model" -f "$FIXTURES/ppl-text.txt" -c 512 --chunks 8 -q -t 2 2>/dev/null |
+      sed -n 's/^perplexity: //p')
+if [ -n "$got" ] && awk -v g="$got" -v w="$want" 'BEGIN { d = (g - w) / w; exit !(d < 0.01 && d > -0.01) }'; then
+    ok; echo "perplexity: lamina $got, llama.cpp $want"
+else bad "perplexity: lamina '$got', llama.cpp '$want' (more than 1% apart)"; fi
+
+echo "reference: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,279 @@
+/* The CPU forward pass against a plain reference written here from the
+ * papers' formulas (double precision, dequantized weights), on small models
+ * the test writes itself: llama (tied and untied) and qwen2 (biases, NeoX
+ * RoPE), F32 and quantized weights; batched prompt evaluation against token
+ * by token decoding; the errors for a full context and a bad token id. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "error.h"
+#include "model.h"
+#include "model_writer.h"
+#include "quant.h"
+#include "session.h"
+
+/* ---- the reference ------------------------------------------------------ */
+
+static double *dequant(const lm_gguf_tensor *t)
+{
+    const uint64_t n = t->ne[0] * (t->n_dims > 1 ? t->ne[1] : 1);
+    float *f = malloc(n * sizeof(float));
+    double *d = malloc(n * sizeof(double));
+    lm_type_get(t->type)->dequantize(t->data, f, (int64_t)n);
+    for (uint64_t i = 0; i < n; i++)
+        d[i] = f[i];
+    free(f);
+    return d;
+}
+
+/* y = W x for W of rows x cols */
+static void ref_matvec(const lm_gguf_tensor *t, const double *x, double *y)
+{
+    double *w = dequant(t);
+    const uint64_t cols = t->ne[0], rows = t->ne[1];
+    for (uint64_t r = 0; r < rows; r++) {
+        double s = 0;
+        for (uint64_t c = 0; c < cols; c++)
+            s += w[r * cols + c] * x[c];
+        y[r] = s;
+    }
+    free(w);
+}
+
+static void ref_rmsnorm(double *out, const double *x, const lm_gguf_tensor *w, int n, float eps)
+{
+    double ss = 0;
+    for (int i = 0; i < n; i++)
+        ss += x[i] * x[i];
+    const double scale = 1.0 / sqrt(ss / n + eps);
+    const float *g = w->data;
+    for (int i = 0; i < n; i++)
+        out[i] = x[i] * scale * g[i];
+}
+
+static void ref_rope(double *v, int n_heads, int head_dim, int pos, bool neox, float base)
+{
+    for (int h = 0; h < n_heads; h++)
+        for (int i = 0; i < head_dim / 2; i++) {
+            const double theta = pos * pow(base, -2.0 * i / head_dim);
+            const int a = neox ? i : 2 * i, b = neox ? i + head_dim / 2 : 2 * i + 1;
+            double *x = v + h * head_dim;
+            const double x0 = x[a], x1 = x[b];
+            x[a] = x0 * cos(theta) - x1 * sin(theta);
+            x[b] = x0 * sin(theta) + x1 * cos(theta);
+        }
+}
+
+static void add_bias(double *x, const lm_gguf_tensor *b, int n)
+{
+    if (!b)
+        return;
+    const float *f = b->data;
+    for (int i = 0; i < n; i++)
+        x[i] += f[i];
+}
+
+/* Logits (n_tokens x n_vocab) of a whole sequence, position by position. */
+static double *ref_forward(const lm_model *m, const int32_t *tokens, int n_tokens)
+{
+    const lm_hparams *hp = &m->hp;
+    const int E = hp->n_embd, HD = hp->head_dim, Q = hp->n_head * HD, KV = hp->n_head_kv * HD;
+    double *kc = calloc((size_t)hp->n_layer * n_tokens * KV, sizeof(double));
+    double *vc = calloc((size_t)hp->n_layer * n_tokens * KV, sizeof(double));
+    double *logits = malloc((size_t)n_tokens * hp->n_vocab * sizeof(double));
+    double *x = malloc(E * sizeof(double)), *xn = malloc(E * sizeof(double));
+    double *q = malloc(Q * sizeof(double)), *att = malloc(Q * sizeof(double));
+    double *tmp = malloc(E * sizeof(double)), *g = malloc(hp->n_ff * sizeof(double));
+    double *u = malloc(hp->n_ff * sizeof(double)), *sc = malloc(n_tokens * sizeof(double));
+    double *emb = dequant(m->tok_embd);
+    for (int t = 0; t < n_tokens; t++) {
+        memcpy(x, emb + (size_t)tokens[t] * E, E * sizeof(double));
+        for (uint32_t il = 0; il < hp->n_layer; il++) {
+            const lm_layer *L = &m->layers[il];
+            double *k = kc + ((size_t)il * n_tokens + t) * KV, *v = vc + ((size_t)il * n_tokens + t) * KV;
+            ref_rmsnorm(xn, x, L->t[LM_W_ATTN_NORM], E, hp->norm_eps);
+            ref_matvec(L->t[LM_W_Q], xn, q);
+            ref_matvec(L->t[LM_W_K], xn, k);
+            ref_matvec(L->t[LM_W_V], xn, v);
+            add_bias(q, L->t[LM_W_Q_BIAS], Q);
+            add_bias(k, L->t[LM_W_K_BIAS], KV);
+            add_bias(v, L->t[LM_W_V_BIAS], KV);
+            ref_rope(q, hp->n_head, HD, t, hp->rope_neox, hp->rope_base);
+            ref_rope(k, hp->n_head_kv, HD, t, hp->rope_neox, hp->rope_base);
+            for (uint32_t h = 0; h < hp->n_head; h++) {
+                const int kvh = h / (hp->n_head / hp->n_head_kv);
+                double max = -INFINITY, sum = 0;
+                for (int p = 0; p <= t; p++) {
+                    const double *kp = kc + ((size_t)il * n_tokens + p) * KV + kvh * HD;
+                    double s = 0;
+                    for (int i = 0; i < HD; i++)
+                        s += q[h * HD + i] * kp[i];
+                    sc[p] = s / sqrt((double)HD);
+                    max = fmax(max, sc[p]);
+                }
+                for (int p = 0; p <= t; p++)
+                    sum += (sc[p] = exp(sc[p] - max));
+                for (int i = 0; i < HD; i++) {
+                    double o = 0;
+                    for (int p = 0; p <= t; p++)
+                        o += sc[p] / sum * vc[((size_t)il * n_tokens + p) * KV + kvh * HD + i];
+                    att[h * HD + i] = o;
+                }
+            }
+            ref_matvec(L->t[LM_W_O], att, tmp);
+            for (int i = 0; i < E; i++)
+                x[i] += tmp[i];
+            ref_rmsnorm(xn, x, L->t[LM_W_FFN_NORM], E, hp->norm_eps);
+            ref_matvec(L->t[LM_W_GATE], xn, g);
+            ref_matvec(L->t[LM_W_UP], xn, u);
+            for (uint32_t i = 0; i < hp->n_ff; i++)
+                g[i] = g[i] / (1 + exp(-g[i])) * u[i];
+            ref_matvec(L->t[LM_W_DOWN], g, tmp);
+            for (int i = 0; i < E; i++)
+                x[i] += tmp[i];
+        }
+        ref_rmsnorm(xn, x, m->output_norm, E, hp->norm_eps);
+        ref_matvec(m->output, xn, logits + (size_t)t * hp->n_vocab);
+    }
+    free(kc); free(vc); free(x); free(xn); free(q); free(att); free(tmp); free(g); free(u);
+    free(sc); free(emb);
+    return logits;
+}
+
+/* ---- the checks --------------------------------------------------------- */
+
+static char model_path[256];
+
+static lm_model *write_and_load(const test_model_shape *shape)
+{
+    char dir[] = "/tmp/lamina-forward-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    snprintf(model_path, sizeof model_path, "%s/model.gguf", dir);
+    assert_int_equal(test_write_model(model_path, shape), 0);
+    lm_model *m = lm_model_load(model_path);
+    if (!m)
+        fail_msg("load: %s", lm_last_error());
+    return m;
+}
+
+static void remove_model(void)
+{
+    unlink(model_path);
+    *strrchr(model_path, '/') = '\0';
+    rmdir(model_path);
+}
+
+static const int32_t prompt[] = {5, 12, 63, 40, 1, 2, 33, 20, 9, 57, 14, 30};
+#define N_PROMPT ((int)(sizeof prompt / sizeof *prompt))
+
+/* Largest difference relative to the largest reference logit. */
+static double relative_error(const float *got, const double *want, size_t n)
+{
+    double max_diff = 0, max_ref = 1e-6;
+    for (size_t i = 0; i < n; i++) {
+        max_diff = fmax(max_diff, fabs(got[i] - want[i]));
+        max_ref = fmax(max_ref, fabs(want[i]));
+    }
+    return max_diff / max_ref;
+}
+
+static void check_against_reference(const test_model_shape *shape, double tolerance)
+{
+    lm_model *m = write_and_load(shape);
+    const int V = (int)m->hp.n_vocab;
+    double *want = ref_forward(m, prompt, N_PROMPT);
+
+    /* the whole prompt in batches of 5: all logits */
+    lm_session *s = lm_session_new(m, 64, 5);
+    assert_non_null(s);
+    float *got = malloc((size_t)N_PROMPT * V * sizeof(float));
+    assert_int_equal(lm_session_eval(s, prompt, N_PROMPT, true, got), 0);
+    double err = relative_error(got, want, (size_t)N_PROMPT * V);
+    print_message("%s %s: batched max relative error %.2e (tolerance %.0e)\n", shape->arch,
+                  lm_type_name(shape->weight_type), err, tolerance);
+    assert_true(err < tolerance);
+
+    /* token by token, each step's logits against the same reference row */
+    lm_session_rewind(s, 0);
+    for (int t = 0; t < N_PROMPT; t++) {
+        assert_int_equal(lm_session_eval(s, &prompt[t], 1, false, got), 0);
+        assert_true(relative_error(got, want + (size_t)t * V, V) < tolerance);
+    }
+    assert_int_equal(s->n_past, N_PROMPT);
+    free(got);
+    free(want);
+    lm_session_free(s);
+    lm_model_free(m);
+    remove_model();
+}
+
+static void llama_f32(void **state)
+{
+    (void)state;
+    test_model_shape shape = {"llama", LM_TYPE_F32, 2, 64, 4, 2, 96, false, 1};
+    check_against_reference(&shape, 2e-3); /* fp16 KV cache and fp16 probabilities */
+}
+
+static void llama_tied_q8_0(void **state)
+{
+    (void)state;
+    test_model_shape shape = {"llama", LM_TYPE_Q8_0, 2, 64, 4, 1, 96, true, 2};
+    check_against_reference(&shape, 2e-2); /* activations quantized to 8 bits */
+}
+
+static void llama_q4_1(void **state)
+{
+    (void)state;
+    test_model_shape shape = {"llama", LM_TYPE_Q4_1, 3, 64, 2, 2, 128, false, 3};
+    check_against_reference(&shape, 2e-2);
+}
+
+static void qwen2_f16(void **state)
+{
+    (void)state;
+    test_model_shape shape = {"qwen2", LM_TYPE_F16, 2, 64, 4, 2, 96, false, 4};
+    check_against_reference(&shape, 2e-3);
+}
+
+static void qwen2_q5_0(void **state)
+{
+    (void)state;
+    test_model_shape shape = {"qwen2", LM_TYPE_Q5_0, 2, 64, 4, 2, 96, true, 5};
+    check_against_reference(&shape, 3e-2);
+}
+
+static void errors_are_reported(void **state)
+{
+    (void)state;
+    test_model_shape shape = {"llama", LM_TYPE_F32, 1, 64, 4, 2, 96, false, 6};
+    lm_model *m = write_and_load(&shape);
+    lm_session *s = lm_session_new(m, 8, 4);
+    assert_non_null(s);
+    int32_t bad = 9999;
+    assert_int_equal(lm_session_eval(s, &bad, 1, false, NULL), -1);
+    assert_non_null(strstr(lm_last_error(), "outside the vocabulary"));
+    assert_int_equal(lm_session_eval(s, prompt, 8, false, NULL), 0);
+    assert_int_equal(lm_session_eval(s, prompt, 1, false, NULL), -1);
+    assert_non_null(strstr(lm_last_error(), "do not fit the context"));
+    lm_session_free(s);
+    lm_model_free(m);
+    remove_model();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(llama_f32),     cmocka_unit_test(llama_tied_q8_0),
+        cmocka_unit_test(llama_q4_1),    cmocka_unit_test(qwen2_f16),
+        cmocka_unit_test(qwen2_q5_0),    cmocka_unit_test(errors_are_reported),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
