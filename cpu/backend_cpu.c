@@ -164,7 +164,9 @@ lm_backend *lm_backend_cpu_new(const lm_model *m, int n_ctx, int n_batch)
     cb->v = malloc(nb * kv_dim * sizeof(float));
     cb->gate = malloc(nb * hp->n_ff * sizeof(float));
     cb->up = malloc(nb * hp->n_ff * sizeof(float));
-    cb->scores = malloc((size_t)omp_get_max_threads() * n_ctx * sizeof(float));
+    cb->scores = malloc((size_t)omp_get_max_threads() *
+                        lm_attention_scratch_floats(n_ctx, hp->n_head, hp->n_head_kv) *
+                        sizeof(float));
     cb->scratch = malloc(max_scratch(m, n_batch) + 64);
     if (!cb->xn || !cb->tmp || !cb->q || !cb->att || !cb->k || !cb->v || !cb->gate || !cb->up ||
         !cb->scores || !cb->scratch)

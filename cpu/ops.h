@@ -5,6 +5,7 @@
 #define LM_CPU_OPS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "quant.h"
@@ -29,11 +30,13 @@ void lm_add_bias(float *x, const float *b, int n, int dim);
 
 /* Causal attention for n query rows at positions pos0.., against a cache
  * holding positions 0..pos0+n-1 (rows of n_head_kv*head_dim fp16, k and v).
- * q: n rows of n_head*head_dim; out likewise.  scratch: n_threads * n_ctx
- * floats. */
+ * q: n rows of n_head*head_dim; out likewise.  scratch: one
+ * lm_attention_scratch_floats() area per OpenMP thread. */
 void lm_attention(float *out, const float *q, const lm_fp16 *k_cache, const lm_fp16 *v_cache,
                   int n, int pos0, int n_head, int n_head_kv, int head_dim, float *scratch,
                   int n_ctx);
+
+size_t lm_attention_scratch_floats(int n_ctx, int n_head, int n_head_kv);
 
 /* Stores n rows of kv_dim floats as fp16 at cache row pos0. */
 void lm_store_fp16(lm_fp16 *cache, const float *src, int n, int kv_dim, int pos0);
