@@ -220,6 +220,61 @@ static int load_globals(lm_model *m)
     return 0;
 }
 
+/* Llama 3.1's frequency-dependent scaling, from the metadata keys, for files
+ * that carry the keys but not the 'rope_freqs.weight' tensor: wavelengths
+ * longer than original_context/low_freq_factor are divided by factor,
+ * shorter than original_context/high_freq_factor kept, and those in between
+ * blended (the formula of Meta's reference code). */
+static float llama3_divisor(const lm_model *m, float inv_freq)
+{
+    const lm_gguf *g = m->gguf;
+    const char *a = m->hp.arch_name;
+    float factor = 8.0f, low = 1.0f, high = 4.0f, orig = 8192.0f;
+    uint32_t orig_ctx;
+    arch_key_f32(g, a, "rope.scaling.factor", &factor);
+    arch_key_f32(g, a, "rope.scaling.low_freq_factor", &low);
+    arch_key_f32(g, a, "rope.scaling.high_freq_factor", &high);
+    if (arch_key_u32(g, a, "rope.scaling.original_context_length", &orig_ctx, false) == 0)
+        orig = (float)orig_ctx;
+    const float wavelen = 2.0f * (float)M_PI / inv_freq;
+    if (wavelen < orig / high)
+        return 1.0f;
+    if (wavelen > orig / low)
+        return factor;
+    const float smooth = (orig / wavelen - low) / (high - low);
+    return 1.0f / ((1.0f - smooth) / factor + smooth);
+}
+
+/* What kind of RoPE scaling the metadata asks for: "none", "linear" (all
+ * positions divided by the factor) or "llama3". */
+static int rope_scaling(const lm_model *m, bool *llama3, float *linear_scale)
+{
+    char key[128];
+    lm_gguf_str type;
+    *llama3 = false;
+    *linear_scale = 1.0f;
+    snprintf(key, sizeof key, "%s.rope.scaling.type", m->hp.arch_name);
+    if (lm_gguf_get_str(m->gguf, key, &type) != 0 || lm_gguf_str_eq(type, "none"))
+        return 0;
+    if (lm_gguf_str_eq(type, "llama3")) {
+        *llama3 = true;
+        return 0;
+    }
+    if (lm_gguf_str_eq(type, "linear")) {
+        float factor = 1.0f;
+        arch_key_f32(m->gguf, m->hp.arch_name, "rope.scaling.factor", &factor);
+        if (!(factor > 0.0f)) {
+            lm_set_error("%s: rope.scaling.factor must be positive", lm_gguf_path(m->gguf));
+            return -1;
+        }
+        *linear_scale = 1.0f / factor;
+        return 0;
+    }
+    lm_set_error("%s: unsupported RoPE scaling '%.*s' (lamina knows linear and llama3)",
+                 lm_gguf_path(m->gguf), (int)(type.len > 32 ? 32 : type.len), type.data);
+    return -1;
+}
+
 /* RoPE inverse frequencies, computed by repeated multiplication in float as
  * ggml does, so positions turn by the same angles as in llama.cpp.  Llama 3.1
  * files carry per-frequency divisors in 'rope_freqs.weight'. */
@@ -237,6 +292,10 @@ static int init_rope(lm_model *m)
         lm_set_error("%s: tensor 'rope_freqs.weight' should be F32 [%u]", lm_gguf_path(m->gguf), n);
         return -1;
     }
+    bool llama3;
+    float linear_scale;
+    if (rope_scaling(m, &llama3, &linear_scale) != 0)
+        return -1;
     const float theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
     float theta = 1.0f;
     for (uint32_t i = 0; i < n; i++) {
@@ -245,8 +304,10 @@ static int init_rope(lm_model *m)
             float div;
             memcpy(&div, (const char *)factors->data + i * sizeof(float), sizeof div);
             f /= div;
+        } else if (llama3) {
+            f /= llama3_divisor(m, theta);
         }
-        m->rope_inv_freq[i] = f;
+        m->rope_inv_freq[i] = f * linear_scale;
         theta *= theta_scale;
     }
     return 0;

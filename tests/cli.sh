@@ -65,6 +65,10 @@ expect_error "perplexity on a short text" "fewer than one window" \
     "$LAMINA" perplexity -q -m "$model" -f "$tmp/short.txt" -c 64
 expect_error "tokenize without text" "exactly one TEXT" "$LAMINA" tokenize -m "$model"
 
+"$MAKE_TEST_MODEL" "$tmp/falcon.gguf" falcon Q8_0
+expect_error "unsupported architecture" "unsupported architecture 'falcon'" \
+    "$LAMINA" info -m "$tmp/falcon.gguf"
+
 # the things that work
 expect_ok "info" "$LAMINA" info -m "$model"
 grep -q 'architecture:   llama' "$tmp/out" && ok || bad "info shows the architecture"
@@ -88,6 +92,11 @@ done
 yes "ab cd ef ab Ab xyz 12 ab" | head -c 3000 >"$tmp/noise.txt"
 expect_ok "perplexity" "$LAMINA" perplexity -m "$model" -f "$tmp/noise.txt" -c 32 --chunks 2
 tail -n 1 "$tmp/out" | grep -q '^perplexity: [0-9.]*$' && ok || bad "perplexity's last line"
+
+printf 'ab ab\nAb\n/exit\nnot read\n' >"$tmp/chat.in"
+"$LAMINA" chat -m "$model" --chat-template chatml -n 4 --seed 1 -q <"$tmp/chat.in" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ "$rc" -eq 0 ] && [ "$(wc -l <"$tmp/out")" -eq 2 ] && ok || bad "chat: exit $rc, $(wc -l <"$tmp/out") reply lines: $(cat "$tmp/err")"
 
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -90,10 +90,12 @@ static int add_vocab(lm_gguf_writer *w)
            lm_gguf_add_bool(w, "tokenizer.ggml.add_bos_token", false);
 }
 
+/* "<arch>.<suffix>" in the caller's key buffer */
+#define ARCH_KEY(suffix) (snprintf(key, sizeof key, "%s." suffix, s->arch), key)
+
 static int add_hparams(lm_gguf_writer *w, const test_model_shape *s)
 {
     char key[96];
-#define ARCH_KEY(suffix) (snprintf(key, sizeof key, "%s." suffix, s->arch), key)
     return lm_gguf_add_str(w, "general.architecture", s->arch) ||
            lm_gguf_add_str(w, "general.name", "lamina test model") ||
            lm_gguf_add_u32(w, ARCH_KEY("block_count"), s->n_layer) ||
@@ -104,6 +106,16 @@ static int add_hparams(lm_gguf_writer *w, const test_model_shape *s)
            lm_gguf_add_u32(w, ARCH_KEY("attention.head_count_kv"), s->n_head_kv) ||
            lm_gguf_add_f32(w, ARCH_KEY("rope.freq_base"), 10000.0f) ||
            lm_gguf_add_f32(w, ARCH_KEY("attention.layer_norm_rms_epsilon"), 1e-5f);
+}
+
+static int add_rope_scaling(lm_gguf_writer *w, const test_model_shape *s)
+{
+    char key[96];
+    if (!s->rope_scaling)
+        return 0;
+    return lm_gguf_add_str(w, ARCH_KEY("rope.scaling.type"), s->rope_scaling) ||
+           lm_gguf_add_f32(w, ARCH_KEY("rope.scaling.factor"), s->rope_factor) ||
+           lm_gguf_add_u32(w, ARCH_KEY("rope.scaling.original_context_length"), 256);
 #undef ARCH_KEY
 }
 
@@ -116,7 +128,7 @@ int test_write_model(const char *path, const test_model_shape *s)
     const uint64_t hd = s->n_embd / s->n_head, q = s->n_head * hd, kv = s->n_head_kv * hd;
     const float in_scale = 1.0f / sqrtf((float)s->n_embd), ff_scale = 1.0f / sqrtf((float)s->n_ff);
     const bool qwen2 = strcmp(s->arch, "qwen2") == 0;
-    int rc = add_hparams(w, s) || add_vocab(w) ||
+    int rc = add_hparams(w, s) || add_rope_scaling(w, s) || add_vocab(w) ||
              add_matrix(w, "token_embd.weight", s->weight_type, s->n_embd, TEST_N_VOCAB, 1.0f,
                         &seed) ||
              add_vector(w, "output_norm.weight", s->n_embd, 1.0f, 0.2f, &seed);

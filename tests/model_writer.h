@@ -13,6 +13,8 @@ typedef struct {
     uint32_t n_layer, n_embd, n_head, n_head_kv, n_ff;
     bool tied;            /* no output.weight */
     uint64_t seed;
+    const char *rope_scaling; /* NULL, "linear" or "llama3" */
+    float rope_factor;
 } test_model_shape;
 
 /* The vocabulary the writer uses: 64 tokens, the byte-level forms of

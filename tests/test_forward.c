@@ -218,42 +218,84 @@ static void check_against_reference(const test_model_shape *shape, double tolera
 static void llama_f32(void **state)
 {
     (void)state;
-    test_model_shape shape = {"llama", LM_TYPE_F32, 2, 64, 4, 2, 96, false, 1};
+    test_model_shape shape = {"llama", LM_TYPE_F32, 2, 64, 4, 2, 96, false, 1, NULL, 0};
     check_against_reference(&shape, 2e-3); /* fp16 KV cache and fp16 probabilities */
 }
 
 static void llama_tied_q8_0(void **state)
 {
     (void)state;
-    test_model_shape shape = {"llama", LM_TYPE_Q8_0, 2, 64, 4, 1, 96, true, 2};
+    test_model_shape shape = {"llama", LM_TYPE_Q8_0, 2, 64, 4, 1, 96, true, 2, NULL, 0};
     check_against_reference(&shape, 2e-2); /* activations quantized to 8 bits */
 }
 
 static void llama_q4_1(void **state)
 {
     (void)state;
-    test_model_shape shape = {"llama", LM_TYPE_Q4_1, 3, 64, 2, 2, 128, false, 3};
+    test_model_shape shape = {"llama", LM_TYPE_Q4_1, 3, 64, 2, 2, 128, false, 3, NULL, 0};
     check_against_reference(&shape, 2e-2);
 }
 
 static void qwen2_f16(void **state)
 {
     (void)state;
-    test_model_shape shape = {"qwen2", LM_TYPE_F16, 2, 64, 4, 2, 96, false, 4};
+    test_model_shape shape = {"qwen2", LM_TYPE_F16, 2, 64, 4, 2, 96, false, 4, NULL, 0};
     check_against_reference(&shape, 2e-3);
 }
 
 static void qwen2_q5_0(void **state)
 {
     (void)state;
-    test_model_shape shape = {"qwen2", LM_TYPE_Q5_0, 2, 64, 4, 2, 96, true, 5};
+    test_model_shape shape = {"qwen2", LM_TYPE_Q5_0, 2, 64, 4, 2, 96, true, 5, NULL, 0};
     check_against_reference(&shape, 3e-2);
+}
+
+/* RoPE scaling keys: linear divides every frequency by the factor; llama3
+ * keeps the highest frequencies, divides the lowest by the factor. */
+static void rope_scaling_keys(void **state)
+{
+    (void)state;
+    test_model_shape plain = {"llama", LM_TYPE_F32, 1, 64, 4, 2, 96, false, 7, NULL, 0};
+    lm_model *m = write_and_load(&plain);
+    float base[8];
+    memcpy(base, m->rope_inv_freq, sizeof base);
+    lm_model_free(m);
+    remove_model();
+
+    test_model_shape linear = plain;
+    linear.rope_scaling = "linear";
+    linear.rope_factor = 4.0f;
+    m = write_and_load(&linear);
+    for (int i = 0; i < 8; i++)
+        assert_float_equal(m->rope_inv_freq[i], base[i] / 4.0f, 1e-9);
+    lm_model_free(m);
+    remove_model();
+
+    test_model_shape llama3 = plain;
+    llama3.rope_scaling = "llama3";
+    llama3.rope_factor = 8.0f;
+    m = write_and_load(&llama3);
+    assert_float_equal(m->rope_inv_freq[0], base[0], 0.0); /* wavelength 2*pi < 256/4 */
+    assert_float_equal(m->rope_inv_freq[7], base[7] / 8.0f, 1e-9); /* wavelength > 256 */
+    lm_model_free(m);
+    remove_model();
+
+    test_model_shape bad = plain;
+    bad.rope_scaling = "yarn-ish";
+    bad.rope_factor = 2.0f;
+    char dir[] = "/tmp/lamina-forward-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    snprintf(model_path, sizeof model_path, "%s/model.gguf", dir);
+    assert_int_equal(test_write_model(model_path, &bad), 0);
+    assert_null(lm_model_load(model_path));
+    assert_non_null(strstr(lm_last_error(), "unsupported RoPE scaling"));
+    remove_model();
 }
 
 static void errors_are_reported(void **state)
 {
     (void)state;
-    test_model_shape shape = {"llama", LM_TYPE_F32, 1, 64, 4, 2, 96, false, 6};
+    test_model_shape shape = {"llama", LM_TYPE_F32, 1, 64, 4, 2, 96, false, 6, NULL, 0};
     lm_model *m = write_and_load(&shape);
     lm_session *s = lm_session_new(m, 8, 4);
     assert_non_null(s);
@@ -273,7 +315,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(llama_f32),     cmocka_unit_test(llama_tied_q8_0),
         cmocka_unit_test(llama_q4_1),    cmocka_unit_test(qwen2_f16),
-        cmocka_unit_test(qwen2_q5_0),    cmocka_unit_test(errors_are_reported),
+        cmocka_unit_test(qwen2_q5_0),    cmocka_unit_test(rope_scaling_keys),
+        cmocka_unit_test(errors_are_reported),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
