@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 
+#include "config.h"
 #include "model.h"
 
 typedef struct lm_backend lm_backend;
@@ -26,6 +27,8 @@ typedef struct {
     /* Forget the KV cache from position pos on (a new prompt, a new window). */
     void (*truncate)(lm_backend *b, int pos);
     void (*free)(lm_backend *b);
+    /* Peak bytes of device memory allocated so far; NULL for host backends. */
+    uint64_t (*device_peak_bytes)(lm_backend *b);
 } lm_backend_ops;
 
 struct lm_backend {
@@ -37,5 +40,18 @@ struct lm_backend {
 
 /* The CPU backend: OpenMP threads over quantized weights. */
 lm_backend *lm_backend_cpu_new(const lm_model *m, int n_ctx, int n_batch);
+
+#ifdef LAMINA_OPENCL
+#include <stdbool.h>
+/* The OpenCL backend on the device device_spec names (NULL: the first GPU,
+ * else the first device; a number: that index in `lamina devices`; else a
+ * substring of the device name).  NULL with lm_set_error naming the OpenCL
+ * call and error code. */
+lm_backend *lm_backend_opencl_new(const lm_model *m, int n_ctx, int n_batch,
+                                  const char *device_spec);
+/* Time every kernel with OpenCL profiling events and print which dominate
+ * when a backend is freed (set before creating it). */
+void lm_backend_opencl_profile(bool on);
+#endif
 
 #endif

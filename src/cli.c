@@ -14,11 +14,12 @@
 #include "error.h"
 #include "chat.h"
 #include "quant.h"
+#include "session.h"
 
 enum {
     OPT_TEMP = 256, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT_PENALTY, OPT_REPEAT_LAST_N,
     OPT_SEED, OPT_CHAT, OPT_STATS_JSON, OPT_JSON, OPT_CHUNKS, OPT_NO_BOS, OPT_NO_PARSE_SPECIAL,
-    OPT_CHAT_TEMPLATE, OPT_IDS,
+    OPT_CHAT_TEMPLATE, OPT_IDS, OPT_BACKEND, OPT_DEVICE, OPT_PROFILE,
 };
 
 static const struct option long_options[] = {
@@ -47,8 +48,18 @@ static const struct option long_options[] = {
     {"chunks", required_argument, NULL, OPT_CHUNKS},
     {"no-bos", no_argument, NULL, OPT_NO_BOS},
     {"no-parse-special", no_argument, NULL, OPT_NO_PARSE_SPECIAL},
+    {"backend", required_argument, NULL, OPT_BACKEND},
+    {"device", required_argument, NULL, OPT_DEVICE},
+    {"profile", no_argument, NULL, OPT_PROFILE},
     {NULL, 0, NULL, 0},
 };
+
+#define BACKEND_HELP                                                                  \
+    "      --backend B         cpu, opencl or auto (OpenCL if a device works, else\n"  \
+    "                          the CPU); default cpu for now\n"                         \
+    "      --device D          OpenCL device: an index or a name substring from\n"      \
+    "                          `lamina devices` (default: the first GPU)\n"             \
+    "      --profile           time the OpenCL kernels and print which dominate\n"
 
 /* What each subcommand accepts, shown by `lamina COMMAND --help`. */
 static const struct {
@@ -75,18 +86,24 @@ static const struct {
             "      --seed S            random seed (default: from the clock)\n"
             "      --stats-json FILE   also write the statistics as JSON to FILE\n"
             "      --ids               print the generated token ids instead of text\n"
+            BACKEND_HELP
             "  -q, --quiet             no model or statistics lines on stderr\n"},
     {"chat", "Usage: lamina chat -m MODEL [options]\n"
              "Talk with the model: each line on stdin is your turn; /exit or end of input ends.\n"
-             "Takes the sampling options of `lamina run` and -p as the system prompt.\n"},
+             "Takes the sampling options of `lamina run` and -p as the system prompt.\n"
+             BACKEND_HELP},
     {"tokenize", "Usage: lamina tokenize -m MODEL [--no-bos] [--no-parse-special] TEXT\n"
                  "Print the token ids of TEXT on one line, separated by spaces.\n"},
     {"perplexity", "Usage: lamina perplexity -m MODEL -f TEXT_FILE [-c CTX] [--chunks N]\n"
                    "Perplexity of the file in windows of CTX tokens (default 512), each scored\n"
-                   "on its second half, as llama-perplexity does. Last line: perplexity: X\n"},
+                   "on its second half, as llama-perplexity does. Last line: perplexity: X\n"
+                   BACKEND_HELP},
     {"bench", "Usage: lamina bench -m MODEL [-p 128] [-n 64] [-t N] [-r 3] [--json]\n"
               "Prompt and decode speed, and the weight bandwidth decoding reached next to\n"
-              "the measured RAM bandwidth. --json prints one JSON object on stdout.\n"},
+              "the measured RAM bandwidth. --json prints one JSON object on stdout.\n"
+              BACKEND_HELP},
+    {"devices", "Usage: lamina devices\n"
+                "List the OpenCL platforms and devices, numbered as --device takes them.\n"},
     {"info", "Usage: lamina info -m MODEL\n"
              "Architecture, hyperparameters and a summary of tensor types.\n"},
 };
@@ -168,6 +185,15 @@ static int parse_one(lm_cli *o, int c, const char *arg)
     case OPT_CHUNKS: return lm_cli_int("--chunks", arg, 1, INT_MAX, &o->n_chunks);
     case OPT_NO_BOS: o->no_bos = true; return 0;
     case OPT_NO_PARSE_SPECIAL: o->no_parse_special = true; return 0;
+    case OPT_BACKEND:
+        if (strcmp(arg, "cpu") && strcmp(arg, "opencl") && strcmp(arg, "auto")) {
+            lm_set_error("invalid value '%s' for --backend (cpu, opencl or auto)", arg);
+            return -1;
+        }
+        o->backend = arg;
+        return 0;
+    case OPT_DEVICE: o->device = arg; return 0;
+    case OPT_PROFILE: o->profile = true; return 0;
     }
     return -1;
 }
@@ -263,6 +289,15 @@ lm_model *lm_cli_load_model(const lm_cli *o)
                 (lm_now_seconds() - t0) * 1e3, omp_get_max_threads());
     }
     return m;
+}
+
+lm_session *lm_cli_session(const lm_cli *o, const lm_model *m, int n_ctx, int n_batch)
+{
+#ifdef LAMINA_OPENCL
+    lm_backend_opencl_profile(o->profile);
+#endif
+    return lm_session_new_backend(m, n_ctx, n_batch, o->backend ? o->backend : "cpu",
+                                  o->device);
 }
 
 int lm_cli_context(const lm_cli *o, const lm_model *m)

@@ -19,6 +19,9 @@ typedef struct {
     const char *file;        /* -f */
     const char *stats_json;  /* --stats-json */
     const char *chat_template; /* --chat-template NAME */
+    const char *backend;     /* --backend cpu|opencl|auto (default cpu) */
+    const char *device;      /* --device N|NAME */
+    bool profile;            /* --profile: OpenCL kernel times */
     int n_predict;           /* -n; -1: until end of generation or context;
                                 LM_CLI_UNSET: the command's default */
     int n_threads;           /* -t; 0: all cores */
@@ -68,6 +71,12 @@ int lm_cmd_tokenize(int argc, char **argv);
 int lm_cmd_perplexity(int argc, char **argv);
 int lm_cmd_bench(int argc, char **argv);
 int lm_cmd_info(int argc, char **argv);
+int lm_cmd_devices(int argc, char **argv);
+
+/* A session on the backend --backend and --device ask for (--profile turns
+ * on OpenCL profiling first). */
+struct lm_session;
+struct lm_session *lm_cli_session(const lm_cli *o, const lm_model *m, int n_ctx, int n_batch);
 
 
 

@@ -59,7 +59,7 @@ int lm_cmd_bench(int argc, char **argv)
     lm_model *m = lm_cli_load_model(&o);
     if (!m)
         return lm_cli_fail();
-    lm_session *s = lm_session_new(m, n_prompt + n_gen + 1, o.n_batch);
+    lm_session *s = lm_cli_session(&o, m, n_prompt + n_gen + 1, o.n_batch);
     if (!s) {
         lm_model_free(m);
         return lm_cli_fail();
@@ -82,22 +82,27 @@ int lm_cmd_bench(int argc, char **argv)
     const double weight_bw = best.decode_tps * bytes_per_token;
     const double share = ram_bw > 0 ? 100.0 * weight_bw / ram_bw : 0.0;
     const int threads = omp_get_max_threads();
+    const char *backend = s->backend->ops->name;
+    const double dev_peak = (double)lm_session_device_peak(s);
     if (o.json) {
         printf("{\"model\": ");
         lm_json_string(stdout, o.model);
-        printf(", \"backend\": \"cpu\", \"threads\": %d, \"n_prompt\": %d, "
+        printf(", \"backend\": \"%s\", \"threads\": %d, \"n_prompt\": %d, "
                "\"n_gen\": %d, \"prompt_tokens_per_s\": %.3f, \"decode_tokens_per_s\": %.3f, "
                "\"decode_weight_bytes_per_token\": %.0f, \"decode_weight_bytes_per_s\": %.0f, "
-               "\"ram_bandwidth_bytes_per_s\": %.0f, \"decode_share_of_ram_bandwidth\": %.4f}\n",
-               threads, n_prompt, n_gen, best.prompt_tps, best.decode_tps,
-               bytes_per_token, weight_bw, ram_bw, share / 100.0);
+               "\"ram_bandwidth_bytes_per_s\": %.0f, \"decode_share_of_ram_bandwidth\": %.4f, "
+               "\"device_peak_bytes\": %.0f}\n",
+               backend, threads, n_prompt, n_gen, best.prompt_tps, best.decode_tps,
+               bytes_per_token, weight_bw, ram_bw, share / 100.0, dev_peak);
     } else {
-        printf("backend cpu, %d threads, best of %d\n", threads, o.repetitions);
+        printf("backend %s, %d threads, best of %d\n", backend, threads, o.repetitions);
         printf("prompt: %d tokens: %.2f tokens/s\n", n_prompt, best.prompt_tps);
         printf("decode: %d tokens: %.2f tokens/s\n", n_gen, best.decode_tps);
         printf("decode reads %.2f MiB of weights per token: %.2f GB/s = %.0f%% of measured RAM "
                "bandwidth (%.2f GB/s)\n",
                bytes_per_token / (1024.0 * 1024.0), weight_bw / 1e9, share, ram_bw / 1e9);
+        if (dev_peak > 0)
+            printf("peak device memory: %.1f MiB\n", dev_peak / (1024.0 * 1024.0));
     }
     lm_session_free(s);
     lm_model_free(m);

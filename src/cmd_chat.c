@@ -150,7 +150,7 @@ int lm_cmd_chat(int argc, char **argv)
     int format;
     rc = 1;
     if (!m || lm_cli_chat_format(&o, m, &format, &tmpl) != 0 ||
-        !(s = lm_session_new(m, lm_cli_context(&o, m), o.n_batch)) ||
+        !(s = lm_cli_session(&o, m, lm_cli_context(&o, m), o.n_batch)) ||
         !(sampler = lm_sampler_new(&o.sampling, (int32_t)m->hp.n_vocab)))
         goto done;
     rc = chat_loop(&o, m, s, sampler, format, tmpl) ? 1 : 0;

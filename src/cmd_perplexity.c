@@ -91,7 +91,7 @@ int lm_cmd_perplexity(int argc, char **argv)
     }
     if (!o.quiet)
         fprintf(stderr, "lamina: %zu tokens, %d windows of %d\n", n_ids, n_windows, n_ctx);
-    if (!(s = lm_session_new(m, n_ctx, o.n_batch < n_ctx ? o.n_batch : n_ctx)))
+    if (!(s = lm_cli_session(&o, m, n_ctx, o.n_batch < n_ctx ? o.n_batch : n_ctx)))
         goto done;
     double nll = 0.0;
     int count = 0;

@@ -88,7 +88,7 @@ int lm_cmd_run(int argc, char **argv)
                      n_ctx);
         goto done;
     }
-    if (!(s = lm_session_new(m, n_ctx, o.n_batch)) ||
+    if (!(s = lm_cli_session(&o, m, n_ctx, o.n_batch)) ||
         !(sampler = lm_sampler_new(&o.sampling, (int32_t)m->hp.n_vocab)))
         goto done;
     lm_gen_stats st;

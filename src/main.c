@@ -16,6 +16,7 @@ static const struct {
     {"perplexity", lm_cmd_perplexity, "perplexity of a text file"},
     {"bench", lm_cmd_bench, "prompt and decode speed against the RAM bandwidth"},
     {"info", lm_cmd_info, "describe a model file"},
+    {"devices", lm_cmd_devices, "list the OpenCL platforms and devices"},
 };
 
 static void print_help(void)

@@ -1,12 +1,51 @@
 #include "session.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
 #include "kernels.h"
 
+/* The backend that name asks for; NULL with lm_set_error. */
+static lm_backend *make_backend(const lm_model *m, int n_ctx, int n_batch, const char *name,
+                                const char *device)
+{
+    if (!name || strcmp(name, "cpu") == 0)
+        return lm_backend_cpu_new(m, n_ctx, n_batch);
+    if (strcmp(name, "opencl") != 0 && strcmp(name, "auto") != 0) {
+        lm_set_error("unknown backend '%s' (cpu, opencl or auto)", name);
+        return NULL;
+    }
+#ifdef LAMINA_OPENCL
+    lm_backend *b = lm_backend_opencl_new(m, n_ctx, n_batch, device);
+    if (b || strcmp(name, "opencl") == 0)
+        return b;
+    fprintf(stderr, "lamina: warning: OpenCL backend unavailable (%s); running on the CPU\n",
+            lm_last_error());
+#else
+    (void)device;
+    if (strcmp(name, "opencl") == 0) {
+        lm_set_error("this lamina was built without OpenCL");
+        return NULL;
+    }
+#endif
+    return lm_backend_cpu_new(m, n_ctx, n_batch);
+}
+
 lm_session *lm_session_new(const lm_model *m, int n_ctx, int n_batch)
+{
+    return lm_session_new_backend(m, n_ctx, n_batch, "cpu", NULL);
+}
+
+uint64_t lm_session_device_peak(const lm_session *s)
+{
+    const lm_backend_ops *ops = s->backend->ops;
+    return ops->device_peak_bytes ? ops->device_peak_bytes(s->backend) : 0;
+}
+
+lm_session *lm_session_new_backend(const lm_model *m, int n_ctx, int n_batch,
+                                   const char *backend, const char *device)
 {
     if (n_ctx < 1 || n_batch < 1) {
         lm_set_error("context (%d) and batch (%d) must be positive", n_ctx, n_batch);
@@ -30,7 +69,7 @@ lm_session *lm_session_new(const lm_model *m, int n_ctx, int n_batch)
         lm_session_free(s);
         return NULL;
     }
-    s->backend = lm_backend_cpu_new(m, n_ctx, n_batch);
+    s->backend = make_backend(m, n_ctx, n_batch, backend, device);
     if (!s->backend) {
         lm_session_free(s);
         return NULL;

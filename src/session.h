@@ -12,7 +12,7 @@
 #include "backend.h"
 #include "model.h"
 
-typedef struct {
+typedef struct lm_session {
     const lm_model *model;
     lm_backend *backend;
     int n_ctx;
@@ -23,7 +23,18 @@ typedef struct {
     int logits_rows;
 } lm_session;
 
+/* A session on the CPU backend. */
 lm_session *lm_session_new(const lm_model *m, int n_ctx, int n_batch);
+
+/* A session on the backend named "cpu", "opencl" or "auto" (OpenCL when a
+ * device works, else the CPU with a warning on stderr); device picks the
+ * OpenCL device (NULL: the default; see lm_backend_opencl_new).  Without
+ * OpenCL in the build, "opencl" is an error and "auto" means "cpu". */
+lm_session *lm_session_new_backend(const lm_model *m, int n_ctx, int n_batch,
+                                   const char *backend, const char *device);
+
+/* Peak device memory of the session's backend in bytes; 0 on the CPU. */
+uint64_t lm_session_device_peak(const lm_session *s);
 void lm_session_free(lm_session *s);
 
 /* Runs n tokens at position n_past (in batches of n_batch) and advances

@@ -1,0 +1,600 @@
+/* The OpenCL backend: a whole transformer layer on the device, mirroring
+ * cpu/backend_cpu.c step by step.  Weights are uploaded once per layer at
+ * creation, as their GGUF bytes (upload_layer is the piece the streamer of
+ * issue 4 reuses); the KV cache lives on the device.  One token goes through
+ * the fused dequantize+matvec kernels over activations quantized on the
+ * device as the CPU quantizes them; several tokens dequantize each weight
+ * into a scratch buffer and multiply with CLBlast's SGEMM. */
+#define _GNU_SOURCE
+#include "cl_device.h" /* first: it fixes the OpenCL version to 1.2 */
+
+#include <clblast_c.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "error.h"
+#include "kernels.h"
+#include "quant.h"
+
+/* Kernels with a fixed role, by name. */
+enum { K_QUANT_Q8_0, K_QUANT_Q8_K, K_ROUND_F16, K_ROUND_BF16, K_RMSNORM, K_ROPE, K_SWIGLU,
+       K_ADD, K_ADD_BIAS, K_STORE_KV, K_ATTENTION, K_COUNT };
+static const char *const kernel_names[K_COUNT] = {
+    "quantize_q8_0", "quantize_q8_k", "round_to_f16", "round_to_bf16", "rmsnorm", "rope",
+    "swiglu", "add", "add_bias", "store_kv", "attention",
+};
+
+/* Per weight type: the suffix of its matvec_ and dequant_ kernels. */
+static const char *const type_suffix[LM_TYPE_COUNT] = {
+    [LM_TYPE_F32] = "f32",   [LM_TYPE_F16] = "f16",   [LM_TYPE_BF16] = "bf16",
+    [LM_TYPE_Q4_0] = "q4_0", [LM_TYPE_Q4_1] = "q4_1", [LM_TYPE_Q5_0] = "q5_0",
+    [LM_TYPE_Q5_1] = "q5_1", [LM_TYPE_Q8_0] = "q8_0", [LM_TYPE_Q4_K] = "q4_k",
+    [LM_TYPE_Q5_K] = "q5_k", [LM_TYPE_Q6_K] = "q6_k",
+};
+
+#define MAX_PROFILE 48
+static bool profiling;
+
+void lm_backend_opencl_profile(bool on)
+{
+    profiling = on;
+}
+
+typedef struct {
+    cl_mem w[LM_W_PER_LAYER]; /* the tensors' bytes as in the file */
+} cl_layer;
+
+typedef struct {
+    lm_backend base;
+    cl_context ctx;
+    cl_command_queue queue;
+    cl_device_id device;
+    cl_program program;
+    cl_kernel k[K_COUNT];
+    cl_kernel matvec[LM_TYPE_COUNT], dequant[LM_TYPE_COUNT];
+    lm_cl_mem mem;
+    cl_layer *layers;
+    cl_mem out_norm, out_w;
+    cl_mem *k_cache, *v_cache;
+    cl_mem x, xn, q, k_cur, v_cur, att, gate, up, tmp, scores, rope_cs;
+    cl_mem aq, ad, as, ab, af; /* quantized activations */
+    cl_mem wf;                 /* a weight dequantized for SGEMM (made on first use) */
+    size_t wf_floats;
+    cl_mem logits;
+    int logits_rows;
+    int rope_pos0, rope_n;     /* which rows rope_cs holds */
+    float *rope_host;
+    int gemm_min;              /* fewest tokens that take the GEMM path */
+    struct { const char *name; double ms; long calls; } prof[MAX_PROFILE];
+    int n_prof;
+} cl_backend;
+
+/* ---- launching --------------------------------------------------------- */
+
+typedef struct {
+    size_t size;
+    const void *p;
+} karg;
+#define A(v) ((karg){sizeof(v), &(v)})
+
+static void profile_event(cl_backend *cb, const char *name, cl_event ev)
+{
+    cl_ulong t0 = 0, t1 = 0;
+    clWaitForEvents(1, &ev);
+    clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL);
+    clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL);
+    clReleaseEvent(ev);
+    int i = 0;
+    while (i < cb->n_prof && strcmp(cb->prof[i].name, name) != 0)
+        i++;
+    if (i == cb->n_prof) {
+        if (i == MAX_PROFILE)
+            return;
+        cb->prof[cb->n_prof++].name = name;
+    }
+    cb->prof[i].ms += (double)(t1 - t0) * 1e-6;
+    cb->prof[i].calls++;
+}
+
+static int launch(cl_backend *cb, cl_kernel k, const char *name, cl_uint dims, const size_t *gws,
+                  int nargs, const karg *args)
+{
+    for (int i = 0; i < nargs; i++) {
+        cl_int err = clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].p);
+        if (err != CL_SUCCESS) {
+            lm_set_error("clSetKernelArg(%s, %d): %s (%d)", name, i, lm_cl_error_name(err), err);
+            return -1;
+        }
+    }
+    cl_event ev;
+    cl_int err = clEnqueueNDRangeKernel(cb->queue, k, dims, NULL, gws, NULL, 0, NULL,
+                                        profiling ? &ev : NULL);
+    if (err != CL_SUCCESS) {
+        lm_set_error("clEnqueueNDRangeKernel(%s): %s (%d)", name, lm_cl_error_name(err), err);
+        return -1;
+    }
+    if (profiling)
+        profile_event(cb, name, ev);
+    return 0;
+}
+
+#define LAUNCH(cb, kid, dims, gws, ...)                                                     \
+    launch(cb, (cb)->k[kid], kernel_names[kid], dims, gws,                                  \
+           (int)(sizeof((karg[]){__VA_ARGS__}) / sizeof(karg)), (karg[]){__VA_ARGS__})
+
+/* ---- products ------------------------------------------------------------ */
+
+/* The activations of n rows of cols floats in x, as the weight type wants them. */
+static int quantize_act(cl_backend *cb, uint32_t type, cl_mem x, int n, int cols, cl_mem *af)
+{
+    const uint32_t act = lm_cpu_vec_dot_type(type);
+    const size_t count = (size_t)n * cols;
+    *af = x;
+    switch (act) { /* one row per activation type, not per weight type */
+    case LM_TYPE_Q8_0:
+    case LM_TYPE_Q8_1:
+        return LAUNCH(cb, K_QUANT_Q8_0, 1, (size_t[]){count / 32}, A(x), A(cb->aq), A(cb->ad),
+                      A(cb->as));
+    case LM_TYPE_Q8_K:
+        return LAUNCH(cb, K_QUANT_Q8_K, 1, (size_t[]){count / 256}, A(x), A(cb->aq), A(cb->ad),
+                      A(cb->ab));
+    case LM_TYPE_F16:
+    case LM_TYPE_BF16:
+        *af = cb->af;
+        return LAUNCH(cb, act == LM_TYPE_F16 ? K_ROUND_F16 : K_ROUND_BF16, 1, &count, A(x),
+                      A(cb->af));
+    }
+    return 0;
+}
+
+static int ensure_wf(cl_backend *cb, size_t floats)
+{
+    if (floats <= cb->wf_floats)
+        return 0;
+    lm_cl_release(&cb->mem, cb->wf);
+    cb->wf = lm_cl_alloc(&cb->mem, cb->ctx, CL_MEM_READ_WRITE, floats * sizeof(float),
+                         "the GEMM weight scratch");
+    cb->wf_floats = cb->wf ? floats : 0;
+    return cb->wf ? 0 : -1;
+}
+
+/* y (n rows of `rows`) = x (n rows of cols) times W (rows x cols, type)^T */
+static int product(cl_backend *cb, const lm_gguf_tensor *t, cl_mem W, cl_mem x, int n, cl_mem y)
+{
+    const int cols = (int)t->ne[0], rows = (int)t->ne[1];
+    if (n < cb->gemm_min) {
+        cl_mem af;
+        const cl_ulong row_bytes = lm_row_size(t->type, cols);
+        if (quantize_act(cb, t->type, x, n, cols, &af) != 0)
+            return -1;
+        return launch(cb, cb->matvec[t->type], type_suffix[t->type], 2,
+                      (size_t[]){(size_t)rows, (size_t)n}, 10,
+                      (karg[]){A(W), A(row_bytes), A(cols), A(rows), A(cb->aq), A(cb->ad),
+                               A(cb->as), A(cb->ab), A(af), A(y)});
+    }
+    cl_mem wf = W;
+    if (t->type != LM_TYPE_F32) {
+        const size_t count = (size_t)rows * cols;
+        const size_t bs = (size_t)lm_type_get(t->type)->block_size;
+        if (ensure_wf(cb, count) != 0 ||
+            launch(cb, cb->dequant[t->type], "dequant", 1, (size_t[]){count / bs}, 2,
+                   (karg[]){A(W), A(cb->wf)}) != 0)
+            return -1;
+        wf = cb->wf;
+    }
+    cl_event ev;
+    CLBlastStatusCode st =
+        CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, (size_t)n,
+                     (size_t)rows, (size_t)cols, 1.0f, x, 0, (size_t)cols, wf, 0, (size_t)cols,
+                     0.0f, y, 0, (size_t)rows, &cb->queue, &ev);
+    if (st != CLBlastSuccess) {
+        lm_set_error("CLBlastSgemm(%d x %d x %d): status %d", n, rows, cols, (int)st);
+        return -1;
+    }
+    if (profiling)
+        profile_event(cb, "clblast_sgemm", ev);
+    else
+        clReleaseEvent(ev);
+    return 0;
+}
+
+/* ---- the layer ------------------------------------------------------------ */
+
+static int write_buf(cl_backend *cb, cl_mem dst, const void *src, size_t bytes, const char *what)
+{
+    cl_int err = clEnqueueWriteBuffer(cb->queue, dst, CL_TRUE, 0, bytes, src, 0, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        lm_set_error("clEnqueueWriteBuffer(%s): %s (%d)", what, lm_cl_error_name(err), err);
+        return -1;
+    }
+    return 0;
+}
+
+static int read_buf(cl_backend *cb, cl_mem src, void *dst, size_t bytes, const char *what)
+{
+    cl_int err = clEnqueueReadBuffer(cb->queue, src, CL_TRUE, 0, bytes, dst, 0, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        lm_set_error("clEnqueueReadBuffer(%s): %s (%d)", what, lm_cl_error_name(err), err);
+        return -1;
+    }
+    return 0;
+}
+
+/* cos and sin of every (position, frequency) of the rows, computed with the
+ * CPU's cosf/sinf so RoPE rounds as there; kept while the rows stay. */
+static int rope_table(cl_backend *cb, int pos0, int n)
+{
+    const lm_hparams *hp = &cb->base.model->hp;
+    const int half = (int)hp->n_rot / 2;
+    if (cb->rope_pos0 == pos0 && cb->rope_n == n)
+        return 0;
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < half; i++) {
+            const float theta = (float)(pos0 + t) * cb->base.model->rope_inv_freq[i];
+            cb->rope_host[(size_t)t * hp->n_rot + i] = cosf(theta);
+            cb->rope_host[(size_t)t * hp->n_rot + half + i] = sinf(theta);
+        }
+    if (write_buf(cb, cb->rope_cs, cb->rope_host, (size_t)n * hp->n_rot * sizeof(float),
+                  "rope table") != 0)
+        return -1;
+    cb->rope_pos0 = pos0;
+    cb->rope_n = n;
+    return 0;
+}
+
+static int rmsnorm(cl_backend *cb, cl_mem out, cl_mem x, cl_mem w, int n)
+{
+    const lm_hparams *hp = &cb->base.model->hp;
+    const int dim = (int)hp->n_embd;
+    const float eps = hp->norm_eps;
+    return LAUNCH(cb, K_RMSNORM, 1, (size_t[]){(size_t)n}, A(out), A(x), A(w), A(dim), A(eps));
+}
+
+static int rope(cl_backend *cb, cl_mem x, int n, int n_heads)
+{
+    const lm_hparams *hp = &cb->base.model->hp;
+    const int head_dim = (int)hp->head_dim, n_rot = (int)hp->n_rot, neox = hp->rope_neox;
+    return LAUNCH(cb, K_ROPE, 1, (size_t[]){(size_t)n * n_heads * (n_rot / 2)}, A(x),
+                  A(cb->rope_cs), A(n_heads), A(head_dim), A(n_rot), A(neox));
+}
+
+static int add_bias(cl_backend *cb, cl_mem x, cl_mem b, int n, int dim)
+{
+    if (!b)
+        return 0;
+    return LAUNCH(cb, K_ADD_BIAS, 1, (size_t[]){(size_t)n * dim}, A(x), A(b), A(dim));
+}
+
+static int add(cl_backend *cb, cl_mem x, cl_mem y, size_t count)
+{
+    return LAUNCH(cb, K_ADD, 1, &count, A(x), A(y));
+}
+
+static int cl_forward_layer(lm_backend *b, int il, const lm_layer_view *view, float *x, int n,
+                            int pos0)
+{
+    cl_backend *cb = (cl_backend *)b;
+    const lm_model *m = b->model;
+    const lm_hparams *hp = &m->hp;
+    const lm_layer *L = &m->layers[il];
+    cl_mem *w = cb->layers[il].w;
+    const int n_embd = hp->n_embd, q_dim = hp->n_head * hp->head_dim;
+    const int kv_dim = hp->n_head_kv * hp->head_dim;
+    const int n_head = hp->n_head, n_head_kv = hp->n_head_kv, head_dim = hp->head_dim;
+    const int n_ctx = b->n_ctx;
+    (void)view; /* resident: the weights were uploaded at creation */
+
+    if (n > b->n_batch || pos0 + n > b->n_ctx) {
+        lm_set_error("internal: batch of %d at position %d exceeds the cache (%d)", n, pos0,
+                     b->n_ctx);
+        return -1;
+    }
+    const size_t xbytes = (size_t)n * n_embd * sizeof(float);
+    if (write_buf(cb, cb->x, x, xbytes, "activations") != 0 || rope_table(cb, pos0, n) != 0)
+        return -1;
+    /* attention */
+    if (rmsnorm(cb, cb->xn, cb->x, w[LM_W_ATTN_NORM], n) != 0 ||
+        product(cb, L->t[LM_W_Q], w[LM_W_Q], cb->xn, n, cb->q) != 0 ||
+        product(cb, L->t[LM_W_K], w[LM_W_K], cb->xn, n, cb->k_cur) != 0 ||
+        product(cb, L->t[LM_W_V], w[LM_W_V], cb->xn, n, cb->v_cur) != 0 ||
+        add_bias(cb, cb->q, w[LM_W_Q_BIAS], n, q_dim) != 0 ||
+        add_bias(cb, cb->k_cur, w[LM_W_K_BIAS], n, kv_dim) != 0 ||
+        add_bias(cb, cb->v_cur, w[LM_W_V_BIAS], n, kv_dim) != 0 ||
+        rope(cb, cb->q, n, n_head) != 0 || rope(cb, cb->k_cur, n, n_head_kv) != 0 ||
+        LAUNCH(cb, K_STORE_KV, 1, (size_t[]){(size_t)n * kv_dim}, A(cb->k_cache[il]),
+               A(cb->k_cur), A(kv_dim), A(pos0)) != 0 ||
+        LAUNCH(cb, K_STORE_KV, 1, (size_t[]){(size_t)n * kv_dim}, A(cb->v_cache[il]),
+               A(cb->v_cur), A(kv_dim), A(pos0)) != 0 ||
+        LAUNCH(cb, K_ATTENTION, 1, (size_t[]){(size_t)n * n_head}, A(cb->att), A(cb->q),
+               A(cb->k_cache[il]), A(cb->v_cache[il]), A(cb->scores), A(pos0), A(n_head),
+               A(n_head_kv), A(head_dim), A(n_ctx)) != 0 ||
+        product(cb, L->t[LM_W_O], w[LM_W_O], cb->att, n, cb->tmp) != 0 ||
+        add(cb, cb->x, cb->tmp, (size_t)n * n_embd) != 0)
+        return -1;
+    /* feed-forward */
+    if (rmsnorm(cb, cb->xn, cb->x, w[LM_W_FFN_NORM], n) != 0 ||
+        product(cb, L->t[LM_W_GATE], w[LM_W_GATE], cb->xn, n, cb->gate) != 0 ||
+        product(cb, L->t[LM_W_UP], w[LM_W_UP], cb->xn, n, cb->up) != 0 ||
+        LAUNCH(cb, K_SWIGLU, 1, (size_t[]){(size_t)n * hp->n_ff}, A(cb->gate), A(cb->up)) != 0 ||
+        product(cb, L->t[LM_W_DOWN], w[LM_W_DOWN], cb->gate, n, cb->tmp) != 0 ||
+        add(cb, cb->x, cb->tmp, (size_t)n * n_embd) != 0)
+        return -1;
+    return read_buf(cb, cb->x, x, xbytes, "activations");
+}
+
+static int cl_output(lm_backend *b, const float *x, int n, float *logits)
+{
+    cl_backend *cb = (cl_backend *)b;
+    const lm_model *m = b->model;
+    if (n > b->n_batch) {
+        lm_set_error("internal: output batch of %d exceeds %d", n, b->n_batch);
+        return -1;
+    }
+    if (n > cb->logits_rows) {
+        lm_cl_release(&cb->mem, cb->logits);
+        cb->logits_rows = 0;
+        cb->logits = lm_cl_alloc(&cb->mem, cb->ctx, CL_MEM_READ_WRITE,
+                                 (size_t)n * m->hp.n_vocab * sizeof(float), "logits");
+        if (!cb->logits)
+            return -1;
+        cb->logits_rows = n;
+    }
+    if (write_buf(cb, cb->x, x, (size_t)n * m->hp.n_embd * sizeof(float), "activations") != 0 ||
+        rmsnorm(cb, cb->xn, cb->x, cb->out_norm, n) != 0 ||
+        product(cb, m->output, cb->out_w, cb->xn, n, cb->logits) != 0)
+        return -1;
+    return read_buf(cb, cb->logits, logits, (size_t)n * m->hp.n_vocab * sizeof(float), "logits");
+}
+
+static void cl_truncate(lm_backend *b, int pos)
+{
+    (void)b;
+    (void)pos; /* positions past pos are overwritten before they are read */
+}
+
+static void print_profile(cl_backend *cb)
+{
+    double total = 0;
+    for (int i = 0; i < cb->n_prof; i++)
+        total += cb->prof[i].ms;
+    if (total <= 0)
+        return;
+    /* largest first: a few entries, a selection sort is plenty */
+    for (int i = 0; i < cb->n_prof; i++)
+        for (int j = i + 1; j < cb->n_prof; j++)
+            if (cb->prof[j].ms > cb->prof[i].ms) {
+                __typeof__(cb->prof[0]) t = cb->prof[i];
+                cb->prof[i] = cb->prof[j];
+                cb->prof[j] = t;
+            }
+    fprintf(stderr, "lamina: OpenCL profile (%.1f ms of kernels):\n", total);
+    for (int i = 0; i < cb->n_prof; i++)
+        fprintf(stderr, "  %-16s %9.1f ms %5.1f%% %8ld calls\n", cb->prof[i].name,
+                cb->prof[i].ms, 100.0 * cb->prof[i].ms / total, cb->prof[i].calls);
+}
+
+static void free_layer(cl_backend *cb, cl_layer *l)
+{
+    for (int w = 0; w < LM_W_PER_LAYER; w++) {
+        lm_cl_release(&cb->mem, l->w[w]);
+        l->w[w] = NULL;
+    }
+}
+
+static void cl_free(lm_backend *b)
+{
+    cl_backend *cb = (cl_backend *)b;
+    if (!cb)
+        return;
+    if (profiling)
+        print_profile(cb);
+    if (cb->queue)
+        clFinish(cb->queue);
+    const uint32_t n_layer = b->model->hp.n_layer;
+    for (uint32_t il = 0; il < n_layer; il++) {
+        if (cb->layers)
+            free_layer(cb, &cb->layers[il]);
+        if (cb->k_cache)
+            lm_cl_release(&cb->mem, cb->k_cache[il]);
+        if (cb->v_cache)
+            lm_cl_release(&cb->mem, cb->v_cache[il]);
+    }
+    free(cb->layers);
+    free(cb->k_cache);
+    free(cb->v_cache);
+    lm_cl_release(&cb->mem, cb->out_w);
+    lm_cl_release(&cb->mem, cb->out_norm);
+    cl_mem bufs[] = {cb->x,      cb->xn,  cb->q,      cb->k_cur,   cb->v_cur, cb->att,
+                     cb->gate,   cb->up,  cb->tmp,    cb->scores,  cb->rope_cs, cb->aq,
+                     cb->ad,     cb->as,  cb->ab,     cb->af,      cb->wf,    cb->logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        lm_cl_release(&cb->mem, bufs[i]);
+    for (int i = 0; i < K_COUNT; i++)
+        if (cb->k[i])
+            clReleaseKernel(cb->k[i]);
+    for (int t = 0; t < LM_TYPE_COUNT; t++) {
+        if (cb->matvec[t])
+            clReleaseKernel(cb->matvec[t]);
+        if (cb->dequant[t])
+            clReleaseKernel(cb->dequant[t]);
+    }
+    if (cb->program)
+        clReleaseProgram(cb->program);
+    if (cb->queue)
+        clReleaseCommandQueue(cb->queue);
+    if (cb->ctx)
+        clReleaseContext(cb->ctx);
+    free(cb->rope_host);
+    free(cb);
+}
+
+static uint64_t cl_peak(lm_backend *b)
+{
+    return ((cl_backend *)b)->mem.peak;
+}
+
+static const lm_backend_ops cl_ops = {
+    .name = "opencl",
+    .forward_layer = cl_forward_layer,
+    .output = cl_output,
+    .truncate = cl_truncate,
+    .free = cl_free,
+    .device_peak_bytes = cl_peak,
+};
+
+/* ---- creation -------------------------------------------------------------- */
+
+static cl_mem upload(cl_backend *cb, const lm_gguf_tensor *t, const void *data, const char *what)
+{
+    if (!t)
+        return NULL;
+    cl_mem buf = lm_cl_alloc(&cb->mem, cb->ctx, CL_MEM_READ_ONLY, t->nbytes, what);
+    if (buf && write_buf(cb, buf, data, t->nbytes, what) != 0) {
+        lm_cl_release(&cb->mem, buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* Layer il's tensors into device buffers, from wherever view says their
+ * bytes are (the file mapping now; a staging buffer when streaming). */
+static int upload_layer(cl_backend *cb, int il, const lm_layer_view *view)
+{
+    const lm_layer *L = &cb->base.model->layers[il];
+    for (int w = 0; w < LM_W_PER_LAYER; w++) {
+        const lm_gguf_tensor *t = L->t[w];
+        if (t && t->n_dims == 2 && !type_suffix[t->type]) {
+            lm_set_error("layer %d: OpenCL has no kernel for %s weights", il,
+                         lm_type_name(t->type));
+            return -1;
+        }
+        if (t && !(cb->layers[il].w[w] = upload(cb, t, view->data[w], "layer weights"))) {
+            free_layer(cb, &cb->layers[il]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int create_kernels(cl_backend *cb)
+{
+    cl_int err;
+    for (int i = 0; i < K_COUNT; i++) {
+        cb->k[i] = clCreateKernel(cb->program, kernel_names[i], &err);
+        if (lm_cl_check(err, "clCreateKernel") != 0)
+            return -1;
+    }
+    for (int t = 0; t < LM_TYPE_COUNT; t++) {
+        if (!type_suffix[t])
+            continue;
+        char name[64];
+        snprintf(name, sizeof name, "matvec_%s", type_suffix[t]);
+        cb->matvec[t] = clCreateKernel(cb->program, name, &err);
+        if (lm_cl_check(err, "clCreateKernel") != 0)
+            return -1;
+        snprintf(name, sizeof name, "dequant_%s", type_suffix[t]);
+        cb->dequant[t] = clCreateKernel(cb->program, name, &err);
+        if (lm_cl_check(err, "clCreateKernel") != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static cl_mem scratch(cl_backend *cb, size_t bytes, const char *what)
+{
+    return lm_cl_alloc(&cb->mem, cb->ctx, CL_MEM_READ_WRITE, bytes, what);
+}
+
+static int create_buffers(cl_backend *cb)
+{
+    const lm_hparams *hp = &cb->base.model->hp;
+    const size_t nb = (size_t)cb->base.n_batch, f = sizeof(float);
+    const size_t q_dim = (size_t)hp->n_head * hp->head_dim, kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    size_t widest = hp->n_embd > hp->n_ff ? hp->n_embd : hp->n_ff;
+    widest = widest > q_dim ? widest : q_dim;
+    cb->k_cache = calloc(hp->n_layer, sizeof *cb->k_cache);
+    cb->v_cache = calloc(hp->n_layer, sizeof *cb->v_cache);
+    cb->rope_host = malloc(nb * hp->n_rot * f);
+    if (!cb->k_cache || !cb->v_cache || !cb->rope_host) {
+        lm_set_error("out of memory");
+        return -1;
+    }
+    for (uint32_t il = 0; il < hp->n_layer; il++)
+        if (!(cb->k_cache[il] = scratch(cb, (size_t)cb->base.n_ctx * kv_dim * 2, "the K cache")) ||
+            !(cb->v_cache[il] = scratch(cb, (size_t)cb->base.n_ctx * kv_dim * 2, "the V cache")))
+            return -1;
+    return (cb->x = scratch(cb, nb * hp->n_embd * f, "activations")) &&
+                   (cb->xn = scratch(cb, nb * hp->n_embd * f, "activations")) &&
+                   (cb->tmp = scratch(cb, nb * hp->n_embd * f, "activations")) &&
+                   (cb->q = scratch(cb, nb * q_dim * f, "activations")) &&
+                   (cb->att = scratch(cb, nb * q_dim * f, "activations")) &&
+                   (cb->k_cur = scratch(cb, nb * kv_dim * f, "activations")) &&
+                   (cb->v_cur = scratch(cb, nb * kv_dim * f, "activations")) &&
+                   (cb->gate = scratch(cb, nb * hp->n_ff * f, "activations")) &&
+                   (cb->up = scratch(cb, nb * hp->n_ff * f, "activations")) &&
+                   (cb->scores = scratch(cb, nb * hp->n_head * cb->base.n_ctx * f,
+                                         "attention scores")) &&
+                   (cb->rope_cs = scratch(cb, nb * hp->n_rot * f, "rope table")) &&
+                   (cb->aq = scratch(cb, nb * widest, "quantized activations")) &&
+                   (cb->ad = scratch(cb, nb * widest / 32 * f, "quantized activations")) &&
+                   (cb->as = scratch(cb, nb * widest / 32 * f, "quantized activations")) &&
+                   (cb->ab = scratch(cb, nb * widest / 16 * 4, "quantized activations")) &&
+                   (cb->af = scratch(cb, nb * widest * f, "rounded activations"))
+               ? 0
+               : -1;
+}
+
+lm_backend *lm_backend_opencl_new(const lm_model *m, int n_ctx, int n_batch,
+                                  const char *device_spec)
+{
+    cl_platform_id platform;
+    cl_int err;
+    cl_backend *cb = calloc(1, sizeof *cb);
+    if (!cb) {
+        lm_set_error("out of memory");
+        return NULL;
+    }
+    cb->base = (lm_backend){.ops = &cl_ops, .model = m, .n_ctx = n_ctx, .n_batch = n_batch};
+    cb->rope_pos0 = -1;
+    /* One token (decode) takes the quantized matvec kernels, several the
+     * GEMM; LAMINA_CL_GEMM_MIN moves the line (a large value: never GEMM). */
+    const char *gm = getenv("LAMINA_CL_GEMM_MIN");
+    cb->gemm_min = gm && atoi(gm) > 0 ? atoi(gm) : 2;
+    cb->layers = calloc(m->hp.n_layer, sizeof *cb->layers);
+    if (!cb->layers) {
+        lm_set_error("out of memory");
+        goto fail;
+    }
+    if (lm_cl_pick_device(device_spec, &platform, &cb->device) != 0)
+        goto fail;
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)platform, 0};
+    cb->ctx = clCreateContext(props, 1, &cb->device, NULL, NULL, &err);
+    if (lm_cl_check(err, "clCreateContext") != 0)
+        goto fail;
+    cb->queue = clCreateCommandQueue(cb->ctx, cb->device,
+                                     profiling ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
+    if (lm_cl_check(err, "clCreateCommandQueue") != 0)
+        goto fail;
+    if (!(cb->program = lm_cl_program_build(cb->ctx, cb->device)) || create_kernels(cb) != 0 ||
+        create_buffers(cb) != 0)
+        goto fail;
+    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+        lm_layer_view view;
+        lm_model_layer_view(m, (int)il, &view);
+        if (upload_layer(cb, (int)il, &view) != 0)
+            goto fail;
+    }
+    if (!type_suffix[m->output->type]) {
+        lm_set_error("OpenCL has no kernel for the %s output head", lm_type_name(m->output->type));
+        goto fail;
+    }
+    if (!(cb->out_norm = upload(cb, m->output_norm, m->output_norm->data, "the output norm")) ||
+        !(cb->out_w = upload(cb, m->output, m->output->data, "the output head")))
+        goto fail;
+    return &cb->base;
+fail:
+    cl_free(&cb->base);
+    return NULL;
+}

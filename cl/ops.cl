@@ -1,0 +1,59 @@
+/* The layer's elementwise and row operations, as cpu/ops.c computes them. */
+
+/* One work-item per row: squares summed in double (as ggml) where the
+ * device has it. */
+kernel void rmsnorm(global float *out, global const float *x, global const float *w, int dim,
+                    float eps)
+{
+    const size_t t = get_global_id(0);
+    global const float *xr = x + t * dim;
+    global float *o = out + t * dim;
+    acc_t sum = 0;
+    for (int i = 0; i < dim; i++)
+        sum += (acc_t)(xr[i] * xr[i]);
+    const float scale = 1.0f / sqrt((float)(sum / dim) + eps);
+    for (int i = 0; i < dim; i++)
+        o[i] = xr[i] * scale * w[i];
+}
+
+/* Work-item (t, head, i) turns one pair; cs holds cos then sin of each
+ * (token, frequency), computed on the host with the CPU's cosf/sinf. */
+kernel void rope(global float *x, global const float *cs, int n_heads, int head_dim, int n_rot,
+                 int neox)
+{
+    const int nh = n_rot / 2;
+    const size_t id = get_global_id(0);
+    const int i = id % nh, h = id / nh % n_heads, t = id / nh / n_heads;
+    global float *v = x + ((size_t)t * n_heads + h) * head_dim;
+    const int a = neox ? i : 2 * i, b = neox ? i + nh : 2 * i + 1;
+    const float c = cs[(size_t)t * n_rot + i], s = cs[(size_t)t * n_rot + nh + i];
+    const float x0 = v[a], x1 = v[b];
+    v[a] = x0 * c - x1 * s;
+    v[b] = x0 * s + x1 * c;
+}
+
+kernel void swiglu(global float *gate, global const float *up)
+{
+    const size_t i = get_global_id(0);
+    const float g = gate[i];
+    gate[i] = g / (1.0f + exp(-g)) * up[i];
+}
+
+kernel void add(global float *x, global const float *y)
+{
+    const size_t i = get_global_id(0);
+    x[i] += y[i];
+}
+
+kernel void add_bias(global float *x, global const float *b, int dim)
+{
+    const size_t i = get_global_id(0);
+    x[i] += b[i % dim];
+}
+
+/* n rows of kv_dim floats into the fp16 cache at row pos0. */
+kernel void store_kv(global half *cache, global const float *src, int kv_dim, int pos0)
+{
+    const size_t i = get_global_id(0);
+    vstore_half_rte(src[i], (size_t)pos0 * kv_dim + i, cache);
+}

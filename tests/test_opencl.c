@@ -1,0 +1,271 @@
+/* The OpenCL kernels on the first device against the CPU references, on
+ * random data: every weight type's fused matvec (over activations the device
+ * quantizes) against lm_cpu_matmul_portable, every dequantizer against the
+ * scalar reference in formats/quant.c (bit for bit), the activation
+ * quantizers against the CPU's blocks; then the whole backend against the CPU
+ * backend on small models the test writes itself.  No device: the test fails
+ * when CI is set, and skips (exit 77) with a message otherwise. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cl_device.h"
+#include "error.h"
+#include "kernels.h"
+#include "model.h"
+#include "model_writer.h"
+#include "quant.h"
+#include "session.h"
+
+static cl_context ctx;
+static cl_command_queue queue;
+static cl_program prog;
+
+static const uint32_t types[] = {LM_TYPE_F32,  LM_TYPE_F16,  LM_TYPE_BF16, LM_TYPE_Q8_0,
+                                 LM_TYPE_Q4_0, LM_TYPE_Q4_1, LM_TYPE_Q5_0, LM_TYPE_Q5_1,
+                                 LM_TYPE_Q4_K, LM_TYPE_Q5_K, LM_TYPE_Q6_K};
+
+static void lower(const char *s, char *out)
+{
+    while ((*out++ = (char)(*s >= 'A' && *s <= 'Z' ? *s + 32 : *s)))
+        s++;
+}
+
+static cl_mem buffer(size_t bytes, const void *data)
+{
+    cl_int err;
+    cl_mem m = clCreateBuffer(ctx, CL_MEM_READ_WRITE | (data ? CL_MEM_COPY_HOST_PTR : 0),
+                              bytes, (void *)data, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    return m;
+}
+
+static void run_kernel(const char *name, cl_uint dims, const size_t *gws, int nargs,
+                       const size_t *sizes, const void *const *args)
+{
+    cl_int err;
+    cl_kernel k = clCreateKernel(prog, name, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    for (int i = 0; i < nargs; i++)
+        assert_int_equal(clSetKernelArg(k, (cl_uint)i, sizes[i], args[i]), CL_SUCCESS);
+    assert_int_equal(clEnqueueNDRangeKernel(queue, k, dims, NULL, gws, NULL, 0, NULL, NULL),
+                     CL_SUCCESS);
+    assert_int_equal(clFinish(queue), CL_SUCCESS);
+    clReleaseKernel(k);
+}
+
+static float *random_floats(size_t n, uint64_t seed)
+{
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = test_random(&seed) * (i % 7 == 0 ? 3.0f : 1.0f);
+    return x;
+}
+
+/* Each type's matvec against the portable CPU product, 2 tokens.  The block
+ * dots are integer-exact and summed in the same order, so the tolerance is
+ * a few float roundings: 1e-5 of the row's scale. */
+static void test_matvec(void **state)
+{
+    (void)state;
+    enum { ROWS = 13, COLS = 512, NT = 2 };
+    for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
+        const uint32_t type = types[ti], act = lm_cpu_vec_dot_type(type);
+        const size_t row = lm_row_size(type, COLS);
+        float *wf = random_floats((size_t)ROWS * COLS, 1 + ti), *x = random_floats(NT * COLS, 99);
+        uint8_t *w = malloc(row * ROWS);
+        lm_type_get(type)->quantize(wf, w, (int64_t)ROWS * COLS);
+        float y_cpu[NT * ROWS], y_cl[NT * ROWS];
+        void *scratch = malloc(lm_cpu_matmul_scratch_size(type, COLS, NT));
+        lm_cpu_matmul_portable(type, w, ROWS, COLS, x, NT, y_cpu, scratch);
+
+        cl_mem W = buffer(row * ROWS, w), X = buffer(sizeof(float) * NT * COLS, x);
+        cl_mem aq = buffer(NT * COLS, NULL), ad = buffer(NT * COLS / 8, NULL),
+               as = buffer(NT * COLS / 8, NULL), ab = buffer(NT * COLS / 4, NULL),
+               af = buffer(NT * COLS * 4, NULL), Y = buffer(sizeof y_cl, NULL);
+        cl_mem a_f = act == LM_TYPE_F32 ? X : af;
+        if (act == LM_TYPE_Q8_0 || act == LM_TYPE_Q8_1)
+            run_kernel("quantize_q8_0", 1, (size_t[]){NT * COLS / 32}, 4,
+                       (size_t[]){8, 8, 8, 8}, (const void *[]){&X, &aq, &ad, &as});
+        else if (act == LM_TYPE_Q8_K)
+            run_kernel("quantize_q8_k", 1, (size_t[]){NT * COLS / 256}, 4,
+                       (size_t[]){8, 8, 8, 8}, (const void *[]){&X, &aq, &ad, &ab});
+        else if (act != LM_TYPE_F32)
+            run_kernel(act == LM_TYPE_F16 ? "round_to_f16" : "round_to_bf16", 1,
+                       (size_t[]){NT * COLS}, 2, (size_t[]){8, 8}, (const void *[]){&X, &af});
+        char name[32] = "matvec_";
+        lower(lm_type_name(type), name + 7);
+        cl_ulong rb = row;
+        int cols = COLS, rows = ROWS;
+        run_kernel(name, 2, (size_t[]){ROWS, NT}, 10,
+                   (size_t[]){8, 8, 4, 4, 8, 8, 8, 8, 8, 8},
+                   (const void *[]){&W, &rb, &cols, &rows, &aq, &ad, &as, &ab, &a_f, &Y});
+        assert_int_equal(clEnqueueReadBuffer(queue, Y, CL_TRUE, 0, sizeof y_cl, y_cl, 0, NULL,
+                                             NULL), CL_SUCCESS);
+        for (int i = 0; i < NT * ROWS; i++)
+            if (fabsf(y_cl[i] - y_cpu[i]) > 1e-5f * (1.0f + fabsf(y_cpu[i]))) {
+                fprintf(stderr, "%s row %d: cl %.9g cpu %.9g\n", name, i, y_cl[i], y_cpu[i]);
+                fail();
+            }
+        cl_mem bufs[] = {W, X, aq, ad, as, ab, af, Y};
+        for (size_t i = 0; i < 8; i++)
+            clReleaseMemObject(bufs[i]);
+        free(wf);
+        free(x);
+        free(w);
+        free(scratch);
+    }
+}
+
+/* Each dequantizer against the scalar reference: identical floats. */
+static void test_dequant(void **state)
+{
+    (void)state;
+    enum { N = 1024 };
+    for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
+        const uint32_t type = types[ti];
+        const size_t bytes = lm_row_size(type, N);
+        float *src = random_floats(N, 7 + ti), ref[N], got[N];
+        uint8_t *q = malloc(bytes);
+        lm_type_get(type)->quantize(src, q, N);
+        lm_type_get(type)->dequantize(q, ref, N);
+        cl_mem W = buffer(bytes, q), Y = buffer(sizeof got, NULL);
+        char name[32] = "dequant_";
+        lower(lm_type_name(type), name + 8);
+        run_kernel(name, 1, (size_t[]){N / (size_t)lm_type_get(type)->block_size}, 2,
+                   (size_t[]){8, 8}, (const void *[]){&W, &Y});
+        assert_int_equal(clEnqueueReadBuffer(queue, Y, CL_TRUE, 0, sizeof got, got, 0, NULL,
+                                             NULL), CL_SUCCESS);
+        for (int i = 0; i < N; i++)
+            if (memcmp(&got[i], &ref[i], sizeof(float)) != 0) {
+                fprintf(stderr, "%s value %d: cl %.9g ref %.9g\n", name, i, got[i], ref[i]);
+                fail();
+            }
+        clReleaseMemObject(W);
+        clReleaseMemObject(Y);
+        free(src);
+        free(q);
+    }
+}
+
+/* The whole backend against the CPU backend: a prompt of 7 tokens, then
+ * decoded tokens.  With every product on the quantized matvec kernels
+ * (gemm_min large) the logits are within 2e-3 of the largest; with the
+ * prompt on dequantize+SGEMM (f32 activations where the CPU uses 8-bit
+ * ones) within 6e-2, the size of the CPU's own activation rounding. */
+static void compare_backends_with(const test_model_shape *shape, const char *gemm_min,
+                                  float tol)
+{
+    setenv("LAMINA_CL_GEMM_MIN", gemm_min, 1);
+    char path[] = "/tmp/lamina-test-opencl-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(test_write_model(path, shape), 0);
+    lm_model *m = lm_model_load(path);
+    assert_non_null(m);
+    lm_session *cpu = lm_session_new(m, 32, 8);
+    lm_session *gpu = lm_session_new_backend(m, 32, 8, "opencl", NULL);
+    if (!gpu)
+        fprintf(stderr, "%s\n", lm_last_error());
+    assert_non_null(cpu);
+    assert_non_null(gpu);
+    const int32_t prompt[] = {1, 5, 9, 17, 33, 2, 40, 11, 3, 7};
+    float a[TEST_N_VOCAB], b[TEST_N_VOCAB];
+    for (int step = 0; step < 4; step++) {
+        const int n = step == 0 ? 7 : 1;
+        const int32_t *tok = step == 0 ? prompt : prompt + 6 + step;
+        assert_int_equal(lm_session_eval(cpu, tok, n, false, a), 0);
+        assert_int_equal(lm_session_eval(gpu, tok, n, false, b), 0);
+        float scale = 0;
+        for (int i = 0; i < TEST_N_VOCAB; i++)
+            scale = fmaxf(scale, fabsf(a[i]));
+        for (int i = 0; i < TEST_N_VOCAB; i++)
+            if (fabsf(a[i] - b[i]) > tol * scale + 1e-5f) {
+                fprintf(stderr, "%s %s gemm_min %s step %d logit %d: cpu %g cl %g\n",
+                        shape->arch, lm_type_name(shape->weight_type), gemm_min, step, i, a[i],
+                        b[i]);
+                fail();
+            }
+    }
+    assert_true(lm_session_device_peak(gpu) > 0);
+    lm_session_free(cpu);
+    lm_session_free(gpu);
+    lm_model_free(m);
+    unlink(path);
+}
+
+static void compare_backends(const test_model_shape *shape)
+{
+    compare_backends_with(shape, "1000", 2e-3f);
+    compare_backends_with(shape, "2", 6e-2f);
+}
+
+static void test_backend_llama(void **state)
+{
+    (void)state;
+    for (uint32_t t = 0; t < 3; t++) {
+        const uint32_t wt[] = {LM_TYPE_F32, LM_TYPE_Q4_1, LM_TYPE_Q4_K};
+        test_model_shape s = {"llama", wt[t], 2, 256, 4, 2, 512, t == 1, 5 + t, NULL, 0};
+        compare_backends(&s);
+    }
+}
+
+static void test_backend_qwen2(void **state)
+{
+    (void)state;
+    test_model_shape s = {"qwen2", LM_TYPE_Q8_0, 2, 256, 4, 2, 512, false, 11, NULL, 0};
+    compare_backends(&s);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    cl_platform_id pf;
+    cl_device_id dev;
+    assert_int_equal(lm_cl_pick_device("no-such-device-xyz", &pf, &dev), -1);
+    assert_non_null(strstr(lm_last_error(), "no OpenCL device has that"));
+    assert_int_equal(lm_cl_pick_device("999", &pf, &dev), -1);
+    assert_string_equal(lm_cl_error_name(CL_OUT_OF_RESOURCES), "CL_OUT_OF_RESOURCES");
+    assert_int_equal(lm_cl_check(CL_INVALID_KERNEL_NAME, "clCreateKernel"), -1);
+    assert_string_equal(lm_last_error(), "clCreateKernel: CL_INVALID_KERNEL_NAME (-46)");
+}
+
+int main(void)
+{
+    cl_platform_id pf;
+    cl_device_id dev;
+    cl_int err;
+    if (lm_cl_pick_device(NULL, &pf, &dev) != 0) {
+        const char *ci = getenv("CI");
+        fprintf(stderr, "test_opencl: %s: %s\n", ci && *ci ? "FAIL (CI is set)" : "SKIP",
+                lm_last_error());
+        return ci && *ci ? 1 : 77;
+    }
+    char label[512];
+    lm_cl_device_label(dev, label, sizeof label);
+    fprintf(stderr, "test_opencl: on %s\n", label);
+    ctx = clCreateContext(NULL, 1, &dev, NULL, NULL, &err);
+    queue = clCreateCommandQueue(ctx, dev, 0, &err);
+    if (!ctx || !queue || !(prog = lm_cl_program_build(ctx, dev))) {
+        fprintf(stderr, "test_opencl: %s\n", lm_last_error());
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dequant),      cmocka_unit_test(test_matvec),
+        cmocka_unit_test(test_backend_llama), cmocka_unit_test(test_backend_qwen2),
+        cmocka_unit_test(test_errors),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    clReleaseProgram(prog);
+    clReleaseCommandQueue(queue);
+    clReleaseContext(ctx);
+    return rc;
+}
