@@ -230,12 +230,11 @@ static int rope_table(cl_backend *cb, int pos0, int n)
     const int half = (int)hp->n_rot / 2;
     if (cb->rope_pos0 == pos0 && cb->rope_n == n)
         return 0;
-    for (int t = 0; t < n; t++)
-        for (int i = 0; i < half; i++) {
-            const float theta = (float)(pos0 + t) * cb->base.model->rope_inv_freq[i];
-            cb->rope_host[(size_t)t * hp->n_rot + i] = cosf(theta);
-            cb->rope_host[(size_t)t * hp->n_rot + half + i] = sinf(theta);
-        }
+    /* the same angles as the CPU backend turns by */
+    for (int t = 0; t < n; t++) {
+        float *row = cb->rope_host + (size_t)t * hp->n_rot;
+        lm_rope_angles(&cb->base.model->rope, pos0 + t, row, row + half);
+    }
     if (write_buf(cb, cb->rope_cs, cb->rope_host, (size_t)n * hp->n_rot * sizeof(float),
                   "rope table") != 0)
         return -1;

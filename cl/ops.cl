@@ -28,8 +28,9 @@ kernel void rope(global float *x, global const float *cs, int n_heads, int head_
     const int a = neox ? i : 2 * i, b = neox ? i + nh : 2 * i + 1;
     const float c = cs[(size_t)t * n_rot + i], s = cs[(size_t)t * n_rot + nh + i];
     const float x0 = v[a], x1 = v[b];
-    v[a] = x0 * c - x1 * s;
-    v[b] = x0 * s + x1 * c;
+    /* as the CPU backend (and llama.cpp's build) computes it */
+    v[a] = fma(x0, c, -(x1 * s));
+    v[b] = fma(x0, s, x1 * c);
 }
 
 kernel void swiglu(global float *gate, global const float *up)

@@ -1,10 +1,19 @@
-/* Causal attention over the fp16 KV cache, as llama.cpp computes it without
- * flash attention: q rounded to fp16 for the K products, softmax in f32 with
- * a double sum, the probabilities rounded to fp16 for the V product.
+/* Causal attention over the fp16 KV cache, reproducing llama.cpp's CPU
+ * arithmetic bit for bit (ggml AVX-512 build, flash attention off, f16 cache):
+ *
+ *  - KQ: q rounded to fp16, each score a dot product of 16-lane fused
+ *    multiply-add accumulators in the summation order of ggml_vec_dot_f16
+ *    (one token) or of llamafile's tinyBLAS (2+ tokens in the batch), then
+ *    times 1/sqrt(head_dim);
+ *  - softmax over the KV cells padded to 256 (padding is -inf): ggml_v_expf
+ *    in 16-lane chunks, each chunk tree-summed in float and added in double,
+ *    every value times (float)(1/sum), then rounded to fp16;
+ *  - KQV: V is transposed in llama.cpp's cache, so each output dimension is a
+ *    dot product over positions, again in vec_dot or tinyBLAS order.
  *
  * The query heads that share a KV head (grouped-query attention) are done
- * together, so each K and V row is read once per group.  AVX2+F16C versions
- * are chosen at run time like the matmul kernels. */
+ * together.  AVX2+FMA+F16C versions are chosen at run time; the portable code
+ * gives the same bits. */
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -15,130 +24,259 @@
 #define MAX_GROUP 16   /* query heads per KV head handled in one pass */
 #define MAX_HEAD_DIM 1024
 
+#define GG_LANES 16    /* one __m512 of floats */
+#define GG_STEP 64     /* ggml_vec_dot_f16: 4 accumulators x 16 lanes */
+#define GG_KV_PAD 256  /* llama.cpp rounds the visible KV cells up to this */
+
 static float round_half(float x)
 {
     return lm_half_to_float(lm_float_to_half(x));
 }
 
-static float dot_f16_portable(const float *q, const lm_fp16 *k, int n)
+static int gg_pad(int n, int to)
 {
-    float s = 0.0f;
-    for (int i = 0; i < n; i++)
-        s += q[i] * lm_half_to_float(k[i]);
-    return s;
+    return (n + to - 1) / to * to;
 }
 
-static void axpy_f16_portable(float *out, float w, const lm_fp16 *v, int n)
+/* Horizontal sum of 16 floats in the order of a 512-bit tree reduction:
+ * upper 8 + lower 8, then 4 + 4, then (0+2, 1+3), then 0 + 1. */
+static float gg_reduce16(const float *a)
 {
-    for (int i = 0; i < n; i++)
-        out[i] += w * lm_half_to_float(v[i]);
+    float t8[8], t4[4];
+    for (int i = 0; i < 8; i++)
+        t8[i] = a[i + 8] + a[i];
+    for (int i = 0; i < 4; i++)
+        t4[i] = t8[i + 4] + t8[i];
+    const float x0 = t4[0] + t4[2], x1 = t4[1] + t4[3];
+    return x0 + x1;
+}
+
+/* ---- portable kernels ---- */
+
+/* One score, q already rounded to fp16.  vec_dot order: per 64-element step,
+ * element e goes to accumulator (e/16)%4, lane e%16; the accumulators are
+ * added 0+2, 1+3, then the two; reduce16; elements past the last whole step
+ * added in double.  tinyBLAS order (hd % 16 == 0): one 16-lane accumulator
+ * over steps of 16, then reduce16. */
+static float kq_portable(const float *qh, const lm_fp16 *k, int hd, int tiny)
+{
+    float acc[4][GG_LANES];
+    memset(acc, 0, sizeof acc);
+    if (tiny) {
+        for (int i = 0; i < hd; i += GG_LANES)
+            for (int l = 0; l < GG_LANES; l++)
+                acc[0][l] = fmaf(lm_half_to_float(k[i + l]), qh[i + l], acc[0][l]);
+        return gg_reduce16(acc[0]);
+    }
+    const int np = hd & ~(GG_STEP - 1);
+    for (int i = 0; i < np; i += GG_STEP)
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < GG_LANES; l++) {
+                const int e = i + j * GG_LANES + l;
+                acc[j][l] = fmaf(lm_half_to_float(k[e]), qh[e], acc[j][l]);
+            }
+    for (int l = 0; l < GG_LANES; l++) {
+        acc[0][l] = acc[0][l] + acc[2][l];
+        acc[1][l] = acc[1][l] + acc[3][l];
+        acc[0][l] = acc[0][l] + acc[1][l];
+    }
+    double sum = gg_reduce16(acc[0]);
+    for (int i = np; i < hd; i++)
+        sum += (double)(lm_half_to_float(k[i]) * qh[i]);
+    return (float)sum;
+}
+
+/* Output = sum over positions p of prob[p] * V[p], in the dot-product order
+ * over p (see kq_portable), computed for all dimensions at once: position p
+ * accumulates into slot p % 64 (vec_dot) or p % 16 (tinyBLAS), slots are then
+ * combined like the accumulator lanes.  Positions past n_pos hold zero
+ * probability and would add exact zeros, so they are skipped; the vec_dot
+ * double tail cannot occur since llama.cpp's padded length is a multiple of
+ * 256.  slots: 64 * hd floats. */
+static void kqv_portable(float *out, const float *prob, int n_pos, const lm_fp16 *v,
+                         int kv_stride, int hd, int tiny, float *slots)
+{
+    const int ns = tiny ? GG_LANES : GG_STEP;
+    memset(slots, 0, (size_t)ns * hd * sizeof(float));
+    for (int p = 0; p < n_pos; p++) {
+        float *a = slots + (size_t)(p % ns) * hd;
+        const lm_fp16 *vr = v + (size_t)p * kv_stride;
+        for (int d = 0; d < hd; d++)
+            a[d] = fmaf(lm_half_to_float(vr[d]), prob[p], a[d]);
+    }
+    for (int d = 0; d < hd; d++) {
+        float lane[GG_LANES];
+        for (int l = 0; l < GG_LANES; l++) {
+            if (tiny) {
+                lane[l] = slots[(size_t)l * hd + d];
+            } else {
+                const float a0 = slots[(size_t)l * hd + d] + slots[(size_t)(32 + l) * hd + d];
+                const float a1 =
+                    slots[(size_t)(16 + l) * hd + d] + slots[(size_t)(48 + l) * hd + d];
+                lane[l] = a0 + a1;
+            }
+        }
+        out[d] = gg_reduce16(lane);
+    }
 }
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
-AVX2 static float hsum256(__m256 v)
+/* reduce16 of the 16 lanes lo (0-7) and hi (8-15) */
+AVX2 static float reduce16_avx2(__m256 lo, __m256 hi)
 {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+    const __m256 t8 = _mm256_add_ps(hi, lo);
+    __m128 t4 = _mm_add_ps(_mm256_extractf128_ps(t8, 1), _mm256_castps256_ps128(t8));
+    t4 = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));
+    t4 = _mm_add_ss(t4, _mm_movehdup_ps(t4));
+    return _mm_cvtss_f32(t4);
 }
 
-AVX2 static float dot_f16_avx2(const float *q, const lm_fp16 *k, int n)
+AVX2 static __m256 load_h8(const lm_fp16 *p)
 {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m256 k0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i)));
-        __m256 k1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 8)));
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), k0, acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), k1, acc1);
-    }
-    float s = hsum256(_mm256_add_ps(acc0, acc1));
-    for (; i < n; i++)
-        s += q[i] * lm_half_to_float(k[i]);
-    return s;
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
 
-AVX2 static void axpy_f16_avx2(float *out, float w, const lm_fp16 *v, int n)
+/* kq_portable for hd % 16 == 0 (tiny) or hd % 64 == 0 (vec_dot) */
+AVX2 static float kq_avx2(const float *qh, const lm_fp16 *k, int hd, int tiny)
 {
-    const __m256 wv = _mm256_set1_ps(w);
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 vv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i)));
-        _mm256_storeu_ps(out + i, _mm256_fmadd_ps(wv, vv, _mm256_loadu_ps(out + i)));
+    if (tiny) {
+        __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+        for (int i = 0; i < hd; i += GG_LANES) {
+            lo = _mm256_fmadd_ps(load_h8(k + i), _mm256_loadu_ps(qh + i), lo);
+            hi = _mm256_fmadd_ps(load_h8(k + i + 8), _mm256_loadu_ps(qh + i + 8), hi);
+        }
+        return reduce16_avx2(lo, hi);
     }
-    for (; i < n; i++)
-        out[i] += w * lm_half_to_float(v[i]);
+    __m256 acc[8];
+    for (int j = 0; j < 8; j++)
+        acc[j] = _mm256_setzero_ps();
+    for (int i = 0; i < hd; i += GG_STEP)
+        for (int j = 0; j < 8; j++)
+            acc[j] = _mm256_fmadd_ps(load_h8(k + i + 8 * j), _mm256_loadu_ps(qh + i + 8 * j),
+                                     acc[j]);
+    /* accumulator j of 16 lanes is acc[2j] (lo), acc[2j+1] (hi) */
+    const __m256 lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
+    const __m256 hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
+    return reduce16_avx2(lo, hi);
+}
+
+/* kqv_portable for hd % 8 == 0 */
+AVX2 static void kqv_avx2(float *out, const float *prob, int n_pos, const lm_fp16 *v,
+                          int kv_stride, int hd, int tiny, float *slots)
+{
+    const int ns = tiny ? GG_LANES : GG_STEP;
+    const int used = n_pos < ns ? n_pos : ns;
+    memset(slots, 0, (size_t)ns * hd * sizeof(float));
+    for (int p = 0; p < n_pos; p++) {
+        float *a = slots + (size_t)(p % ns) * hd;
+        const lm_fp16 *vr = v + (size_t)p * kv_stride;
+        const __m256 w = _mm256_set1_ps(prob[p]);
+        for (int d = 0; d < hd; d += 8)
+            _mm256_storeu_ps(a + d, _mm256_fmadd_ps(load_h8(vr + d), w, _mm256_loadu_ps(a + d)));
+    }
+    (void)used;
+    for (int d = 0; d < hd; d += 8) {
+        __m256 lane[GG_LANES];
+        for (int l = 0; l < GG_LANES; l++) {
+            if (tiny) {
+                lane[l] = _mm256_loadu_ps(slots + (size_t)l * hd + d);
+            } else {
+                const __m256 a0 = _mm256_add_ps(_mm256_loadu_ps(slots + (size_t)l * hd + d),
+                                                _mm256_loadu_ps(slots + (size_t)(32 + l) * hd + d));
+                const __m256 a1 = _mm256_add_ps(_mm256_loadu_ps(slots + (size_t)(16 + l) * hd + d),
+                                                _mm256_loadu_ps(slots + (size_t)(48 + l) * hd + d));
+                lane[l] = _mm256_add_ps(a0, a1);
+            }
+        }
+        __m256 t8[8], t4[4];
+        for (int i = 0; i < 8; i++)
+            t8[i] = _mm256_add_ps(lane[i + 8], lane[i]);
+        for (int i = 0; i < 4; i++)
+            t4[i] = _mm256_add_ps(t8[i + 4], t8[i]);
+        const __m256 x0 = _mm256_add_ps(t4[0], t4[2]), x1 = _mm256_add_ps(t4[1], t4[3]);
+        _mm256_storeu_ps(out + d, _mm256_add_ps(x0, x1));
+    }
 }
 #endif
 
-typedef float (*dot_fn)(const float *q, const lm_fp16 *k, int n);
-typedef void (*axpy_fn)(float *out, float w, const lm_fp16 *v, int n);
-
-/* Softmax of scores[0..n) in place, returning nothing; probabilities are
- * rounded to fp16 as they will be multiplied in that precision. */
-static void softmax_to_half_precision(float *scores, int n)
+/* ggml_compute_forward_soft_max_f32 on one row of n valid scores that ggml
+ * sees padded with -inf to a multiple of 16: exponentials by ggml_v_expf
+ * (lm_expf_ggml), each 16-lane chunk summed by gg_reduce16 and added in
+ * double (chunks of padding add exact zeros and are skipped), then every
+ * value scaled by (float)(1/sum) and rounded to fp16 (the KQ x V product
+ * converts them).  tmp: n floats. */
+static void gg_softmax_half(float *s, int n, float *tmp)
 {
     float max = -INFINITY;
     for (int p = 0; p < n; p++)
-        max = scores[p] > max ? scores[p] : max;
+        max = s[p] > max ? s[p] : max;
+    for (int p = 0; p < n; p++)
+        tmp[p] = s[p] - max;
+    lm_expf_ggml_n(s, tmp, n);
     double sum = 0.0;
-    for (int p = 0; p < n; p++) {
-        scores[p] = expf(scores[p] - max);
-        sum += scores[p];
+    for (int c = 0; c < n; c += GG_LANES) {
+        float e[GG_LANES];
+        for (int l = 0; l < GG_LANES; l++)
+            e[l] = c + l < n ? s[c + l] : 0.0f;
+        sum += (double)gg_reduce16(e);
     }
     const float inv = (float)(1.0 / sum);
     for (int p = 0; p < n; p++)
-        scores[p] = round_half(scores[p] * inv);
+        s[p] = round_half(s[p] * inv);
 }
 
+typedef float (*kq_fn)(const float *qh, const lm_fp16 *k, int hd, int tiny);
+typedef void (*kqv_fn)(float *out, const float *prob, int n_pos, const lm_fp16 *v,
+                       int kv_stride, int hd, int tiny, float *slots);
+
 /* The query heads [h0, h0+ng) of one token, which share one KV head, over
- * cache positions [0, n_pos). */
+ * cache positions [0, n_pos).  batched: the batch has 2 or more tokens, so
+ * llama.cpp's matrix products go through tinyBLAS (which needs the inner
+ * length to be a multiple of 16; otherwise ggml falls back to vec_dot). */
 static void attend_group(float *out, const float *q, const lm_fp16 *k_cache,
                          const lm_fp16 *v_cache, int n_pos, int ng, int kv_stride, int head_dim,
-                         float *scores, dot_fn dot, axpy_fn axpy)
+                         float *scratch, int batched)
 {
     const float scale = 1.0f / sqrtf((float)head_dim);
-    float qh[MAX_GROUP][MAX_HEAD_DIM];
-    for (int g = 0; g < ng; g++)
-        for (int i = 0; i < head_dim; i++)
-            qh[g][i] = round_half(q[g * head_dim + i]);
-    for (int p = 0; p < n_pos; p++) {
-        const lm_fp16 *k = k_cache + (size_t)p * kv_stride;
-        for (int g = 0; g < ng; g++)
-            scores[(size_t)g * n_pos + p] = dot(qh[g], k, head_dim) * scale;
+    const int tiny_kq = batched && head_dim % GG_LANES == 0;
+    const int tiny_kqv = batched; /* the padded length is a multiple of 256 */
+    kq_fn kq = kq_portable;
+    kqv_fn kqv = kqv_portable;
+#if defined(__x86_64__) || defined(__i386__)
+    if (lm_cpu_use_avx2()) {
+        if (head_dim % (tiny_kq ? GG_LANES : GG_STEP) == 0)
+            kq = kq_avx2;
+        if (head_dim % 8 == 0)
+            kqv = kqv_avx2;
     }
-    for (int g = 0; g < ng; g++)
-        softmax_to_half_precision(scores + (size_t)g * n_pos, n_pos);
-    memset(out, 0, (size_t)ng * head_dim * sizeof(float));
-    for (int p = 0; p < n_pos; p++) {
-        const lm_fp16 *v = v_cache + (size_t)p * kv_stride;
-        for (int g = 0; g < ng; g++)
-            axpy(out + g * head_dim, scores[(size_t)g * n_pos + p], v, head_dim);
+#endif
+    float *sc = scratch, *tmp = scratch + gg_pad(n_pos, GG_LANES);
+    float *slots = tmp + gg_pad(n_pos, GG_LANES);
+    float qh[MAX_HEAD_DIM];
+    for (int g = 0; g < ng; g++) {
+        for (int i = 0; i < head_dim; i++)
+            qh[i] = round_half(q[g * head_dim + i]);
+        for (int p = 0; p < n_pos; p++)
+            sc[p] = kq(qh, k_cache + (size_t)p * kv_stride, head_dim, tiny_kq) * scale;
+        gg_softmax_half(sc, n_pos, tmp);
+        kqv(out + g * head_dim, sc, n_pos, v_cache, kv_stride, head_dim, tiny_kqv, slots);
     }
 }
 
 size_t lm_attention_scratch_floats(int n_ctx, int n_head, int n_head_kv)
 {
-    const int group = n_head / n_head_kv;
-    return (size_t)(group < MAX_GROUP ? group : MAX_GROUP) * n_ctx;
+    (void)n_head;
+    (void)n_head_kv;
+    return 2 * (size_t)gg_pad(n_ctx, GG_LANES) + (size_t)GG_STEP * MAX_HEAD_DIM;
 }
 
 void lm_attention(float *out, const float *q, const lm_fp16 *k_cache, const lm_fp16 *v_cache,
                   int n, int pos0, int n_head, int n_head_kv, int head_dim, float *scratch,
                   int n_ctx)
 {
-    dot_fn dot = dot_f16_portable;
-    axpy_fn axpy = axpy_f16_portable;
-#if defined(__x86_64__) || defined(__i386__)
-    if (lm_cpu_use_avx2()) {
-        dot = dot_f16_avx2;
-        axpy = axpy_f16_avx2;
-    }
-#endif
     const int group = n_head / n_head_kv;
     const int chunk = group < MAX_GROUP ? group : MAX_GROUP;
     const int chunks_per_kv = (group + chunk - 1) / chunk;
@@ -152,10 +290,10 @@ void lm_attention(float *out, const float *q, const lm_fp16 *k_cache, const lm_f
         const int kvh = job % (n_head_kv * chunks_per_kv) / chunks_per_kv;
         const int h0 = kvh * group + job % chunks_per_kv * chunk;
         const int ng = group - (h0 - kvh * group) < chunk ? group - (h0 - kvh * group) : chunk;
-        float *scores = scratch + (size_t)omp_get_thread_num() * per_thread;
+        float *scratch_t = scratch + (size_t)omp_get_thread_num() * per_thread;
         attend_group(out + (size_t)t * q_stride + h0 * head_dim,
                      q + (size_t)t * q_stride + h0 * head_dim, k_cache + kvh * head_dim,
-                     v_cache + kvh * head_dim, pos0 + t + 1, ng, kv_stride, head_dim, scores, dot,
-                     axpy);
+                     v_cache + kvh * head_dim, pos0 + t + 1, ng, kv_stride, head_dim, scratch_t,
+                     n >= 2);
     }
 }

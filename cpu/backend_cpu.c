@@ -55,9 +55,8 @@ static int cpu_forward_layer(lm_backend *b, int il, const lm_layer_view *w, floa
         lm_add_bias(cb->k, f32_data(w->data[LM_W_K_BIAS]), n, kv_dim);
     if (w->data[LM_W_V_BIAS])
         lm_add_bias(cb->v, f32_data(w->data[LM_W_V_BIAS]), n, kv_dim);
-    lm_rope(cb->q, n, hp->n_head, hp->head_dim, hp->n_rot, hp->rope_neox, pos0, m->rope_inv_freq);
-    lm_rope(cb->k, n, hp->n_head_kv, hp->head_dim, hp->n_rot, hp->rope_neox, pos0,
-            m->rope_inv_freq);
+    lm_rope(cb->q, n, hp->n_head, hp->head_dim, pos0, &m->rope);
+    lm_rope(cb->k, n, hp->n_head_kv, hp->head_dim, pos0, &m->rope);
     lm_store_fp16(cb->k_cache[il], cb->k, n, kv_dim, pos0);
     lm_store_fp16(cb->v_cache[il], cb->v, n, kv_dim, pos0);
     lm_attention(cb->att, cb->q, cb->k_cache[il], cb->v_cache[il], n, pos0, hp->n_head,

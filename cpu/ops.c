@@ -4,6 +4,11 @@
 #include <omp.h>
 #include <string.h>
 
+#include "kernels.h"
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 /* Rows below this count are cheaper to do on one thread than to hand out. */
 #define LM_PARALLEL_MIN_ROWS 4
 
@@ -41,38 +46,126 @@ void lm_rmsnorm(float *out, const float *x, const float *w, int n, int dim, floa
     }
 }
 
-void lm_rope(float *x, int n, int n_heads, int head_dim, int n_rot, bool neox, int pos0,
-             const float *inv_freq)
+void lm_rope_angles(const lm_rope_params *rp, int pos, float *cs, float *sn)
 {
-    const int half = n_rot / 2;
+    float theta = (float)pos;
+    for (int i = 0; i < rp->n_rot / 2; i++) {
+        float a = rp->freq_div ? theta / rp->freq_div[i] : theta;
+        a *= rp->freq_scale;
+        cs[i] = cosf(a);
+        sn[i] = sinf(a);
+        theta *= rp->theta_scale;
+    }
+}
+
+void lm_rope(float *x, int n, int n_heads, int head_dim, int pos0, const lm_rope_params *rp)
+{
+    const int half = rp->n_rot / 2;
+    const bool neox = rp->neox;
 #pragma omp parallel for if (n >= LM_PARALLEL_MIN_ROWS)
     for (int t = 0; t < n; t++) {
-        float cs[512], sn[512]; /* n_rot <= head_dim; checked at load (<= 1024 dims) */
-        const float pos = (float)(pos0 + t);
-        for (int i = 0; i < half && i < 512; i++) {
-            const float theta = pos * inv_freq[i];
-            cs[i] = cosf(theta);
-            sn[i] = sinf(theta);
-        }
+        float cs[512], sn[512]; /* n_rot <= head_dim <= 1024, checked at load */
+        lm_rope_angles(rp, pos0 + t, cs, sn);
         for (int h = 0; h < n_heads; h++) {
             float *v = x + ((int64_t)t * n_heads + h) * head_dim;
             for (int i = 0; i < half; i++) {
                 /* normal mode turns neighbours, NeoX mode the two halves */
                 const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
                 const float x0 = v[a], x1 = v[b];
-                v[a] = x0 * cs[i] - x1 * sn[i];
-                v[b] = x0 * sn[i] + x1 * cs[i];
+                /* llama.cpp's build contracts these into fused multiply-adds:
+                 * the x0 product is exact, the x1 product is rounded */
+                v[a] = fmaf(x0, cs[i], -(x1 * sn[i]));
+                v[b] = fmaf(x0, sn[i], x1 * cs[i]);
             }
         }
     }
 }
 
+/* ggml_v_expf (AVX-512 variant), one lane: a range reduction by a rounded
+ * multiple of ln 2 in two parts, a degree-5 polynomial, then scaling by 2^n.
+ * Faithful within about 1.5 ulp, so it does not always agree with expf. */
+float lm_expf_ggml(float x)
+{
+    const float r = 0x1.8p23f;
+    const float z = fmaf(x, 0x1.715476p+0f, r);
+    const float n = z - r;
+    const float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
+    if (fabsf(n) > 192.0f)
+        return n <= 0.0f ? 0.0f : INFINITY;
+    const float u = b * b;
+    const float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u,
+                              fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+                         u, fmaf(0x1.ffffecp-1f, b, 1.0f));
+    return ldexpf(j, (int)n);
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+/* Eight lanes of lm_expf_ggml with AVX2+FMA: the same fused operations in
+ * the same order.  2^n is built from the exponent bits, exact while n lies in
+ * [-126, 127] (then j * 2^n rounds once, as the AVX-512 scalef does); lanes
+ * outside that range are redone by the scalar routine. */
+__attribute__((target("avx2,fma"))) static void expf_ggml_avx2(float *y, const float *x, int n)
+{
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 xv = _mm256_loadu_ps(x + i);
+        const __m256 r = _mm256_set1_ps(0x1.8p23f);
+        const __m256 z = _mm256_fmadd_ps(xv, _mm256_set1_ps(0x1.715476p+0f), r);
+        const __m256 nn = _mm256_sub_ps(z, r);
+        const __m256 b =
+            _mm256_fnmadd_ps(nn, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                             _mm256_fnmadd_ps(nn, _mm256_set1_ps(0x1.62e4p-1f), xv));
+        const __m256 u = _mm256_mul_ps(b, b);
+        const __m256 j = _mm256_fmadd_ps(
+            _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b,
+                                            _mm256_set1_ps(0x1.573e2ep-5f)),
+                            u,
+                            _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b,
+                                            _mm256_set1_ps(0x1.fffdb6p-2f))),
+            u, _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), b, _mm256_set1_ps(1.0f)));
+        const __m256 out_of_range =
+            _mm256_or_ps(_mm256_cmp_ps(nn, _mm256_set1_ps(-126.0f), _CMP_LT_OQ),
+                         _mm256_cmp_ps(nn, _mm256_set1_ps(127.0f), _CMP_GT_OQ));
+        const __m256i e = _mm256_slli_epi32(
+            _mm256_add_epi32(_mm256_cvtps_epi32(nn), _mm256_set1_epi32(127)), 23);
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(j, _mm256_castsi256_ps(e)));
+        if (_mm256_movemask_ps(out_of_range))
+            for (int l = 0; l < 8; l++)
+                y[i + l] = lm_expf_ggml(x[i + l]);
+    }
+    for (; i < n; i++)
+        y[i] = lm_expf_ggml(x[i]);
+}
+#endif
+
+void lm_expf_ggml_n(float *y, const float *x, int n)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (lm_cpu_use_avx2()) {
+        expf_ggml_avx2(y, x, n);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++)
+        y[i] = lm_expf_ggml(x[i]);
+}
+
 void lm_swiglu(float *out, const float *gate, const float *up, int64_t count)
 {
+    /* ggml_vec_swiglu_f32: x / (1 + e^-x) * up with ggml's vector exponential
+     * in 16-lane chunks of each row; a row tail (n_ff % 16, zero for real
+     * models) would use expf.  Rows are not known here, so every element takes
+     * the vector routine. */
+    const int64_t blk = 256;
 #pragma omp parallel for if (count >= 16384)
-    for (int64_t i = 0; i < count; i++) {
-        const float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
+    for (int64_t i0 = 0; i0 < count; i0 += blk) {
+        const int m = (int)(count - i0 < blk ? count - i0 : blk);
+        float neg[256], e[256];
+        for (int i = 0; i < m; i++)
+            neg[i] = 0.0f - gate[i0 + i];
+        lm_expf_ggml_n(e, neg, m);
+        for (int i = 0; i < m; i++)
+            out[i0 + i] = gate[i0 + i] / (1.0f + e[i]) * up[i0 + i];
     }
 }
 

@@ -13,13 +13,32 @@
 /* out[t] = x[t] / rms(x[t]) * w, for n rows of dim. */
 void lm_rmsnorm(float *out, const float *x, const float *w, int n, int dim, float eps);
 
+/* How RoPE turns: pair i at position p by the angle
+ *   freq_scale * (p * theta_scale^i) / freq_div[i]
+ * where p * theta_scale^i is computed by repeated multiplication in float,
+ * rounding at every step, exactly as ggml does. */
+typedef struct {
+    int n_rot;           /* dimensions turned (pairs: n_rot/2) */
+    bool neox;           /* turn (i, i+n_rot/2) instead of (2i, 2i+1) */
+    float theta_scale;   /* base^(-2/n_rot) in float */
+    float freq_scale;    /* 1, or 1/factor for linear scaling */
+    const float *freq_div; /* n_rot/2 divisors (llama3 scaling), or NULL */
+} lm_rope_params;
+
+/* cos and sin of the n_rot/2 angles at position pos. */
+void lm_rope_angles(const lm_rope_params *rp, int pos, float *cs, float *sn);
+
 /* Rotates n_heads heads of head_dim in each of n rows; row t is at position
- * pos0 + t.  inv_freq holds n_rot/2 frequencies. */
-void lm_rope(float *x, int n, int n_heads, int head_dim, int n_rot, bool neox, int pos0,
-             const float *inv_freq);
+ * pos0 + t. */
+void lm_rope(float *x, int n, int n_heads, int head_dim, int pos0, const lm_rope_params *rp);
 
 /* out[t] = silu(gate[t]) * up[t], elementwise over n*dim values (in place
  * into gate is allowed). */
+/* expf as ggml's AVX-512 vector routine computes it (not always equal to expf) */
+float lm_expf_ggml(float x);
+/* y[i] = lm_expf_ggml(x[i]), vectorized where the CPU allows */
+void lm_expf_ggml_n(float *y, const float *x, int n);
+
 void lm_swiglu(float *out, const float *gate, const float *up, int64_t count);
 
 /* x[i] += y[i] */

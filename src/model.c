@@ -275,41 +275,45 @@ static int rope_scaling(const lm_model *m, bool *llama3, float *linear_scale)
     return -1;
 }
 
-/* RoPE inverse frequencies, computed by repeated multiplication in float as
- * ggml does, so positions turn by the same angles as in llama.cpp.  Llama 3.1
- * files carry per-frequency divisors in 'rope_freqs.weight'. */
+/* RoPE as ggml turns it (see lm_rope_params).  Llama 3.1 files carry the
+ * per-frequency divisors in 'rope_freqs.weight'; files with only the
+ * metadata keys get them computed here. */
 static int init_rope(lm_model *m)
 {
     const lm_hparams *hp = &m->hp;
-    uint32_t n = hp->n_rot / 2;
-    m->rope_inv_freq = malloc(n * sizeof(float));
-    if (!m->rope_inv_freq) {
-        lm_set_error("out of memory");
+    const uint32_t n = hp->n_rot / 2;
+    bool llama3;
+    float linear_scale;
+    if (rope_scaling(m, &llama3, &linear_scale) != 0)
         return -1;
-    }
     const lm_gguf_tensor *factors = lm_gguf_find_tensor(m->gguf, "rope_freqs.weight");
     if (factors && (factors->type != LM_TYPE_F32 || factors->ne[0] != n || factors->n_dims != 1)) {
         lm_set_error("%s: tensor 'rope_freqs.weight' should be F32 [%u]", lm_gguf_path(m->gguf), n);
         return -1;
     }
-    bool llama3;
-    float linear_scale;
-    if (rope_scaling(m, &llama3, &linear_scale) != 0)
+    m->rope = (lm_rope_params){
+        .n_rot = (int)hp->n_rot,
+        .neox = hp->rope_neox,
+        .theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot),
+        .freq_scale = linear_scale,
+    };
+    if (!factors && !llama3)
+        return 0;
+    m->rope_freq_div = malloc(n * sizeof(float));
+    if (!m->rope_freq_div) {
+        lm_set_error("out of memory");
         return -1;
-    const float theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
-    float theta = 1.0f;
-    for (uint32_t i = 0; i < n; i++) {
-        float f = theta;
-        if (factors) {
-            float div;
-            memcpy(&div, (const char *)factors->data + i * sizeof(float), sizeof div);
-            f /= div;
-        } else if (llama3) {
-            f /= llama3_divisor(m, theta);
-        }
-        m->rope_inv_freq[i] = f * linear_scale;
-        theta *= theta_scale;
     }
+    float inv_freq = 1.0f;
+    for (uint32_t i = 0; i < n; i++) {
+        if (factors)
+            memcpy(&m->rope_freq_div[i], (const char *)factors->data + i * sizeof(float),
+                   sizeof(float));
+        else
+            m->rope_freq_div[i] = llama3_divisor(m, inv_freq);
+        inv_freq *= m->rope.theta_scale;
+    }
+    m->rope.freq_div = m->rope_freq_div;
     return 0;
 }
 
@@ -344,7 +348,7 @@ void lm_model_free(lm_model *m)
     if (!m)
         return;
     lm_tokenizer_free(m->tokenizer);
-    free(m->rope_inv_freq);
+    free(m->rope_freq_div);
     free(m->layers);
     lm_gguf_close(m->gguf);
     free(m);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "gguf.h"
+#include "ops.h"
 #include "tokenizer.h"
 
 typedef enum { LM_ARCH_LLAMA, LM_ARCH_QWEN2 } lm_arch;
@@ -54,7 +55,8 @@ typedef struct lm_model {
     lm_hparams hp;
     lm_layer *layers;
     const lm_gguf_tensor *tok_embd, *output_norm, *output;
-    float *rope_inv_freq; /* n_rot/2 inverse frequencies, llama3 scaling applied */
+    lm_rope_params rope;
+    float *rope_freq_div; /* what rope.freq_div points to, or NULL */
     uint64_t weight_bytes; /* every tensor */
 } lm_model;
 

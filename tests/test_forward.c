@@ -257,8 +257,8 @@ static void rope_scaling_keys(void **state)
     (void)state;
     test_model_shape plain = {"llama", LM_TYPE_F32, 1, 64, 4, 2, 96, false, 7, NULL, 0};
     lm_model *m = write_and_load(&plain);
-    float base[8];
-    memcpy(base, m->rope_inv_freq, sizeof base);
+    assert_float_equal(m->rope.freq_scale, 1.0f, 0.0);
+    assert_null(m->rope.freq_div);
     lm_model_free(m);
     remove_model();
 
@@ -266,8 +266,7 @@ static void rope_scaling_keys(void **state)
     linear.rope_scaling = "linear";
     linear.rope_factor = 4.0f;
     m = write_and_load(&linear);
-    for (int i = 0; i < 8; i++)
-        assert_float_equal(m->rope_inv_freq[i], base[i] / 4.0f, 1e-9);
+    assert_float_equal(m->rope.freq_scale, 0.25f, 0.0);
     lm_model_free(m);
     remove_model();
 
@@ -275,8 +274,9 @@ static void rope_scaling_keys(void **state)
     llama3.rope_scaling = "llama3";
     llama3.rope_factor = 8.0f;
     m = write_and_load(&llama3);
-    assert_float_equal(m->rope_inv_freq[0], base[0], 0.0); /* wavelength 2*pi < 256/4 */
-    assert_float_equal(m->rope_inv_freq[7], base[7] / 8.0f, 1e-9); /* wavelength > 256 */
+    assert_non_null(m->rope.freq_div);
+    assert_float_equal(m->rope.freq_div[0], 1.0f, 0.0); /* wavelength 2*pi < 256/4 */
+    assert_float_equal(m->rope.freq_div[7], 8.0f, 0.0); /* wavelength > 256 */
     lm_model_free(m);
     remove_model();
 
