@@ -34,6 +34,12 @@ while IFS= read -r line; do
         bad "greedy prompt $i: got '$got', llama.cpp '$want'"; fi
 done <"$FIXTURES/prompts.txt"
 
+# the portable C kernels compute the same bits as the AVX2 ones
+prompt=$(unescape "$(head -n 1 "$FIXTURES/prompts.txt")"); prompt=${prompt%x}
+want=$(head -n 1 "$FIXTURES/greedy-smollm2.ids")
+got=$(LAMINA_NO_AVX2=1 "$LAMINA" run -m "$model" -p "$prompt" -n 32 --temp 0 --ids -q -t 2)
+if [ "$got" = "$want" ]; then ok; else bad "portable kernels, prompt 1: got '$got', llama.cpp '$want'"; fi
+
 # tokenize: ids equal llama.cpp's (no BOS, special tokens as text)
 i=0
 while IFS= read -r line; do
