@@ -13,6 +13,7 @@
 
 #include "error.h"
 #include "chat.h"
+#include "plan.h"
 #include "quant.h"
 #include "session.h"
 
@@ -20,6 +21,7 @@ enum {
     OPT_TEMP = 256, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT_PENALTY, OPT_REPEAT_LAST_N,
     OPT_SEED, OPT_CHAT, OPT_STATS_JSON, OPT_JSON, OPT_CHUNKS, OPT_NO_BOS, OPT_NO_PARSE_SPECIAL,
     OPT_CHAT_TEMPLATE, OPT_IDS, OPT_BACKEND, OPT_DEVICE, OPT_PROFILE,
+    OPT_RAM, OPT_VRAM, OPT_NO_PREFETCH, OPT_REPROBE, OPT_RAM_LAYERS,
 };
 
 static const struct option long_options[] = {
@@ -51,6 +53,11 @@ static const struct option long_options[] = {
     {"backend", required_argument, NULL, OPT_BACKEND},
     {"device", required_argument, NULL, OPT_DEVICE},
     {"profile", no_argument, NULL, OPT_PROFILE},
+    {"ram", required_argument, NULL, OPT_RAM},
+    {"vram", required_argument, NULL, OPT_VRAM},
+    {"no-prefetch", no_argument, NULL, OPT_NO_PREFETCH},
+    {"reprobe", no_argument, NULL, OPT_REPROBE},
+    {"ram-layers", required_argument, NULL, OPT_RAM_LAYERS},
     {NULL, 0, NULL, 0},
 };
 
@@ -59,7 +66,14 @@ static const struct option long_options[] = {
     "                          the CPU); default cpu for now\n"                         \
     "      --device D          OpenCL device: an index or a name substring from\n"      \
     "                          `lamina devices` (default: the first GPU)\n"             \
-    "      --profile           time the OpenCL kernels and print which dominate\n"
+    "      --profile           time the OpenCL kernels and print which dominate,\n"  \
+    "                          and the measured ms per layer next to the plan's\n"     \
+    "      --ram SIZE          RAM budget for weights, KV cache and buffers (e.g.\n"   \
+    "                          2G; default MemAvailable less 10%); layers that do\n"  \
+    "                          not fit are streamed from disk each token\n"           \
+    "      --ram-layers N      keep exactly N layers in RAM, stream the rest\n"        \
+    "      --no-prefetch       read streamed layers in turn with compute\n"            \
+    "      --reprobe           measure RAM, disk and CPU speed again\n"
 
 /* What each subcommand accepts, shown by `lamina COMMAND --help`. */
 static const struct {
@@ -104,6 +118,17 @@ static const struct {
               BACKEND_HELP},
     {"devices", "Usage: lamina devices\n"
                 "List the OpenCL platforms and devices, numbered as --device takes them.\n"},
+    {"plan", "Usage: lamina plan -m MODEL [--ram SIZE] [--vram SIZE] [-c CTX] [-p N] [--json]\n"
+             "Where each layer's weights will live and what a token will cost, without\n"
+             "running: placement, MiB and predicted ms per layer, the memory totals, the\n"
+             "predicted decode tokens/s and time to first token (after a prompt of N tokens,\n"
+             "default 1), and the bottleneck.\n\n"
+             "      --ram SIZE          RAM budget (e.g. 2G; default: MemAvailable less 10%)\n"
+             "      --vram SIZE         device memory budget (with --backend opencl)\n"
+             "      --ram-layers N      keep exactly N layers in RAM, stream the rest\n"
+             "      --no-prefetch       plan reads and compute in turn, not overlapped\n"
+             "      --reprobe           measure RAM, disk and CPU speed again\n"
+             "      --json              the plan as one JSON object\n"},
     {"info", "Usage: lamina info -m MODEL\n"
              "Architecture, hyperparameters and a summary of tensor types.\n"},
 };
@@ -194,6 +219,11 @@ static int parse_one(lm_cli *o, int c, const char *arg)
         return 0;
     case OPT_DEVICE: o->device = arg; return 0;
     case OPT_PROFILE: o->profile = true; return 0;
+    case OPT_RAM: return lm_parse_size(arg, &o->ram_budget);
+    case OPT_VRAM: return lm_parse_size(arg, &o->vram_budget);
+    case OPT_NO_PREFETCH: o->no_prefetch = true; return 0;
+    case OPT_REPROBE: o->reprobe = true; return 0;
+    case OPT_RAM_LAYERS: return lm_cli_int("--ram-layers", arg, 0, 1 << 20, &o->ram_layers);
     }
     return -1;
 }
@@ -204,6 +234,7 @@ int lm_cli_parse(lm_cli *o, const char *command, int argc, char **argv)
     o->n_predict = LM_CLI_UNSET;
     o->n_batch = 512;
     o->n_chunks = -1;
+    o->ram_layers = -1;
     o->repetitions = 3;
     o->sampling = lm_sampler_default_params();
     optind = 1;
@@ -252,21 +283,6 @@ int lm_cli_fail(void)
     return 1;
 }
 
-double lm_now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-uint64_t lm_peak_rss_bytes(void)
-{
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0)
-        return 0;
-    return (uint64_t)ru.ru_maxrss * 1024; /* Linux reports KiB */
-}
-
 lm_model *lm_cli_load_model(const lm_cli *o)
 {
     if (!o->model) {
@@ -291,13 +307,64 @@ lm_model *lm_cli_load_model(const lm_cli *o)
     return m;
 }
 
+/* The plan the session follows, kept for --profile's comparison. */
+static lm_plan session_plan;
+
+int lm_cli_plan(const lm_cli *o, const lm_model *m, int n_ctx, int n_batch, int n_prompt, bool device,
+                lm_plan *plan)
+{
+    lm_probes probes;
+    const lm_plan_request req = {
+        .ram_budget = o->ram_budget,
+        .vram_budget = o->vram_budget,
+        .n_ctx = n_ctx,
+        .n_batch = n_batch < n_ctx ? n_batch : n_ctx,
+        .device = device,
+        .prefetch = !o->no_prefetch,
+        .force_ram_layers = o->ram_layers,
+        .n_prompt = n_prompt,
+    };
+    if (lm_probe(m, o->reprobe, &probes) != 0)
+        return -1;
+    return lm_plan_make(m, &req, &probes, plan);
+}
+
 lm_session *lm_cli_session(const lm_cli *o, const lm_model *m, int n_ctx, int n_batch)
 {
 #ifdef LAMINA_OPENCL
     lm_backend_opencl_profile(o->profile);
 #endif
-    return lm_session_new_backend(m, n_ctx, n_batch, o->backend ? o->backend : "cpu",
-                                  o->device);
+    lm_session *s = lm_session_new_backend(m, n_ctx, n_batch, o->backend ? o->backend : "cpu",
+                                           o->device);
+    if (!s)
+        return NULL;
+    const bool device = strcmp(s->backend->ops->name, "cpu") != 0;
+    lm_plan_free(&session_plan);
+    int *layers = malloc(m->hp.n_layer * sizeof *layers);
+    int rc = !layers || lm_cli_plan(o, m, n_ctx, n_batch, 1, device, &session_plan) != 0;
+    if (!rc) {
+        if (!o->quiet)
+            lm_plan_print_summary(&session_plan, stderr);
+        const int n = lm_plan_streamed_layers(&session_plan, layers);
+        rc = lm_session_stream_layers(s, layers, n, !o->no_prefetch, true) != 0;
+    }
+    free(layers);
+    if (rc) {
+        lm_session_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void lm_cli_print_profile(const lm_session *s, FILE *f)
+{
+    if (!session_plan.place || s->passes == 0)
+        return;
+    fprintf(f, "lamina: per layer, measured (all passes / %llu) vs predicted for one token:\n",
+            (unsigned long long)s->passes);
+    for (int il = 0; il < session_plan.n_layer; il++)
+        fprintf(f, "lamina:   layer %3d  %8.3f ms measured  %8.3f ms predicted\n", il,
+                s->layer_seconds[il] * 1e3 / (double)s->passes, session_plan.layer_ms[il]);
 }
 
 int lm_cli_context(const lm_cli *o, const lm_model *m)

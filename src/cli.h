@@ -9,9 +9,13 @@
 #include <stdio.h>
 
 #include "model.h"
+#include "plan.h"
 #include "sampler.h"
+#include "timing.h"
 
 #define LM_CLI_UNSET INT32_MIN /* an option not given */
+
+struct lm_session;
 
 typedef struct {
     const char *model;
@@ -21,7 +25,12 @@ typedef struct {
     const char *chat_template; /* --chat-template NAME */
     const char *backend;     /* --backend cpu|opencl|auto (default cpu) */
     const char *device;      /* --device N|NAME */
-    bool profile;            /* --profile: OpenCL kernel times */
+    bool profile;            /* --profile: OpenCL kernel times, ms per layer */
+    uint64_t ram_budget;     /* --ram; 0: MemAvailable less a margin */
+    uint64_t vram_budget;    /* --vram; 0: unchecked */
+    bool no_prefetch;        /* --no-prefetch: reads and compute in turn */
+    bool reprobe;            /* --reprobe: measure the probes again */
+    int ram_layers;          /* --ram-layers N: keep N layers in RAM; -1: plan */
     int n_predict;           /* -n; -1: until end of generation or context;
                                 LM_CLI_UNSET: the command's default */
     int n_threads;           /* -t; 0: all cores */
@@ -51,6 +60,15 @@ int lm_cli_int(const char *option, const char *text, int lo, int hi, int *out);
 /* s as a JSON string literal, quotes included. */
 void lm_json_string(FILE *f, const char *s);
 
+/* Probes (cached) and plans the placement of the layers for these options
+ * (see plan.h); device: the layers run on the OpenCL backend. */
+int lm_cli_plan(const lm_cli *o, const lm_model *m, int n_ctx, int n_batch, int n_prompt, bool device,
+                lm_plan *plan);
+
+/* With --profile: the measured time per layer next to the plan's
+ * prediction, on f. */
+void lm_cli_print_profile(const struct lm_session *s, FILE *f);
+
 /* Prints "lamina: <lm_last_error()>" and returns 1 (the exit status). */
 int lm_cli_fail(void);
 
@@ -61,9 +79,6 @@ lm_model *lm_cli_load_model(const lm_cli *o);
 /* The context to use: -c, or the model's training context capped at 4096. */
 int lm_cli_context(const lm_cli *o, const lm_model *m);
 
-double lm_now_seconds(void);
-/* Peak resident set size of this process in bytes. */
-uint64_t lm_peak_rss_bytes(void);
 
 int lm_cmd_run(int argc, char **argv);
 int lm_cmd_chat(int argc, char **argv);
@@ -71,11 +86,11 @@ int lm_cmd_tokenize(int argc, char **argv);
 int lm_cmd_perplexity(int argc, char **argv);
 int lm_cmd_bench(int argc, char **argv);
 int lm_cmd_info(int argc, char **argv);
+int lm_cmd_plan(int argc, char **argv);
 int lm_cmd_devices(int argc, char **argv);
 
 /* A session on the backend --backend and --device ask for (--profile turns
  * on OpenCL profiling first). */
-struct lm_session;
 struct lm_session *lm_cli_session(const lm_cli *o, const lm_model *m, int n_ctx, int n_batch);
 
 

@@ -16,6 +16,7 @@ static const struct {
     {"perplexity", lm_cmd_perplexity, "perplexity of a text file"},
     {"bench", lm_cmd_bench, "prompt and decode speed against the RAM bandwidth"},
     {"info", lm_cmd_info, "describe a model file"},
+    {"plan", lm_cmd_plan, "show where the layers will run and the predicted speed"},
     {"devices", lm_cmd_devices, "list the OpenCL platforms and devices"},
 };
 

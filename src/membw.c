@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "timing.h"
 
 /* 256 MiB: far past any last-level cache of the machines we run on, small
  * enough to allocate anywhere lamina runs. */

@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "timing.h"
 #include "error.h"
+#include "streamer.h"
 #include "kernels.h"
 
 /* The backend that name asks for; NULL with lm_set_error. */
@@ -64,7 +66,8 @@ lm_session *lm_session_new_backend(const lm_model *m, int n_ctx, int n_batch,
     s->x = malloc((size_t)n_batch * m->hp.n_embd * sizeof(float));
     s->logits = malloc((size_t)m->hp.n_vocab * sizeof(float));
     s->logits_rows = 1;
-    if (!s->x || !s->logits) {
+    s->layer_seconds = calloc(m->hp.n_layer, sizeof *s->layer_seconds);
+    if (!s->x || !s->logits || !s->layer_seconds) {
         lm_set_error("out of memory for a batch of %d", n_batch);
         lm_session_free(s);
         return NULL;
@@ -83,9 +86,36 @@ void lm_session_free(lm_session *s)
         return;
     if (s->backend)
         s->backend->ops->free(s->backend);
+    lm_streamer_free(s->streamer);
+    free(s->streamed);
+    free(s->layer_seconds);
     free(s->x);
     free(s->logits);
     free(s);
+}
+
+int lm_session_stream_layers(lm_session *s, const int *layers, int n, bool prefetch,
+                             bool drop_cache)
+{
+    if (n == 0)
+        return 0;
+    if (strcmp(s->backend->ops->name, "cpu") != 0) {
+        lm_set_error("streaming layers to the %s backend is not in this version",
+                     s->backend->ops->name);
+        return -1;
+    }
+    s->streamed = calloc(s->model->hp.n_layer, sizeof *s->streamed);
+    s->streamer = lm_streamer_new(s->model, layers, n, prefetch, drop_cache);
+    if (!s->streamed || !s->streamer) {
+        if (!s->streamed)
+            lm_set_error("out of memory");
+        free(s->streamed);
+        s->streamed = NULL;
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        s->streamed[layers[i]] = true;
+    return 0;
 }
 
 void lm_session_rewind(lm_session *s, int pos)
@@ -135,11 +165,21 @@ static int eval_batch(lm_session *s, const int32_t *tokens, int n, int first_out
     if (embed(s, tokens, n) != 0)
         return -1;
     for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+        const double t0 = lm_now_seconds();
+        const bool streamed = s->streamed && s->streamed[il];
         lm_layer_view view;
-        lm_model_layer_view(m, (int)il, &view);
-        if (be->ops->forward_layer(be, (int)il, &view, s->x, n, s->n_past) != 0)
+        if (!streamed)
+            lm_model_layer_view(m, (int)il, &view);
+        else if (lm_streamer_acquire(s->streamer, (int)il, &view) != 0)
             return -1;
+        const int rc = be->ops->forward_layer(be, (int)il, &view, s->x, n, s->n_past);
+        if (streamed)
+            lm_streamer_release(s->streamer);
+        if (rc != 0)
+            return -1;
+        s->layer_seconds[il] += lm_now_seconds() - t0;
     }
+    s->passes++;
     s->n_past += n;
     if (first_out >= n)
         return 0;

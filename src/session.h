@@ -21,6 +21,10 @@ typedef struct lm_session {
     float *x;      /* n_batch rows of n_embd: the residual stream */
     float *logits; /* logits_rows rows of n_vocab */
     int logits_rows;
+    struct lm_streamer *streamer; /* layers read from disk each pass, or NULL */
+    bool *streamed;               /* per layer: comes through the streamer */
+    double *layer_seconds;        /* per layer: time spent in it, all passes */
+    uint64_t passes;              /* forward passes run */
 } lm_session;
 
 /* A session on the CPU backend. */
@@ -32,6 +36,12 @@ lm_session *lm_session_new(const lm_model *m, int n_ctx, int n_batch);
  * OpenCL in the build, "opencl" is an error and "auto" means "cpu". */
 lm_session *lm_session_new_backend(const lm_model *m, int n_ctx, int n_batch,
                                    const char *backend, const char *device);
+
+/* From now on the given layers (ascending) are read from the model file
+ * into staging buffers each pass instead of from the file mapping (see
+ * streamer.h); 0 or -1 with an error. */
+int lm_session_stream_layers(lm_session *s, const int *layers, int n, bool prefetch,
+                             bool drop_cache);
 
 /* Peak device memory of the session's backend in bytes; 0 on the CPU. */
 uint64_t lm_session_device_peak(const lm_session *s);

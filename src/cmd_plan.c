@@ -1,0 +1,35 @@
+/* lamina plan: the placement of every layer and the predicted speed, printed
+ * before (instead of) running. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "plan.h"
+
+int lm_cmd_plan(int argc, char **argv)
+{
+    lm_cli o;
+    int rc = lm_cli_parse(&o, "plan", argc, argv);
+    if (rc)
+        return rc == 2 ? 0 : 1;
+    int n_prompt = 1;
+    if (o.prompt && lm_cli_int("-p", o.prompt, 1, 1 << 20, &n_prompt) != 0)
+        return lm_cli_fail();
+    o.quiet = true;
+    lm_model *m = lm_cli_load_model(&o);
+    if (!m)
+        return lm_cli_fail();
+    const bool device = o.backend && strcmp(o.backend, "opencl") == 0;
+    lm_plan plan;
+    if (lm_cli_plan(&o, m, lm_cli_context(&o, m), o.n_batch, n_prompt, device, &plan) != 0) {
+        lm_model_free(m);
+        return lm_cli_fail();
+    }
+    if (o.json)
+        lm_plan_print_json(&plan, stdout);
+    else
+        lm_plan_print(&plan, stdout);
+    lm_plan_free(&plan);
+    lm_model_free(m);
+    return 0;
+}

@@ -1,0 +1,225 @@
+#define _GNU_SOURCE
+#include "probe.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "timing.h"
+#include "error.h"
+#include "kernels.h"
+#include "membw.h"
+
+#define DISK_PROBE_MAX ((uint64_t)256 << 20)
+#define DISK_PROBE_SECONDS 0.3
+#define DISK_CHUNK ((size_t)8 << 20)
+#define CPU_PROBE_BYTES ((size_t)64 << 20) /* past the caches: decode reads RAM */
+#define CPU_PROBE_BATCH 32
+
+/* Uncached reads of the model file: drop its pages from the page cache,
+ * then time sequential preads from the start of the tensor data. */
+static double probe_disk(const lm_model *m)
+{
+    int fd = open(lm_gguf_path(m->gguf), O_RDONLY);
+    if (fd < 0)
+        return 0.0;
+    const uint64_t start = lm_gguf_data_offset(m->gguf);
+    const uint64_t size = lm_gguf_file_size(m->gguf);
+    const uint64_t span = size - start < DISK_PROBE_MAX ? size - start : DISK_PROBE_MAX;
+    posix_fadvise(fd, (off_t)start, (off_t)span, POSIX_FADV_DONTNEED);
+    char *buf = malloc(DISK_CHUNK);
+    uint64_t done = 0;
+    const double t0 = lm_now_seconds();
+    double dt = 0.0;
+    while (buf && done < span && dt < DISK_PROBE_SECONDS) {
+        size_t want = span - done < DISK_CHUNK ? (size_t)(span - done) : DISK_CHUNK;
+        ssize_t got = pread(fd, buf, want, (off_t)(start + done));
+        if (got <= 0)
+            break;
+        done += (uint64_t)got;
+        dt = lm_now_seconds() - t0;
+    }
+    posix_fadvise(fd, (off_t)start, (off_t)span, POSIX_FADV_DONTNEED);
+    free(buf);
+    close(fd);
+    return dt > 0 && done > 0 ? (double)done / dt : 0.0;
+}
+
+/* A buffer of valid blocks of type (one quantized random row, repeated), so
+ * the kernels see ordinary numbers. */
+static void *synthetic_weights(uint32_t type, int64_t cols, int64_t rows)
+{
+    const size_t row = lm_row_size(type, cols);
+    uint8_t *w = malloc(row * (size_t)rows);
+    float *f = malloc((size_t)cols * sizeof(float));
+    if (!w || !f) {
+        free(w);
+        free(f);
+        return NULL;
+    }
+    for (int64_t i = 0; i < cols; i++)
+        f[i] = (float)((i * 7919) % 200 - 100) / 100.0f;
+    lm_type_get(type)->quantize(f, w, cols);
+    for (int64_t r = 1; r < rows; r++)
+        memcpy(w + (size_t)r * row, w, row);
+    free(f);
+    return w;
+}
+
+static double best_seconds(uint32_t type, const void *w, int64_t rows, int64_t cols,
+                           const float *x, int64_t n_tok, float *y, void *scratch)
+{
+    double best = 1e30;
+    for (int rep = 0; rep < 3; rep++) {
+        const double t0 = lm_now_seconds();
+        lm_cpu_matmul(type, w, rows, cols, x, n_tok, y, scratch);
+        const double dt = lm_now_seconds() - t0;
+        best = dt < best ? dt : best;
+    }
+    return best;
+}
+
+/* Weight bytes per second of lm_cpu_matmul on type, one token and a batch. */
+static int probe_cpu_type(uint32_t type, int64_t cols, double *decode_bw, double *prompt_bw)
+{
+    const size_t row = lm_row_size(type, cols);
+    int64_t rows = (int64_t)(CPU_PROBE_BYTES / row);
+    if (rows < 16)
+        rows = 16;
+    void *w = synthetic_weights(type, cols, rows);
+    float *x = calloc((size_t)cols * CPU_PROBE_BATCH, sizeof(float));
+    float *y = malloc((size_t)rows * CPU_PROBE_BATCH * sizeof(float));
+    void *scratch = malloc(lm_cpu_matmul_scratch_size(type, cols, CPU_PROBE_BATCH));
+    int rc = -1;
+    if (w && x && y && scratch) {
+        for (int64_t i = 0; i < cols * CPU_PROBE_BATCH; i++)
+            x[i] = (float)(i % 13) - 6.0f;
+        *decode_bw = (double)row * rows / best_seconds(type, w, rows, cols, x, 1, y, scratch);
+        const int64_t prompt_rows = rows / 8 > 16 ? rows / 8 : rows;
+        *prompt_bw = (double)row * prompt_rows * CPU_PROBE_BATCH /
+                     best_seconds(type, w, prompt_rows, cols, x, CPU_PROBE_BATCH, y, scratch);
+        rc = 0;
+    } else {
+        lm_set_error("out of memory for the CPU probe");
+    }
+    free(w);
+    free(x);
+    free(y);
+    free(scratch);
+    return rc;
+}
+
+/* ---- the cache: one line per (threads, device) --------------------------- */
+
+static int cache_path(char *path, size_t len)
+{
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    char dir[4096];
+    if (xdg && xdg[0])
+        snprintf(dir, sizeof dir, "%s/lamina", xdg);
+    else if (home && home[0])
+        snprintf(dir, sizeof dir, "%s/.cache/lamina", home);
+    else
+        return -1;
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%.*s", (int)(strrchr(dir, '/') - dir), dir);
+    mkdir(parent, 0755);
+    mkdir(dir, 0755);
+    snprintf(path, len, "%s/probes", dir);
+    return 0;
+}
+
+static void cache_key(const lm_model *m, char *key, size_t len)
+{
+    struct stat sb;
+    unsigned long long dev = fstat(lm_gguf_fd(m->gguf), &sb) == 0 ? (unsigned long long)sb.st_dev : 0;
+    snprintf(key, len, "threads=%d dev=%llu", omp_get_max_threads(), dev);
+}
+
+static bool cache_load(const char *key, lm_probes *p)
+{
+    char path[4200], line[4096];
+    if (cache_path(path, sizeof path) != 0)
+        return false;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    bool found = false;
+    while (fgets(line, sizeof line, f)) {
+        size_t kl = strlen(key);
+        if (strncmp(line, key, kl) != 0 || line[kl] != ' ')
+            continue;
+        lm_probes q = {0};
+        char *s = line + kl;
+        int used;
+        if (sscanf(s, " ram=%lf disk=%lf%n", &q.ram_bw, &q.disk_bw, &used) != 2)
+            continue;
+        s += used;
+        unsigned type;
+        double d, pr;
+        while (sscanf(s, " t%u=%lf,%lf%n", &type, &d, &pr, &used) == 3 && type < LM_TYPE_COUNT) {
+            q.cpu_decode_bw[type] = d;
+            q.cpu_prompt_bw[type] = pr;
+            s += used;
+        }
+        *p = q;
+        found = true;
+    }
+    fclose(f);
+    return found;
+}
+
+/* Appends the line; a later line for the same key wins on loading. */
+static void cache_save(const char *key, const lm_probes *p)
+{
+    char path[4200];
+    if (cache_path(path, sizeof path) != 0)
+        return;
+    FILE *f = fopen(path, "a");
+    if (!f)
+        return;
+    fprintf(f, "%s ram=%.0f disk=%.0f", key, p->ram_bw, p->disk_bw);
+    for (int t = 0; t < LM_TYPE_COUNT; t++)
+        if (p->cpu_decode_bw[t] > 0)
+            fprintf(f, " t%d=%.0f,%.0f", t, p->cpu_decode_bw[t], p->cpu_prompt_bw[t]);
+    fputc('\n', f);
+    fclose(f);
+}
+
+int lm_probe(const lm_model *m, bool reprobe, lm_probes *p)
+{
+    char key[128];
+    cache_key(m, key, sizeof key);
+    memset(p, 0, sizeof *p);
+    const bool cached = !reprobe && cache_load(key, p);
+    bool measured = false;
+    if (!cached || p->ram_bw <= 0) {
+        p->ram_bw = lm_ram_read_bandwidth();
+        measured = true;
+    }
+    if (!cached || p->disk_bw <= 0) {
+        p->disk_bw = probe_disk(m);
+        measured = true;
+    }
+    /* every weight type the layers and the head use */
+    for (uint32_t il = 0; il <= m->hp.n_layer; il++)
+        for (int w = 0; w < LM_W_PER_LAYER; w++) {
+            const lm_gguf_tensor *t = il < m->hp.n_layer ? m->layers[il].t[w]
+                                      : (w == 0 ? m->output : NULL);
+            if (!t || t->n_dims != 2 || p->cpu_decode_bw[t->type] > 0)
+                continue;
+            if (probe_cpu_type(t->type, (int64_t)t->ne[0], &p->cpu_decode_bw[t->type],
+                               &p->cpu_prompt_bw[t->type]) != 0)
+                return -1;
+            measured = true;
+        }
+    p->from_cache = !measured;
+    if (measured)
+        cache_save(key, p);
+    return 0;
+}

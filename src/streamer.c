@@ -1,0 +1,296 @@
+#define _GNU_SOURCE
+#include "streamer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "timing.h"
+#include "error.h"
+
+/* Two buffers: one computing, one filling.  More would only help if reads
+ * came in bursts, and each costs a whole layer of RAM. */
+#define N_BUFFERS 2
+#define STAGE_ALIGN 64
+
+typedef enum { BUF_EMPTY, BUF_FILLING, BUF_FULL, BUF_IN_USE } buf_state;
+
+typedef struct {
+    uint8_t *data;
+    buf_state state;
+    int64_t seq;       /* which read of the endless sequence it holds */
+    bool failed;
+    char error[512];
+    lm_layer_view view;
+} stage_buf;
+
+struct lm_streamer {
+    const lm_model *m;
+    int *layers;
+    int n_layers;
+    bool prefetch, drop_cache;
+    uint64_t buf_bytes;
+    stage_buf buf[N_BUFFERS];
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+    bool thread_running, stop, broken;
+    /* Read number j holds layers[j % n_layers] in buf[j % N_BUFFERS]. */
+    int64_t next_fill, next_use;
+    lm_streamer_stats stats;
+};
+
+static uint64_t align_up(uint64_t x)
+{
+    return (x + STAGE_ALIGN - 1) & ~(uint64_t)(STAGE_ALIGN - 1);
+}
+
+uint64_t lm_streamer_layer_bytes(const lm_model *m, int il)
+{
+    uint64_t bytes = 0;
+    for (int w = 0; w < LM_W_PER_LAYER; w++)
+        if (m->layers[il].t[w])
+            bytes = align_up(bytes) + m->layers[il].t[w]->nbytes;
+    return align_up(bytes);
+}
+
+/* Reads all of layer il's tensors into data; 0, or -1 with msg filled. */
+static int read_layer(const lm_streamer *st, int il, uint8_t *data, lm_layer_view *view,
+                      char *msg, size_t msg_len, uint64_t *bytes)
+{
+    const int fd = lm_gguf_fd(st->m->gguf);
+    const char *path = lm_gguf_path(st->m->gguf);
+    uint64_t off = 0;
+    for (int w = 0; w < LM_W_PER_LAYER; w++) {
+        const lm_gguf_tensor *t = st->m->layers[il].t[w];
+        view->data[w] = NULL;
+        if (!t)
+            continue;
+        off = align_up(off);
+        for (uint64_t done = 0; done < t->nbytes;) {
+            ssize_t got = pread(fd, data + off + done, t->nbytes - done,
+                                (off_t)(t->file_offset + done));
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got <= 0) {
+                snprintf(msg, msg_len, "%s: reading tensor '%.*s' of layer %d: %s", path,
+                         (int)t->name.len, t->name.data, il,
+                         got < 0 ? strerror(errno) : "short read (was the file truncated?)");
+                return -1;
+            }
+            done += (uint64_t)got;
+        }
+        if (st->drop_cache)
+            posix_fadvise(fd, (off_t)t->file_offset, (off_t)t->nbytes, POSIX_FADV_DONTNEED);
+        view->data[w] = data + off;
+        off += t->nbytes;
+        *bytes += t->nbytes;
+    }
+    return 0;
+}
+
+static void *io_thread(void *arg)
+{
+    lm_streamer *st = arg;
+    pthread_mutex_lock(&st->mu);
+    for (;;) {
+        stage_buf *b = &st->buf[st->next_fill % N_BUFFERS];
+        while (!st->stop && b->state != BUF_EMPTY)
+            pthread_cond_wait(&st->cv, &st->mu);
+        if (st->stop)
+            break;
+        const int64_t seq = st->next_fill++;
+        const int il = st->layers[seq % st->n_layers];
+        b->state = BUF_FILLING;
+        pthread_mutex_unlock(&st->mu);
+
+        uint64_t bytes = 0;
+        const double t0 = lm_now_seconds();
+        const int rc = read_layer(st, il, b->data, &b->view, b->error, sizeof b->error, &bytes);
+        const double dt = lm_now_seconds() - t0;
+
+        pthread_mutex_lock(&st->mu);
+        b->failed = rc != 0;
+        b->seq = seq;
+        b->state = BUF_FULL;
+        st->stats.bytes_read += bytes;
+        st->stats.read_seconds += dt;
+        pthread_cond_broadcast(&st->cv);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return NULL;
+}
+
+static void stop_thread(lm_streamer *st)
+{
+    if (!st->thread_running)
+        return;
+    pthread_mutex_lock(&st->mu);
+    st->stop = true;
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    pthread_join(st->thread, NULL);
+    st->thread_running = false;
+}
+
+/* (Re)starts the sequence at position pos of the layer list. */
+static int start_at(lm_streamer *st, int pos)
+{
+    stop_thread(st);
+    for (int i = 0; i < N_BUFFERS; i++)
+        st->buf[i].state = BUF_EMPTY;
+    st->next_fill = st->next_use = pos;
+    st->stop = st->broken = false;
+    if (!st->prefetch)
+        return 0;
+    int err = pthread_create(&st->thread, NULL, io_thread, st);
+    if (err) {
+        lm_set_error("cannot start the I/O thread: %s", strerror(err));
+        return -1;
+    }
+    st->thread_running = true;
+    return 0;
+}
+
+lm_streamer *lm_streamer_new(const lm_model *m, const int *layers, int n_layers, bool prefetch,
+                             bool drop_cache)
+{
+    lm_streamer *st = calloc(1, sizeof *st);
+    if (!st || n_layers < 1) {
+        free(st);
+        lm_set_error(n_layers < 1 ? "internal: nothing to stream" : "out of memory");
+        return NULL;
+    }
+    st->m = m;
+    st->n_layers = n_layers;
+    st->prefetch = prefetch;
+    st->drop_cache = drop_cache;
+    pthread_mutex_init(&st->mu, NULL);
+    pthread_cond_init(&st->cv, NULL);
+    st->layers = malloc((size_t)n_layers * sizeof *st->layers);
+    if (!st->layers)
+        goto oom;
+    memcpy(st->layers, layers, (size_t)n_layers * sizeof *layers);
+    for (int i = 0; i < n_layers; i++) {
+        uint64_t b = lm_streamer_layer_bytes(m, layers[i]);
+        if (b > st->buf_bytes)
+            st->buf_bytes = b;
+    }
+    for (int i = 0; i < (prefetch ? N_BUFFERS : 1); i++)
+        if (posix_memalign((void **)&st->buf[i].data, 4096, st->buf_bytes) != 0)
+            goto oom;
+    if (start_at(st, 0) != 0) {
+        lm_streamer_free(st);
+        return NULL;
+    }
+    return st;
+oom:
+    lm_set_error("out of memory for %d staging buffers of %.1f MiB", prefetch ? N_BUFFERS : 1,
+                 (double)st->buf_bytes / (1024.0 * 1024.0));
+    lm_streamer_free(st);
+    return NULL;
+}
+
+void lm_streamer_free(lm_streamer *st)
+{
+    if (!st)
+        return;
+    stop_thread(st);
+    for (int i = 0; i < N_BUFFERS; i++)
+        free(st->buf[i].data);
+    free(st->layers);
+    pthread_mutex_destroy(&st->mu);
+    pthread_cond_destroy(&st->cv);
+    free(st);
+}
+
+static int position_of(const lm_streamer *st, int il)
+{
+    for (int i = 0; i < st->n_layers; i++)
+        if (st->layers[i] == il)
+            return i;
+    return -1;
+}
+
+/* Without prefetch: read now, on this thread, into the one buffer. */
+static int acquire_now(lm_streamer *st, int il, lm_layer_view *view)
+{
+    stage_buf *b = &st->buf[0];
+    uint64_t bytes = 0;
+    const double t0 = lm_now_seconds();
+    int rc = read_layer(st, il, b->data, &b->view, b->error, sizeof b->error, &bytes);
+    const double dt = lm_now_seconds() - t0;
+    st->stats.bytes_read += bytes;
+    st->stats.read_seconds += dt;
+    st->stats.wait_seconds += dt;
+    if (rc != 0) {
+        lm_set_error("%s", b->error);
+        return -1;
+    }
+    *view = b->view;
+    return 0;
+}
+
+int lm_streamer_acquire(lm_streamer *st, int il, lm_layer_view *view)
+{
+    const int pos = position_of(st, il);
+    if (pos < 0) {
+        lm_set_error("internal: layer %d is not streamed", il);
+        return -1;
+    }
+    if (!st->prefetch)
+        return acquire_now(st, il, view);
+    if (st->broken || st->layers[st->next_use % st->n_layers] != il) {
+        if (start_at(st, pos) != 0)
+            return -1;
+    }
+    const double t0 = lm_now_seconds();
+    pthread_mutex_lock(&st->mu);
+    stage_buf *b = &st->buf[st->next_use % N_BUFFERS];
+    while (b->state != BUF_FULL || b->seq != st->next_use)
+        pthread_cond_wait(&st->cv, &st->mu);
+    st->stats.wait_seconds += lm_now_seconds() - t0;
+    if (b->failed) {
+        st->broken = true;
+        lm_set_error("%s", b->error);
+        pthread_mutex_unlock(&st->mu);
+        return -1;
+    }
+    b->state = BUF_IN_USE;
+    *view = b->view;
+    pthread_mutex_unlock(&st->mu);
+    return 0;
+}
+
+void lm_streamer_release(lm_streamer *st)
+{
+    if (!st->prefetch)
+        return;
+    pthread_mutex_lock(&st->mu);
+    stage_buf *b = &st->buf[st->next_use % N_BUFFERS];
+    if (b->state == BUF_IN_USE) {
+        b->state = BUF_EMPTY;
+        st->next_use++;
+        pthread_cond_broadcast(&st->cv);
+    }
+    pthread_mutex_unlock(&st->mu);
+}
+
+uint64_t lm_streamer_buffer_bytes(const lm_streamer *st)
+{
+    return st->buf_bytes * (st->prefetch ? N_BUFFERS : 1);
+}
+
+lm_streamer_stats lm_streamer_get_stats(const lm_streamer *st)
+{
+    lm_streamer_stats s;
+    pthread_mutex_lock((pthread_mutex_t *)&st->mu);
+    s = st->stats;
+    pthread_mutex_unlock((pthread_mutex_t *)&st->mu);
+    return s;
+}

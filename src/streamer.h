@@ -1,0 +1,50 @@
+/* The streamer: layer weights read from the model file with pread into
+ * staging buffers by an I/O thread, one layer ahead of the layer computing.
+ *
+ * The layers it streams come in a fixed order (the order of a forward pass)
+ * and the look-ahead wraps around: while the last streamed layer and the
+ * output head run, the first streamed layer of the next pass is already
+ * being read.  With two buffers, layer l+1 is read while layer l computes.
+ * Without prefetch the read happens in lm_streamer_acquire, on the caller's
+ * thread, so I/O and compute add up (the --no-prefetch comparison).
+ * Errors on the I/O thread (a short read, a vanished file) come back from
+ * lm_streamer_acquire as a one-line error. */
+#ifndef LM_STREAMER_H
+#define LM_STREAMER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "model.h"
+
+typedef struct lm_streamer lm_streamer;
+
+typedef struct {
+    uint64_t bytes_read;
+    double read_seconds;  /* time the reads took (on whichever thread) */
+    double wait_seconds;  /* time the compute thread waited for a layer */
+} lm_streamer_stats;
+
+/* Streams layers[0..n_layers) (ascending) of m.  drop_cache: tell the kernel
+ * to forget the pages just read, so every pass really comes from the disk
+ * and the page cache does not grow with the model. */
+lm_streamer *lm_streamer_new(const lm_model *m, const int *layers, int n_layers, bool prefetch,
+                             bool drop_cache);
+void lm_streamer_free(lm_streamer *st);
+
+/* Waits until layer il is staged and points view at it.  il must be the
+ * next streamed layer of the pass; after an aborted pass (an error
+ * elsewhere) any streamed layer may be asked for, and the streamer restarts
+ * from it. */
+int lm_streamer_acquire(lm_streamer *st, int il, lm_layer_view *view);
+/* The layer acquired last is done with; its buffer may be refilled. */
+void lm_streamer_release(lm_streamer *st);
+
+/* Bytes of staging memory the streamer holds (all buffers). */
+uint64_t lm_streamer_buffer_bytes(const lm_streamer *st);
+lm_streamer_stats lm_streamer_get_stats(const lm_streamer *st);
+
+/* Bytes one layer takes in a staging buffer (tensors packed, aligned). */
+uint64_t lm_streamer_layer_bytes(const lm_model *m, int il);
+
+#endif
