@@ -93,6 +93,23 @@ yes "ab cd ef ab Ab xyz 12 ab" | head -c 3000 >"$tmp/noise.txt"
 expect_ok "perplexity" "$LAMINA" perplexity -m "$model" -f "$tmp/noise.txt" -c 32 --chunks 2
 tail -n 1 "$tmp/out" | grep -q '^perplexity: [0-9.]*$' && ok || bad "perplexity's last line"
 
+# the plan, and runs that follow other plans, give the same text
+expect_ok "plan" "$LAMINA" plan -m "$model" -c 64
+grep -q '^bottleneck: ' "$tmp/out" && ok || bad "plan names the bottleneck"
+expect_ok "plan --json" "$LAMINA" plan -m "$model" -c 64 --ram-layers 1 --json
+for key in predicted_decode_tokens_per_s predicted_time_to_first_token_ms ram_budget_bytes bottleneck; do
+    grep -q "\"$key\"" "$tmp/out" && ok || bad "plan JSON lacks $key"
+done
+grep -q '"placement": "disk"' "$tmp/out" && ok || bad "--ram-layers 1 streams the other layer"
+"$LAMINA" run -m "$model" -p "ab ab" -n 8 --temp 0 --ids -q -c 64 >"$tmp/a" 2>/dev/null
+for how in "--ram-layers 0" "--ram-layers 1" "--ram-layers 0 --no-prefetch"; do
+    # shellcheck disable=SC2086
+    "$LAMINA" run -m "$model" -p "ab ab" -n 8 --temp 0 --ids -q -c 64 $how >"$tmp/b" 2>"$tmp/err"
+    cmp -s "$tmp/a" "$tmp/b" && ok || bad "run $how differs: $(cat "$tmp/b" "$tmp/err")"
+done
+expect_error "RAM budget too small" "at least" "$LAMINA" run -q -m "$model" -p ab --ram 10M
+expect_error "bad --ram" "invalid size" "$LAMINA" plan -m "$model" --ram lots
+
 printf 'ab ab\nAb\n/exit\nnot read\n' >"$tmp/chat.in"
 "$LAMINA" chat -m "$model" --chat-template chatml -n 4 --seed 1 -q <"$tmp/chat.in" >"$tmp/out" 2>"$tmp/err"
 rc=$?

@@ -40,6 +40,14 @@ want=$(head -n 1 "$FIXTURES/greedy-smollm2.ids")
 got=$(LAMINA_NO_AVX2=1 "$LAMINA" run -m "$model" -p "$prompt" -n 32 --temp 0 --ids -q -t 2)
 if [ "$got" = "$want" ]; then ok; else bad "portable kernels, prompt 1: got '$got', llama.cpp '$want'"; fi
 
+# streamed from disk (a RAM budget that holds 9 of the 30 layers, and the
+# same without prefetch): the same tokens
+for how in "--ram 140M" "--ram 140M --no-prefetch"; do
+    # shellcheck disable=SC2086
+    got=$("$LAMINA" run -m "$model" -p "$prompt" -n 32 --temp 0 --ids -q -t 2 -c 512 $how)
+    if [ "$got" = "$want" ]; then ok; else bad "streamed ($how), prompt 1: got '$got', llama.cpp '$want'"; fi
+done
+
 # tokenize: ids equal llama.cpp's (no BOS, special tokens as text)
 i=0
 while IFS= read -r line; do

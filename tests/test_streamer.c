@@ -1,0 +1,169 @@
+/* Layers streamed from the file through the staging buffers give exactly
+ * the logits of layers read from the mapping, with and without prefetch and
+ * whichever layers stream; a file cut short while streaming is a clear
+ * error, not a crash; the planner keeps what it promises inside the budget
+ * and refuses a budget too small with the minimum that would work. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "error.h"
+#include "model_writer.h"
+#include "plan.h"
+#include "quant.h"
+#include "session.h"
+#include "streamer.h"
+
+static char dir[] = "/tmp/lamina-stream-XXXXXX";
+static char path[96];
+static const int32_t prompt[] = {5, 12, 63, 40, 1, 2, 33, 20, 9};
+#define N_PROMPT ((int)(sizeof prompt / sizeof *prompt))
+#define N_LAYER 4
+
+static int write_model(void **state)
+{
+    (void)state;
+    test_model_shape shape = {"llama", LM_TYPE_Q4_1, N_LAYER, 64, 4, 2, 96, false, 21, NULL, 0};
+    if (!mkdtemp(dir))
+        return -1;
+    snprintf(path, sizeof path, "%s/model.gguf", dir);
+    return test_write_model(path, &shape);
+}
+
+static int remove_model(void **state)
+{
+    (void)state;
+    unlink(path);
+    return rmdir(dir);
+}
+
+/* Logits of the prompt (all rows) and of 3 more single tokens. */
+static float *run(const lm_model *m, const int *streamed, int n_streamed, bool prefetch)
+{
+    const size_t V = m->hp.n_vocab;
+    lm_session *s = lm_session_new(m, 32, 4);
+    assert_non_null(s);
+    if (n_streamed)
+        assert_int_equal(lm_session_stream_layers(s, streamed, n_streamed, prefetch, true), 0);
+    float *out = malloc((N_PROMPT + 3) * V * sizeof(float));
+    assert_int_equal(lm_session_eval(s, prompt, N_PROMPT, true, out), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(lm_session_eval(s, &prompt[i], 1, false, out + (N_PROMPT + i) * V), 0);
+    lm_session_free(s);
+    return out;
+}
+
+static void streamed_equals_mapped(void **state)
+{
+    (void)state;
+    lm_model *m = lm_model_load(path);
+    assert_non_null(m);
+    const size_t bytes = (N_PROMPT + 3) * m->hp.n_vocab * sizeof(float);
+    float *want = run(m, NULL, 0, true);
+    const int all[N_LAYER] = {0, 1, 2, 3}, some[2] = {1, 3};
+    float *got = run(m, all, N_LAYER, true);
+    assert_memory_equal(got, want, bytes);
+    free(got);
+    got = run(m, all, N_LAYER, false);
+    assert_memory_equal(got, want, bytes);
+    free(got);
+    got = run(m, some, 2, true);
+    assert_memory_equal(got, want, bytes);
+    free(got);
+    free(want);
+    lm_model_free(m);
+}
+
+static void truncated_file_is_an_error(void **state)
+{
+    (void)state;
+    char copy[128];
+    snprintf(copy, sizeof copy, "%s/cut.gguf", dir);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", path, copy);
+    assert_int_equal(system(cmd), 0);
+    lm_model *m = lm_model_load(copy);
+    assert_non_null(m);
+    const lm_gguf_tensor *last = m->layers[N_LAYER - 1].t[LM_W_DOWN];
+    lm_session *s = lm_session_new(m, 32, 4);
+    const int layers[1] = {N_LAYER - 1};
+    assert_int_equal(lm_session_stream_layers(s, layers, 1, true, false), 0);
+    /* the last layer's last tensor loses its end; nothing mapped is touched */
+    assert_int_equal(truncate(copy, (off_t)(last->file_offset + last->nbytes / 2)), 0);
+    assert_int_equal(lm_session_eval(s, prompt, 2, false, NULL), -1);
+    assert_non_null(strstr(lm_last_error(), "short read"));
+    assert_non_null(strstr(lm_last_error(), "cut.gguf"));
+    lm_session_free(s);
+    lm_model_free(m);
+    unlink(copy);
+}
+
+static void plan_respects_the_budget(void **state)
+{
+    (void)state;
+    lm_model *m = lm_model_load(path);
+    assert_non_null(m);
+    lm_probes probes = {.ram_bw = 1e10, .disk_bw = 1e9};
+    probes.cpu_decode_bw[LM_TYPE_Q4_1] = 1e10;
+    probes.cpu_prompt_bw[LM_TYPE_Q4_1] = 4e10;
+    lm_plan_request req = {.n_ctx = 32, .n_batch = 4, .prefetch = true, .force_ram_layers = -1,
+                           .n_prompt = 1, .ram_budget = (uint64_t)1 << 30};
+    lm_plan plan;
+    assert_int_equal(lm_plan_make(m, &req, &probes, &plan), 0);
+    for (int il = 0; il < N_LAYER; il++)
+        assert_int_equal(plan.place[il], LM_PLACE_RAM);
+    assert_true(plan.tokens_per_s > 0);
+    lm_plan_free(&plan);
+
+    /* room for the fixed costs, two staging buffers and one resident layer */
+    const uint64_t fixed_and_staging = plan.ram_total - plan.ram_weights +
+                                       2 * lm_streamer_layer_bytes(m, 0);
+    req.ram_budget = fixed_and_staging + m->layers[0].nbytes;
+    assert_int_equal(lm_plan_make(m, &req, &probes, &plan), 0);
+    assert_int_equal(plan.place[0], LM_PLACE_RAM);
+    for (int il = 1; il < N_LAYER; il++)
+        assert_int_equal(plan.place[il], LM_PLACE_DISK);
+    assert_true(plan.ram_total <= req.ram_budget);
+    int layers[N_LAYER];
+    assert_int_equal(lm_plan_streamed_layers(&plan, layers), N_LAYER - 1);
+    lm_plan_free(&plan);
+
+    req.ram_budget = 1 << 20;
+    assert_int_equal(lm_plan_make(m, &req, &probes, &plan), -1);
+    assert_non_null(strstr(lm_last_error(), "at least"));
+    lm_model_free(m);
+}
+
+static void sizes_parse(void **state)
+{
+    (void)state;
+    uint64_t b;
+    assert_int_equal(lm_parse_size("512M", &b), 0);
+    assert_true(b == (uint64_t)512 << 20);
+    assert_int_equal(lm_parse_size("1.5G", &b), 0);
+    assert_true(b == (uint64_t)3 << 29);
+    assert_int_equal(lm_parse_size("4GiB", &b), 0);
+    assert_true(b == (uint64_t)4 << 30);
+    assert_int_equal(lm_parse_size("1000", &b), 0);
+    assert_true(b == 1000);
+    assert_int_equal(lm_parse_size("lots", &b), -1);
+    assert_int_equal(lm_parse_size("-2G", &b), -1);
+    assert_int_equal(lm_parse_size("2Q", &b), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(streamed_equals_mapped),
+        cmocka_unit_test(truncated_file_is_an_error),
+        cmocka_unit_test(plan_respects_the_budget),
+        cmocka_unit_test(sizes_parse),
+    };
+    return cmocka_run_group_tests(tests, write_model, remove_model);
+}
