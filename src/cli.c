@@ -356,6 +356,11 @@ lm_session *lm_cli_session(const lm_cli *o, const lm_model *m, int n_ctx, int n_
     return s;
 }
 
+const lm_plan *lm_cli_session_plan(void)
+{
+    return session_plan.place ? &session_plan : NULL;
+}
+
 void lm_cli_print_profile(const lm_session *s, FILE *f)
 {
     if (!session_plan.place || s->passes == 0)

@@ -77,6 +77,7 @@ int lm_cmd_bench(int argc, char **argv)
         if (cur.decode_tps > best.decode_tps)
             best.decode_tps = cur.decode_tps;
     }
+    const double rss = (double)lm_peak_rss_bytes(); /* before the RAM probe's buffer */
     const double ram_bw = lm_ram_read_bandwidth();
     const double bytes_per_token = (double)lm_model_bytes_per_token(m);
     const double weight_bw = best.decode_tps * bytes_per_token;
@@ -84,6 +85,14 @@ int lm_cmd_bench(int argc, char **argv)
     const int threads = omp_get_max_threads();
     const char *backend = s->backend->ops->name;
     const double dev_peak = (double)lm_session_device_peak(s);
+    const lm_plan *plan = lm_cli_session_plan();
+    uint64_t streamed = 0;
+    for (uint32_t il = 0; il < m->hp.n_layer; il++)
+        if (s->streamed && s->streamed[il])
+            streamed += m->layers[il].nbytes;
+    const double disk_rate = best.decode_tps * (double)streamed;
+    const double disk_bw = plan ? plan->probes.disk_bw : 0.0;
+    const double predicted = plan ? plan->tokens_per_s : 0.0;
     if (o.json) {
         printf("{\"model\": ");
         lm_json_string(stdout, o.model);
@@ -91,9 +100,12 @@ int lm_cmd_bench(int argc, char **argv)
                "\"n_gen\": %d, \"prompt_tokens_per_s\": %.3f, \"decode_tokens_per_s\": %.3f, "
                "\"decode_weight_bytes_per_token\": %.0f, \"decode_weight_bytes_per_s\": %.0f, "
                "\"ram_bandwidth_bytes_per_s\": %.0f, \"decode_share_of_ram_bandwidth\": %.4f, "
-               "\"device_peak_bytes\": %.0f}\n",
+               "\"device_peak_bytes\": %.0f, \"streamed_bytes_per_token\": %llu, "
+               "\"disk_read_bytes_per_s\": %.0f, \"disk_bandwidth_bytes_per_s\": %.0f, "
+               "\"predicted_decode_tokens_per_s\": %.3f, \"peak_rss_bytes\": %.0f}\n",
                backend, threads, n_prompt, n_gen, best.prompt_tps, best.decode_tps,
-               bytes_per_token, weight_bw, ram_bw, share / 100.0, dev_peak);
+               bytes_per_token, weight_bw, ram_bw, share / 100.0, dev_peak,
+               (unsigned long long)streamed, disk_rate, disk_bw, predicted, rss);
     } else {
         printf("backend %s, %d threads, best of %d\n", backend, threads, o.repetitions);
         printf("prompt: %d tokens: %.2f tokens/s\n", n_prompt, best.prompt_tps);
@@ -101,8 +113,17 @@ int lm_cmd_bench(int argc, char **argv)
         printf("decode reads %.2f MiB of weights per token: %.2f GB/s = %.0f%% of measured RAM "
                "bandwidth (%.2f GB/s)\n",
                bytes_per_token / (1024.0 * 1024.0), weight_bw / 1e9, share, ram_bw / 1e9);
+        if (streamed)
+            printf("decode streams %.2f MiB per token from disk: %.2f GB/s = %.0f%% of the "
+                   "measured uncached disk bandwidth (%.2f GB/s)\n",
+                   (double)streamed / (1024.0 * 1024.0), disk_rate / 1e9,
+                   disk_bw > 0 ? 100.0 * disk_rate / disk_bw : 0.0, disk_bw / 1e9);
+        if (predicted > 0)
+            printf("the plan predicted %.2f tokens/s decode: measured/predicted = %.2f\n",
+                   predicted, best.decode_tps / predicted);
         if (dev_peak > 0)
             printf("peak device memory: %.1f MiB\n", dev_peak / (1024.0 * 1024.0));
+        printf("peak RSS: %.1f MiB\n", rss / (1024.0 * 1024.0));
     }
     lm_session_free(s);
     lm_model_free(m);

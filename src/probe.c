@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "timing.h"
@@ -191,20 +192,16 @@ static void cache_save(const char *key, const lm_probes *p)
     fclose(f);
 }
 
-int lm_probe(const lm_model *m, bool reprobe, lm_probes *p)
+/* Fills in what the cache did not have. */
+static int measure(const lm_model *m, bool cached, lm_probes *p, bool *measured)
 {
-    char key[128];
-    cache_key(m, key, sizeof key);
-    memset(p, 0, sizeof *p);
-    const bool cached = !reprobe && cache_load(key, p);
-    bool measured = false;
     if (!cached || p->ram_bw <= 0) {
         p->ram_bw = lm_ram_read_bandwidth();
-        measured = true;
+        *measured = true;
     }
     if (!cached || p->disk_bw <= 0) {
         p->disk_bw = probe_disk(m);
-        measured = true;
+        *measured = true;
     }
     /* every weight type the layers and the head use */
     for (uint32_t il = 0; il <= m->hp.n_layer; il++)
@@ -216,8 +213,59 @@ int lm_probe(const lm_model *m, bool reprobe, lm_probes *p)
             if (probe_cpu_type(t->type, (int64_t)t->ne[0], &p->cpu_decode_bw[t->type],
                                &p->cpu_prompt_bw[t->type]) != 0)
                 return -1;
-            measured = true;
+            *measured = true;
         }
+    return 0;
+}
+
+/* The probes allocate a few hundred MiB for a moment; measured in a child
+ * process, that memory never counts against this process's peak RSS (the
+ * --ram budget).  Called before this process starts its OpenMP threads. */
+static int measure_in_child(const lm_model *m, bool cached, lm_probes *p, bool *measured)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return measure(m, cached, p, measured);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return measure(m, cached, p, measured);
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        struct { lm_probes p; bool measured; int rc; } r = {.p = *p};
+        r.rc = measure(m, cached, &r.p, &r.measured);
+        ssize_t unused = write(fds[1], &r, sizeof r);
+        (void)unused;
+        _exit(0);
+    }
+    close(fds[1]);
+    struct { lm_probes p; bool measured; int rc; } r;
+    ssize_t got = read(fds[0], &r, sizeof r);
+    close(fds[0]);
+    waitpid(pid, NULL, 0);
+    if (got != (ssize_t)sizeof r)
+        return measure(m, cached, p, measured);
+    if (r.rc != 0) {
+        lm_set_error("the speed probes failed");
+        return -1;
+    }
+    *p = r.p;
+    *measured = r.measured;
+    return 0;
+}
+
+int lm_probe(const lm_model *m, bool reprobe, lm_probes *p)
+{
+    char key[128];
+    cache_key(m, key, sizeof key);
+    memset(p, 0, sizeof *p);
+    const bool cached = !reprobe && cache_load(key, p);
+    bool measured = false;
+    if (measure_in_child(m, cached, p, &measured) != 0)
+        return -1;
     p->from_cache = !measured;
     if (measured)
         cache_save(key, p);

@@ -50,8 +50,37 @@ static uint64_t align_up(uint64_t x)
     return (x + STAGE_ALIGN - 1) & ~(uint64_t)(STAGE_ALIGN - 1);
 }
 
+/* The stretch of the file holding all of layer il's tensors.  GGUF writers
+ * keep a layer's tensors together, so one pread of the stretch replaces a
+ * dozen small ones; only padding between them is read for nothing. */
+static void layer_span(const lm_model *m, int il, uint64_t *start, uint64_t *end)
+{
+    *start = UINT64_MAX;
+    *end = 0;
+    for (int w = 0; w < LM_W_PER_LAYER; w++) {
+        const lm_gguf_tensor *t = m->layers[il].t[w];
+        if (!t)
+            continue;
+        *start = t->file_offset < *start ? t->file_offset : *start;
+        *end = t->file_offset + t->nbytes > *end ? t->file_offset + t->nbytes : *end;
+    }
+}
+
+/* Read as one stretch when the gaps add little (an eighth at most). */
+static bool span_is_compact(const lm_model *m, int il)
+{
+    uint64_t start, end;
+    layer_span(m, il, &start, &end);
+    return end - start <= m->layers[il].nbytes + m->layers[il].nbytes / 8;
+}
+
 uint64_t lm_streamer_layer_bytes(const lm_model *m, int il)
 {
+    if (span_is_compact(m, il)) {
+        uint64_t start, end;
+        layer_span(m, il, &start, &end);
+        return align_up(end - start);
+    }
     uint64_t bytes = 0;
     for (int w = 0; w < LM_W_PER_LAYER; w++)
         if (m->layers[il].t[w])
@@ -59,32 +88,57 @@ uint64_t lm_streamer_layer_bytes(const lm_model *m, int il)
     return align_up(bytes);
 }
 
+static int read_fully(int fd, uint8_t *dst, uint64_t len, uint64_t off, const char *path,
+                      const char *what, int il, char *msg, size_t msg_len)
+{
+    for (uint64_t done = 0; done < len;) {
+        ssize_t got = pread(fd, dst + done, len - done, (off_t)(off + done));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            snprintf(msg, msg_len, "%s: reading %s of layer %d: %s", path, what, il,
+                     got < 0 ? strerror(errno) : "short read (was the file truncated?)");
+            return -1;
+        }
+        done += (uint64_t)got;
+    }
+    return 0;
+}
+
 /* Reads all of layer il's tensors into data; 0, or -1 with msg filled. */
 static int read_layer(const lm_streamer *st, int il, uint8_t *data, lm_layer_view *view,
                       char *msg, size_t msg_len, uint64_t *bytes)
 {
-    const int fd = lm_gguf_fd(st->m->gguf);
-    const char *path = lm_gguf_path(st->m->gguf);
+    const lm_model *m = st->m;
+    const int fd = lm_gguf_fd(m->gguf);
+    const char *path = lm_gguf_path(m->gguf);
+    if (span_is_compact(m, il)) {
+        uint64_t start, end;
+        layer_span(m, il, &start, &end);
+        if (read_fully(fd, data, end - start, start, path, "the tensors", il, msg, msg_len) != 0)
+            return -1;
+        if (st->drop_cache)
+            posix_fadvise(fd, (off_t)start, (off_t)(end - start), POSIX_FADV_DONTNEED);
+        for (int w = 0; w < LM_W_PER_LAYER; w++) {
+            const lm_gguf_tensor *t = m->layers[il].t[w];
+            view->data[w] = t ? data + (t->file_offset - start) : NULL;
+        }
+        *bytes += end - start;
+        return 0;
+    }
     uint64_t off = 0;
     for (int w = 0; w < LM_W_PER_LAYER; w++) {
-        const lm_gguf_tensor *t = st->m->layers[il].t[w];
+        const lm_gguf_tensor *t = m->layers[il].t[w];
         view->data[w] = NULL;
         if (!t)
             continue;
         off = align_up(off);
-        for (uint64_t done = 0; done < t->nbytes;) {
-            ssize_t got = pread(fd, data + off + done, t->nbytes - done,
-                                (off_t)(t->file_offset + done));
-            if (got < 0 && errno == EINTR)
-                continue;
-            if (got <= 0) {
-                snprintf(msg, msg_len, "%s: reading tensor '%.*s' of layer %d: %s", path,
-                         (int)t->name.len, t->name.data, il,
-                         got < 0 ? strerror(errno) : "short read (was the file truncated?)");
-                return -1;
-            }
-            done += (uint64_t)got;
-        }
+        char what[96];
+        snprintf(what, sizeof what, "tensor '%.*s'", (int)(t->name.len > 64 ? 64 : t->name.len),
+                 t->name.data);
+        if (read_fully(fd, data + off, t->nbytes, t->file_offset, path, what, il, msg,
+                       msg_len) != 0)
+            return -1;
         if (st->drop_cache)
             posix_fadvise(fd, (off_t)t->file_offset, (off_t)t->nbytes, POSIX_FADV_DONTNEED);
         view->data[w] = data + off;
