@@ -337,65 +337,19 @@ typedef struct {
     uint32_t off, n;
 } sym;
 
-typedef struct {
-    int32_t rank, left, right;
-    uint32_t ln, rn; /* sizes when queued, to spot stale pairs */
-} pair;
-
-typedef struct {
-    pair *v;
-    size_t n, cap;
-} heap;
-
-/* Lowest rank first; on a tie the leftmost pair. */
-static bool before(const pair *a, const pair *b) {
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-static int heap_push(heap *h, pair p) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        pair *v = realloc(h->v, cap * sizeof *v);
-        if (!v) return -1;
-        h->v = v;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0 && before(&p, &h->v[(i - 1) / 2])) {
-        h->v[i] = h->v[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    h->v[i] = p;
-    return 0;
-}
-
-static pair heap_pop(heap *h) {
-    pair top = h->v[0], last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && before(&h->v[c + 1], &h->v[c])) c++;
-        if (!before(&h->v[c], &last)) break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n) h->v[i] = last;
-    return top;
-}
-
+/* Lowest rank first: priority -rank, exact since ranks are below 2^24. */
 static int try_pair(const lm_tokenizer *t, const char *w, const sym *syms, int32_t l, int32_t r,
-                    heap *h) {
+                    lm_mergeq *q) {
     if (l < 0 || r < 0) return 0;
     int32_t rank = lm_strmap_get3(&t->merges, w + syms[l].off, syms[l].n, ' ', w + syms[r].off, syms[r].n);
     if (rank < 0) return 0;
-    return heap_push(h, (pair){rank, l, r, syms[l].n, syms[r].n});
+    return lm_mergeq_push(q, (lm_merge){-(float)rank, l, r, syms[l].n, syms[r].n});
 }
 
 typedef struct {
     char *enc; /* byte-encoded word */
     sym *syms;
-    heap h;
+    lm_mergeq q;
 } scratch;
 
 /* BPE on one byte-encoded word w (one symbol per encoded character). */
@@ -411,19 +365,19 @@ static int merge_word(const lm_tokenizer *t, const char *w, size_t wn, scratch *
         syms[ns] = (sym){ns - 1, off + cl >= wn ? -1 : ns + 1, (uint32_t)off, (uint32_t)cl};
         off += cl;
     }
-    sc->h.n = 0;
+    sc->q.n = 0;
     for (int32_t i = 1; i < ns; i++)
-        if (try_pair(t, w, syms, i - 1, i, &sc->h) != 0) return -1;
-    while (sc->h.n) {
-        pair p = heap_pop(&sc->h);
+        if (try_pair(t, w, syms, i - 1, i, &sc->q) != 0) return -1;
+    while (sc->q.n) {
+        lm_merge p = lm_mergeq_pop(&sc->q);
         sym *l = &syms[p.left], *r = &syms[p.right];
         if (l->n != p.ln || r->n != p.rn) continue; /* one side changed since queued */
         l->n += r->n;
         r->n = 0;
         l->next = r->next;
         if (r->next >= 0) syms[r->next].prev = p.left;
-        if (try_pair(t, w, syms, l->prev, p.left, &sc->h) != 0) return -1;
-        if (try_pair(t, w, syms, p.left, l->next, &sc->h) != 0) return -1;
+        if (try_pair(t, w, syms, l->prev, p.left, &sc->q) != 0) return -1;
+        if (try_pair(t, w, syms, p.left, l->next, &sc->q) != 0) return -1;
     }
     for (int32_t i = ns ? 0 : -1; i != -1; i = syms[i].next) {
         int32_t id = lm_strmap_get(&t->by_text, w + syms[i].off, syms[i].n);
@@ -488,7 +442,7 @@ done:
     free(b.v);
     free(sc.enc);
     free(sc.syms);
-    free(sc.h.v);
+    free(sc.q.v);
     pcre2_match_data_free(md);
     return rc;
 }

@@ -89,6 +89,23 @@ struct lm_tokenizer {
     lm_bpe_pre *pre;
 };
 
+/* Priority queue of adjacent-pair merge candidates for both algorithms:
+ * the highest priority pops first, on a tie the leftmost pair.  ln and rn
+ * are the two symbols' sizes when queued, to spot stale entries. */
+typedef struct {
+    float priority;
+    int32_t left, right;
+    uint32_t ln, rn;
+} lm_merge;
+
+typedef struct {
+    lm_merge *v;
+    size_t n, cap;
+} lm_mergeq;
+
+int lm_mergeq_push(lm_mergeq *q, lm_merge m); /* -1 when out of memory */
+lm_merge lm_mergeq_pop(lm_mergeq *q);         /* q->n must be > 0 */
+
 /* tokenizer_spm.c: SentencePiece BPE over scores on one text fragment;
  * space_prefix puts the " " llama.cpp adds before the first fragment. */
 int lm_spm_tokenize(const lm_tokenizer *t, const char *text, size_t len, bool space_prefix,

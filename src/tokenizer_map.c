@@ -1,4 +1,5 @@
-/* The string -> id hash map and the growable id list the tokenizers use.
+/* The string -> id hash map, the growable id list and the merge queue
+ * the tokenizers use.
  * Open addressing with linear probing: the vocab and merge tables are
  * built once and then only read, so no deletion is needed. */
 #include <stdlib.h>
@@ -85,4 +86,41 @@ int lm_idvec_push(lm_idvec *o, int32_t id) {
     }
     o->v[o->n++] = id;
     return 0;
+}
+
+/* Binary heap: higher priority first; on a tie the leftmost pair. */
+static bool before(const lm_merge *a, const lm_merge *b) {
+    return a->priority > b->priority || (a->priority == b->priority && a->left < b->left);
+}
+
+int lm_mergeq_push(lm_mergeq *q, lm_merge m) {
+    if (q->n == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 64;
+        lm_merge *v = realloc(q->v, cap * sizeof *v);
+        if (!v) return -1;
+        q->v = v;
+        q->cap = cap;
+    }
+    size_t i = q->n++;
+    while (i > 0 && before(&m, &q->v[(i - 1) / 2])) {
+        q->v[i] = q->v[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    q->v[i] = m;
+    return 0;
+}
+
+lm_merge lm_mergeq_pop(lm_mergeq *q) {
+    lm_merge top = q->v[0], last = q->v[--q->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= q->n) break;
+        if (c + 1 < q->n && before(&q->v[c + 1], &q->v[c])) c++;
+        if (!before(&q->v[c], &last)) break;
+        q->v[i] = q->v[c];
+        i = c;
+    }
+    if (q->n) q->v[i] = last;
+    return top;
 }

@@ -14,66 +14,19 @@ typedef struct {
     uint32_t off, n; /* n == 0: merged away */
 } sym;
 
-typedef struct {
-    float score;
-    int32_t left, right;
-    uint32_t size;
-} bigram;
-
-typedef struct {
-    bigram *v;
-    size_t n, cap;
-} heap;
-
-/* Higher score first; on a tie the leftmost pair. */
-static bool before(const bigram *a, const bigram *b) {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-static int heap_push(heap *h, bigram b) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        bigram *v = realloc(h->v, cap * sizeof *v);
-        if (!v) return -1;
-        h->v = v;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0 && before(&b, &h->v[(i - 1) / 2])) {
-        h->v[i] = h->v[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    h->v[i] = b;
-    return 0;
-}
-
-static bigram heap_pop(heap *h) {
-    bigram top = h->v[0], last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && before(&h->v[c + 1], &h->v[c])) c++;
-        if (!before(&h->v[c], &last)) break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n) h->v[i] = last;
-    return top;
-}
-
 static size_t utf8_len(unsigned char c) {
     static const size_t lookup[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
     return lookup[c >> 4];
 }
 
+/* Highest score first. */
 static int try_pair(const lm_tokenizer *t, const char *s, const sym *syms, int32_t l, int32_t r,
-                    heap *h) {
+                    lm_mergeq *q) {
     if (l < 0 || r < 0) return 0;
     uint32_t size = syms[l].n + syms[r].n;
     int32_t id = lm_strmap_get(&t->by_text, s + syms[l].off, size);
     if (id < 0) return 0;
-    return heap_push(h, (bigram){t->tok[id].score, l, r, size});
+    return lm_mergeq_push(q, (lm_merge){t->tok[id].score, l, r, syms[l].n, syms[r].n});
 }
 
 int lm_spm_tokenize(const lm_tokenizer *t, const char *text, size_t len, bool space_prefix,
@@ -81,7 +34,7 @@ int lm_spm_tokenize(const lm_tokenizer *t, const char *text, size_t len, bool sp
     static const char mark[] = "\xe2\x96\x81"; /* U+2581, SentencePiece's space */
     char *s = malloc(3 * len + 4);
     sym *syms = malloc((len + 1) * sizeof *syms);
-    heap h = {0};
+    lm_mergeq h = {0};
     int rc = -1;
     if (!s || !syms) goto done;
 
@@ -110,9 +63,9 @@ int lm_spm_tokenize(const lm_tokenizer *t, const char *text, size_t len, bool sp
         if (try_pair(t, s, syms, i - 1, i, &h) != 0) goto done;
 
     while (h.n) {
-        bigram b = heap_pop(&h);
+        lm_merge b = lm_mergeq_pop(&h);
         sym *l = &syms[b.left], *r = &syms[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue; /* stale */
+        if (l->n == 0 || r->n == 0 || l->n + r->n != b.ln + b.rn) continue; /* stale */
         l->n += r->n;
         r->n = 0;
         l->next = r->next;
