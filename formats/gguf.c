@@ -853,13 +853,21 @@ static void buf_str(buffer *b, const char *s)
     buf_put(b, s, len);
 }
 
+static void buf_gguf_str(buffer *b, lm_gguf_str s)
+{
+    buf_u64(b, s.len);
+    buf_put(b, s.data, (size_t)s.len);
+}
+
 typedef struct {
     char *name;
     uint32_t n_dims;
     uint64_t ne[LM_GGUF_MAX_DIMS];
     uint32_t type;
     uint64_t nbytes;
-    void *data;
+    void *data;          /* or NULL, and the data comes from fill */
+    lm_gguf_fill_fn fill;
+    void *user;
 } writer_tensor;
 
 struct lm_gguf_writer {
@@ -1126,6 +1134,84 @@ int lm_gguf_add_tensor(lm_gguf_writer *w, const char *name, uint32_t type,
     return 0;
 }
 
+int lm_gguf_add_tensor_fill(lm_gguf_writer *w, const char *name, uint32_t type,
+                            uint32_t n_dims, const uint64_t *ne, lm_gguf_fill_fn fill,
+                            void *user)
+{
+    writer_tensor t = { .n_dims = n_dims, .type = type, .fill = fill, .user = user };
+    if (!name || !fill) {
+        lm_set_error("gguf writer: tensor with NULL name or fill function");
+        return -1;
+    }
+    if (check_new_tensor(w, &t, name, ne))
+        return -1;
+    t.name = strdup(name);
+    if (!t.name ||
+        grow((void **)&w->tensors, &w->tensor_cap, w->n_tensors + 1, sizeof *w->tensors)) {
+        free(t.name);
+        lm_set_error("gguf writer: out of memory");
+        return -1;
+    }
+    w->tensors[w->n_tensors++] = t;
+    return 0;
+}
+
+int lm_gguf_add_kv(lm_gguf_writer *w, const lm_gguf_kv *kv)
+{
+    if (!kv || !kv->key.data) {
+        lm_set_error("gguf writer: NULL key/value");
+        return -1;
+    }
+    char *key = strndup(kv->key.data, (size_t)kv->key.len);
+    if (!key) {
+        lm_set_error("gguf writer: out of memory");
+        return -1;
+    }
+    int rc = -1;
+    size_t esize = scalar_size(kv->type);
+    if (esize) {
+        /* Narrow the widened value back to its own width (little-endian). */
+        union { uint8_t u8; uint16_t u16; uint32_t u32; uint64_t u64; float f32; double f64; } v;
+        switch (kv->type) {
+        case LM_GGUF_UINT8: case LM_GGUF_INT8: v.u8 = (uint8_t)kv->v.u64; break;
+        case LM_GGUF_BOOL: v.u8 = kv->v.b ? 1 : 0; break;
+        case LM_GGUF_UINT16: case LM_GGUF_INT16: v.u16 = (uint16_t)kv->v.u64; break;
+        case LM_GGUF_UINT32: case LM_GGUF_INT32: v.u32 = (uint32_t)kv->v.u64; break;
+        case LM_GGUF_FLOAT32: v.f32 = (float)kv->v.f64; break;
+        case LM_GGUF_FLOAT64: v.f64 = kv->v.f64; break;
+        default: v.u64 = kv->v.u64; break;
+        }
+        if (kv->type == LM_GGUF_UINT32)
+            rc = lm_gguf_add_u32(w, key, v.u32);
+        else
+            rc = is_alignment_key(key) ? -1 : add_scalar(w, key, kv->type, &v);
+    } else if (kv->type == LM_GGUF_STRING) {
+        if (!is_alignment_key(key) && !begin_kv(w, key, LM_GGUF_STRING)) {
+            buf_gguf_str(&w->meta, kv->v.str);
+            rc = end_kv(w);
+        }
+    } else if (kv->type == LM_GGUF_ARRAY) {
+        size_t el = scalar_size(kv->elem_type);
+        if (el == 0 && kv->elem_type != LM_GGUF_STRING) {
+            lm_set_error("gguf writer: key '%s': arrays of %s cannot be written", key,
+                         lm_gguf_type_name(kv->elem_type));
+        } else if (!is_alignment_key(key) && !begin_kv(w, key, LM_GGUF_ARRAY)) {
+            buf_u32(&w->meta, kv->elem_type);
+            buf_u64(&w->meta, kv->n);
+            if (el)
+                buf_put(&w->meta, kv->data, (size_t)(kv->n * el));
+            else
+                for (uint64_t i = 0; i < kv->n; i++)
+                    buf_gguf_str(&w->meta, ((const lm_gguf_str *)kv->data)[i]);
+            rc = end_kv(w);
+        }
+    } else {
+        lm_set_error("gguf writer: key '%s' has invalid type %u", key, (unsigned)kv->type);
+    }
+    free(key);
+    return rc;
+}
+
 static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) & ~(a - 1); }
 
 /* Everything before the tensor data: header, metadata, tensor infos and the
@@ -1169,19 +1255,56 @@ static int write_padding(FILE *f, uint64_t n)
     return 0;
 }
 
+#define FILL_CHUNK_BYTES ((size_t)4 << 20)
+
+/* A filled tensor's data, a chunk of whole rows at a time through buf (at
+ * least FILL_CHUNK_BYTES or one row).  -1: a write failed (errno); -2: fill
+ * failed (error set). */
+static int write_filled(const writer_tensor *t, FILE *f, uint8_t **buf, size_t *cap)
+{
+    const uint64_t n_rows = t->ne[1] * t->ne[2] * t->ne[3];
+    const size_t row = (size_t)(t->nbytes / n_rows);
+    const size_t want = row > FILL_CHUNK_BYTES ? row : FILL_CHUNK_BYTES;
+    const uint64_t rows_per_chunk = want / row;
+    if (*cap < want) {
+        free(*buf);
+        *cap = 0;
+        if (!(*buf = malloc(want))) {
+            lm_set_error("gguf writer: out of memory");
+            return -2;
+        }
+        *cap = want;
+    }
+    for (uint64_t r = 0; r < n_rows; r += rows_per_chunk) {
+        const uint64_t n = n_rows - r < rows_per_chunk ? n_rows - r : rows_per_chunk;
+        if (t->fill(t->user, *buf, r, n) != 0)
+            return -2;
+        if (fwrite(*buf, row, (size_t)n, f) != n)
+            return -1;
+    }
+    return 0;
+}
+
 /* Each tensor's data is padded to the alignment, the last one included, as
  * ggml does. */
 static int write_file(const lm_gguf_writer *w, FILE *f, const buffer *head)
 {
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    int rc = 0;
     if (fwrite(head->p, 1, head->len, f) != head->len)
         return -1;
-    for (uint64_t i = 0; i < w->n_tensors; i++) {
+    for (uint64_t i = 0; i < w->n_tensors && rc == 0; i++) {
         const writer_tensor *t = &w->tensors[i];
-        if (fwrite(t->data, 1, (size_t)t->nbytes, f) != t->nbytes ||
-            write_padding(f, align_up(t->nbytes, w->alignment) - t->nbytes))
-            return -1;
+        if (t->fill)
+            rc = write_filled(t, f, &buf, &cap);
+        else if (fwrite(t->data, 1, (size_t)t->nbytes, f) != t->nbytes)
+            rc = -1;
+        if (rc == 0 && write_padding(f, align_up(t->nbytes, w->alignment) - t->nbytes))
+            rc = -1;
     }
-    return fflush(f);
+    free(buf);
+    return rc ? rc : fflush(f);
 }
 
 int lm_gguf_write(lm_gguf_writer *w, const char *path)
@@ -1203,6 +1326,9 @@ int lm_gguf_write(lm_gguf_writer *w, const char *path)
         free(head.p);
         return -1;
     }
+    /* Only a regular file is removed on failure, never a device. */
+    struct stat st;
+    const bool regular = fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode);
     int rc = write_file(w, f, &head);
     int saved_errno = errno;
     if (fclose(f) != 0 && rc == 0) {
@@ -1210,9 +1336,9 @@ int lm_gguf_write(lm_gguf_writer *w, const char *path)
         saved_errno = errno;
     }
     free(head.p);
-    if (rc != 0) {
+    if (rc == -1)
         lm_set_error("%s: write failed: %s", path, strerror(saved_errno));
+    if (rc != 0 && regular)
         remove(path);
-    }
-    return rc;
+    return rc ? -1 : 0;
 }

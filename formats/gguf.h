@@ -130,6 +130,20 @@ int lm_gguf_add_str_arr(lm_gguf_writer *w, const char *key, const char *const *v
  * per row and is copied. */
 int lm_gguf_add_tensor(lm_gguf_writer *w, const char *name, uint32_t type,
                        uint32_t n_dims, const uint64_t *ne, const void *data);
+/* A tensor whose data is produced while the file is written, so files far
+ * larger than memory can be made: fill is called, in order, for consecutive
+ * ranges of rows (a row is ne[0] values, lm_row_size bytes; every dimension
+ * above the first counts towards the rows), each range a few MiB at most, with
+ * buf to receive n_rows rows starting at row0.  It returns 0, or -1 after
+ * lm_set_error, which makes lm_gguf_write fail (and remove the file).  The
+ * file is byte for byte what lm_gguf_add_tensor with the same data writes. */
+typedef int (*lm_gguf_fill_fn)(void *user, void *buf, uint64_t row0, uint64_t n_rows);
+int lm_gguf_add_tensor_fill(lm_gguf_writer *w, const char *name, uint32_t type,
+                            uint32_t n_dims, const uint64_t *ne, lm_gguf_fill_fn fill,
+                            void *user);
+/* A key/value pair from a reader (lm_gguf_kv_at), copied with its exact
+ * types: any scalar, string, or array, strings taken byte for byte. */
+int lm_gguf_add_kv(lm_gguf_writer *w, const lm_gguf_kv *kv);
 int lm_gguf_write(lm_gguf_writer *w, const char *path);
 
 #endif

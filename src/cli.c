@@ -22,6 +22,7 @@ enum {
     OPT_SEED, OPT_CHAT, OPT_STATS_JSON, OPT_JSON, OPT_CHUNKS, OPT_NO_BOS, OPT_NO_PARSE_SPECIAL,
     OPT_CHAT_TEMPLATE, OPT_IDS, OPT_BACKEND, OPT_DEVICE, OPT_PROFILE,
     OPT_RAM, OPT_VRAM, OPT_NO_PREFETCH, OPT_REPROBE, OPT_RAM_LAYERS,
+    OPT_SHAPE, OPT_TYPE, OPT_TOKENIZER_FROM, OPT_LAYERS,
 };
 
 static const struct option long_options[] = {
@@ -58,6 +59,11 @@ static const struct option long_options[] = {
     {"no-prefetch", no_argument, NULL, OPT_NO_PREFETCH},
     {"reprobe", no_argument, NULL, OPT_REPROBE},
     {"ram-layers", required_argument, NULL, OPT_RAM_LAYERS},
+    {"output", required_argument, NULL, 'o'},
+    {"shape", required_argument, NULL, OPT_SHAPE},
+    {"type", required_argument, NULL, OPT_TYPE},
+    {"tokenizer-from", required_argument, NULL, OPT_TOKENIZER_FROM},
+    {"layers", required_argument, NULL, OPT_LAYERS},
     {NULL, 0, NULL, 0},
 };
 
@@ -131,6 +137,21 @@ static const struct {
              "      --json              the plan as one JSON object\n"},
     {"info", "Usage: lamina info -m MODEL\n"
              "Architecture, hyperparameters and a summary of tensor types.\n"},
+    {"synth", "Usage: lamina synth -o OUT.gguf --shape NAME [--type Q4_0] [options]\n"
+              "Write a llama-shaped model with random weights (it runs, and its text means\n"
+              "nothing), for tests and benchmarks at any size. Prints the path on stdout.\n\n"
+              "  -o, --output FILE       the GGUF file to write\n"
+              "      --shape NAME        tiny, smollm2-135m, 1b, 7b, 13b or 70b\n"
+              "      --type T            type of every matrix, token_embd and output included:\n"
+              "                          F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K,\n"
+              "                          Q5_K or Q6_K (default Q4_0; K types need widths that\n"
+              "                          are multiples of 256)\n"
+              "      --tokenizer-from M  copy the tokenizer (and vocabulary size) from model M\n"
+              "                          (default $LAMINA_TEST_MODEL, else\n"
+              "                          models/SmolLM2-135M-Instruct.Q4_1.gguf)\n"
+              "      --layers N          N layers instead of the shape's\n"
+              "      --seed S            random seed (default 1; the same seed, the same file)\n"
+              "  -q, --quiet             no progress on stderr\n"},
 };
 
 static int usage(const char *command)
@@ -193,6 +214,11 @@ static int parse_one(lm_cli *o, int c, const char *arg)
     case 'b': return lm_cli_int("-b", arg, 1, 1 << 16, &o->n_batch);
     case 'r': return lm_cli_int("-r", arg, 1, 1000, &o->repetitions);
     case 'q': o->quiet = true; return 0;
+    case 'o': o->output = arg; return 0;
+    case OPT_SHAPE: o->shape = arg; return 0;
+    case OPT_TYPE: o->type = arg; return 0;
+    case OPT_TOKENIZER_FROM: o->tokenizer_from = arg; return 0;
+    case OPT_LAYERS: return lm_cli_int("--layers", arg, 1, 4096, &o->n_layers);
     case OPT_TEMP: return parse_float("--temp", arg, 0.0f, 100.0f, &sp->temp);
     case OPT_TOP_K: return lm_cli_int("--top-k", arg, 0, INT_MAX, &sp->top_k);
     case OPT_TOP_P: return parse_float("--top-p", arg, 0.0f, 1.0f, &sp->top_p);
@@ -240,7 +266,7 @@ int lm_cli_parse(lm_cli *o, const char *command, int argc, char **argv)
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":m:p:f:n:t:c:b:r:qh", long_options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":m:p:f:n:t:c:b:r:o:qh", long_options, NULL)) != -1) {
         if (c == 'h')
             return usage(command);
         if (c == '?' || c == ':') {

@@ -46,6 +46,8 @@ typedef struct {
     bool no_bos;             /* tokenize */
     bool no_parse_special;   /* tokenize */
     bool quiet;
+    const char *output, *shape, *type, *tokenizer_from; /* synth: -o, --shape, --type, ... */
+    int n_layers;                                       /* synth --layers; 0: the shape's */
     int n_positional;
     char **positional;
 } lm_cli;
@@ -91,6 +93,7 @@ int lm_cmd_bench(int argc, char **argv);
 int lm_cmd_info(int argc, char **argv);
 int lm_cmd_plan(int argc, char **argv);
 int lm_cmd_devices(int argc, char **argv);
+int lm_cmd_synth(int argc, char **argv);
 
 /* A session on the backend --backend and --device ask for (--profile turns
  * on OpenCL profiling first). */

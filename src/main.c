@@ -18,6 +18,7 @@ static const struct {
     {"info", lm_cmd_info, "describe a model file"},
     {"plan", lm_cmd_plan, "show where the layers will run and the predicted speed"},
     {"devices", lm_cmd_devices, "list the OpenCL platforms and devices"},
+    {"synth", lm_cmd_synth, "write a model with random weights at a chosen shape and type"},
 };
 
 static void print_help(void)

@@ -115,5 +115,39 @@ printf 'ab ab\nAb\n/exit\nnot read\n' >"$tmp/chat.in"
 rc=$?
 [ "$rc" -eq 0 ] && [ "$(wc -l <"$tmp/out")" -eq 2 ] && ok || bad "chat: exit $rc, $(wc -l <"$tmp/out") reply lines: $(cat "$tmp/err")"
 
+# synth: random-weight models at a chosen shape and type, with the test
+# model's tokenizer (64 tokens), that the other commands run
+synth() { "$LAMINA" synth -q --tokenizer-from "$model" "$@"; }
+expect_ok "synth tiny" synth -o "$tmp/s.gguf" --shape tiny --type Q4_0
+[ "$(cat "$tmp/out")" = "$tmp/s.gguf" ] && ok || bad "synth prints the path: $(cat "$tmp/out")"
+expect_ok "info on a synth model" "$LAMINA" info -m "$tmp/s.gguf"
+grep -q '^layers: *4$' "$tmp/out" && grep -q '^vocabulary: *64$' "$tmp/out" &&
+    grep -q '^name: *lamina synthetic tiny$' "$tmp/out" && ok || bad "synth model info: $(cat "$tmp/out")"
+expect_ok "run on a synth model" "$LAMINA" run -q -m "$tmp/s.gguf" -p "ab" -n 4 --temp 0
+expect_ok "synth Q4_K, 1 layer" synth -o "$tmp/k.gguf" --shape tiny --type q4_k --layers 1 --seed 5
+"$LAMINA" info -m "$tmp/k.gguf" >"$tmp/info" 2>&1
+grep -q '^layers: *1$' "$tmp/info" && grep -q 'Q4_K' "$tmp/info" && ok ||
+    bad "synth --layers 1 --type q4_k: $(cat "$tmp/info")"
+expect_ok "run on a Q4_K synth model" "$LAMINA" run -q -m "$tmp/k.gguf" -p "ab" -n 4 --seed 1
+synth -o "$tmp/k2.gguf" --shape tiny --type Q4_K --layers 1 --seed 5 >/dev/null 2>&1
+cmp -s "$tmp/k.gguf" "$tmp/k2.gguf" && ok || bad "synth: the same seed gives a different file"
+expect_error "synth unknown shape" "unknown shape 'huge' (tiny, smollm2-135m, 1b, 7b, 13b, 70b)" \
+    synth -o "$tmp/x.gguf" --shape huge
+expect_error "synth unknown type" "unknown type 'Q3_K' for --type (F32, F16, Q4_0" \
+    synth -o "$tmp/x.gguf" --shape tiny --type Q3_K
+expect_error "synth K-quant on 576 wide" "multiples of 256, and shape 'smollm2-135m' has embedding 576" \
+    synth -o "$tmp/x.gguf" --shape smollm2-135m --type Q4_K
+expect_error "synth without a shape" "no shape given" synth -o "$tmp/x.gguf"
+expect_error "synth without -o" "no output file" synth --shape tiny
+expect_error "synth, bad tokenizer source" "nope.gguf" \
+    "$LAMINA" synth -o "$tmp/x.gguf" --shape tiny --tokenizer-from "$tmp/nope.gguf"
+expect_error "synth, unwritable path" "$tmp/no/dir/x.gguf: No such file" \
+    synth -o "$tmp/no/dir/x.gguf" --shape tiny
+# a write that fails part way (past a 64 KiB file size limit) leaves no file
+expect_error "synth, write fails" "write failed" \
+    sh -c 'ulimit -f 128 && trap "" XFSZ && exec "$@"' sh \
+    "$LAMINA" synth -q --tokenizer-from "$model" -o "$tmp/x.gguf" --shape tiny
+[ ! -e "$tmp/x.gguf" ] && ok || bad "synth left a partial file"
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -447,6 +447,155 @@ static void test_version2_accepted(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* Tensors filled at write time, and key/values copied from a reader    */
+
+static uint8_t *read_all(const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+    long n = ftell(fp);
+    assert_true(n >= 0);
+    rewind(fp);
+    uint8_t *p = malloc((size_t)n + 1);
+    assert_non_null(p);
+    assert_int_equal(fread(p, 1, (size_t)n, fp), (size_t)n);
+    fclose(fp);
+    *len = (size_t)n;
+    return p;
+}
+
+static void assert_same_file(const char *a, const char *b)
+{
+    size_t na, nb;
+    uint8_t *pa = read_all(a, &na), *pb = read_all(b, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(pa, pb, na);
+    free(pa);
+    free(pb);
+}
+
+typedef struct {
+    const uint8_t *data;
+    size_t row_bytes;
+    uint64_t next_row, n_rows, calls;
+} fill_source;
+
+/* Copies rows from data, checking they are asked for in order. */
+static int fill_copy(void *user, void *buf, uint64_t row0, uint64_t n_rows)
+{
+    fill_source *src = user;
+    assert_int_equal(row0, src->next_row);
+    assert_true(n_rows > 0 && row0 + n_rows <= src->n_rows);
+    memcpy(buf, src->data + row0 * src->row_bytes, n_rows * src->row_bytes);
+    src->next_row += n_rows;
+    src->calls++;
+    return 0;
+}
+
+static int fill_fail(void *user, void *buf, uint64_t row0, uint64_t n_rows)
+{
+    (void)user, (void)buf, (void)row0, (void)n_rows;
+    lm_set_error("the generator broke");
+    return -1;
+}
+
+/* The same tensors written from memory and through fill callbacks, the big
+ * one over several chunks of a few MiB, give the same bytes. */
+static void fill_matches(uint32_t alignment)
+{
+    enum { BIG_COLS = 1000, BIG_ROWS = 2500 }; /* 10 MB of F32: three chunks */
+    const uint64_t big_ne[2] = {BIG_COLS, BIG_ROWS};
+    const size_t big_bytes = (size_t)BIG_COLS * BIG_ROWS * 4;
+    uint8_t data[N_SPECS][1024];
+    uint8_t *big = malloc(big_bytes);
+    assert_non_null(big);
+    fill_pattern(big, big_bytes, 99);
+    fill_source src[N_SPECS + 1];
+    lm_gguf_writer *plain = lm_gguf_writer_new(), *filled = lm_gguf_writer_new();
+    lm_gguf_writer_set_alignment(plain, alignment);
+    lm_gguf_writer_set_alignment(filled, alignment);
+    assert_int_equal(lm_gguf_add_str(plain, "general.architecture", "llama"), 0);
+    assert_int_equal(lm_gguf_add_str(filled, "general.architecture", "llama"), 0);
+    for (size_t i = 0; i <= N_SPECS; i++) {
+        const bool is_big = i == N_SPECS;
+        const tensor_spec s = is_big ? (tensor_spec){"big", LM_TYPE_F32, 2, {BIG_COLS, BIG_ROWS}}
+                                     : tensor_specs[i];
+        const uint8_t *d = is_big ? big : data[i];
+        if (!is_big)
+            fill_pattern(data[i], spec_bytes(&s), i);
+        src[i] = (fill_source){.data = d, .row_bytes = lm_row_size(s.type, (int64_t)s.ne[0]),
+                               .n_rows = spec_bytes(&s) / lm_row_size(s.type, (int64_t)s.ne[0])};
+        assert_int_equal(lm_gguf_add_tensor(plain, s.name, s.type, s.n_dims, is_big ? big_ne : s.ne,
+                                            d), 0);
+        assert_int_equal(lm_gguf_add_tensor_fill(filled, s.name, s.type, s.n_dims,
+                                                 is_big ? big_ne : s.ne, fill_copy, &src[i]), 0);
+    }
+    assert_int_equal(lm_gguf_write(plain, tmp_path("plain.gguf")), 0);
+    assert_int_equal(lm_gguf_write(filled, tmp_path("filled.gguf")), 0);
+    for (size_t i = 0; i <= N_SPECS; i++)
+        assert_int_equal(src[i].next_row, src[i].n_rows);
+    assert_true(src[N_SPECS].calls >= 3);
+    assert_same_file(tmp_path("plain.gguf"), tmp_path("filled.gguf"));
+    lm_gguf *g = lm_gguf_open(tmp_path("filled.gguf"));
+    assert_non_null(g);
+    assert_memory_equal(lm_gguf_find_tensor(g, "big")->data, big, big_bytes);
+    lm_gguf_close(g);
+    lm_gguf_writer_free(plain);
+    lm_gguf_writer_free(filled);
+    free(big);
+    unlink(tmp_path("plain.gguf"));
+    unlink(tmp_path("filled.gguf"));
+}
+
+static void test_fill_align32(void **state) { (void)state; fill_matches(32); }
+static void test_fill_align64(void **state) { (void)state; fill_matches(64); }
+
+/* A failing fill fails the write with its message and leaves no file. */
+static void test_fill_error(void **state)
+{
+    (void)state;
+    const uint64_t ne[2] = {32, 4};
+    lm_gguf_writer *w = lm_gguf_writer_new();
+    assert_int_equal(lm_gguf_add_tensor_fill(w, "t", LM_TYPE_Q8_0, 2, ne, NULL, NULL), -1);
+    assert_int_equal(lm_gguf_add_tensor_fill(w, "t", LM_TYPE_Q8_0, 2, ne, fill_fail, NULL), 0);
+    assert_int_equal(lm_gguf_add_tensor_fill(w, "t", LM_TYPE_Q8_0, 2, ne, fill_fail, NULL), -1);
+    assert_non_null(strstr(lm_last_error(), "duplicate tensor name 't'"));
+    assert_int_equal(lm_gguf_write(w, tmp_path("broken.gguf")), -1);
+    assert_non_null(strstr(lm_last_error(), "the generator broke"));
+    assert_int_equal(access(tmp_path("broken.gguf"), F_OK), -1);
+    lm_gguf_writer_free(w);
+}
+
+/* Every key of a file copied with lm_gguf_add_kv gives the same file. */
+static void test_add_kv_copy(void **state)
+{
+    (void)state;
+    const char *tokens[] = {"<s>", "", "\xe2\x96\x81the", ""};
+    lm_gguf_writer *w = lm_gguf_writer_new();
+    lm_gguf_writer_set_alignment(w, 64);
+    add_every_scalar(w);
+    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
+        assert_int_equal(lm_gguf_add_arr(w, arrays[i].key, arrays[i].type, arrays[i].data,
+                                         arrays[i].n), 0);
+    assert_int_equal(lm_gguf_add_arr(w, "arr.empty", LM_GGUF_FLOAT32, NULL, 0), 0);
+    assert_int_equal(lm_gguf_add_str_arr(w, "tokens", tokens, 4), 0);
+    assert_int_equal(lm_gguf_add_str_arr(w, "no.strings", NULL, 0), 0);
+    lm_gguf *g = write_and_open(w, tmp_path("kv_a.gguf"));
+    w = lm_gguf_writer_new();
+    for (uint64_t i = 0; i < lm_gguf_n_kv(g); i++) /* general.alignment included */
+        assert_int_equal(lm_gguf_add_kv(w, lm_gguf_kv_at(g, i)), 0);
+    assert_int_equal(lm_gguf_add_kv(w, lm_gguf_find(g, "u8")), -1);
+    assert_non_null(strstr(lm_last_error(), "duplicate key 'u8'"));
+    lm_gguf_close(g);
+    assert_int_equal(lm_gguf_write(w, tmp_path("kv_b.gguf")), 0);
+    lm_gguf_writer_free(w);
+    assert_same_file(tmp_path("kv_a.gguf"), tmp_path("kv_b.gguf"));
+    unlink(tmp_path("kv_a.gguf"));
+    unlink(tmp_path("kv_b.gguf"));
+}
+
+/* ------------------------------------------------------------------ */
 /* Writer misuse                                                       */
 
 static void test_writer_errors(void **state)
@@ -779,6 +928,10 @@ int main(void)
         cmocka_unit_test(test_tensors_align64),
         cmocka_unit_test(test_version2_accepted),
         cmocka_unit_test(test_writer_errors),
+        cmocka_unit_test(test_fill_align32),
+        cmocka_unit_test(test_fill_align64),
+        cmocka_unit_test(test_fill_error),
+        cmocka_unit_test(test_add_kv_copy),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_empty_file),
         cmocka_unit_test(test_bad_magic),
