@@ -3,12 +3,23 @@
  * creation, as their GGUF bytes (upload_layer is the piece the streamer of
  * issue 4 reuses); the KV cache lives on the device.  One token goes through
  * the fused dequantize+matvec kernels over activations quantized on the
- * device as the CPU quantizes them; several tokens dequantize each weight
- * into a scratch buffer and multiply with CLBlast's SGEMM. */
+ * device as the CPU quantizes them; so do prompts, by default, as a 2-D
+ * range over (row, token).  Every kernel repeats the CPU backend's float
+ * operations in the CPU's order (see the comments in the cl/ kernels), so on a
+ * conforming device the logits equal the CPU path's bit for bit.
+ *
+ * The other prompt path dequantizes each weight into a scratch buffer and
+ * multiplies with CLBlast's SGEMM over f32 activations.  On real GPUs it is
+ * much faster for long prompts, but it neither quantizes the activations nor
+ * sums in the CPU's order, so its logits differ slightly and greedy text can
+ * part from the CPU's after a few tokens.  It is therefore opt-in:
+ * LAMINA_CL_GEMM=1 sends products of 2 or more tokens to it, and
+ * LAMINA_CL_GEMM_MIN=n those of n or more tokens. */
 #define _GNU_SOURCE
 #include "cl_device.h" /* first: it fixes the OpenCL version to 1.2 */
 
 #include <clblast_c.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,10 +180,12 @@ static int product(cl_backend *cb, const lm_gguf_tensor *t, cl_mem W, cl_mem x, 
         const cl_ulong row_bytes = lm_row_size(t->type, cols);
         if (quantize_act(cb, t->type, x, n, cols, &af) != 0)
             return -1;
+        /* the 32-value block types take up to 4 tokens per work-item */
+        const int per = lm_type_get(t->type)->block_size == 32 ? 4 : 1;
         return launch(cb, cb->matvec[t->type], type_suffix[t->type], 2,
-                      (size_t[]){(size_t)rows, (size_t)n}, 10,
+                      (size_t[]){(size_t)rows, (size_t)((n + per - 1) / per)}, 11,
                       (karg[]){A(W), A(row_bytes), A(cols), A(rows), A(cb->aq), A(cb->ad),
-                               A(cb->as), A(cb->ab), A(af), A(y)});
+                               A(cb->as), A(cb->ab), A(af), A(y), A(n)});
     }
     cl_mem wf = W;
     if (t->type != LM_TYPE_F32) {
@@ -283,6 +296,7 @@ static int cl_forward_layer(lm_backend *b, int il, const lm_layer_view *view, fl
     const int kv_dim = hp->n_head_kv * hp->head_dim;
     const int n_head = hp->n_head, n_head_kv = hp->n_head_kv, head_dim = hp->head_dim;
     const int n_ctx = b->n_ctx;
+    const int batched = n >= 2; /* the CPU's attention orders differ from 2 tokens */
     (void)view; /* resident: the weights were uploaded at creation */
 
     if (n > b->n_batch || pos0 + n > b->n_ctx) {
@@ -308,7 +322,7 @@ static int cl_forward_layer(lm_backend *b, int il, const lm_layer_view *view, fl
                A(cb->v_cur), A(kv_dim), A(pos0)) != 0 ||
         LAUNCH(cb, K_ATTENTION, 1, (size_t[]){(size_t)n * n_head}, A(cb->att), A(cb->q),
                A(cb->k_cache[il]), A(cb->v_cache[il]), A(cb->scores), A(pos0), A(n_head),
-               A(n_head_kv), A(head_dim), A(n_ctx)) != 0 ||
+               A(n_head_kv), A(head_dim), A(n_ctx), A(batched)) != 0 ||
         product(cb, L->t[LM_W_O], w[LM_W_O], cb->att, n, cb->tmp) != 0 ||
         add(cb, cb->x, cb->tmp, (size_t)n * n_embd) != 0)
         return -1;
@@ -557,10 +571,20 @@ lm_backend *lm_backend_opencl_new(const lm_model *m, int n_ctx, int n_batch,
     }
     cb->base = (lm_backend){.ops = &cl_ops, .model = m, .n_ctx = n_ctx, .n_batch = n_batch};
     cb->rope_pos0 = -1;
-    /* One token (decode) takes the quantized matvec kernels, several the
-     * GEMM; LAMINA_CL_GEMM_MIN moves the line (a large value: never GEMM). */
-    const char *gm = getenv("LAMINA_CL_GEMM_MIN");
-    cb->gemm_min = gm && atoi(gm) > 0 ? atoi(gm) : 2;
+    /* The exact quantized kernels for every product, unless the GEMM path is
+     * asked for (see the top of this file): LAMINA_CL_GEMM=1 from 2 tokens,
+     * LAMINA_CL_GEMM_MIN=n from n tokens. */
+    const char *gm = getenv("LAMINA_CL_GEMM_MIN"), *g = getenv("LAMINA_CL_GEMM");
+    cb->gemm_min = INT_MAX;
+    if (g && g[0] && strcmp(g, "0") != 0)
+        cb->gemm_min = 2;
+    if (gm && atoi(gm) > 0)
+        cb->gemm_min = atoi(gm);
+    if (m->hp.head_dim > 256) { /* MAX_HD in cl/attention.cl */
+        lm_set_error("OpenCL attention supports head sizes up to 256, not %u",
+                     (unsigned)m->hp.head_dim);
+        goto fail;
+    }
     cb->layers = calloc(m->hp.n_layer, sizeof *cb->layers);
     if (!cb->layers) {
         lm_set_error("out of memory");

@@ -6,9 +6,9 @@
 
 #ifdef cl_khr_fp64
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
-typedef double acc_t; /* the CPU sums norms, softmax and f16 dots in double */
+typedef double acc_t; /* the CPU sums RMSNorm squares and softmax chunks in double */
 #else
-typedef float acc_t;
+typedef float acc_t; /* no fp64: sums in float, so results may differ from the CPU's */
 #endif
 
 inline ushort ld16(global const uchar *p)
@@ -62,4 +62,22 @@ inline void k4_scale_min(int j, global const uchar *s, int *sc, int *m)
         *sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
         *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
     }
+}
+
+/* lm_expf_ggml (cpu/ops.c; ggml_v_expf): range reduction by a rounded
+ * multiple of ln 2 in two parts, a degree-5 polynomial, then 2^n, with the
+ * very fused operations of the CPU, so the results are the same bits. */
+inline float expf_ggml(float x)
+{
+    const float r = 0x1.8p23f;
+    const float z = fma(x, 0x1.715476p+0f, r);
+    const float n = z - r;
+    const float b = fma(-n, 0x1.7f7d1cp-20f, fma(-n, 0x1.62e4p-1f, x));
+    if (fabs(n) > 192.0f)
+        return n <= 0.0f ? 0.0f : INFINITY;
+    const float u = b * b;
+    const float j = fma(fma(fma(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u,
+                            fma(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+                        u, fma(0x1.ffffecp-1f, b, 1.0f));
+    return ldexp(j, (int)n);
 }

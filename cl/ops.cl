@@ -33,11 +33,12 @@ kernel void rope(global float *x, global const float *cs, int n_heads, int head_
     v[b] = fma(x0, s, x1 * c);
 }
 
+/* lm_swiglu: g / (1 + e^-g) * up with ggml's exponential. */
 kernel void swiglu(global float *gate, global const float *up)
 {
     const size_t i = get_global_id(0);
     const float g = gate[i];
-    gate[i] = g / (1.0f + exp(-g)) * up[i];
+    gate[i] = g / (1.0f + expf_ggml(0.0f - g)) * up[i];
 }
 
 kernel void add(global float *x, global const float *y)

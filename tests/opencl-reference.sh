@@ -1,0 +1,60 @@
+#!/bin/sh
+# The OpenCL backend against the CPU path on the default model
+# (SmolLM2-135M-Instruct Q4_1): its kernels repeat the CPU's float operations
+# in the CPU's order, so the greedy ids for the fixture prompts (32 tokens)
+# equal tests/fixtures/greedy-smollm2.ids (which the CPU path reproduces), and
+# its perplexity (2 chunks of 512) is within 0.5% of the CPU path's, computed
+# here (in practice it is the same number).  Without the model this skips
+# (exit 77) except in CI; without a working OpenCL device it skips, except in
+# CI, where it fails.
+set -u
+: "${LAMINA:?}" "${FIXTURES:?}" "${LAMINA_TEST_MODEL:?}"
+if [ ! -f "$LAMINA_TEST_MODEL" ]; then
+    if [ -n "${CI:-}" ]; then
+        echo "FAIL: the default model is missing in CI: $LAMINA_TEST_MODEL (run scripts/fetch-model)"
+        exit 1
+    fi
+    echo "SKIP: no model at $LAMINA_TEST_MODEL (run scripts/fetch-model to get it)"
+    exit 77
+fi
+model=$LAMINA_TEST_MODEL
+if ! "$LAMINA" run -m "$model" -p "Hi" -n 1 --temp 0 --ids -q -t 2 --backend opencl >/dev/null; then
+    if [ -n "${CI:-}" ]; then
+        echo "FAIL: no working OpenCL device in CI"
+        exit 1
+    fi
+    echo "SKIP: no working OpenCL device"
+    exit 77
+fi
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+# The fixture files hold one item per line with \n for newlines.
+unescape() { printf '%sx' "$1" | sed 's/\\n/\n/g'; }
+
+# greedy: the first 32 generated tokens equal the CPU path's
+i=0
+while IFS= read -r line; do
+    i=$((i + 1))
+    want=$(sed -n "${i}p" "$FIXTURES/greedy-smollm2.ids")
+    prompt=$(unescape "$line"); prompt=${prompt%x}
+    got=$("$LAMINA" run -m "$model" -p "$prompt" -n 32 --temp 0 --ids -q -t 2 --backend opencl)
+    if [ "$got" = "$want" ]; then ok; else
+        bad "greedy prompt $i on OpenCL: got '$got', CPU '$want'"; fi
+done <"$FIXTURES/prompts.txt"
+
+# perplexity within 0.5% of the CPU path's
+ppl() {
+    "$LAMINA" perplexity -m "$model" -f "$FIXTURES/ppl-text.txt" -c 512 --chunks 2 -q -t 2 "$@" \
+        2>/dev/null | sed -n 's/^perplexity: //p'
+}
+want=$(ppl --backend cpu)
+got=$(ppl --backend opencl)
+if [ -n "$got" ] && [ -n "$want" ] &&
+   awk -v g="$got" -v w="$want" 'BEGIN { d = (g - w) / w; exit !(d < 0.005 && d > -0.005) }'; then
+    ok; echo "perplexity (2 chunks of 512): OpenCL $got, CPU $want"
+else bad "perplexity: OpenCL '$got', CPU '$want' (more than 0.5% apart)"; fi
+
+echo "opencl-reference: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
