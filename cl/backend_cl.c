@@ -284,6 +284,23 @@ static int add(cl_backend *cb, cl_mem x, cl_mem y, size_t count)
     return LAUNCH(cb, K_ADD, 1, &count, A(x), A(y));
 }
 
+/* LAMINA_CL_FAIL_AFTER=N makes the N+1st layer fail as a lost device
+ * would: the tests use it to check that --backend auto carries on on the
+ * CPU.  (A real lost device cannot be had on demand.) */
+static bool injected_failure(void)
+{
+    static long calls, limit = -2;
+    if (limit == -2) {
+        const char *env = getenv("LAMINA_CL_FAIL_AFTER");
+        limit = env && *env ? strtol(env, NULL, 10) : -1;
+    }
+    if (limit < 0 || calls++ < limit)
+        return false;
+    lm_set_error("clEnqueueNDRangeKernel: CL_DEVICE_NOT_AVAILABLE (-2) "
+                 "(injected by LAMINA_CL_FAIL_AFTER)");
+    return true;
+}
+
 static int cl_forward_layer(lm_backend *b, int il, const lm_layer_view *view, float *x, int n,
                             int pos0)
 {
@@ -298,6 +315,8 @@ static int cl_forward_layer(lm_backend *b, int il, const lm_layer_view *view, fl
     const int n_ctx = b->n_ctx;
     const int batched = n >= 2; /* the CPU's attention orders differ from 2 tokens */
     (void)view; /* resident: the weights were uploaded at creation */
+    if (injected_failure())
+        return -1;
 
     if (n > b->n_batch || pos0 + n > b->n_ctx) {
         lm_set_error("internal: batch of %d at position %d exceeds the cache (%d)", n, pos0,

@@ -73,10 +73,16 @@ lm_session *lm_session_new_backend(const lm_model *m, int n_ctx, int n_batch,
         return NULL;
     }
     s->backend = make_backend(m, n_ctx, n_batch, backend, device);
-    if (!s->backend) {
+    s->history = malloc((size_t)n_ctx * sizeof *s->history);
+    s->batch_len = calloc((size_t)n_ctx, sizeof *s->batch_len);
+    if (!s->backend || !s->history || !s->batch_len) {
+        if (s->backend)
+            lm_set_error("out of memory");
         lm_session_free(s);
         return NULL;
     }
+    s->cpu_fallback = backend && strcmp(backend, "auto") == 0 &&
+                      strcmp(s->backend->ops->name, "cpu") != 0;
     return s;
 }
 
@@ -89,6 +95,8 @@ void lm_session_free(lm_session *s)
     lm_streamer_free(s->streamer);
     free(s->streamed);
     free(s->layer_seconds);
+    free(s->history);
+    free(s->batch_len);
     free(s->x);
     free(s->logits);
     free(s);
@@ -186,6 +194,33 @@ static int eval_batch(lm_session *s, const int32_t *tokens, int n, int first_out
     return be->ops->output(be, s->x + (size_t)first_out * m->hp.n_embd, n - first_out, logits);
 }
 
+/* --backend auto, after a device error in the middle of a run: the CPU
+ * backend takes over, and the tokens already in the device's KV cache are
+ * evaluated again to rebuild it (the same bits: both backends compute
+ * alike).  past: the positions that were in the cache before the failed
+ * batch. */
+static int fall_back_to_cpu(lm_session *s, int past)
+{
+    fprintf(stderr, "lamina: warning: %s; continuing on the CPU\n", lm_last_error());
+    s->cpu_fallback = false;
+    lm_backend *cpu = lm_backend_cpu_new(s->model, s->n_ctx, s->n_batch);
+    if (!cpu)
+        return -1;
+    s->backend->ops->free(s->backend);
+    s->backend = cpu;
+    /* in the same batches as before: one token and several tokens take
+     * different summation orders in attention */
+    s->n_past = 0;
+    for (int done = 0; done < past;) {
+        int chunk = s->batch_len[done] > 0 ? s->batch_len[done] : 1;
+        chunk = chunk < past - done ? chunk : past - done; /* a batch cut by a rewind */
+        if (eval_batch(s, s->history + done, chunk, chunk, NULL) != 0)
+            return -1;
+        done += chunk;
+    }
+    return 0;
+}
+
 int lm_session_eval(lm_session *s, const int32_t *tokens, int n, bool all_logits,
                     float *logits_out)
 {
@@ -205,8 +240,14 @@ int lm_session_eval(lm_session *s, const int32_t *tokens, int n, bool all_logits
         const int first_out = all_logits ? 0 : (last ? chunk - 1 : chunk);
         if (reserve_logits(s, chunk - first_out) != 0)
             return -1;
-        if (eval_batch(s, tokens + done, chunk, first_out, s->logits) != 0)
-            return -1;
+        const int past = s->n_past;
+        if (eval_batch(s, tokens + done, chunk, first_out, s->logits) != 0) {
+            if (!s->cpu_fallback || fall_back_to_cpu(s, past) != 0 ||
+                eval_batch(s, tokens + done, chunk, first_out, s->logits) != 0)
+                return -1;
+        }
+        memcpy(s->history + past, tokens + done, (size_t)chunk * sizeof *tokens);
+        s->batch_len[past] = chunk;
         if (logits_out && all_logits)
             memcpy(logits_out + (size_t)done * n_vocab, s->logits,
                    (size_t)chunk * n_vocab * sizeof(float));

@@ -25,6 +25,10 @@ typedef struct lm_session {
     bool *streamed;               /* per layer: comes through the streamer */
     double *layer_seconds;        /* per layer: time spent in it, all passes */
     uint64_t passes;              /* forward passes run */
+    int32_t *history;             /* the n_past tokens in the KV cache */
+    int *batch_len;               /* per position: the batch that started there, or 0 */
+    bool cpu_fallback;            /* --backend auto on a device: on a device error,
+                                     rebuild the cache on the CPU and go on */
 } lm_session;
 
 /* A session on the CPU backend. */

@@ -29,6 +29,8 @@ fi
 pass=0 fail=0
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+tmp_err=$(mktemp) || exit 1
+trap 'rm -f "$tmp_err"' EXIT
 
 # The fixture files hold one item per line with \n for newlines.
 unescape() { printf '%sx' "$1" | sed 's/\\n/\n/g'; }
@@ -43,6 +45,21 @@ while IFS= read -r line; do
     if [ "$got" = "$want" ]; then ok; else
         bad "greedy prompt $i on OpenCL: got '$got', CPU '$want'"; fi
 done <"$FIXTURES/prompts.txt"
+
+# a device lost in the middle of decoding (simulated): --backend auto warns,
+# rebuilds the cache on the CPU and gives the same tokens; --backend opencl
+# stops with the OpenCL call and error code
+prompt=$(unescape "$(head -n 1 "$FIXTURES/prompts.txt")"); prompt=${prompt%x}
+want=$(head -n 1 "$FIXTURES/greedy-smollm2.ids")
+got=$(LAMINA_CL_FAIL_AFTER=100 "$LAMINA" run -m "$model" -p "$prompt" -n 32 --temp 0 --ids -q \
+      -t 2 --backend auto 2>"$tmp_err")
+if [ "$got" = "$want" ] && grep -q "CL_DEVICE_NOT_AVAILABLE.*continuing on the CPU" "$tmp_err"; then
+    ok; else bad "auto fallback: got '$got' ($(cat "$tmp_err"))"; fi
+if LAMINA_CL_FAIL_AFTER=100 "$LAMINA" run -m "$model" -p "$prompt" -n 32 --temp 0 -q -t 2 \
+       --backend opencl >/dev/null 2>"$tmp_err"; then
+    bad "--backend opencl went on after a device error"
+elif [ "$(wc -l <"$tmp_err")" -eq 1 ] && grep -q "clEnqueueNDRangeKernel: CL_DEVICE_NOT_AVAILABLE (-2)" "$tmp_err"; then
+    ok; else bad "device error message: $(cat "$tmp_err")"; fi
 
 # perplexity within 0.5% of the CPU path's
 ppl() {
