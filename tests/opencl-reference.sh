@@ -8,16 +8,7 @@
 # (exit 77) except in CI; without a working OpenCL device it skips, except in
 # CI, where it fails.
 set -u
-: "${LAMINA:?}" "${FIXTURES:?}" "${LAMINA_TEST_MODEL:?}"
-if [ ! -f "$LAMINA_TEST_MODEL" ]; then
-    if [ -n "${CI:-}" ]; then
-        echo "FAIL: the default model is missing in CI: $LAMINA_TEST_MODEL (run scripts/fetch-model)"
-        exit 1
-    fi
-    echo "SKIP: no model at $LAMINA_TEST_MODEL (run scripts/fetch-model to get it)"
-    exit 77
-fi
-model=$LAMINA_TEST_MODEL
+. "$(dirname "$0")/model-tests.sh"
 if ! "$LAMINA" run -m "$model" -p "Hi" -n 1 --temp 0 --ids -q -t 2 --backend opencl >/dev/null; then
     if [ -n "${CI:-}" ]; then
         echo "FAIL: no working OpenCL device in CI"
@@ -26,14 +17,8 @@ if ! "$LAMINA" run -m "$model" -p "Hi" -n 1 --temp 0 --ids -q -t 2 --backend ope
     echo "SKIP: no working OpenCL device"
     exit 77
 fi
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
 tmp_err=$(mktemp) || exit 1
 trap 'rm -f "$tmp_err"' EXIT
-
-# The fixture files hold one item per line with \n for newlines.
-unescape() { printf '%sx' "$1" | sed 's/\\n/\n/g'; }
 
 # greedy: the first 32 generated tokens equal the CPU path's
 i=0

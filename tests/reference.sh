@@ -5,23 +5,7 @@
 # llama-cpp-python (tests/fixtures/README).  Without the model this skips
 # (exit 77), except in CI, where the model must be there.
 set -u
-: "${LAMINA:?}" "${FIXTURES:?}" "${LAMINA_TEST_MODEL:?}"
-if [ ! -f "$LAMINA_TEST_MODEL" ]; then
-    if [ -n "${CI:-}" ]; then
-        echo "FAIL: the default model is missing in CI: $LAMINA_TEST_MODEL (run scripts/fetch-model)"
-        exit 1
-    fi
-    echo "SKIP: no model at $LAMINA_TEST_MODEL (run scripts/fetch-model to get it)"
-    exit 77
-fi
-model=$LAMINA_TEST_MODEL
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-
-# The fixture files hold one item per line with \n for newlines.
-# (The x keeps command substitution from eating trailing newlines.)
-unescape() { printf '%sx' "$1" | sed 's/\\n/\n/g'; }
+. "$(dirname "$0")/model-tests.sh"
 
 # greedy: the first 32 generated tokens equal llama.cpp's
 i=0

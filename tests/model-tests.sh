@@ -1,0 +1,20 @@
+# Sourced by the shell tests that need the default model: finds it (or
+# skips with exit 77, except in CI, where a missing model fails), and
+# provides the pass/fail counters and the fixture-line decoder.
+: "${LAMINA:?}" "${FIXTURES:?}" "${LAMINA_TEST_MODEL:?}"
+if [ ! -f "$LAMINA_TEST_MODEL" ]; then
+    if [ -n "${CI:-}" ]; then
+        echo "FAIL: the default model is missing in CI: $LAMINA_TEST_MODEL (run scripts/fetch-model)"
+        exit 1
+    fi
+    echo "SKIP: no model at $LAMINA_TEST_MODEL (run scripts/fetch-model to get it)"
+    exit 77
+fi
+model=$LAMINA_TEST_MODEL
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+# The fixture files hold one item per line with \n for newlines.
+# (The x keeps command substitution from eating trailing newlines.)
+unescape() { printf '%sx' "$1" | sed 's/\\n/\n/g'; }
