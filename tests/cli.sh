@@ -110,6 +110,19 @@ done
 expect_error "RAM budget too small" "at least" "$LAMINA" run -q -m "$model" -p ab --ram 10M
 expect_error "bad --ram" "invalid size" "$LAMINA" plan -m "$model" --ram lots
 
+# a model several times larger than the RAM budget: streamed, inside it
+"$LAMINA" synth -o "$tmp/big.gguf" --shape 1b --layers 16 --type Q4_0 --tokenizer-from "$model" -q \
+    >/dev/null 2>"$tmp/err" || bad "synth of the streaming model: $(cat "$tmp/err")"
+budget=$((160 * 1024 * 1024))
+size=$(wc -c <"$tmp/big.gguf")
+[ "$size" -gt $((3 * budget)) ] && ok || bad "the streaming model ($size bytes) is not 3x the budget"
+expect_ok "run over budget" "$LAMINA" run -m "$tmp/big.gguf" -p "ab ab" -n 4 --temp 0 -c 64 --ram 160M \
+    --stats-json "$tmp/stats.json"
+grep -q 'streamed from disk' "$tmp/err" && ok || bad "the plan summary says layers are streamed"
+rss=$(sed 's/.*"peak_rss_bytes": \([0-9]*\).*/\1/' "$tmp/stats.json")
+[ "$rss" -gt 0 ] && [ "$rss" -lt "$budget" ] && ok || bad "peak RSS $rss is not inside the budget $budget"
+rm -f "$tmp/big.gguf"
+
 printf 'ab ab\nAb\n/exit\nnot read\n' >"$tmp/chat.in"
 "$LAMINA" chat -m "$model" --chat-template chatml -n 4 --seed 1 -q <"$tmp/chat.in" >"$tmp/out" 2>"$tmp/err"
 rc=$?
