@@ -1,9 +1,11 @@
+#define _GNU_SOURCE /* mkdtemp */
 #include "model_writer.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gguf.h"
 #include "quant.h"
@@ -117,6 +119,27 @@ static int add_rope_scaling(lm_gguf_writer *w, const test_model_shape *s)
            lm_gguf_add_f32(w, ARCH_KEY("rope.scaling.factor"), s->rope_factor) ||
            lm_gguf_add_u32(w, ARCH_KEY("rope.scaling.original_context_length"), 256);
 #undef ARCH_KEY
+}
+
+int test_write_model_tmp(const test_model_shape *shape, char *path, size_t path_len)
+{
+    char dir[] = "/tmp/lamina-test-XXXXXX";
+    if (!mkdtemp(dir))
+        return -1;
+    snprintf(path, path_len, "%s/model.gguf", dir);
+    return test_write_model(path, shape);
+}
+
+int test_remove_model_tmp(const char *path)
+{
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return -1;
+    *slash = '\0';
+    unlink(path);
+    return rmdir(dir);
 }
 
 int test_write_model(const char *path, const test_model_shape *s)

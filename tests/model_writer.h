@@ -5,6 +5,7 @@
 #define LM_TEST_MODEL_WRITER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
@@ -25,6 +26,12 @@ typedef struct {
 /* Writes the model to path; 0 or -1.  Weights are uniform in [-s, s] with s
  * chosen so activations stay O(1). */
 int test_write_model(const char *path, const test_model_shape *shape);
+
+/* Writes the model as model.gguf in a new directory under /tmp and puts
+ * the file's name in path (at least 64 bytes); 0 or -1. */
+int test_write_model_tmp(const test_model_shape *shape, char *path, size_t path_len);
+/* Removes what test_write_model_tmp made (the file and its directory). */
+int test_remove_model_tmp(const char *path);
 
 /* Deterministic uniform floats in [-1, 1). */
 float test_random(uint64_t *state);

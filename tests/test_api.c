@@ -15,24 +15,19 @@
 #include "model_writer.h"
 #include "quant.h"
 
-static char dir[] = "/tmp/lamina-api-XXXXXX";
-static char path[96];
+static char path[256];
 
 static int write_model(void **state)
 {
     (void)state;
     test_model_shape shape = {"llama", LM_TYPE_Q4_0, 2, 64, 4, 2, 96, false, 11, NULL, 0};
-    if (!mkdtemp(dir))
-        return -1;
-    snprintf(path, sizeof path, "%s/model.gguf", dir);
-    return test_write_model(path, &shape);
+    return test_write_model_tmp(&shape, path, sizeof path);
 }
 
 static int remove_model(void **state)
 {
     (void)state;
-    unlink(path);
-    return rmdir(dir);
+    return test_remove_model_tmp(path);
 }
 
 static void version_is_set(void **state)

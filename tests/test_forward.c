@@ -154,10 +154,7 @@ static char model_path[256];
 
 static lm_model *write_and_load(const test_model_shape *shape)
 {
-    char dir[] = "/tmp/lamina-forward-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    snprintf(model_path, sizeof model_path, "%s/model.gguf", dir);
-    assert_int_equal(test_write_model(model_path, shape), 0);
+    assert_int_equal(test_write_model_tmp(shape, model_path, sizeof model_path), 0);
     lm_model *m = lm_model_load(model_path);
     if (!m)
         fail_msg("load: %s", lm_last_error());
@@ -166,9 +163,7 @@ static lm_model *write_and_load(const test_model_shape *shape)
 
 static void remove_model(void)
 {
-    unlink(model_path);
-    *strrchr(model_path, '/') = '\0';
-    rmdir(model_path);
+    test_remove_model_tmp(model_path);
 }
 
 static const int32_t prompt[] = {5, 12, 63, 40, 1, 2, 33, 20, 9, 57, 14, 30};
@@ -283,10 +278,7 @@ static void rope_scaling_keys(void **state)
     test_model_shape bad = plain;
     bad.rope_scaling = "yarn-ish";
     bad.rope_factor = 2.0f;
-    char dir[] = "/tmp/lamina-forward-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    snprintf(model_path, sizeof model_path, "%s/model.gguf", dir);
-    assert_int_equal(test_write_model(model_path, &bad), 0);
+    assert_int_equal(test_write_model_tmp(&bad, model_path, sizeof model_path), 0);
     assert_null(lm_model_load(model_path));
     assert_non_null(strstr(lm_last_error(), "unsupported RoPE scaling"));
     remove_model();

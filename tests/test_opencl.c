@@ -185,11 +185,8 @@ static void compare_backends_with(const test_model_shape *shape, const char *gem
     else
         unsetenv("LAMINA_CL_GEMM_MIN");
     const bool exact = tol < 0;
-    char path[] = "/tmp/lamina-test-opencl-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
-    assert_int_equal(test_write_model(path, shape), 0);
+    char path[256];
+    assert_int_equal(test_write_model_tmp(shape, path, sizeof path), 0);
     lm_model *m = lm_model_load(path);
     assert_non_null(m);
     lm_session *cpu = lm_session_new(m, 32, 8);
@@ -221,7 +218,7 @@ static void compare_backends_with(const test_model_shape *shape, const char *gem
     lm_session_free(cpu);
     lm_session_free(gpu);
     lm_model_free(m);
-    unlink(path);
+    test_remove_model_tmp(path);
 }
 
 static void compare_backends(const test_model_shape *shape)

@@ -20,8 +20,7 @@
 #include "session.h"
 #include "streamer.h"
 
-static char dir[] = "/tmp/lamina-stream-XXXXXX";
-static char path[96];
+static char path[256];
 static const int32_t prompt[] = {5, 12, 63, 40, 1, 2, 33, 20, 9};
 #define N_PROMPT ((int)(sizeof prompt / sizeof *prompt))
 #define N_LAYER 4
@@ -30,17 +29,13 @@ static int write_model(void **state)
 {
     (void)state;
     test_model_shape shape = {"llama", LM_TYPE_Q4_1, N_LAYER, 64, 4, 2, 96, false, 21, NULL, 0};
-    if (!mkdtemp(dir))
-        return -1;
-    snprintf(path, sizeof path, "%s/model.gguf", dir);
-    return test_write_model(path, &shape);
+    return test_write_model_tmp(&shape, path, sizeof path);
 }
 
 static int remove_model(void **state)
 {
     (void)state;
-    unlink(path);
-    return rmdir(dir);
+    return test_remove_model_tmp(path);
 }
 
 /* Logits of the prompt (all rows) and of 3 more single tokens. */
@@ -83,9 +78,9 @@ static void streamed_equals_mapped(void **state)
 static void truncated_file_is_an_error(void **state)
 {
     (void)state;
-    char copy[128];
-    snprintf(copy, sizeof copy, "%s/cut.gguf", dir);
-    char cmd[300];
+    char copy[300];
+    snprintf(copy, sizeof copy, "%.*s/cut.gguf", (int)(strrchr(path, '/') - path), path);
+    char cmd[700];
     snprintf(cmd, sizeof cmd, "cp '%s' '%s'", path, copy);
     assert_int_equal(system(cmd), 0);
     lm_model *m = lm_model_load(copy);
