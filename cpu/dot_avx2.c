@@ -379,42 +379,23 @@ typedef void (*tile32_fn)(int64_t nb, const uint8_t *w, size_t ws, const uint8_t
 /* Decode takes one row at a time (one sequential stream is what prefetches
  * best); prompts 2 rows x up to 4 tokens (8 accumulators, which with the
  * unpacked weights fills the 16 ymm registers). */
+/* One instantiation of tile32 for R rows x T tokens, with the sizes known
+ * at compile time so the accumulators stay in registers. */
+#define TILE32_FN(name, K, R, T)                                                              \
+    static AVX2 void name##_##R##x##T(int64_t nb, const uint8_t *w, size_t ws,                \
+                                      const uint8_t *x, size_t xs, float *y, int64_t ys)      \
+    {                                                                                         \
+        tile32(K, nb, w, ws, x, xs, y, ys, R, T);                                             \
+    }
+
 #define TILE32_SET(name, K)                                                                   \
-    static AVX2 void name##_1x1(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x,    \
-                                size_t xs, float *y, int64_t ys)                              \
-    {                                                                                         \
-        tile32(K, nb, w, ws, x, xs, y, ys, 1, 1);                                             \
-    }                                                                                         \
-    static AVX2 void name##_1x2(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x,    \
-                                size_t xs, float *y, int64_t ys)                              \
-    {                                                                                         \
-        tile32(K, nb, w, ws, x, xs, y, ys, 1, 2);                                             \
-    }                                                                                         \
-    static AVX2 void name##_1x3(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x,    \
-                                size_t xs, float *y, int64_t ys)                              \
-    {                                                                                         \
-        tile32(K, nb, w, ws, x, xs, y, ys, 1, 3);                                             \
-    }                                                                                         \
-    static AVX2 void name##_1x4(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x,    \
-                                size_t xs, float *y, int64_t ys)                              \
-    {                                                                                         \
-        tile32(K, nb, w, ws, x, xs, y, ys, 1, 4);                                             \
-    }                                                                                         \
-    static AVX2 void name##_2x2(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x,    \
-                                size_t xs, float *y, int64_t ys)                              \
-    {                                                                                         \
-        tile32(K, nb, w, ws, x, xs, y, ys, 2, 2);                                             \
-    }                                                                                         \
-    static AVX2 void name##_2x3(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x,    \
-                                size_t xs, float *y, int64_t ys)                              \
-    {                                                                                         \
-        tile32(K, nb, w, ws, x, xs, y, ys, 2, 3);                                             \
-    }                                                                                         \
-    static AVX2 void name##_2x4(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x,    \
-                                size_t xs, float *y, int64_t ys)                              \
-    {                                                                                         \
-        tile32(K, nb, w, ws, x, xs, y, ys, 2, 4);                                             \
-    }                                                                                         \
+    TILE32_FN(name, K, 1, 1)                                                                  \
+    TILE32_FN(name, K, 1, 2)                                                                  \
+    TILE32_FN(name, K, 1, 3)                                                                  \
+    TILE32_FN(name, K, 1, 4)                                                                  \
+    TILE32_FN(name, K, 2, 2)                                                                  \
+    TILE32_FN(name, K, 2, 3)                                                                  \
+    TILE32_FN(name, K, 2, 4)                                                                  \
     static const tile32_fn name##_kernels[2][4] = {                                           \
         {name##_1x1, name##_1x2, name##_1x3, name##_1x4},                                     \
         {name##_1x1, name##_2x2, name##_2x3, name##_2x4},                                     \
