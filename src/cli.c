@@ -333,9 +333,6 @@ lm_model *lm_cli_load_model(const lm_cli *o)
     return m;
 }
 
-/* The plan the session follows, kept for --profile's comparison. */
-static lm_plan session_plan;
-
 int lm_cli_plan(const lm_cli *o, const lm_model *m, int n_ctx, int n_batch, int n_prompt, bool device,
                 lm_plan *plan)
 {
@@ -365,37 +362,29 @@ lm_session *lm_cli_session(const lm_cli *o, const lm_model *m, int n_ctx, int n_
     if (!s)
         return NULL;
     const bool device = strcmp(s->backend->ops->name, "cpu") != 0;
-    lm_plan_free(&session_plan);
-    int *layers = malloc(m->hp.n_layer * sizeof *layers);
-    int rc = !layers || lm_cli_plan(o, m, n_ctx, n_batch, 1, device, &session_plan) != 0;
-    if (!rc) {
-        if (!o->quiet)
-            lm_plan_print_summary(&session_plan, stderr);
-        const int n = lm_plan_streamed_layers(&session_plan, layers);
-        rc = lm_session_stream_layers(s, layers, n, !o->no_prefetch, true) != 0;
+    lm_plan plan;
+    if (lm_cli_plan(o, m, n_ctx, n_batch, 1, device, &plan) != 0) {
+        lm_session_free(s);
+        return NULL;
     }
-    free(layers);
-    if (rc) {
+    if (!o->quiet)
+        lm_plan_print_summary(&plan, stderr);
+    if (lm_session_follow_plan(s, &plan) != 0) {
         lm_session_free(s);
         return NULL;
     }
     return s;
 }
 
-const lm_plan *lm_cli_session_plan(void)
+void lm_cli_print_profile(const lm_cli *o, const lm_session *s, FILE *f)
 {
-    return session_plan.place ? &session_plan : NULL;
-}
-
-void lm_cli_print_profile(const lm_session *s, FILE *f)
-{
-    if (!session_plan.place || s->passes == 0)
+    if (!o->profile || !s->plan.place || s->passes == 0)
         return;
     fprintf(f, "lamina: per layer, measured (all passes / %llu) vs predicted for one token:\n",
             (unsigned long long)s->passes);
-    for (int il = 0; il < session_plan.n_layer; il++)
+    for (int il = 0; il < s->plan.n_layer; il++)
         fprintf(f, "lamina:   layer %3d  %8.3f ms measured  %8.3f ms predicted\n", il,
-                s->layer_seconds[il] * 1e3 / (double)s->passes, session_plan.layer_ms[il]);
+                s->layer_seconds[il] * 1e3 / (double)s->passes, s->plan.layer_ms[il]);
 }
 
 int lm_cli_context(const lm_cli *o, const lm_model *m)

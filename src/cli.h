@@ -67,12 +67,9 @@ void lm_json_string(FILE *f, const char *s);
 int lm_cli_plan(const lm_cli *o, const lm_model *m, int n_ctx, int n_batch, int n_prompt, bool device,
                 lm_plan *plan);
 
-/* The plan the last lm_cli_session follows (NULL before one). */
-const lm_plan *lm_cli_session_plan(void);
-
 /* With --profile: the measured time per layer next to the plan's
- * prediction, on f. */
-void lm_cli_print_profile(const struct lm_session *s, FILE *f);
+ * prediction, on f; nothing without --profile. */
+void lm_cli_print_profile(const lm_cli *o, const struct lm_session *s, FILE *f);
 
 /* Prints "lamina: <lm_last_error()>" and returns 1 (the exit status). */
 int lm_cli_fail(void);

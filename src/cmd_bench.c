@@ -85,11 +85,8 @@ int lm_cmd_bench(int argc, char **argv)
     const int threads = omp_get_max_threads();
     const char *backend = s->backend->ops->name;
     const double dev_peak = (double)lm_session_device_peak(s);
-    const lm_plan *plan = lm_cli_session_plan();
-    uint64_t streamed = 0;
-    for (uint32_t il = 0; il < m->hp.n_layer; il++)
-        if (s->streamed && s->streamed[il])
-            streamed += m->layers[il].nbytes;
+    const lm_plan *plan = s->plan.place ? &s->plan : NULL;
+    const uint64_t streamed = lm_session_streamed_bytes(s);
     const double disk_rate = best.decode_tps * (double)streamed;
     const double disk_bw = plan ? plan->probes.disk_bw : 0.0;
     const double predicted = plan ? plan->tokens_per_s : 0.0;
@@ -125,6 +122,7 @@ int lm_cmd_bench(int argc, char **argv)
             printf("peak device memory: %.1f MiB\n", dev_peak / (1024.0 * 1024.0));
         printf("peak RSS: %.1f MiB\n", rss / (1024.0 * 1024.0));
     }
+    lm_cli_print_profile(&o, s, stderr);
     lm_session_free(s);
     lm_model_free(m);
     return 0;

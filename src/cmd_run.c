@@ -99,6 +99,7 @@ int lm_cmd_run(int argc, char **argv)
     fflush(stdout);
     if (!o.quiet)
         lm_gen_stats_print(&st, stderr);
+    lm_cli_print_profile(&o, s, stderr);
     if (o.stats_json && lm_gen_stats_write_json(&st, o.stats_json) != 0)
         goto done;
     rc = 0;

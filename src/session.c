@@ -93,6 +93,7 @@ void lm_session_free(lm_session *s)
     if (s->backend)
         s->backend->ops->free(s->backend);
     lm_streamer_free(s->streamer);
+    lm_plan_free(&s->plan);
     free(s->streamed);
     free(s->layer_seconds);
     free(s->history);
@@ -124,6 +125,31 @@ int lm_session_stream_layers(lm_session *s, const int *layers, int n, bool prefe
     for (int i = 0; i < n; i++)
         s->streamed[layers[i]] = true;
     return 0;
+}
+
+int lm_session_follow_plan(lm_session *s, lm_plan *plan)
+{
+    lm_plan_free(&s->plan);
+    s->plan = *plan;
+    memset(plan, 0, sizeof *plan);
+    int *layers = malloc(s->model->hp.n_layer * sizeof *layers);
+    if (!layers) {
+        lm_set_error("out of memory");
+        return -1;
+    }
+    const int n = lm_plan_streamed_layers(&s->plan, layers);
+    const int rc = lm_session_stream_layers(s, layers, n, s->plan.prefetch, true);
+    free(layers);
+    return rc;
+}
+
+uint64_t lm_session_streamed_bytes(const lm_session *s)
+{
+    uint64_t bytes = 0;
+    for (uint32_t il = 0; s->streamed && il < s->model->hp.n_layer; il++)
+        if (s->streamed[il])
+            bytes += s->model->layers[il].nbytes;
+    return bytes;
 }
 
 void lm_session_rewind(lm_session *s, int pos)

@@ -11,6 +11,7 @@
 
 #include "backend.h"
 #include "model.h"
+#include "plan.h"
 
 typedef struct lm_session {
     const lm_model *model;
@@ -21,6 +22,7 @@ typedef struct lm_session {
     float *x;      /* n_batch rows of n_embd: the residual stream */
     float *logits; /* logits_rows rows of n_vocab */
     int logits_rows;
+    lm_plan plan;                 /* the plan followed (plan.place NULL: none) */
     struct lm_streamer *streamer; /* layers read from disk each pass, or NULL */
     bool *streamed;               /* per layer: comes through the streamer */
     double *layer_seconds;        /* per layer: time spent in it, all passes */
@@ -46,6 +48,13 @@ lm_session *lm_session_new_backend(const lm_model *m, int n_ctx, int n_batch,
  * streamer.h); 0 or -1 with an error. */
 int lm_session_stream_layers(lm_session *s, const int *layers, int n, bool prefetch,
                              bool drop_cache);
+
+/* Follows plan (the session takes it over and frees it): its layers placed
+ * on disk are streamed, with or without prefetch as it says.  0 or -1. */
+int lm_session_follow_plan(lm_session *s, lm_plan *plan);
+
+/* Weight bytes read through the streamer per pass (0: nothing streamed). */
+uint64_t lm_session_streamed_bytes(const lm_session *s);
 
 /* Peak device memory of the session's backend in bytes; 0 on the CPU. */
 uint64_t lm_session_device_peak(const lm_session *s);
