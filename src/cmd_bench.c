@@ -9,6 +9,7 @@
 #include "error.h"
 #include "membw.h"
 #include "session.h"
+#include "streamer.h"
 
 typedef struct {
     double prompt_tps, decode_tps;
@@ -115,6 +116,14 @@ int lm_cmd_bench(int argc, char **argv)
                    "measured uncached disk bandwidth (%.2f GB/s)\n",
                    (double)streamed / (1024.0 * 1024.0), disk_rate / 1e9,
                    disk_bw > 0 ? 100.0 * disk_rate / disk_bw : 0.0, disk_bw / 1e9);
+        if (s->streamer) {
+            /* over every pass of the runs: reads against the compute
+             * thread's waits show how much of the reading was hidden */
+            const lm_streamer_stats ss = lm_streamer_get_stats(s->streamer);
+            printf("streamer: %.2f s reading, the compute thread waited %.2f s of it%s\n",
+                   ss.read_seconds, ss.wait_seconds,
+                   o.no_prefetch ? " (--no-prefetch: all of it)" : "");
+        }
         if (predicted > 0)
             printf("the plan predicted %.2f tokens/s decode: measured/predicted = %.2f\n",
                    predicted, best.decode_tps / predicted);

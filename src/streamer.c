@@ -335,11 +335,6 @@ void lm_streamer_release(lm_streamer *st)
     pthread_mutex_unlock(&st->mu);
 }
 
-uint64_t lm_streamer_buffer_bytes(const lm_streamer *st)
-{
-    return st->buf_bytes * (st->prefetch ? N_BUFFERS : 1);
-}
-
 lm_streamer_stats lm_streamer_get_stats(const lm_streamer *st)
 {
     lm_streamer_stats s;

@@ -40,8 +40,6 @@ int lm_streamer_acquire(lm_streamer *st, int il, lm_layer_view *view);
 /* The layer acquired last is done with; its buffer may be refilled. */
 void lm_streamer_release(lm_streamer *st);
 
-/* Bytes of staging memory the streamer holds (all buffers). */
-uint64_t lm_streamer_buffer_bytes(const lm_streamer *st);
 lm_streamer_stats lm_streamer_get_stats(const lm_streamer *st);
 
 /* Bytes one layer takes in a staging buffer (tensors packed, aligned). */

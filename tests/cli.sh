@@ -107,6 +107,9 @@ for how in "--ram-layers 0" "--ram-layers 1" "--ram-layers 0 --no-prefetch"; do
     "$LAMINA" run -m "$model" -p "ab ab" -n 8 --temp 0 --ids -q -c 64 $how >"$tmp/b" 2>"$tmp/err"
     cmp -s "$tmp/a" "$tmp/b" && ok || bad "run $how differs: $(cat "$tmp/b" "$tmp/err")"
 done
+expect_ok "bench streamed, --profile" "$LAMINA" bench -m "$model" -p 4 -n 4 -r 1 -c 64 --ram-layers 1 --profile
+grep -q '^streamer: ' "$tmp/out" && ok || bad "bench reports the streamer's reads"
+grep -q 'layer   1 .* ms measured .* ms predicted' "$tmp/err" && ok || bad "--profile prints ms per layer"
 expect_error "RAM budget too small" "at least" "$LAMINA" run -q -m "$model" -p ab --ram 10M
 expect_error "bad --ram" "invalid size" "$LAMINA" plan -m "$model" --ram lots
 
