@@ -1,7 +1,10 @@
 /* The OpenCL backend: a whole transformer layer on the device, mirroring
- * cpu/backend_cpu.c step by step.  Weights are uploaded once per layer at
- * creation, as their GGUF bytes (upload_layer is the piece the streamer of
- * issue 4 reuses); the KV cache lives on the device.  One token goes through
+ * cpu/backend_cpu.c step by step.  A resident layer's weights are uploaded
+ * once at creation, as their GGUF bytes; a streamed layer's arrive each pass
+ * in one of two device slots, copied asynchronously from a pinned staging
+ * buffer on a second (transfer) queue by the streamer's I/O thread while the
+ * previous layer computes.  The KV cache of every layer it runs lives on the
+ * device.  One token goes through
  * the fused dequantize+matvec kernels over activations quantized on the
  * device as the CPU quantizes them; so do prompts, by default, as a 2-D
  * range over (row, token).  Every kernel repeats the CPU backend's float
@@ -28,6 +31,7 @@
 #include "error.h"
 #include "kernels.h"
 #include "quant.h"
+#include "timing.h"
 
 /* Kernels with a fixed role, by name. */
 enum { K_QUANT_Q8_0, K_QUANT_Q8_K, K_ROUND_F16, K_ROUND_BF16, K_RMSNORM, K_ROPE, K_SWIGLU,
@@ -57,16 +61,28 @@ typedef struct {
     cl_mem w[LM_W_PER_LAYER]; /* the tensors' bytes as in the file */
 } cl_layer;
 
+/* Streaming: as many slots as the streamer has staging buffers. */
+#define N_SLOTS 2
+typedef struct {
+    cl_layer dev;     /* device buffers, each as large as the role's largest streamed tensor */
+    cl_mem pinned;    /* host staging, CL_MEM_ALLOC_HOST_PTR */
+    void *pinned_ptr; /* ... mapped */
+} cl_slot;
+
 typedef struct {
     lm_backend base;
     cl_context ctx;
     cl_command_queue queue;
+    cl_command_queue xfer;     /* uploads of streamed layers, beside the kernels */
     cl_device_id device;
     cl_program program;
     cl_kernel k[K_COUNT];
     cl_kernel matvec[LM_TYPE_COUNT], dequant[LM_TYPE_COUNT];
     lm_cl_mem mem;
     cl_layer *layers;
+    uint8_t *run;              /* per layer an lm_layer_run */
+    cl_slot slot[N_SLOTS];
+    uint64_t slot_bytes[LM_W_PER_LAYER];
     cl_mem out_norm, out_w;
     cl_mem *k_cache, *v_cache;
     cl_mem x, xn, q, k_cur, v_cur, att, gate, up, tmp, scores, rope_cs;
@@ -308,15 +324,20 @@ static int cl_forward_layer(lm_backend *b, int il, const lm_layer_view *view, fl
     const lm_model *m = b->model;
     const lm_hparams *hp = &m->hp;
     const lm_layer *L = &m->layers[il];
-    cl_mem *w = cb->layers[il].w;
     const int n_embd = hp->n_embd, q_dim = hp->n_head * hp->head_dim;
     const int kv_dim = hp->n_head_kv * hp->head_dim;
     const int n_head = hp->n_head, n_head_kv = hp->n_head_kv, head_dim = hp->head_dim;
     const int n_ctx = b->n_ctx;
     const int batched = n >= 2; /* the CPU's attention orders differ from 2 tokens */
-    (void)view; /* resident: the weights were uploaded at creation */
     if (injected_failure())
         return -1;
+    /* streamed: the slot upload_staged filled; resident: uploaded at creation */
+    const bool staged = view->device_slot >= 0 && view->device_slot < N_SLOTS;
+    cl_mem *w = staged ? cb->slot[view->device_slot].dev.w : cb->layers[il].w;
+    if (cb->run[il] == LM_RUN_NONE || (!staged && cb->run[il] != LM_RUN_RESIDENT)) {
+        lm_set_error("internal: layer %d's weights are not on the device", il);
+        return -1;
+    }
 
     if (n > b->n_batch || pos0 + n > b->n_ctx) {
         lm_set_error("internal: batch of %d at position %d exceeds the cache (%d)", n, pos0,
@@ -360,8 +381,9 @@ static int cl_output(lm_backend *b, const float *x, int n, float *logits)
 {
     cl_backend *cb = (cl_backend *)b;
     const lm_model *m = b->model;
-    if (n > b->n_batch) {
-        lm_set_error("internal: output batch of %d exceeds %d", n, b->n_batch);
+    if (n > b->n_batch || !cb->out_w) {
+        lm_set_error("internal: output batch of %d (of %d) or no output head on the device", n,
+                     b->n_batch);
         return -1;
     }
     if (n > cb->logits_rows) {
@@ -424,6 +446,18 @@ static void cl_free(lm_backend *b)
         print_profile(cb);
     if (cb->queue)
         clFinish(cb->queue);
+    if (cb->xfer)
+        clFinish(cb->xfer);
+    for (int i = 0; i < N_SLOTS; i++) {
+        free_layer(cb, &cb->slot[i].dev);
+        if (cb->slot[i].pinned_ptr)
+            clEnqueueUnmapMemObject(cb->queue, cb->slot[i].pinned, cb->slot[i].pinned_ptr, 0,
+                                    NULL, NULL);
+        if (cb->slot[i].pinned) {
+            clFinish(cb->queue);
+            clReleaseMemObject(cb->slot[i].pinned);
+        }
+    }
     const uint32_t n_layer = b->model->hp.n_layer;
     for (uint32_t il = 0; il < n_layer; il++) {
         if (cb->layers)
@@ -434,6 +468,7 @@ static void cl_free(lm_backend *b)
             lm_cl_release(&cb->mem, cb->v_cache[il]);
     }
     free(cb->layers);
+    free(cb->run);
     free(cb->k_cache);
     free(cb->v_cache);
     lm_cl_release(&cb->mem, cb->out_w);
@@ -456,6 +491,8 @@ static void cl_free(lm_backend *b)
         clReleaseProgram(cb->program);
     if (cb->queue)
         clReleaseCommandQueue(cb->queue);
+    if (cb->xfer)
+        clReleaseCommandQueue(cb->xfer);
     if (cb->ctx)
         clReleaseContext(cb->ctx);
     free(cb->rope_host);
@@ -467,6 +504,104 @@ static uint64_t cl_peak(lm_backend *b)
     return ((cl_backend *)b)->mem.peak;
 }
 
+/* ---- streaming ------------------------------------------------------------ */
+
+/* Pinned host memory mapped for the host to write: drivers copy from it to
+ * the device by DMA, without the bounce buffer pageable memory needs. */
+static void *map_pinned(cl_backend *cb, size_t bytes, cl_mem *buf)
+{
+    cl_int err;
+    *buf = clCreateBuffer(cb->ctx, CL_MEM_READ_ONLY | CL_MEM_ALLOC_HOST_PTR, bytes, NULL, &err);
+    if (lm_cl_check(err, "clCreateBuffer(pinned staging)") != 0) {
+        *buf = NULL;
+        return NULL;
+    }
+    void *p = clEnqueueMapBuffer(cb->queue, *buf, CL_TRUE, CL_MAP_WRITE, 0, bytes, 0, NULL, NULL,
+                                 &err);
+    if (lm_cl_check(err, "clEnqueueMapBuffer(pinned staging)") != 0) {
+        clReleaseMemObject(*buf);
+        *buf = NULL;
+        return NULL;
+    }
+    return p;
+}
+
+static void *cl_staging_map(lm_backend *b, int slot, uint64_t bytes)
+{
+    cl_backend *cb = (cl_backend *)b;
+    if (slot < 0 || slot >= N_SLOTS || cb->slot[slot].pinned) {
+        lm_set_error("internal: staging slot %d", slot);
+        return NULL;
+    }
+    cl_slot *sl = &cb->slot[slot];
+    for (int w = 0; w < LM_W_PER_LAYER; w++)
+        if (cb->slot_bytes[w] &&
+            !(sl->dev.w[w] = lm_cl_alloc(&cb->mem, cb->ctx, CL_MEM_READ_ONLY, cb->slot_bytes[w],
+                                         "a streamed layer's slot")))
+            return NULL;
+    return sl->pinned_ptr = map_pinned(cb, (size_t)bytes, &sl->pinned);
+}
+
+static int cl_upload_staged(lm_backend *b, int slot, int il, const lm_layer_view *view)
+{
+    cl_backend *cb = (cl_backend *)b;
+    const lm_layer *L = &b->model->layers[il];
+    if (slot < 0 || slot >= N_SLOTS || cb->run[il] != LM_RUN_STREAMED) {
+        lm_set_error("internal: layer %d is not streamed to the device", il);
+        return -1;
+    }
+    for (int w = 0; w < LM_W_PER_LAYER; w++) {
+        const lm_gguf_tensor *t = L->t[w];
+        if (!t)
+            continue;
+        cl_int err = clEnqueueWriteBuffer(cb->xfer, cb->slot[slot].dev.w[w], CL_FALSE, 0,
+                                          t->nbytes, view->data[w], 0, NULL, NULL);
+        if (err != CL_SUCCESS) {
+            clFinish(cb->xfer);
+            lm_set_error("clEnqueueWriteBuffer(layer %d to the device): %s (%d)", il,
+                         lm_cl_error_name(err), err);
+            return -1;
+        }
+    }
+    /* blocks in the driver, not spinning here */
+    return lm_cl_check(clFinish(cb->xfer), "clFinish(layer upload)");
+}
+
+double lm_backend_opencl_h2d_bandwidth(lm_backend *b, uint64_t bytes)
+{
+    cl_backend *cb = (cl_backend *)b;
+    cl_mem host, dev = lm_cl_alloc(&cb->mem, cb->ctx, CL_MEM_READ_ONLY, bytes, "the probe");
+    void *p = dev ? map_pinned(cb, bytes, &host) : NULL;
+    double best = 0;
+    if (p) {
+        memset(p, 1, bytes);
+        for (int i = 0; i < 4; i++) {
+            const double t0 = lm_now_seconds();
+            if (clEnqueueWriteBuffer(cb->xfer, dev, CL_TRUE, 0, bytes, p, 0, NULL, NULL) !=
+                CL_SUCCESS)
+                break;
+            const double dt = lm_now_seconds() - t0;
+            if (dt > 0 && (double)bytes / dt > best)
+                best = (double)bytes / dt;
+        }
+        clEnqueueUnmapMemObject(cb->queue, host, p, 0, NULL, NULL);
+        clFinish(cb->queue);
+        clReleaseMemObject(host);
+    }
+    lm_cl_release(&cb->mem, dev);
+    return best;
+}
+
+uint64_t lm_backend_opencl_memory(lm_backend *b, char *label, size_t label_size)
+{
+    cl_backend *cb = (cl_backend *)b;
+    cl_ulong bytes = 0;
+    clGetDeviceInfo(cb->device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof bytes, &bytes, NULL);
+    if (label)
+        lm_cl_device_label(cb->device, label, label_size);
+    return bytes;
+}
+
 static const lm_backend_ops cl_ops = {
     .name = "opencl",
     .forward_layer = cl_forward_layer,
@@ -474,6 +609,8 @@ static const lm_backend_ops cl_ops = {
     .truncate = cl_truncate,
     .free = cl_free,
     .device_peak_bytes = cl_peak,
+    .staging_map = cl_staging_map,
+    .upload_staged = cl_upload_staged,
 };
 
 /* ---- creation -------------------------------------------------------------- */
@@ -490,9 +627,9 @@ static cl_mem upload(cl_backend *cb, const lm_gguf_tensor *t, const void *data, 
     return buf;
 }
 
-/* Layer il's tensors into device buffers, from wherever view says their
- * bytes are (the file mapping now; a staging buffer when streaming). */
-static int upload_layer(cl_backend *cb, int il, const lm_layer_view *view)
+/* Checks that the device can run layer il, and uploads its tensors if it
+ * stays resident (a streamed layer's come through upload_staged). */
+static int take_layer(cl_backend *cb, int il, const lm_layer_view *view)
 {
     const lm_layer *L = &cb->base.model->layers[il];
     for (int w = 0; w < LM_W_PER_LAYER; w++) {
@@ -502,6 +639,8 @@ static int upload_layer(cl_backend *cb, int il, const lm_layer_view *view)
                          lm_type_name(t->type));
             return -1;
         }
+        if (cb->run[il] != LM_RUN_RESIDENT)
+            continue;
         if (t && !(cb->layers[il].w[w] = upload(cb, t, view->data[w], "layer weights"))) {
             free_layer(cb, &cb->layers[il]);
             return -1;
@@ -553,9 +692,11 @@ static int create_buffers(cl_backend *cb)
         lm_set_error("out of memory");
         return -1;
     }
+    const size_t cache_bytes = (size_t)cb->base.n_ctx * kv_dim * 2;
     for (uint32_t il = 0; il < hp->n_layer; il++)
-        if (!(cb->k_cache[il] = scratch(cb, (size_t)cb->base.n_ctx * kv_dim * 2, "the K cache")) ||
-            !(cb->v_cache[il] = scratch(cb, (size_t)cb->base.n_ctx * kv_dim * 2, "the V cache")))
+        if (cb->run[il] != LM_RUN_NONE &&
+            (!(cb->k_cache[il] = scratch(cb, cache_bytes, "the K cache")) ||
+             !(cb->v_cache[il] = scratch(cb, cache_bytes, "the V cache"))))
             return -1;
     return (cb->x = scratch(cb, nb * hp->n_embd * f, "activations")) &&
                    (cb->xn = scratch(cb, nb * hp->n_embd * f, "activations")) &&
@@ -578,8 +719,29 @@ static int create_buffers(cl_backend *cb)
                : -1;
 }
 
+/* What the share gives this backend: per layer whether it runs it, and the
+ * size of each slot buffer (the largest streamed tensor of each role). */
+static int take_share(cl_backend *cb, const lm_backend_share *share)
+{
+    const lm_model *m = cb->base.model;
+    cb->run = malloc(m->hp.n_layer);
+    if (!cb->run) {
+        lm_set_error("out of memory");
+        return -1;
+    }
+    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+        cb->run[il] = share && share->layers ? share->layers[il] : LM_RUN_RESIDENT;
+        for (int w = 0; w < LM_W_PER_LAYER && cb->run[il] == LM_RUN_STREAMED; w++) {
+            const lm_gguf_tensor *t = m->layers[il].t[w];
+            if (t && t->nbytes > cb->slot_bytes[w])
+                cb->slot_bytes[w] = t->nbytes;
+        }
+    }
+    return 0;
+}
+
 lm_backend *lm_backend_opencl_new(const lm_model *m, int n_ctx, int n_batch,
-                                  const char *device_spec)
+                                  const char *device_spec, const lm_backend_share *share)
 {
     cl_platform_id platform;
     cl_int err;
@@ -609,6 +771,8 @@ lm_backend *lm_backend_opencl_new(const lm_model *m, int n_ctx, int n_batch,
         lm_set_error("out of memory");
         goto fail;
     }
+    if (take_share(cb, share) != 0)
+        goto fail;
     if (lm_cl_pick_device(device_spec, &platform, &cb->device) != 0)
         goto fail;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)platform, 0};
@@ -619,15 +783,20 @@ lm_backend *lm_backend_opencl_new(const lm_model *m, int n_ctx, int n_batch,
                                      profiling ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
     if (lm_cl_check(err, "clCreateCommandQueue") != 0)
         goto fail;
+    cb->xfer = clCreateCommandQueue(cb->ctx, cb->device, 0, &err);
+    if (lm_cl_check(err, "clCreateCommandQueue") != 0)
+        goto fail;
     if (!(cb->program = lm_cl_program_build(cb->ctx, cb->device)) || create_kernels(cb) != 0 ||
         create_buffers(cb) != 0)
         goto fail;
     for (uint32_t il = 0; il < m->hp.n_layer; il++) {
         lm_layer_view view;
         lm_model_layer_view(m, (int)il, &view);
-        if (upload_layer(cb, (int)il, &view) != 0)
+        if (cb->run[il] != LM_RUN_NONE && take_layer(cb, (int)il, &view) != 0)
             goto fail;
     }
+    if (share && share->no_head)
+        return &cb->base;
     if (!type_suffix[m->output->type]) {
         lm_set_error("OpenCL has no kernel for the %s output head", lm_type_name(m->output->type));
         goto fail;

@@ -44,6 +44,10 @@ static int cpu_forward_layer(lm_backend *b, int il, const lm_layer_view *w, floa
                      b->n_ctx);
         return -1;
     }
+    if (!cb->k_cache[il]) {
+        lm_set_error("internal: layer %d is not one the CPU backend was given", il);
+        return -1;
+    }
     /* attention */
     lm_rmsnorm(cb->xn, x, f32_data(w->data[LM_W_ATTN_NORM]), n, n_embd, hp->norm_eps);
     matmul(cb, L->t[LM_W_Q], w->data[LM_W_Q], cb->xn, n, cb->q);
@@ -135,7 +139,8 @@ static size_t max_scratch(const lm_model *m, int n_batch)
     return most;
 }
 
-lm_backend *lm_backend_cpu_new(const lm_model *m, int n_ctx, int n_batch)
+lm_backend *lm_backend_cpu_new(const lm_model *m, int n_ctx, int n_batch,
+                               const lm_backend_share *share)
 {
     const lm_hparams *hp = &m->hp;
     cpu_backend *cb = calloc(1, sizeof *cb);
@@ -149,6 +154,8 @@ lm_backend *lm_backend_cpu_new(const lm_model *m, int n_ctx, int n_batch)
     if (!cb->k_cache || !cb->v_cache)
         goto oom;
     for (uint32_t il = 0; il < hp->n_layer; il++) {
+        if (share && share->layers && share->layers[il] == LM_RUN_NONE)
+            continue; /* another backend keeps this layer's cache */
         cb->k_cache[il] = malloc((size_t)n_ctx * kv_dim * sizeof(lm_fp16));
         cb->v_cache[il] = malloc((size_t)n_ctx * kv_dim * sizeof(lm_fp16));
         if (!cb->k_cache[il] || !cb->v_cache[il])

@@ -9,12 +9,27 @@
 #ifndef LM_BACKEND_H
 #define LM_BACKEND_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
 #include "model.h"
 
 typedef struct lm_backend lm_backend;
+
+/* Which layers a backend runs, and how their weights reach it.  A plan that
+ * splits the model gives each backend its share; the KV cache is kept only
+ * for the layers a backend runs. */
+typedef enum {
+    LM_RUN_NONE,     /* another backend runs this layer */
+    LM_RUN_RESIDENT, /* runs it; a device keeps the weights from creation on */
+    LM_RUN_STREAMED, /* runs it; the weights come through the streamer each pass */
+} lm_layer_run;
+
+typedef struct {
+    const uint8_t *layers; /* per layer an lm_layer_run; NULL: all, resident */
+    bool no_head;          /* another backend runs the output head */
+} lm_backend_share;
 
 typedef struct {
     const char *name;
@@ -29,6 +44,14 @@ typedef struct {
     void (*free)(lm_backend *b);
     /* Peak bytes of device memory allocated so far; NULL for host backends. */
     uint64_t (*device_peak_bytes)(lm_backend *b);
+    /* Streaming to a device (NULL on the CPU).  staging_map: host memory for
+     * staging buffer `slot`, the kind the device copies from fastest (pinned,
+     * mapped), owned by the backend.  upload_staged: copies layer il from the
+     * staging buffer `slot` (view) into the device's slot of the same number
+     * and returns when the copy is done; called on the streamer's I/O thread,
+     * so the copy overlaps the layer computing on the device. */
+    void *(*staging_map)(lm_backend *b, int slot, uint64_t bytes);
+    int (*upload_staged)(lm_backend *b, int slot, int il, const lm_layer_view *view);
 } lm_backend_ops;
 
 struct lm_backend {
@@ -38,17 +61,23 @@ struct lm_backend {
     int n_batch;    /* most tokens one forward_layer call takes */
 };
 
-/* The CPU backend: OpenMP threads over quantized weights. */
-lm_backend *lm_backend_cpu_new(const lm_model *m, int n_ctx, int n_batch);
+/* The CPU backend: OpenMP threads over quantized weights.  share: NULL for
+ * every layer and the head. */
+lm_backend *lm_backend_cpu_new(const lm_model *m, int n_ctx, int n_batch,
+                               const lm_backend_share *share);
 
 #ifdef LAMINA_OPENCL
-#include <stdbool.h>
 /* The OpenCL backend on the device device_spec names (NULL: the first GPU,
  * else the first device; a number: that index in `lamina devices`; else a
  * substring of the device name).  NULL with lm_set_error naming the OpenCL
  * call and error code. */
 lm_backend *lm_backend_opencl_new(const lm_model *m, int n_ctx, int n_batch,
-                                  const char *device_spec);
+                                  const char *device_spec, const lm_backend_share *share);
+/* Host-to-device bandwidth from pinned (CL_MEM_ALLOC_HOST_PTR, mapped)
+ * memory on b's device, bytes/s over copies of `bytes`; 0 on failure. */
+double lm_backend_opencl_h2d_bandwidth(lm_backend *b, uint64_t bytes);
+/* The device's global memory in bytes and its label. */
+uint64_t lm_backend_opencl_memory(lm_backend *b, char *label, size_t label_size);
 /* Time every kernel with OpenCL profiling events and print which dominate
  * when a backend is freed (set before creating it). */
 void lm_backend_opencl_profile(bool on);

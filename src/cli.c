@@ -21,7 +21,7 @@ enum {
     OPT_TEMP = 256, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT_PENALTY, OPT_REPEAT_LAST_N,
     OPT_SEED, OPT_CHAT, OPT_STATS_JSON, OPT_JSON, OPT_CHUNKS, OPT_NO_BOS, OPT_NO_PARSE_SPECIAL,
     OPT_CHAT_TEMPLATE, OPT_IDS, OPT_BACKEND, OPT_DEVICE, OPT_PROFILE,
-    OPT_RAM, OPT_VRAM, OPT_NO_PREFETCH, OPT_REPROBE, OPT_RAM_LAYERS,
+    OPT_RAM, OPT_VRAM, OPT_NO_PREFETCH, OPT_REPROBE, OPT_RAM_LAYERS, OPT_GPU_LAYERS,
     OPT_SHAPE, OPT_TYPE, OPT_TOKENIZER_FROM, OPT_LAYERS,
 };
 
@@ -59,6 +59,8 @@ static const struct option long_options[] = {
     {"no-prefetch", no_argument, NULL, OPT_NO_PREFETCH},
     {"reprobe", no_argument, NULL, OPT_REPROBE},
     {"ram-layers", required_argument, NULL, OPT_RAM_LAYERS},
+    {"gpu-layers", required_argument, NULL, OPT_GPU_LAYERS},
+    {"n-gpu-layers", required_argument, NULL, OPT_GPU_LAYERS},
     {"output", required_argument, NULL, 'o'},
     {"shape", required_argument, NULL, OPT_SHAPE},
     {"type", required_argument, NULL, OPT_TYPE},
@@ -68,8 +70,15 @@ static const struct option long_options[] = {
 };
 
 #define BACKEND_HELP                                                                  \
-    "      --backend B         cpu, opencl or auto (OpenCL if a device works, else\n"  \
-    "                          the CPU); default cpu for now\n"                         \
+    "      --backend B         cpu (the default), opencl (every layer on the device,\n" \
+    "                          resident while --vram holds them, streamed after) or\n" \
+    "                          auto (the planner puts each layer where it is\n"      \
+    "                          predicted faster; the CPU if no device works)\n"      \
+    "  -ngl, --gpu-layers N    run the last N layers on the device, the rest on the\n" \
+    "                          CPU (implies --backend opencl unless auto is given)\n"  \
+    "      --vram SIZE         device memory budget (default: the device's memory\n"  \
+    "                          less 10%, at least 256M); layers that do not fit are\n" \
+    "                          streamed to the device each token\n"                  \
     "      --device D          OpenCL device: an index or a name substring from\n"      \
     "                          `lamina devices` (default: the first GPU)\n"             \
     "      --profile           time the OpenCL kernels and print which dominate,\n"  \
@@ -129,12 +138,8 @@ static const struct {
              "running: placement, MiB and predicted ms per layer, the memory totals, the\n"
              "predicted decode tokens/s and time to first token (after a prompt of N tokens,\n"
              "default 1), and the bottleneck.\n\n"
-             "      --ram SIZE          RAM budget (e.g. 2G; default: MemAvailable less 10%)\n"
-             "      --vram SIZE         device memory budget (with --backend opencl)\n"
-             "      --ram-layers N      keep exactly N layers in RAM, stream the rest\n"
-             "      --no-prefetch       plan reads and compute in turn, not overlapped\n"
-             "      --reprobe           measure RAM, disk and CPU speed again\n"
-             "      --json              the plan as one JSON object\n"},
+             "      --json              the plan as one JSON object\n"
+             BACKEND_HELP},
     {"info", "Usage: lamina info -m MODEL\n"
              "Architecture, hyperparameters and a summary of tensor types.\n"},
     {"synth", "Usage: lamina synth -o OUT.gguf --shape NAME [--type Q4_0] [options]\n"
@@ -250,6 +255,7 @@ static int parse_one(lm_cli *o, int c, const char *arg)
     case OPT_NO_PREFETCH: o->no_prefetch = true; return 0;
     case OPT_REPROBE: o->reprobe = true; return 0;
     case OPT_RAM_LAYERS: return lm_cli_int("--ram-layers", arg, 0, 1 << 20, &o->ram_layers);
+    case OPT_GPU_LAYERS: return lm_cli_int("--gpu-layers", arg, 0, 1 << 20, &o->gpu_layers);
     }
     return -1;
 }
@@ -261,8 +267,14 @@ int lm_cli_parse(lm_cli *o, const char *command, int argc, char **argv)
     o->n_batch = 512;
     o->n_chunks = -1;
     o->ram_layers = -1;
+    o->gpu_layers = -1;
     o->repetitions = 3;
     o->sampling = lm_sampler_default_params();
+    /* llama.cpp's -ngl is not a getopt short option (it would read as -n gl) */
+    static char gpu_layers_long[] = "--gpu-layers";
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "-ngl") == 0)
+            argv[i] = gpu_layers_long;
     optind = 1;
     opterr = 0;
     int c;
@@ -333,23 +345,60 @@ lm_model *lm_cli_load_model(const lm_cli *o)
     return m;
 }
 
-int lm_cli_plan(const lm_cli *o, const lm_model *m, int n_ctx, int n_batch, int n_prompt, bool device,
-                lm_plan *plan)
+/* How --backend and --gpu-layers ask for the device to be used. */
+static int device_use(const lm_cli *o, lm_device_use *use)
+{
+    const char *b = o->backend;
+    if (!b)
+        *use = o->gpu_layers >= 0 ? LM_USE_DEVICE : LM_USE_CPU;
+    else if (strcmp(b, "cpu") == 0)
+        *use = LM_USE_CPU;
+    else if (strcmp(b, "opencl") == 0)
+        *use = LM_USE_DEVICE;
+    else
+        *use = LM_USE_AUTO;
+    if (*use == LM_USE_CPU && o->gpu_layers > 0) {
+        lm_set_error("--gpu-layers %d asks for the device, --backend cpu for none", o->gpu_layers);
+        return -1;
+    }
+    return 0;
+}
+
+static int plan_for(const lm_cli *o, const lm_model *m, int n_ctx, int n_batch, int n_prompt,
+                    lm_device_use use, lm_plan *plan)
 {
     lm_probes probes;
+    lm_device_probes dev;
     const lm_plan_request req = {
         .ram_budget = o->ram_budget,
         .vram_budget = o->vram_budget,
         .n_ctx = n_ctx,
         .n_batch = n_batch < n_ctx ? n_batch : n_ctx,
-        .device = device,
+        .use = use,
+        .gpu_layers = o->gpu_layers,
         .prefetch = !o->no_prefetch,
         .force_ram_layers = o->ram_layers,
         .n_prompt = n_prompt,
     };
     if (lm_probe(m, o->reprobe, &probes) != 0)
         return -1;
-    return lm_plan_make(m, &req, &probes, plan);
+    if (use != LM_USE_CPU && lm_probe_device(m, o->device, o->reprobe, &dev) != 0) {
+        if (use == LM_USE_DEVICE)
+            return -1;
+        fprintf(stderr, "lamina: warning: OpenCL backend unavailable (%s); running on the CPU\n",
+                lm_last_error());
+        return plan_for(o, m, n_ctx, n_batch, n_prompt, LM_USE_CPU, plan);
+    }
+    return lm_plan_make(m, &req, &probes, use != LM_USE_CPU ? &dev : NULL, plan);
+}
+
+int lm_cli_plan(const lm_cli *o, const lm_model *m, int n_ctx, int n_batch, int n_prompt,
+                lm_plan *plan)
+{
+    lm_device_use use;
+    if (device_use(o, &use) != 0)
+        return -1;
+    return plan_for(o, m, n_ctx, n_batch, n_prompt, use, plan);
 }
 
 lm_session *lm_cli_session(const lm_cli *o, const lm_model *m, int n_ctx, int n_batch)
@@ -357,21 +406,23 @@ lm_session *lm_cli_session(const lm_cli *o, const lm_model *m, int n_ctx, int n_
 #ifdef LAMINA_OPENCL
     lm_backend_opencl_profile(o->profile);
 #endif
-    lm_session *s = lm_session_new_backend(m, n_ctx, n_batch, o->backend ? o->backend : "cpu",
-                                           o->device);
-    if (!s)
-        return NULL;
-    const bool device = strcmp(s->backend->ops->name, "cpu") != 0;
+    lm_device_use use;
     lm_plan plan;
-    if (lm_cli_plan(o, m, n_ctx, n_batch, 1, device, &plan) != 0) {
-        lm_session_free(s);
+    if (device_use(o, &use) != 0 || plan_for(o, m, n_ctx, n_batch, 1, use, &plan) != 0)
         return NULL;
-    }
     if (!o->quiet)
         lm_plan_print_summary(&plan, stderr);
-    if (lm_session_follow_plan(s, &plan) != 0) {
-        lm_session_free(s);
-        return NULL;
+    const bool on_device = plan.device_total > 0;
+    lm_session *s = lm_session_new_planned(m, n_ctx, n_batch, &plan, o->device,
+                                           use == LM_USE_AUTO);
+    if (!s && on_device && use == LM_USE_AUTO) {
+        fprintf(stderr, "lamina: warning: OpenCL backend unavailable (%s); running on the CPU\n",
+                lm_last_error());
+        if (plan_for(o, m, n_ctx, n_batch, 1, LM_USE_CPU, &plan) != 0)
+            return NULL;
+        if (!o->quiet)
+            lm_plan_print_summary(&plan, stderr);
+        s = lm_session_new_planned(m, n_ctx, n_batch, &plan, o->device, false);
     }
     return s;
 }

@@ -23,11 +23,12 @@ typedef struct {
     const char *file;        /* -f */
     const char *stats_json;  /* --stats-json */
     const char *chat_template; /* --chat-template NAME */
-    const char *backend;     /* --backend cpu|opencl|auto (default cpu) */
+    const char *backend;     /* --backend cpu|opencl|auto (NULL: cpu, or opencl with --gpu-layers) */
     const char *device;      /* --device N|NAME */
     bool profile;            /* --profile: OpenCL kernel times, ms per layer */
     uint64_t ram_budget;     /* --ram; 0: MemAvailable less a margin */
-    uint64_t vram_budget;    /* --vram; 0: unchecked */
+    uint64_t vram_budget;    /* --vram; 0: the device's memory less a margin */
+    int gpu_layers;          /* --gpu-layers / -ngl N; -1: the planner decides */
     bool no_prefetch;        /* --no-prefetch: reads and compute in turn */
     bool reprobe;            /* --reprobe: measure the probes again */
     int ram_layers;          /* --ram-layers N: keep N layers in RAM; -1: plan */
@@ -63,8 +64,10 @@ int lm_cli_int(const char *option, const char *text, int lo, int hi, int *out);
 void lm_json_string(FILE *f, const char *s);
 
 /* Probes (cached) and plans the placement of the layers for these options
- * (see plan.h); device: the layers run on the OpenCL backend. */
-int lm_cli_plan(const lm_cli *o, const lm_model *m, int n_ctx, int n_batch, int n_prompt, bool device,
+ * (see plan.h): --backend and --gpu-layers say how the device is used; with
+ * --backend auto a device that cannot be probed means the CPU, with a
+ * warning. */
+int lm_cli_plan(const lm_cli *o, const lm_model *m, int n_ctx, int n_batch, int n_prompt,
                 lm_plan *plan);
 
 /* With --profile: the measured time per layer next to the plan's

@@ -84,7 +84,7 @@ int lm_cmd_bench(int argc, char **argv)
     const double weight_bw = best.decode_tps * bytes_per_token;
     const double share = ram_bw > 0 ? 100.0 * weight_bw / ram_bw : 0.0;
     const int threads = omp_get_max_threads();
-    const char *backend = s->backend->ops->name;
+    const char *backend = lm_session_backend_name(s);
     const double dev_peak = (double)lm_session_device_peak(s);
     const lm_plan *plan = s->plan.place ? &s->plan : NULL;
     const uint64_t streamed = lm_session_streamed_bytes(s);

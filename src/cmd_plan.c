@@ -1,7 +1,6 @@
 /* lamina plan: the placement of every layer and the predicted speed, printed
  * before (instead of) running. */
 #include <stdio.h>
-#include <string.h>
 
 #include "cli.h"
 #include "plan.h"
@@ -19,9 +18,8 @@ int lm_cmd_plan(int argc, char **argv)
     lm_model *m = lm_cli_load_model(&o);
     if (!m)
         return lm_cli_fail();
-    const bool device = o.backend && strcmp(o.backend, "opencl") == 0;
     lm_plan plan;
-    if (lm_cli_plan(&o, m, lm_cli_context(&o, m), o.n_batch, n_prompt, device, &plan) != 0) {
+    if (lm_cli_plan(&o, m, lm_cli_context(&o, m), o.n_batch, n_prompt, &plan) != 0) {
         lm_model_free(m);
         return lm_cli_fail();
     }

@@ -47,6 +47,7 @@ typedef struct {
  * a staging buffer): what a backend's forward_layer reads. */
 typedef struct {
     const void *data[LM_W_PER_LAYER];
+    int device_slot; /* >= 0: a device already holds the layer in this slot */
 } lm_layer_view;
 
 typedef struct lm_model {

@@ -52,7 +52,7 @@ uint64_t lm_mem_available(void)
     return (uint64_t)kib * 1024;
 }
 
-/* ms to run a layer's products on the CPU for one token */
+/* ms to run a layer's products on the CPU for n_tok tokens */
 static double compute_ms(const lm_probes *p, const lm_gguf_tensor *const *t, int n, int n_tok)
 {
     double s = 0;
@@ -66,20 +66,54 @@ static double compute_ms(const lm_probes *p, const lm_gguf_tensor *const *t, int
     return s * 1e3;
 }
 
-static double layer_compute_ms(const lm_model *m, const lm_probes *p, int il, int n_tok)
+bool lm_place_on_device(lm_placement p)
 {
-    return compute_ms(p, m->layers[il].t, LM_W_PER_LAYER, n_tok);
+    return p == LM_PLACE_DEVICE || p == LM_PLACE_DEVICE_RAM || p == LM_PLACE_DEVICE_DISK;
 }
 
+bool lm_place_streamed(lm_placement p)
+{
+    return p == LM_PLACE_DISK || p == LM_PLACE_DEVICE_RAM || p == LM_PLACE_DEVICE_DISK;
+}
+
+static double ms_for(uint64_t bytes, double bytes_per_s)
+{
+    return bytes_per_s > 0 ? (double)bytes / bytes_per_s * 1e3 : 0.0;
+}
+
+/* The parts of layer il's time for n_tok tokens where the plan puts it. */
+typedef struct {
+    double cpu, device, disk, copy;
+} layer_cost;
+
+static layer_cost cost_of(const lm_plan *plan, const lm_model *m, int il, int n_tok)
+{
+    layer_cost c = {0};
+    const lm_placement p = plan->place[il];
+    const uint64_t bytes = plan->layer_bytes[il];
+    if (lm_place_on_device(p)) {
+        const lm_device_probes *d = &plan->dev;
+        const double scale = d->layer_bytes ? (double)bytes / (double)d->layer_bytes : 1.0;
+        c.device = (n_tok > 1 ? d->layer_prompt_ms * n_tok : d->layer_ms) * scale;
+        if (p != LM_PLACE_DEVICE)
+            c.copy = ms_for(bytes, d->h2d_bw);
+        if (p == LM_PLACE_DEVICE_RAM)
+            c.copy += ms_for(bytes, d->stage_bw);
+    } else {
+        c.cpu = compute_ms(&plan->probes, m->layers[il].t, LM_W_PER_LAYER, n_tok);
+    }
+    if (p == LM_PLACE_DISK || p == LM_PLACE_DEVICE_DISK)
+        c.disk = ms_for(bytes, plan->probes.disk_bw);
+    return c;
+}
+
+/* The I/O thread reads and copies a layer while the one before computes:
+ * with prefetch a layer costs the longer of the two, without their sum. */
 static double layer_ms(const lm_plan *plan, const lm_model *m, int il, int n_tok)
 {
-    const double compute = layer_compute_ms(m, &plan->probes, il, n_tok);
-    if (plan->place[il] != LM_PLACE_DISK)
-        return compute;
-    const double read = plan->probes.disk_bw > 0
-                            ? (double)plan->layer_bytes[il] / plan->probes.disk_bw * 1e3
-                            : 0.0;
-    return plan->prefetch ? fmax(read, compute) : read + compute;
+    const layer_cost c = cost_of(plan, m, il, n_tok);
+    const double io = c.disk + c.copy, work = c.cpu + c.device;
+    return plan->prefetch ? fmax(io, work) : io + work;
 }
 
 static void fixed_costs(const lm_model *m, const lm_plan_request *req, lm_plan *plan)
@@ -87,113 +121,260 @@ static void fixed_costs(const lm_model *m, const lm_plan_request *req, lm_plan *
     const lm_hparams *hp = &m->hp;
     const uint64_t kv_dim = (uint64_t)hp->n_head_kv * hp->head_dim;
     const uint64_t q_dim = (uint64_t)hp->n_head * hp->head_dim;
+    const uint64_t nb = (uint64_t)req->n_batch;
     plan->kv_bytes = (uint64_t)req->n_ctx * hp->n_layer * kv_dim * 2 * sizeof(uint16_t);
     plan->activation_bytes =
-        (uint64_t)req->n_batch * (3 * hp->n_embd + 2 * q_dim + 2 * kv_dim + 2 * hp->n_ff) *
-            sizeof(float) +
+        nb * (3 * hp->n_embd + 2 * q_dim + 2 * kv_dim + 2 * hp->n_ff) * sizeof(float) +
         (uint64_t)hp->n_vocab * sizeof(float) * 2;
     plan->head_bytes = m->output->nbytes + m->output_norm->nbytes +
                        (hp->tied_embeddings ? 0 : m->tok_embd->nbytes);
+    /* the OpenCL backend's buffers, as cl/backend_cl.c's create_buffers
+     * makes them: activations, attention scores, rope table, quantized and
+     * rounded activations */
+    uint64_t widest = hp->n_embd > hp->n_ff ? hp->n_embd : hp->n_ff;
+    widest = widest > q_dim ? widest : q_dim;
+    plan->device_activation_bytes =
+        nb * (3 * hp->n_embd + 2 * q_dim + 2 * kv_dim + 2 * hp->n_ff) * sizeof(float) +
+        nb * hp->n_head * req->n_ctx * sizeof(float) + nb * hp->n_rot * sizeof(float) +
+        nb * widest + 2 * (nb * widest / 32 * sizeof(float)) + nb * widest / 16 * 4 +
+        nb * widest * sizeof(float);
 }
 
-/* Staging memory if layers [first, n) are streamed. */
-static uint64_t staging_for(const lm_plan *plan, const lm_model *m, int first, bool prefetch)
+static uint64_t kv_per_layer(const lm_plan *plan)
+{
+    return plan->kv_bytes / (uint64_t)plan->n_layer;
+}
+
+/* Host staging for the streamed layers: one buffer per slot, each holding
+ * the largest streamed layer. */
+static uint64_t staging_bytes(const lm_plan *plan, const lm_model *m)
 {
     uint64_t most = 0;
-    for (int il = first; il < plan->n_layer; il++) {
-        uint64_t b = lm_streamer_layer_bytes(m, il);
-        most = b > most ? b : most;
-    }
-    return most * (prefetch ? 2 : 1);
-}
-
-static int place_cpu_layers(const lm_model *m, const lm_plan_request *req, lm_plan *plan)
-{
-    const uint64_t fixed =
-        plan->kv_bytes + plan->activation_bytes + plan->head_bytes + LM_PLAN_RAM_OVERHEAD;
-    /* the most layers that fit, keeping the first ones in RAM */
-    int keep = -1;
-    uint64_t resident = 0, best_total = 0;
-    for (int k = 0; k <= plan->n_layer; k++) {
-        const uint64_t total = fixed + resident + staging_for(plan, m, k, req->prefetch);
-        if (total <= plan->ram_budget && (req->force_ram_layers < 0 || k <= req->force_ram_layers)) {
-            keep = k;
-            best_total = total;
+    for (int il = 0; il < plan->n_layer; il++)
+        if (lm_place_streamed(plan->place[il])) {
+            const uint64_t b = lm_streamer_layer_bytes(m, il);
+            most = b > most ? b : most;
         }
-        if (k < plan->n_layer)
-            resident += plan->layer_bytes[k];
-    }
-    if (keep < 0) {
-        const uint64_t need = fixed + staging_for(plan, m, 0, req->prefetch);
-        lm_set_error("a RAM budget of %.0f MiB cannot hold even one streamed layer with its "
-                     "buffers: at least %.0f MiB is needed (KV cache %.0f MiB, output head "
-                     "%.0f MiB, staging %.0f MiB, overhead %.0f MiB)",
-                     MIB(plan->ram_budget), MIB(need), MIB(plan->kv_bytes), MIB(plan->head_bytes),
-                     MIB(staging_for(plan, m, 0, req->prefetch)), MIB(LM_PLAN_RAM_OVERHEAD));
-        return -1;
-    }
-    for (int il = 0; il < plan->n_layer; il++) {
-        plan->place[il] = il < keep ? LM_PLACE_RAM : LM_PLACE_DISK;
-        if (il < keep)
-            plan->ram_weights += plan->layer_bytes[il];
-    }
-    plan->staging_bytes = staging_for(plan, m, keep, req->prefetch);
-    plan->ram_total = best_total;
-    return 0;
+    return most * (plan->prefetch ? 2 : 1);
 }
 
-static int place_device_layers(lm_plan *plan)
+/* The device's slots: per tensor role, the largest streamed tensor. */
+static uint64_t device_slot_bytes(const lm_plan *plan, const lm_model *m)
 {
-    uint64_t weights = 0;
-    for (int il = 0; il < plan->n_layer; il++) {
-        plan->place[il] = LM_PLACE_DEVICE;
-        weights += plan->layer_bytes[il];
+    uint64_t role[LM_W_PER_LAYER] = {0}, sum = 0;
+    for (int il = 0; il < plan->n_layer; il++)
+        for (int w = 0; w < LM_W_PER_LAYER; w++) {
+            const lm_gguf_tensor *t = m->layers[il].t[w];
+            if (t && (plan->place[il] == LM_PLACE_DEVICE_RAM ||
+                      plan->place[il] == LM_PLACE_DEVICE_DISK) && t->nbytes > role[w])
+                role[w] = t->nbytes;
+        }
+    for (int w = 0; w < LM_W_PER_LAYER; w++)
+        sum += role[w];
+    return sum * (plan->prefetch ? 2 : 1);
+}
+
+/* The output head's bytes on the device: its weights and n_batch rows of logits. */
+static uint64_t device_head_bytes(const lm_model *m, const lm_plan_request *req)
+{
+    return m->output->nbytes + m->output_norm->nbytes +
+           (uint64_t)req->n_batch * m->hp.n_vocab * sizeof(float);
+}
+
+/* Device side of a split with the last n_dev layers on the device: as many
+ * of them resident as the VRAM budget holds, the rest streamed through the
+ * slots.  -1 if not even the slots fit. */
+static int place_device(const lm_model *m, const lm_plan_request *req, lm_plan *plan, int n_dev,
+                        bool head)
+{
+    const int first = plan->n_layer - n_dev;
+    const uint64_t fixed = kv_per_layer(plan) * (uint64_t)n_dev +
+                           (n_dev ? plan->device_activation_bytes : 0) +
+                           (head ? device_head_bytes(m, req) : 0);
+    for (int r = n_dev; r >= 0; r--) {
+        uint64_t resident = 0;
+        for (int i = 0; i < n_dev; i++) {
+            plan->place[first + i] = i < r ? LM_PLACE_DEVICE : LM_PLACE_DEVICE_RAM;
+            resident += i < r ? plan->layer_bytes[first + i] : 0;
+        }
+        const uint64_t slots = device_slot_bytes(plan, m);
+        const uint64_t total = fixed + resident + slots;
+        if (!plan->vram_budget || total <= plan->vram_budget) {
+            plan->device_weights = resident;
+            plan->device_slot_bytes = slots;
+            plan->device_kv_bytes = kv_per_layer(plan) * (uint64_t)n_dev;
+            plan->device_total = n_dev ? total : 0;
+            plan->head_on_device = head;
+            return 0;
+        }
     }
-    plan->device_total = weights + plan->head_bytes + plan->kv_bytes + plan->activation_bytes;
-    plan->ram_total = plan->activation_bytes + LM_PLAN_RAM_OVERHEAD;
-    if (plan->vram_budget && plan->device_total > plan->vram_budget) {
-        lm_set_error("the model needs %.0f MiB of device memory, more than the VRAM budget of "
-                     "%.0f MiB; streaming layers to the device is not in this version (use "
-                     "--backend cpu)",
-                     MIB(plan->device_total), MIB(plan->vram_budget));
+    return -1;
+}
+
+/* Host side: the layers not resident on the device keep their weights in
+ * RAM, the first ones first, as many as the RAM budget holds after the fixed
+ * costs; the rest are read from disk.  -1 if not even the staging fits. */
+static int place_host(const lm_model *m, const lm_plan_request *req, lm_plan *plan, int n_dev)
+{
+    const int n = plan->n_layer;
+    const uint64_t fixed = kv_per_layer(plan) * (uint64_t)(n - n_dev) + plan->activation_bytes +
+                           plan->head_bytes + LM_PLAN_RAM_OVERHEAD;
+    int keep = -1;
+    uint64_t best_total = 0;
+    for (int k = 0;; k++) {
+        /* the first k layers not resident on the device kept in RAM */
+        int seen = 0;
+        uint64_t in_ram = 0;
+        for (int il = 0; il < n; il++) {
+            if (plan->place[il] == LM_PLACE_DEVICE)
+                continue;
+            const bool ram = seen++ < k;
+            const bool dev = lm_place_on_device(plan->place[il]);
+            plan->place[il] = dev ? (ram ? LM_PLACE_DEVICE_RAM : LM_PLACE_DEVICE_DISK)
+                                  : (ram ? LM_PLACE_RAM : LM_PLACE_DISK);
+            in_ram += ram ? plan->layer_bytes[il] : 0;
+        }
+        const uint64_t total = fixed + in_ram + staging_bytes(plan, m);
+        if (total <= plan->ram_budget && (req->force_ram_layers < 0 || k <= req->force_ram_layers))
+            keep = k;
+        if (k == keep)
+            best_total = total;
+        if (k >= seen)
+            break;
+    }
+    if (keep < 0)
         return -1;
+    int seen = 0;
+    plan->ram_weights = 0;
+    for (int il = 0; il < n; il++) {
+        if (plan->place[il] == LM_PLACE_DEVICE)
+            continue;
+        const bool ram = seen++ < keep, dev = lm_place_on_device(plan->place[il]);
+        plan->place[il] = dev ? (ram ? LM_PLACE_DEVICE_RAM : LM_PLACE_DEVICE_DISK)
+                              : (ram ? LM_PLACE_RAM : LM_PLACE_DISK);
+        plan->ram_weights += ram ? plan->layer_bytes[il] : 0;
     }
+    plan->staging_bytes = staging_bytes(plan, m);
+    plan->ram_total = best_total;
     return 0;
 }
 
 static void predict(const lm_model *m, const lm_plan_request *req, lm_plan *plan)
 {
     const lm_gguf_tensor *head[1] = {m->output};
-    double read_ms = 0, compute_total = 0, first = 0;
+    double first = 0;
     const int n_prompt = req->n_prompt > 0 ? req->n_prompt : 1;
-    plan->head_ms = compute_ms(&plan->probes, head, 1, 1);
+    plan->head_ms = plan->head_on_device ? plan->dev.head_ms : compute_ms(&plan->probes, head, 1, 1);
     plan->token_ms = plan->head_ms;
+    plan->cpu_ms = plan->device_ms = plan->disk_ms = plan->copy_ms = 0;
     for (int il = 0; il < plan->n_layer; il++) {
+        const layer_cost c = cost_of(plan, m, il, 1);
         plan->layer_ms[il] = layer_ms(plan, m, il, 1);
         plan->token_ms += plan->layer_ms[il];
         first += layer_ms(plan, m, il, n_prompt);
-        compute_total += layer_compute_ms(m, &plan->probes, il, 1);
-        if (plan->place[il] == LM_PLACE_DISK && plan->probes.disk_bw > 0)
-            read_ms += (double)plan->layer_bytes[il] / plan->probes.disk_bw * 1e3;
+        plan->cpu_ms += c.cpu;
+        plan->device_ms += c.device;
+        plan->disk_ms += c.disk;
+        plan->copy_ms += c.copy;
     }
     plan->first_token_ms = first + plan->head_ms;
     plan->tokens_per_s = plan->token_ms > 0 ? 1e3 / plan->token_ms : 0;
-    if (req->device)
-        plan->bottleneck = "the device (every layer resident)";
-    else if (read_ms > compute_total)
-        plan->bottleneck = plan->prefetch ? "disk read bandwidth (RAM budget)"
-                                          : "disk reads, not overlapped (--no-prefetch)";
+    const double io = plan->disk_ms + plan->copy_ms;
+    if (!plan->prefetch && io > 0)
+        plan->bottleneck = "reads and copies, not overlapped (--no-prefetch)";
+    else if (io > plan->cpu_ms + plan->device_ms)
+        plan->bottleneck = plan->disk_ms >= plan->copy_ms
+                               ? "disk read bandwidth (RAM budget)"
+                               : "host-to-device copies (VRAM budget)";
+    else if (plan->device_ms > plan->cpu_ms)
+        plan->bottleneck = "device compute on the weights";
     else
         plan->bottleneck = "CPU compute on the weights";
 }
 
+/* Places every layer with the last n_dev on the device; 0, or -1 with a
+ * one-line error saying which budget is too small and what would do. */
+static int place_split(const lm_model *m, const lm_plan_request *req, lm_plan *plan, int n_dev)
+{
+    const int n = plan->n_layer;
+    for (int il = 0; il < n; il++)
+        plan->place[il] = LM_PLACE_RAM;
+    plan->device_total = plan->device_weights = plan->device_slot_bytes = 0;
+    plan->device_kv_bytes = 0;
+    plan->head_on_device = false;
+    /* the head goes with the layers when all are on the device, unless the
+     * planner is choosing and the CPU runs it faster */
+    const lm_gguf_tensor *out[1] = {m->output};
+    const bool head = n_dev == n && n > 0 &&
+                      (req->use == LM_USE_DEVICE ||
+                       plan->dev.head_ms < compute_ms(&plan->probes, out, 1, 1));
+    if (n_dev > 0 && place_device(m, req, plan, n_dev, head) != 0 &&
+        (!head || place_device(m, req, plan, n_dev, false) != 0)) {
+        for (int il = n - n_dev; il < n; il++)
+            plan->place[il] = LM_PLACE_DEVICE_RAM;
+        const uint64_t need = kv_per_layer(plan) * (uint64_t)n_dev +
+                              plan->device_activation_bytes + device_slot_bytes(plan, m);
+        lm_set_error("a VRAM budget of %.0f MiB cannot hold %d streamed layer%s with their "
+                     "buffers: at least %.0f MiB is needed (KV cache %.0f MiB, two layer slots "
+                     "%.0f MiB, activations %.0f MiB); use a smaller -c or fewer --gpu-layers",
+                     MIB(plan->vram_budget), n_dev, n_dev == 1 ? "" : "s", MIB(need),
+                     MIB(kv_per_layer(plan) * (uint64_t)n_dev), MIB(device_slot_bytes(plan, m)),
+                     MIB(plan->device_activation_bytes));
+        return -1;
+    }
+    if (place_host(m, req, plan, n_dev) != 0) {
+        /* the least that works: nothing kept in RAM */
+        for (int il = 0; il < n; il++)
+            if (plan->place[il] != LM_PLACE_DEVICE)
+                plan->place[il] = lm_place_on_device(plan->place[il]) ? LM_PLACE_DEVICE_DISK
+                                                                      : LM_PLACE_DISK;
+        const uint64_t kv = kv_per_layer(plan) * (uint64_t)(n - n_dev);
+        const uint64_t stage = staging_bytes(plan, m);
+        const uint64_t need = kv + plan->activation_bytes + plan->head_bytes + stage +
+                              LM_PLAN_RAM_OVERHEAD;
+        lm_set_error("a RAM budget of %.0f MiB cannot hold even one streamed layer with its "
+                     "buffers: at least %.0f MiB is needed (KV cache %.0f MiB, output head "
+                     "%.0f MiB, staging %.0f MiB, overhead %.0f MiB)",
+                     MIB(plan->ram_budget), MIB(need), MIB(kv), MIB(plan->head_bytes),
+                     MIB(stage), MIB(LM_PLAN_RAM_OVERHEAD));
+        return -1;
+    }
+    predict(m, req, plan);
+    return 0;
+}
+
+static uint64_t default_ram_budget(void)
+{
+    const uint64_t avail = lm_mem_available();
+    const uint64_t margin = avail / 10 > ((uint64_t)512 << 20) ? avail / 10 : (uint64_t)512 << 20;
+    return avail > margin ? avail - margin : avail;
+}
+
+/* The device's memory less a tenth (at least LM_PLAN_VRAM_MARGIN): the
+ * driver, the display and other programs share it. */
+static uint64_t default_vram_budget(const lm_device_probes *dev)
+{
+    const uint64_t margin =
+        dev->memory / 10 > LM_PLAN_VRAM_MARGIN ? dev->memory / 10 : LM_PLAN_VRAM_MARGIN;
+    return dev->memory > margin ? dev->memory - margin : dev->memory / 2;
+}
+
 int lm_plan_make(const lm_model *m, const lm_plan_request *req, const lm_probes *probes,
-                 lm_plan *plan)
+                 const lm_device_probes *dev, lm_plan *plan)
 {
     memset(plan, 0, sizeof *plan);
     plan->n_layer = (int)m->hp.n_layer;
     plan->probes = *probes;
     plan->prefetch = req->prefetch;
+    const bool device = req->use != LM_USE_CPU;
+    if (device && !dev) {
+        lm_set_error("internal: a device plan without the device's probes");
+        return -1;
+    }
+    if (device) {
+        plan->dev = *dev;
+        plan->has_device = true;
+    }
     plan->place = calloc((size_t)plan->n_layer, sizeof *plan->place);
     plan->layer_bytes = calloc((size_t)plan->n_layer, sizeof *plan->layer_bytes);
     plan->layer_ms = calloc((size_t)plan->n_layer, sizeof *plan->layer_ms);
@@ -204,20 +385,32 @@ int lm_plan_make(const lm_model *m, const lm_plan_request *req, const lm_probes 
     }
     for (int il = 0; il < plan->n_layer; il++)
         plan->layer_bytes[il] = m->layers[il].nbytes;
-    if (req->ram_budget) {
-        plan->ram_budget = req->ram_budget;
-    } else {
-        const uint64_t avail = lm_mem_available();
-        const uint64_t margin = avail / 10 > ((uint64_t)512 << 20) ? avail / 10 : (uint64_t)512 << 20;
-        plan->ram_budget = avail > margin ? avail - margin : avail;
-    }
-    plan->vram_budget = req->vram_budget;
+    plan->ram_budget = req->ram_budget ? req->ram_budget : default_ram_budget();
+    plan->vram_budget = !device ? req->vram_budget
+                        : req->vram_budget ? req->vram_budget : default_vram_budget(dev);
     fixed_costs(m, req, plan);
-    if ((req->device ? place_device_layers(plan) : place_cpu_layers(m, req, plan)) != 0) {
+    const int n = plan->n_layer;
+    if (req->gpu_layers > n) {
+        lm_set_error("--gpu-layers %d: the model has %d layers", req->gpu_layers, n);
         lm_plan_free(plan);
         return -1;
     }
-    predict(m, req, plan);
+    int n_dev = !device ? 0 : req->gpu_layers >= 0 ? req->gpu_layers : n;
+    if (device && req->use == LM_USE_AUTO && req->gpu_layers < 0) {
+        /* every split, keeping the fastest that fits (fewer device layers on a tie) */
+        int best = -1;
+        double best_ms = 0;
+        for (int k = 0; k <= n; k++)
+            if (place_split(m, req, plan, k) == 0 && (best < 0 || plan->token_ms < best_ms * 0.999)) {
+                best = k;
+                best_ms = plan->token_ms;
+            }
+        n_dev = best < 0 ? 0 : best;
+    }
+    if (place_split(m, req, plan, n_dev) != 0) {
+        lm_plan_free(plan);
+        return -1;
+    }
     return 0;
 }
 
@@ -231,29 +424,27 @@ void lm_plan_free(lm_plan *plan)
     plan->layer_ms = NULL;
 }
 
-int lm_plan_streamed_layers(const lm_plan *plan, int *layers)
-{
-    int n = 0;
-    for (int il = 0; il < plan->n_layer; il++)
-        if (plan->place[il] == LM_PLACE_DISK)
-            layers[n++] = il;
-    return n;
-}
-
 static const char *place_name(lm_placement p)
 {
-    static const char *names[] = {
+    static const char *names[LM_PLACE_COUNT] = {
         [LM_PLACE_RAM] = "cpu, weights in RAM",
         [LM_PLACE_DISK] = "cpu, streamed from disk",
         [LM_PLACE_DEVICE] = "device, resident",
+        [LM_PLACE_DEVICE_RAM] = "device, streamed from RAM",
+        [LM_PLACE_DEVICE_DISK] = "device, streamed from disk",
     };
     return names[p];
 }
 
 static const char *place_key(lm_placement p)
 {
-    static const char *keys[] = {[LM_PLACE_RAM] = "ram", [LM_PLACE_DISK] = "disk",
-                                 [LM_PLACE_DEVICE] = "device"};
+    static const char *keys[LM_PLACE_COUNT] = {
+        [LM_PLACE_RAM] = "ram",
+        [LM_PLACE_DISK] = "disk",
+        [LM_PLACE_DEVICE] = "device",
+        [LM_PLACE_DEVICE_RAM] = "device_from_ram",
+        [LM_PLACE_DEVICE_DISK] = "device_from_disk",
+    };
     return keys[p];
 }
 
@@ -278,18 +469,33 @@ void lm_plan_print(const lm_plan *plan, FILE *f)
                 MIB(plan->layer_bytes[a]), plan->layer_ms[a]);
         a = b;
     }
-    fprintf(f, "%-12s %-26s %12.2f %14.3f\n", "output", "cpu, in RAM", MIB(plan->head_bytes),
+    fprintf(f, "%-12s %-26s %12.2f %14.3f\n", "output",
+            plan->head_on_device ? "device, resident" : "cpu, in RAM", MIB(plan->head_bytes),
             plan->head_ms);
     fprintf(f, "\nRAM: %.1f MiB of a %.1f MiB budget (weights %.1f, output head %.1f, KV cache "
                "%.1f, staging %.1f, activations %.1f, overhead %.1f)\n",
             MIB(plan->ram_total), MIB(plan->ram_budget), MIB(plan->ram_weights),
-            MIB(plan->head_bytes), MIB(plan->kv_bytes), MIB(plan->staging_bytes),
-            MIB(plan->activation_bytes), MIB(LM_PLAN_RAM_OVERHEAD));
+            MIB(plan->head_bytes), MIB(plan->kv_bytes - plan->device_kv_bytes),
+            MIB(plan->staging_bytes), MIB(plan->activation_bytes), MIB(LM_PLAN_RAM_OVERHEAD));
     if (plan->device_total)
-        fprintf(f, "device: %.1f MiB\n", MIB(plan->device_total));
+        fprintf(f, "device: %.1f MiB of a %.1f MiB budget (weights %.1f, KV cache %.1f, layer "
+                   "slots %.1f, activations %.1f%s)\n",
+                MIB(plan->device_total), MIB(plan->vram_budget), MIB(plan->device_weights),
+                MIB(plan->device_kv_bytes), MIB(plan->device_slot_bytes),
+                MIB(plan->device_activation_bytes),
+                plan->head_on_device ? ", output head and logits" : "");
     fprintf(f, "probes%s: RAM %.2f GB/s, disk %.2f GB/s (uncached)\n",
             plan->probes.from_cache ? " (cached)" : "", plan->probes.ram_bw / 1e9,
             plan->probes.disk_bw / 1e9);
+    if (plan->has_device)
+        fprintf(f, "device probes%s: %s, %.0f MiB; host->device %.2f GB/s, page cache->staging "
+                   "%.2f GB/s, layer 0 %.3f ms/token\n",
+                plan->dev.from_cache ? " (cached)" : "", plan->dev.label, MIB(plan->dev.memory),
+                plan->dev.h2d_bw / 1e9, plan->dev.stage_bw / 1e9, plan->dev.layer_ms);
+    fprintf(f, "per token: CPU compute %.1f ms, device compute %.1f ms, disk reads %.1f ms, "
+               "copies to the device %.1f ms%s\n",
+            plan->cpu_ms, plan->device_ms, plan->disk_ms, plan->copy_ms,
+            plan->prefetch ? " (reads and copies overlap compute)" : "");
     fprintf(f, "predicted: %.2f tokens/s decode (%.1f ms/token), first token after %.1f ms\n",
             plan->tokens_per_s, plan->token_ms, plan->first_token_ms);
     fprintf(f, "bottleneck: %s\n", plan->bottleneck);
@@ -310,7 +516,11 @@ void lm_plan_print_json(const lm_plan *plan, FILE *f)
             "\"vram_budget_bytes\": %llu, \"ram_bandwidth_bytes_per_s\": %.0f, "
             "\"disk_bandwidth_bytes_per_s\": %.0f, \"predicted_decode_tokens_per_s\": %.3f, "
             "\"predicted_ms_per_token\": %.3f, \"predicted_time_to_first_token_ms\": %.3f, "
-            "\"bottleneck\": \"%s\", \"prefetch\": %s}\n",
+            "\"bottleneck\": \"%s\", \"prefetch\": %s, \"output_head_on_device\": %s, "
+            "\"device_weight_bytes\": %llu, \"device_kv_cache_bytes\": %llu, "
+            "\"device_slot_bytes\": %llu, \"h2d_bandwidth_bytes_per_s\": %.0f, "
+            "\"predicted_cpu_ms\": %.3f, \"predicted_device_ms\": %.3f, "
+            "\"predicted_disk_ms\": %.3f, \"predicted_copy_ms\": %.3f}\n",
             (unsigned long long)plan->head_bytes, (unsigned long long)plan->ram_budget,
             (unsigned long long)plan->ram_total, (unsigned long long)plan->ram_weights,
             (unsigned long long)plan->kv_bytes, (unsigned long long)plan->staging_bytes,
@@ -318,16 +528,25 @@ void lm_plan_print_json(const lm_plan *plan, FILE *f)
             (unsigned long long)LM_PLAN_RAM_OVERHEAD, (unsigned long long)plan->device_total,
             (unsigned long long)plan->vram_budget, plan->probes.ram_bw, plan->probes.disk_bw,
             plan->tokens_per_s, plan->token_ms, plan->first_token_ms, plan->bottleneck,
-            plan->prefetch ? "true" : "false");
+            plan->prefetch ? "true" : "false", plan->head_on_device ? "true" : "false",
+            (unsigned long long)plan->device_weights, (unsigned long long)plan->device_kv_bytes,
+            (unsigned long long)plan->device_slot_bytes, plan->dev.h2d_bw, plan->cpu_ms,
+            plan->device_ms, plan->disk_ms, plan->copy_ms);
 }
 
 void lm_plan_print_summary(const lm_plan *plan, FILE *f)
 {
-    int counts[3] = {0};
+    int counts[LM_PLACE_COUNT] = {0};
     for (int il = 0; il < plan->n_layer; il++)
         counts[plan->place[il]]++;
-    fprintf(f, "lamina: plan: %d layers in RAM, %d streamed from disk, %d on the device; "
-               "RAM %.0f of %.0f MiB; predicted %.2f tokens/s (%s)\n",
-            counts[LM_PLACE_RAM], counts[LM_PLACE_DISK], counts[LM_PLACE_DEVICE],
-            MIB(plan->ram_total), MIB(plan->ram_budget), plan->tokens_per_s, plan->bottleneck);
+    fprintf(f, "lamina: plan: %d layers in RAM, %d streamed from disk, %d on the device",
+            counts[LM_PLACE_RAM], counts[LM_PLACE_DISK],
+            counts[LM_PLACE_DEVICE] + counts[LM_PLACE_DEVICE_RAM] + counts[LM_PLACE_DEVICE_DISK]);
+    if (counts[LM_PLACE_DEVICE_RAM] + counts[LM_PLACE_DEVICE_DISK])
+        fprintf(f, " (%d resident, %d streamed from RAM, %d from disk)", counts[LM_PLACE_DEVICE],
+                counts[LM_PLACE_DEVICE_RAM], counts[LM_PLACE_DEVICE_DISK]);
+    fprintf(f, "; RAM %.0f of %.0f MiB", MIB(plan->ram_total), MIB(plan->ram_budget));
+    if (plan->device_total)
+        fprintf(f, "; device %.0f of %.0f MiB", MIB(plan->device_total), MIB(plan->vram_budget));
+    fprintf(f, "; predicted %.2f tokens/s (%s)\n", plan->tokens_per_s, plan->bottleneck);
 }

@@ -1,14 +1,16 @@
-/* The planner: where every layer's weights live and what a token will cost,
- * decided before running from the model's per-layer sizes, the memory
- * budgets and measured probes (src/probe.h).
+/* The planner: where every layer runs and where its weights live, and what
+ * a token will cost, decided before running from the model's per-layer
+ * sizes, the memory budgets and measured probes (src/probe.h).
  *
- * This version plans the CPU backend: each layer's weights either stay in
- * RAM (the file mapping, read at RAM speed) or are streamed from the disk
- * through two staging buffers each pass (src/streamer.h).  The layers kept
- * in RAM are the first ones, as many as the RAM budget holds after the fixed
- * costs (KV cache, activations, output head, staging buffers, the stated
- * overhead).  The OpenCL backend still keeps every layer on the device; the
- * plan checks that it fits the VRAM budget. */
+ * A layer runs on the CPU or on the OpenCL device.  On the device its
+ * weights are resident (uploaded once) or streamed each pass through a
+ * pinned staging buffer into one of two device slots; a layer not resident
+ * on the device has its weights kept in RAM or read from the disk each pass
+ * (src/streamer.h).  Device layers are the last ones (as llama.cpp's -ngl
+ * counts them), resident before streamed; layers kept in RAM are the first
+ * of the rest.  With the device in "auto" use, the planner tries every
+ * number of device layers and keeps the fastest prediction; on a box whose
+ * OpenCL device is PoCL that is normally none. */
 #ifndef LM_PLAN_H
 #define LM_PLAN_H
 
@@ -23,13 +25,31 @@
  * OpenMP stacks, the tokenizer's tables. */
 #define LM_PLAN_RAM_OVERHEAD ((uint64_t)64 << 20)
 
-typedef enum { LM_PLACE_RAM, LM_PLACE_DISK, LM_PLACE_DEVICE } lm_placement;
+typedef enum {
+    LM_PLACE_RAM,         /* CPU, weights in RAM (the file mapping) */
+    LM_PLACE_DISK,        /* CPU, weights read from disk each pass */
+    LM_PLACE_DEVICE,      /* device, weights resident there */
+    LM_PLACE_DEVICE_RAM,  /* device, weights kept in RAM, copied over each pass */
+    LM_PLACE_DEVICE_DISK, /* device, weights read from disk and copied over each pass */
+    LM_PLACE_COUNT
+} lm_placement;
+
+typedef enum {
+    LM_USE_CPU,    /* every layer on the CPU */
+    LM_USE_DEVICE, /* every layer on the device (or gpu_layers of them) */
+    LM_USE_AUTO,   /* as many on the device as is predicted fastest */
+} lm_device_use;
+
+/* Memory the device needs besides buffers the plan counts (the program, the
+ * driver's own allocations), kept out of a default VRAM budget. */
+#define LM_PLAN_VRAM_MARGIN ((uint64_t)256 << 20)
 
 typedef struct {
     uint64_t ram_budget;   /* 0: MemAvailable less a margin */
     uint64_t vram_budget;  /* 0: the device's memory less a margin */
     int n_ctx, n_batch;
-    bool device;           /* the OpenCL backend runs the layers */
+    lm_device_use use;
+    int gpu_layers;        /* -1: the planner decides; else this many (the last) on the device */
     bool prefetch;         /* overlap reads with compute (default) */
     int force_ram_layers;  /* -1: the planner decides; else keep this many in RAM */
     int n_prompt;          /* prompt length the time to first token is predicted for */
@@ -45,16 +65,22 @@ typedef struct {
     uint64_t ram_weights;       /* layer weights kept in RAM */
     uint64_t ram_total;         /* everything counted against the RAM budget */
     uint64_t device_total;      /* everything on the device */
+    uint64_t device_weights, device_kv_bytes, device_slot_bytes, device_activation_bytes;
+    bool head_on_device;
     double head_ms, token_ms, tokens_per_s, first_token_ms;
+    /* per token: the parts the time is made of, summed over layers */
+    double cpu_ms, device_ms, disk_ms, copy_ms;
     const char *bottleneck;     /* which limit sets the speed */
     bool prefetch;
     lm_probes probes;
+    bool has_device;            /* dev holds the device's probes */
+    lm_device_probes dev;
 } lm_plan;
 
 /* 0, or -1 with a one-line error (a budget that cannot hold even one layer
  * plus its buffers says the minimum that would work). */
 int lm_plan_make(const lm_model *m, const lm_plan_request *req, const lm_probes *probes,
-                 lm_plan *plan);
+                 const lm_device_probes *dev, lm_plan *plan);
 void lm_plan_free(lm_plan *plan);
 
 /* The table `lamina plan` prints; the same as JSON; one summary line. */
@@ -62,9 +88,10 @@ void lm_plan_print(const lm_plan *plan, FILE *f);
 void lm_plan_print_json(const lm_plan *plan, FILE *f);
 void lm_plan_print_summary(const lm_plan *plan, FILE *f);
 
-/* Layers streamed from disk, ascending, into layers (n_layer entries);
- * returns how many. */
-int lm_plan_streamed_layers(const lm_plan *plan, int *layers);
+/* Whether a placement runs on the device; whether its weights come through
+ * the streamer each pass. */
+bool lm_place_on_device(lm_placement p);
+bool lm_place_streamed(lm_placement p);
 
 /* "512M", "4G", "1.5GiB", "2000000" -> bytes; -1 with an error. */
 int lm_parse_size(const char *text, uint64_t *bytes);

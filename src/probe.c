@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include "config.h"
 #include "probe.h"
 
 #include <errno.h>
@@ -271,3 +272,17 @@ int lm_probe(const lm_model *m, bool reprobe, lm_probes *p)
         cache_save(key, p);
     return 0;
 }
+
+#ifndef LAMINA_OPENCL
+/* Without OpenCL there is no device to measure (cl/probe_cl.c has the real one). */
+int lm_probe_device(const lm_model *m, const char *device_spec, bool reprobe,
+                    lm_device_probes *d)
+{
+    (void)m;
+    (void)device_spec;
+    (void)reprobe;
+    memset(d, 0, sizeof *d);
+    lm_set_error("this lamina was built without OpenCL");
+    return -1;
+}
+#endif

@@ -25,4 +25,24 @@ typedef struct {
 /* Measures (or loads from the cache) what the model needs. */
 int lm_probe(const lm_model *m, bool reprobe, lm_probes *p);
 
+/* The OpenCL device's side (src/probe_device.c): its memory, the copy rates
+ * a streamed layer goes through, and its speed on this model's layers,
+ * measured by running the model's first layer and output head there.
+ * Cached in $XDG_CACHE_HOME/lamina/device-probes per device and model. */
+typedef struct {
+    char label[192];        /* the device, as `lamina devices` names it */
+    uint64_t memory;        /* global memory, bytes */
+    double h2d_bw;          /* bytes/s, pinned host memory to the device */
+    double stage_bw;        /* bytes/s, page cache into a staging buffer (pread) */
+    double layer_ms;        /* one token through layer 0 */
+    double layer_prompt_ms; /* one token of a batch through layer 0 */
+    double head_ms;         /* one token through the output head */
+    uint64_t layer_bytes;   /* layer 0's weights (other layers scale by theirs) */
+    bool from_cache;
+} lm_device_probes;
+
+/* 0, or -1 with the device's error (no device, a failed build). */
+int lm_probe_device(const lm_model *m, const char *device_spec, bool reprobe,
+                    lm_device_probes *d);
+
 #endif

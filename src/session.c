@@ -9,18 +9,18 @@
 #include "streamer.h"
 #include "kernels.h"
 
-/* The backend that name asks for; NULL with lm_set_error. */
+/* The backend that name asks for, running every layer; NULL with lm_set_error. */
 static lm_backend *make_backend(const lm_model *m, int n_ctx, int n_batch, const char *name,
                                 const char *device)
 {
     if (!name || strcmp(name, "cpu") == 0)
-        return lm_backend_cpu_new(m, n_ctx, n_batch);
+        return lm_backend_cpu_new(m, n_ctx, n_batch, NULL);
     if (strcmp(name, "opencl") != 0 && strcmp(name, "auto") != 0) {
         lm_set_error("unknown backend '%s' (cpu, opencl or auto)", name);
         return NULL;
     }
 #ifdef LAMINA_OPENCL
-    lm_backend *b = lm_backend_opencl_new(m, n_ctx, n_batch, device);
+    lm_backend *b = lm_backend_opencl_new(m, n_ctx, n_batch, device, NULL);
     if (b || strcmp(name, "opencl") == 0)
         return b;
     fprintf(stderr, "lamina: warning: OpenCL backend unavailable (%s); running on the CPU\n",
@@ -32,7 +32,7 @@ static lm_backend *make_backend(const lm_model *m, int n_ctx, int n_batch, const
         return NULL;
     }
 #endif
-    return lm_backend_cpu_new(m, n_ctx, n_batch);
+    return lm_backend_cpu_new(m, n_ctx, n_batch, NULL);
 }
 
 lm_session *lm_session_new(const lm_model *m, int n_ctx, int n_batch)
@@ -42,12 +42,20 @@ lm_session *lm_session_new(const lm_model *m, int n_ctx, int n_batch)
 
 uint64_t lm_session_device_peak(const lm_session *s)
 {
-    const lm_backend_ops *ops = s->backend->ops;
-    return ops->device_peak_bytes ? ops->device_peak_bytes(s->backend) : 0;
+    if (!s->device || !s->device->ops->device_peak_bytes)
+        return 0;
+    return s->device->ops->device_peak_bytes(s->device);
 }
 
-lm_session *lm_session_new_backend(const lm_model *m, int n_ctx, int n_batch,
-                                   const char *backend, const char *device)
+const char *lm_session_backend_name(const lm_session *s)
+{
+    if (s->device && s->cpu)
+        return "opencl+cpu";
+    return s->device ? s->device->ops->name : "cpu";
+}
+
+/* The state every session has, before any backend. */
+static lm_session *session_alloc(const lm_model *m, int n_ctx, int n_batch)
 {
     if (n_ctx < 1 || n_batch < 1) {
         lm_set_error("context (%d) and batch (%d) must be positive", n_ctx, n_batch);
@@ -67,22 +75,42 @@ lm_session *lm_session_new_backend(const lm_model *m, int n_ctx, int n_batch,
     s->logits = malloc((size_t)m->hp.n_vocab * sizeof(float));
     s->logits_rows = 1;
     s->layer_seconds = calloc(m->hp.n_layer, sizeof *s->layer_seconds);
-    if (!s->x || !s->logits || !s->layer_seconds) {
+    s->run_by = calloc(m->hp.n_layer, sizeof *s->run_by);
+    s->history = malloc((size_t)n_ctx * sizeof *s->history);
+    s->batch_len = calloc((size_t)n_ctx, sizeof *s->batch_len);
+    if (!s->x || !s->logits || !s->layer_seconds || !s->run_by || !s->history || !s->batch_len) {
         lm_set_error("out of memory for a batch of %d", n_batch);
         lm_session_free(s);
         return NULL;
     }
-    s->backend = make_backend(m, n_ctx, n_batch, backend, device);
-    s->history = malloc((size_t)n_ctx * sizeof *s->history);
-    s->batch_len = calloc((size_t)n_ctx, sizeof *s->batch_len);
-    if (!s->backend || !s->history || !s->batch_len) {
-        if (s->backend)
-            lm_set_error("out of memory");
+    return s;
+}
+
+/* One backend runs everything. */
+static void give_all_to(lm_session *s, lm_backend *b)
+{
+    for (uint32_t il = 0; il < s->model->hp.n_layer; il++)
+        s->run_by[il] = b;
+    s->head = b;
+}
+
+lm_session *lm_session_new_backend(const lm_model *m, int n_ctx, int n_batch,
+                                   const char *backend, const char *device)
+{
+    lm_session *s = session_alloc(m, n_ctx, n_batch);
+    if (!s)
+        return NULL;
+    lm_backend *b = make_backend(m, s->n_ctx, s->n_batch, backend, device);
+    if (!b) {
         lm_session_free(s);
         return NULL;
     }
-    s->cpu_fallback = backend && strcmp(backend, "auto") == 0 &&
-                      strcmp(s->backend->ops->name, "cpu") != 0;
+    if (strcmp(b->ops->name, "cpu") == 0)
+        s->cpu = b;
+    else
+        s->device = b;
+    give_all_to(s, b);
+    s->cpu_fallback = backend && strcmp(backend, "auto") == 0 && s->device;
     return s;
 }
 
@@ -90,10 +118,14 @@ void lm_session_free(lm_session *s)
 {
     if (!s)
         return;
-    if (s->backend)
-        s->backend->ops->free(s->backend);
+    /* the streamer first: its staging memory may be the device's */
     lm_streamer_free(s->streamer);
+    if (s->device)
+        s->device->ops->free(s->device);
+    if (s->cpu)
+        s->cpu->ops->free(s->cpu);
     lm_plan_free(&s->plan);
+    free(s->run_by);
     free(s->streamed);
     free(s->layer_seconds);
     free(s->history);
@@ -103,18 +135,13 @@ void lm_session_free(lm_session *s)
     free(s);
 }
 
-int lm_session_stream_layers(lm_session *s, const int *layers, int n, bool prefetch,
-                             bool drop_cache)
+/* Starts the streamer over the given layers; 0 or -1. */
+static int start_streamer(lm_session *s, const lm_stream_layer *list, int n, bool prefetch)
 {
     if (n == 0)
         return 0;
-    if (strcmp(s->backend->ops->name, "cpu") != 0) {
-        lm_set_error("streaming layers to the %s backend is not in this version",
-                     s->backend->ops->name);
-        return -1;
-    }
     s->streamed = calloc(s->model->hp.n_layer, sizeof *s->streamed);
-    s->streamer = lm_streamer_new(s->model, layers, n, prefetch, drop_cache);
+    s->streamer = lm_streamer_new(s->model, list, n, prefetch, s->device);
     if (!s->streamed || !s->streamer) {
         if (!s->streamed)
             lm_set_error("out of memory");
@@ -123,24 +150,119 @@ int lm_session_stream_layers(lm_session *s, const int *layers, int n, bool prefe
         return -1;
     }
     for (int i = 0; i < n; i++)
-        s->streamed[layers[i]] = true;
+        s->streamed[list[i].layer] = true;
     return 0;
 }
 
-int lm_session_follow_plan(lm_session *s, lm_plan *plan)
+int lm_session_stream_layers(lm_session *s, const int *layers, int n, bool prefetch,
+                             bool drop_cache)
 {
-    lm_plan_free(&s->plan);
-    s->plan = *plan;
-    memset(plan, 0, sizeof *plan);
-    int *layers = malloc(s->model->hp.n_layer * sizeof *layers);
-    if (!layers) {
+    if (n == 0)
+        return 0;
+    if (s->device) {
+        lm_set_error("internal: lm_session_stream_layers streams to the CPU only");
+        return -1;
+    }
+    lm_stream_layer *list = calloc((size_t)n, sizeof *list);
+    if (!list) {
         lm_set_error("out of memory");
         return -1;
     }
-    const int n = lm_plan_streamed_layers(&s->plan, layers);
-    const int rc = lm_session_stream_layers(s, layers, n, s->plan.prefetch, true);
-    free(layers);
+    for (int i = 0; i < n; i++)
+        list[i] = (lm_stream_layer){.layer = layers[i], .from_disk = drop_cache};
+    const int rc = start_streamer(s, list, n, prefetch);
+    free(list);
     return rc;
+}
+
+/* The streamer's list for the plan's placement: every layer whose weights
+ * come from disk, or go to the device, each pass. */
+static int stream_planned(lm_session *s)
+{
+    const lm_plan *plan = &s->plan;
+    lm_stream_layer *list = calloc((size_t)plan->n_layer, sizeof *list);
+    if (!list) {
+        lm_set_error("out of memory");
+        return -1;
+    }
+    int n = 0;
+    for (int il = 0; il < plan->n_layer; il++) {
+        const lm_placement p = plan->place[il];
+        if (lm_place_streamed(p))
+            list[n++] = (lm_stream_layer){
+                .layer = il,
+                .from_disk = p == LM_PLACE_DISK || p == LM_PLACE_DEVICE_DISK,
+                .to_device = lm_place_on_device(p),
+            };
+    }
+    const int rc = start_streamer(s, list, n, plan->prefetch);
+    free(list);
+    return rc;
+}
+
+/* The backends for the plan's split: the share of layers each runs. */
+static int make_planned_backends(lm_session *s, const char *device_spec)
+{
+    const lm_plan *plan = &s->plan;
+    const lm_model *m = s->model;
+    uint8_t *cpu_run = calloc((size_t)plan->n_layer, 1), *dev_run = calloc((size_t)plan->n_layer, 1);
+    bool any_cpu = !plan->head_on_device, any_dev = plan->head_on_device;
+    int rc = -1;
+    if (!cpu_run || !dev_run) {
+        lm_set_error("out of memory");
+        goto done;
+    }
+    for (int il = 0; il < plan->n_layer; il++) {
+        const lm_placement p = plan->place[il];
+        dev_run[il] = p == LM_PLACE_DEVICE                                      ? LM_RUN_RESIDENT
+                      : p == LM_PLACE_DEVICE_RAM || p == LM_PLACE_DEVICE_DISK ? LM_RUN_STREAMED
+                                                                                : LM_RUN_NONE;
+        cpu_run[il] = lm_place_on_device(p) ? LM_RUN_NONE : LM_RUN_RESIDENT;
+        any_cpu |= cpu_run[il] != LM_RUN_NONE;
+        any_dev |= dev_run[il] != LM_RUN_NONE;
+    }
+    if (any_dev) {
+#ifdef LAMINA_OPENCL
+        const lm_backend_share share = {.layers = dev_run, .no_head = !plan->head_on_device};
+        if (!(s->device = lm_backend_opencl_new(m, s->n_ctx, s->n_batch, device_spec, &share)))
+            goto done;
+#else
+        (void)device_spec;
+        lm_set_error("this lamina was built without OpenCL");
+        goto done;
+#endif
+    }
+    if (any_cpu) {
+        const lm_backend_share share = {.layers = cpu_run, .no_head = plan->head_on_device};
+        if (!(s->cpu = lm_backend_cpu_new(m, s->n_ctx, s->n_batch, &share)))
+            goto done;
+    }
+    for (int il = 0; il < plan->n_layer; il++)
+        s->run_by[il] = lm_place_on_device(plan->place[il]) ? s->device : s->cpu;
+    s->head = plan->head_on_device ? s->device : s->cpu;
+    rc = 0;
+done:
+    free(cpu_run);
+    free(dev_run);
+    return rc;
+}
+
+lm_session *lm_session_new_planned(const lm_model *m, int n_ctx, int n_batch, lm_plan *plan,
+                                   const char *device_spec, bool fallback)
+{
+    lm_session *s = session_alloc(m, n_ctx, n_batch);
+    if (!s) {
+        lm_plan_free(plan);
+        return NULL;
+    }
+    s->plan = *plan;
+    memset(plan, 0, sizeof *plan);
+    if (make_planned_backends(s, device_spec) != 0 || stream_planned(s) != 0) {
+        lm_session_free(s);
+        return NULL;
+    }
+    s->cpu_fallback = fallback && s->device;
+    return s;
 }
 
 uint64_t lm_session_streamed_bytes(const lm_session *s)
@@ -156,7 +278,10 @@ void lm_session_rewind(lm_session *s, int pos)
 {
     if (pos < s->n_past) {
         s->n_past = pos < 0 ? 0 : pos;
-        s->backend->ops->truncate(s->backend, s->n_past);
+        if (s->cpu)
+            s->cpu->ops->truncate(s->cpu, s->n_past);
+        if (s->device)
+            s->device->ops->truncate(s->device, s->n_past);
     }
 }
 
@@ -195,10 +320,10 @@ static int reserve_logits(lm_session *s, int rows)
 static int eval_batch(lm_session *s, const int32_t *tokens, int n, int first_out, float *logits)
 {
     const lm_model *m = s->model;
-    lm_backend *be = s->backend;
     if (embed(s, tokens, n) != 0)
         return -1;
     for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+        lm_backend *be = s->run_by[il];
         const double t0 = lm_now_seconds();
         const bool streamed = s->streamed && s->streamed[il];
         lm_layer_view view;
@@ -211,13 +336,17 @@ static int eval_batch(lm_session *s, const int32_t *tokens, int n, int first_out
             lm_streamer_release(s->streamer);
         if (rc != 0)
             return -1;
-        s->layer_seconds[il] += lm_now_seconds() - t0;
+        const double dt = lm_now_seconds() - t0;
+        s->layer_seconds[il] += dt;
+        if (streamed)
+            s->stream_seconds += dt;
     }
     s->passes++;
     s->n_past += n;
     if (first_out >= n)
         return 0;
-    return be->ops->output(be, s->x + (size_t)first_out * m->hp.n_embd, n - first_out, logits);
+    return s->head->ops->output(s->head, s->x + (size_t)first_out * m->hp.n_embd, n - first_out,
+                                logits);
 }
 
 /* --backend auto, after a device error in the middle of a run: the CPU
@@ -229,11 +358,29 @@ static int fall_back_to_cpu(lm_session *s, int past)
 {
     fprintf(stderr, "lamina: warning: %s; continuing on the CPU\n", lm_last_error());
     s->cpu_fallback = false;
-    lm_backend *cpu = lm_backend_cpu_new(s->model, s->n_ctx, s->n_batch);
+    lm_backend *cpu = lm_backend_cpu_new(s->model, s->n_ctx, s->n_batch, NULL);
     if (!cpu)
         return -1;
-    s->backend->ops->free(s->backend);
-    s->backend = cpu;
+    lm_streamer_free(s->streamer);
+    s->streamer = NULL;
+    free(s->streamed);
+    s->streamed = NULL;
+    s->device->ops->free(s->device);
+    s->device = NULL;
+    if (s->cpu)
+        s->cpu->ops->free(s->cpu);
+    s->cpu = cpu;
+    give_all_to(s, cpu);
+    /* the device's layers now run from RAM, or from disk as before */
+    for (int il = 0; s->plan.place && il < s->plan.n_layer; il++) {
+        const lm_placement p = s->plan.place[il];
+        s->plan.place[il] = p == LM_PLACE_DEVICE_DISK ? LM_PLACE_DISK
+                            : lm_place_on_device(p)   ? LM_PLACE_RAM
+                                                      : p;
+    }
+    s->plan.head_on_device = false;
+    if (s->plan.place && stream_planned(s) != 0)
+        return -1;
     /* in the same batches as before: one token and several tokens take
      * different summation orders in attention */
     s->n_past = 0;

@@ -15,7 +15,10 @@
 
 typedef struct lm_session {
     const lm_model *model;
-    lm_backend *backend;
+    lm_backend *cpu;              /* runs the CPU's layers, or NULL */
+    lm_backend *device;           /* runs the device's layers, or NULL */
+    lm_backend **run_by;          /* per layer: which of the two runs it */
+    lm_backend *head;             /* runs the output head */
     int n_ctx;
     int n_batch;
     int n_past;    /* positions already in the KV cache */
@@ -31,6 +34,7 @@ typedef struct lm_session {
     int *batch_len;               /* per position: the batch that started there, or 0 */
     bool cpu_fallback;            /* --backend auto on a device: on a device error,
                                      rebuild the cache on the CPU and go on */
+    double stream_seconds;        /* time in streamed layers (waits included) */
 } lm_session;
 
 /* A session on the CPU backend. */
@@ -43,15 +47,23 @@ lm_session *lm_session_new(const lm_model *m, int n_ctx, int n_batch);
 lm_session *lm_session_new_backend(const lm_model *m, int n_ctx, int n_batch,
                                    const char *backend, const char *device);
 
+/* A session that runs the layers where plan places them (the session takes
+ * the plan over): the CPU backend for the CPU's layers, the OpenCL backend
+ * on device_spec for the device's, the streamer for every layer whose
+ * weights come from disk or go to the device each pass.  fallback: on a
+ * device error in the middle of a run, carry on on the CPU (--backend auto).
+ * NULL with an error. */
+lm_session *lm_session_new_planned(const lm_model *m, int n_ctx, int n_batch, lm_plan *plan,
+                                   const char *device_spec, bool fallback);
+
+/* "cpu", "opencl", or "opencl+cpu" for a split. */
+const char *lm_session_backend_name(const lm_session *s);
+
 /* From now on the given layers (ascending) are read from the model file
  * into staging buffers each pass instead of from the file mapping (see
  * streamer.h); 0 or -1 with an error. */
 int lm_session_stream_layers(lm_session *s, const int *layers, int n, bool prefetch,
                              bool drop_cache);
-
-/* Follows plan (the session takes it over and frees it): its layers placed
- * on disk are streamed, with or without prefetch as it says.  0 or -1. */
-int lm_session_follow_plan(lm_session *s, lm_plan *plan);
 
 /* Weight bytes read through the streamer per pass (0: nothing streamed). */
 uint64_t lm_session_streamed_bytes(const lm_session *s);

@@ -30,9 +30,10 @@ typedef struct {
 
 struct lm_streamer {
     const lm_model *m;
-    int *layers;
+    lm_stream_layer *layers;
     int n_layers;
-    bool prefetch, drop_cache;
+    bool prefetch;
+    lm_backend *device;   /* staging memory is the device's, not ours */
     uint64_t buf_bytes;
     stage_buf buf[N_BUFFERS];
 
@@ -106,10 +107,13 @@ static int read_fully(int fd, uint8_t *dst, uint64_t len, uint64_t off, const ch
 }
 
 /* Reads all of layer il's tensors into data; 0, or -1 with msg filled. */
-static int read_layer(const lm_streamer *st, int il, uint8_t *data, lm_layer_view *view,
-                      char *msg, size_t msg_len, uint64_t *bytes)
+static int read_layer(const lm_streamer *st, const lm_stream_layer *sl, uint8_t *data,
+                      lm_layer_view *view, char *msg, size_t msg_len, uint64_t *bytes)
 {
     const lm_model *m = st->m;
+    const int il = sl->layer;
+    const bool drop_cache = sl->from_disk;
+    view->device_slot = -1;
     const int fd = lm_gguf_fd(m->gguf);
     const char *path = lm_gguf_path(m->gguf);
     if (span_is_compact(m, il)) {
@@ -117,7 +121,7 @@ static int read_layer(const lm_streamer *st, int il, uint8_t *data, lm_layer_vie
         layer_span(m, il, &start, &end);
         if (read_fully(fd, data, end - start, start, path, "the tensors", il, msg, msg_len) != 0)
             return -1;
-        if (st->drop_cache)
+        if (drop_cache)
             posix_fadvise(fd, (off_t)start, (off_t)(end - start), POSIX_FADV_DONTNEED);
         for (int w = 0; w < LM_W_PER_LAYER; w++) {
             const lm_gguf_tensor *t = m->layers[il].t[w];
@@ -139,12 +143,35 @@ static int read_layer(const lm_streamer *st, int il, uint8_t *data, lm_layer_vie
         if (read_fully(fd, data + off, t->nbytes, t->file_offset, path, what, il, msg,
                        msg_len) != 0)
             return -1;
-        if (st->drop_cache)
+        if (drop_cache)
             posix_fadvise(fd, (off_t)t->file_offset, (off_t)t->nbytes, POSIX_FADV_DONTNEED);
         view->data[w] = data + off;
         off += t->nbytes;
         *bytes += t->nbytes;
     }
+    return 0;
+}
+
+/* Stages layer sl into buffer i (and, for a device's layer, on into the
+ * device's slot i), accounting the time; 0, or -1 with b->error filled. */
+static int stage(lm_streamer *st, const lm_stream_layer *sl, int i, stage_buf *b,
+                 lm_streamer_stats *stats)
+{
+    uint64_t bytes = 0;
+    const double t0 = lm_now_seconds();
+    int rc = read_layer(st, sl, b->data, &b->view, b->error, sizeof b->error, &bytes);
+    const double t1 = lm_now_seconds();
+    stats->bytes_read += bytes;
+    stats->read_seconds += t1 - t0;
+    if (rc != 0 || !sl->to_device)
+        return rc;
+    if (st->device->ops->upload_staged(st->device, i, sl->layer, &b->view) != 0) {
+        snprintf(b->error, sizeof b->error, "%s", lm_last_error());
+        return -1;
+    }
+    b->view.device_slot = i;
+    stats->bytes_uploaded += st->m->layers[sl->layer].nbytes;
+    stats->upload_seconds += lm_now_seconds() - t1;
     return 0;
 }
 
@@ -159,21 +186,20 @@ static void *io_thread(void *arg)
         if (st->stop)
             break;
         const int64_t seq = st->next_fill++;
-        const int il = st->layers[seq % st->n_layers];
         b->state = BUF_FILLING;
         pthread_mutex_unlock(&st->mu);
 
-        uint64_t bytes = 0;
-        const double t0 = lm_now_seconds();
-        const int rc = read_layer(st, il, b->data, &b->view, b->error, sizeof b->error, &bytes);
-        const double dt = lm_now_seconds() - t0;
+        lm_streamer_stats got = {0};
+        const int rc = stage(st, &st->layers[seq % st->n_layers], (int)(seq % N_BUFFERS), b, &got);
 
         pthread_mutex_lock(&st->mu);
         b->failed = rc != 0;
         b->seq = seq;
         b->state = BUF_FULL;
-        st->stats.bytes_read += bytes;
-        st->stats.read_seconds += dt;
+        st->stats.bytes_read += got.bytes_read;
+        st->stats.read_seconds += got.read_seconds;
+        st->stats.bytes_uploaded += got.bytes_uploaded;
+        st->stats.upload_seconds += got.upload_seconds;
         pthread_cond_broadcast(&st->cv);
     }
     pthread_mutex_unlock(&st->mu);
@@ -211,8 +237,8 @@ static int start_at(lm_streamer *st, int pos)
     return 0;
 }
 
-lm_streamer *lm_streamer_new(const lm_model *m, const int *layers, int n_layers, bool prefetch,
-                             bool drop_cache)
+lm_streamer *lm_streamer_new(const lm_model *m, const lm_stream_layer *layers, int n_layers,
+                             bool prefetch, lm_backend *device)
 {
     lm_streamer *st = calloc(1, sizeof *st);
     if (!st || n_layers < 1) {
@@ -223,21 +249,35 @@ lm_streamer *lm_streamer_new(const lm_model *m, const int *layers, int n_layers,
     st->m = m;
     st->n_layers = n_layers;
     st->prefetch = prefetch;
-    st->drop_cache = drop_cache;
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cv, NULL);
     st->layers = malloc((size_t)n_layers * sizeof *st->layers);
     if (!st->layers)
         goto oom;
     memcpy(st->layers, layers, (size_t)n_layers * sizeof *layers);
+    bool any_device = false;
     for (int i = 0; i < n_layers; i++) {
-        uint64_t b = lm_streamer_layer_bytes(m, layers[i]);
+        uint64_t b = lm_streamer_layer_bytes(m, layers[i].layer);
         if (b > st->buf_bytes)
             st->buf_bytes = b;
+        any_device |= layers[i].to_device;
     }
-    for (int i = 0; i < (prefetch ? N_BUFFERS : 1); i++)
-        if (posix_memalign((void **)&st->buf[i].data, 4096, st->buf_bytes) != 0)
+    if (any_device && (!device || !device->ops->staging_map)) {
+        lm_set_error("internal: layers for a device, but no device backend to stream to");
+        lm_streamer_free(st);
+        return NULL;
+    }
+    st->device = any_device ? device : NULL;
+    for (int i = 0; i < (prefetch ? N_BUFFERS : 1); i++) {
+        if (st->device) {
+            if (!(st->buf[i].data = st->device->ops->staging_map(st->device, i, st->buf_bytes))) {
+                lm_streamer_free(st);
+                return NULL;
+            }
+        } else if (posix_memalign((void **)&st->buf[i].data, 4096, st->buf_bytes) != 0) {
             goto oom;
+        }
+    }
     if (start_at(st, 0) != 0) {
         lm_streamer_free(st);
         return NULL;
@@ -255,7 +295,7 @@ void lm_streamer_free(lm_streamer *st)
     if (!st)
         return;
     stop_thread(st);
-    for (int i = 0; i < N_BUFFERS; i++)
+    for (int i = 0; i < N_BUFFERS && !st->device; i++)
         free(st->buf[i].data);
     free(st->layers);
     pthread_mutex_destroy(&st->mu);
@@ -266,22 +306,18 @@ void lm_streamer_free(lm_streamer *st)
 static int position_of(const lm_streamer *st, int il)
 {
     for (int i = 0; i < st->n_layers; i++)
-        if (st->layers[i] == il)
+        if (st->layers[i].layer == il)
             return i;
     return -1;
 }
 
-/* Without prefetch: read now, on this thread, into the one buffer. */
-static int acquire_now(lm_streamer *st, int il, lm_layer_view *view)
+/* Without prefetch: read (and upload) now, on this thread, into the one buffer. */
+static int acquire_now(lm_streamer *st, int pos, lm_layer_view *view)
 {
     stage_buf *b = &st->buf[0];
-    uint64_t bytes = 0;
     const double t0 = lm_now_seconds();
-    int rc = read_layer(st, il, b->data, &b->view, b->error, sizeof b->error, &bytes);
-    const double dt = lm_now_seconds() - t0;
-    st->stats.bytes_read += bytes;
-    st->stats.read_seconds += dt;
-    st->stats.wait_seconds += dt;
+    int rc = stage(st, &st->layers[pos], 0, b, &st->stats);
+    st->stats.wait_seconds += lm_now_seconds() - t0;
     if (rc != 0) {
         lm_set_error("%s", b->error);
         return -1;
@@ -298,8 +334,8 @@ int lm_streamer_acquire(lm_streamer *st, int il, lm_layer_view *view)
         return -1;
     }
     if (!st->prefetch)
-        return acquire_now(st, il, view);
-    if (st->broken || st->layers[st->next_use % st->n_layers] != il) {
+        return acquire_now(st, pos, view);
+    if (st->broken || st->layers[st->next_use % st->n_layers].layer != il) {
         if (start_at(st, pos) != 0)
             return -1;
     }

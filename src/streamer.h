@@ -8,28 +8,45 @@
  * Without prefetch the read happens in lm_streamer_acquire, on the caller's
  * thread, so I/O and compute add up (the --no-prefetch comparison).
  * Errors on the I/O thread (a short read, a vanished file) come back from
- * lm_streamer_acquire as a one-line error. */
+ * lm_streamer_acquire as a one-line error.
+ *
+ * A layer a device runs goes one step further on the I/O thread: from the
+ * staging buffer (then pinned memory the device backend provides) into the
+ * device's slot of the same number, so that disk read, host-to-device copy
+ * and compute of successive layers overlap.  Its layers come either from
+ * the disk (pread, then the pages dropped) or from RAM (pread of pages the
+ * page cache keeps: a memory copy). */
 #ifndef LM_STREAMER_H
 #define LM_STREAMER_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "backend.h"
 #include "model.h"
 
 typedef struct lm_streamer lm_streamer;
 
 typedef struct {
     uint64_t bytes_read;
-    double read_seconds;  /* time the reads took (on whichever thread) */
-    double wait_seconds;  /* time the compute thread waited for a layer */
+    double read_seconds;   /* time the reads took (on whichever thread) */
+    double wait_seconds;   /* time the compute thread waited for a layer */
+    uint64_t bytes_uploaded;
+    double upload_seconds; /* time the copies to the device took */
 } lm_streamer_stats;
 
-/* Streams layers[0..n_layers) (ascending) of m.  drop_cache: tell the kernel
- * to forget the pages just read, so every pass really comes from the disk
- * and the page cache does not grow with the model. */
-lm_streamer *lm_streamer_new(const lm_model *m, const int *layers, int n_layers, bool prefetch,
-                             bool drop_cache);
+typedef struct {
+    int layer;
+    bool from_disk; /* drop the pages after reading, so every pass reads the disk
+                       and the page cache does not grow with the model */
+    bool to_device; /* the device backend runs it: upload after staging */
+} lm_stream_layer;
+
+/* Streams layers[0..n_layers) (ascending layer numbers) of m.  device: the
+ * backend the to_device layers go to (it provides the staging memory), or
+ * NULL when none does; it must outlive the streamer. */
+lm_streamer *lm_streamer_new(const lm_model *m, const lm_stream_layer *layers, int n_layers,
+                             bool prefetch, lm_backend *device);
 void lm_streamer_free(lm_streamer *st);
 
 /* Waits until layer il is staged and points view at it.  il must be the

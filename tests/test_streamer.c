@@ -110,7 +110,7 @@ static void plan_respects_the_budget(void **state)
     lm_plan_request req = {.n_ctx = 32, .n_batch = 4, .prefetch = true, .force_ram_layers = -1,
                            .n_prompt = 1, .ram_budget = (uint64_t)1 << 30};
     lm_plan plan;
-    assert_int_equal(lm_plan_make(m, &req, &probes, &plan), 0);
+    assert_int_equal(lm_plan_make(m, &req, &probes, NULL, &plan), 0);
     for (int il = 0; il < N_LAYER; il++)
         assert_int_equal(plan.place[il], LM_PLACE_RAM);
     assert_true(plan.tokens_per_s > 0);
@@ -120,17 +120,100 @@ static void plan_respects_the_budget(void **state)
     const uint64_t fixed_and_staging = plan.ram_total - plan.ram_weights +
                                        2 * lm_streamer_layer_bytes(m, 0);
     req.ram_budget = fixed_and_staging + m->layers[0].nbytes;
-    assert_int_equal(lm_plan_make(m, &req, &probes, &plan), 0);
+    assert_int_equal(lm_plan_make(m, &req, &probes, NULL, &plan), 0);
     assert_int_equal(plan.place[0], LM_PLACE_RAM);
     for (int il = 1; il < N_LAYER; il++)
         assert_int_equal(plan.place[il], LM_PLACE_DISK);
     assert_true(plan.ram_total <= req.ram_budget);
-    int layers[N_LAYER];
-    assert_int_equal(lm_plan_streamed_layers(&plan, layers), N_LAYER - 1);
     lm_plan_free(&plan);
 
     req.ram_budget = 1 << 20;
-    assert_int_equal(lm_plan_make(m, &req, &probes, &plan), -1);
+    assert_int_equal(lm_plan_make(m, &req, &probes, NULL, &plan), -1);
+    assert_non_null(strstr(lm_last_error(), "at least"));
+    lm_model_free(m);
+}
+
+/* Device probes for a made-up device: `speedup` times the CPU's speed on
+ * a layer, copies at copy_bw. */
+static lm_device_probes fake_device(const lm_model *m, const lm_probes *p, double speedup,
+                                    double copy_bw)
+{
+    lm_device_probes d = {.memory = (uint64_t)8 << 30, .h2d_bw = copy_bw, .stage_bw = copy_bw};
+    d.layer_bytes = m->layers[0].nbytes;
+    d.layer_ms = (double)m->layers[0].nbytes / p->cpu_decode_bw[LM_TYPE_Q4_1] * 1e3 / speedup;
+    d.layer_prompt_ms = d.layer_ms / 4;
+    d.head_ms = (double)m->output->nbytes / p->cpu_decode_bw[m->output->type] * 1e3 / speedup;
+    return d;
+}
+
+static int count_place(const lm_plan *plan, lm_placement p)
+{
+    int n = 0;
+    for (int il = 0; il < plan->n_layer; il++)
+        n += plan->place[il] == p;
+    return n;
+}
+
+static void plan_splits_between_cpu_and_device(void **state)
+{
+    (void)state;
+    lm_model *m = lm_model_load(path);
+    assert_non_null(m);
+    lm_probes probes = {.ram_bw = 1e10, .disk_bw = 1e9};
+    for (int t = 0; t < LM_TYPE_COUNT; t++)
+        probes.cpu_decode_bw[t] = 1e10, probes.cpu_prompt_bw[t] = 4e10;
+    lm_plan_request req = {.n_ctx = 32, .n_batch = 4, .prefetch = true, .force_ram_layers = -1,
+                           .n_prompt = 1, .ram_budget = (uint64_t)1 << 30, .gpu_layers = -1,
+                           .use = LM_USE_AUTO};
+    lm_plan plan;
+
+    /* a device slower than the CPU (PoCL, say): auto keeps everything on the CPU */
+    lm_device_probes slow = fake_device(m, &probes, 0.3, 1e10);
+    assert_int_equal(lm_plan_make(m, &req, &probes, &slow, &plan), 0);
+    assert_int_equal(count_place(&plan, LM_PLACE_RAM), N_LAYER);
+    assert_false(plan.head_on_device);
+    assert_true(plan.device_total == 0);
+    lm_plan_free(&plan);
+
+    /* a fast device with room for everything: all resident, the head too */
+    lm_device_probes fast = fake_device(m, &probes, 10, 1e10);
+    assert_int_equal(lm_plan_make(m, &req, &probes, &fast, &plan), 0);
+    assert_int_equal(count_place(&plan, LM_PLACE_DEVICE), N_LAYER);
+    assert_true(plan.head_on_device);
+    const uint64_t all_resident = plan.device_total;
+    lm_plan_free(&plan);
+
+    /* a VRAM budget one layer short: the last layer is streamed to the device */
+    req.use = LM_USE_DEVICE;
+    req.vram_budget = all_resident - 1;
+    assert_int_equal(lm_plan_make(m, &req, &probes, &fast, &plan), 0);
+    assert_true(plan.device_total <= req.vram_budget);
+    assert_int_equal(count_place(&plan, LM_PLACE_DEVICE_RAM) + count_place(&plan, LM_PLACE_DEVICE),
+                     N_LAYER);
+    assert_true(count_place(&plan, LM_PLACE_DEVICE_RAM) >= 1);
+    assert_int_equal(plan.place[0], LM_PLACE_DEVICE);
+    assert_true(plan.copy_ms > 0);
+    lm_plan_free(&plan);
+
+    /* --gpu-layers 1: the last layer on the device, the others on the CPU */
+    req.vram_budget = 0;
+    req.gpu_layers = 1;
+    assert_int_equal(lm_plan_make(m, &req, &probes, &fast, &plan), 0);
+    assert_int_equal(plan.place[N_LAYER - 1], LM_PLACE_DEVICE);
+    assert_int_equal(count_place(&plan, LM_PLACE_RAM), N_LAYER - 1);
+    assert_false(plan.head_on_device);
+    lm_plan_free(&plan);
+
+    /* ... and too many of them is an error */
+    req.gpu_layers = N_LAYER + 1;
+    assert_int_equal(lm_plan_make(m, &req, &probes, &fast, &plan), -1);
+    assert_non_null(strstr(lm_last_error(), "--gpu-layers"));
+
+    /* a VRAM budget that cannot hold the slots says the minimum */
+    req.gpu_layers = -1;
+    req.vram_budget = 4096;
+    assert_int_equal(lm_plan_make(m, &req, &probes, &fast, &plan), -1);
+    assert_non_null(strstr(lm_last_error(), "VRAM budget"));
     assert_non_null(strstr(lm_last_error(), "at least"));
     lm_model_free(m);
 }
@@ -158,6 +241,7 @@ int main(void)
         cmocka_unit_test(streamed_equals_mapped),
         cmocka_unit_test(truncated_file_is_an_error),
         cmocka_unit_test(plan_respects_the_budget),
+        cmocka_unit_test(plan_splits_between_cpu_and_device),
         cmocka_unit_test(sizes_parse),
     };
     return cmocka_run_group_tests(tests, write_model, remove_model);
