@@ -18,7 +18,8 @@ if ! "$LAMINA" run -m "$model" -p "Hi" -n 1 --temp 0 --ids -q -t 2 --backend ope
     exit 77
 fi
 tmp_err=$(mktemp) || exit 1
-trap 'rm -f "$tmp_err"' EXIT
+tmp_dir=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp_err" "$tmp_dir"' EXIT
 
 # greedy: the first 32 generated tokens equal the CPU path's
 i=0
@@ -31,13 +32,71 @@ while IFS= read -r line; do
         bad "greedy prompt $i on OpenCL: got '$got', CPU '$want'"; fi
 done <"$FIXTURES/prompts.txt"
 
+# the same tokens whatever the plan: layers streamed to the device each pass
+# (a VRAM budget that holds a third of them), split between the CPU and the
+# device, and with RAM budgets below what the layers take, so that some
+# come from the disk on both sides; with and without prefetch
+for plan in "--backend opencl -c 256 -b 32 --vram 40M" \
+            "--gpu-layers 12" \
+            "--gpu-layers 20 -c 256 -b 32 --ram 105M" \
+            "--backend opencl -c 256 -b 32 --vram 30M --ram 130M" \
+            "--gpu-layers 15 -c 256 -b 32 --vram 20M --ram 140M --no-prefetch"; do
+    i=0
+    while IFS= read -r line && [ $i -lt 2 ]; do
+        i=$((i + 1))
+        want=$(sed -n "${i}p" "$FIXTURES/greedy-smollm2.ids")
+        prompt=$(unescape "$line"); prompt=${prompt%x}
+        # shellcheck disable=SC2086
+        got=$("$LAMINA" run -m "$model" -p "$prompt" -n 32 --temp 0 --ids -t 2 $plan \
+              2>"$tmp_err")
+        if [ "$got" = "$want" ]; then ok; else
+            bad "greedy prompt $i with $plan: got '$got', CPU '$want' ($(cat "$tmp_err"))"; fi
+    done <"$FIXTURES/prompts.txt"
+    case "$plan" in
+    *--vram*) grep -q "streamed from RAM" "$tmp_err" && ok || bad "$plan streams nothing: $(cat "$tmp_err")" ;;
+    esac
+    case "$plan" in
+    *--ram*) grep -q "[1-9][0-9]* from disk\|[1-9][0-9]* streamed from disk" "$tmp_err" && ok ||
+             bad "$plan reads nothing from disk: $(cat "$tmp_err")" ;;
+    esac
+done
+
+# a model several times larger than the VRAM budget: streamed to the device,
+# its peak device memory inside the budget, the same tokens as the CPU's;
+# with a RAM budget below the model's size too, part of it from the disk
+"$LAMINA" synth -o "$tmp_dir/big.gguf" --shape 1b --layers 8 --type Q4_0 --tokenizer-from "$model" \
+    -q >/dev/null 2>"$tmp_err" || bad "synth: $(cat "$tmp_err")"
+vram=$((96 * 1024 * 1024))
+size=$(wc -c <"$tmp_dir/big.gguf")
+[ "$size" -gt $((3 * vram)) ] && ok || bad "the streamed model ($size bytes) is not 3x the VRAM budget"
+want=$("$LAMINA" run -m "$tmp_dir/big.gguf" -p "ab ab" -n 6 --temp 0 --ids -q -c 64 -b 8 -t 2)
+got=$("$LAMINA" run -m "$tmp_dir/big.gguf" -p "ab ab" -n 6 --temp 0 --ids -c 64 -b 8 -t 2 \
+      --backend opencl --vram 96M --ram 250M 2>"$tmp_err")
+[ -n "$want" ] && [ "$got" = "$want" ] && ok ||
+    bad "streamed to the device: got '$got', CPU '$want' ($(cat "$tmp_err"))"
+grep -q "streamed from RAM, [1-9][0-9]* from disk" "$tmp_err" && ok ||
+    bad "nothing streamed from disk to the device: $(cat "$tmp_err")"
+"$LAMINA" bench -m "$tmp_dir/big.gguf" -p 4 -n 4 -r 1 -c 64 -b 8 -t 2 --backend opencl \
+    --vram 96M --json >"$tmp_dir/bench.json" 2>"$tmp_err" || bad "bench: $(cat "$tmp_err")"
+peak=$(sed 's/.*"device_peak_bytes": \([0-9]*\).*/\1/' "$tmp_dir/bench.json")
+[ "${peak:-0}" -gt 0 ] && [ "$peak" -le "$vram" ] && ok ||
+    bad "peak device memory ${peak:-?} is not inside the VRAM budget $vram"
+expect_budget_error() {
+    if "$LAMINA" run -q -m "$tmp_dir/big.gguf" -p ab -n 1 -t 2 "$@" >/dev/null 2>"$tmp_err"; then
+        bad "$* ran"
+    elif [ "$(wc -l <"$tmp_err")" -eq 1 ] && grep -q "VRAM budget.*at least" "$tmp_err"; then ok
+    else bad "$*: $(cat "$tmp_err")"; fi
+}
+expect_budget_error --backend opencl --vram 8M
+expect_budget_error --gpu-layers 8 -c 64 --vram 1M
+
 # a device lost in the middle of decoding (simulated): --backend auto warns,
 # rebuilds the cache on the CPU and gives the same tokens; --backend opencl
 # stops with the OpenCL call and error code
 prompt=$(unescape "$(head -n 1 "$FIXTURES/prompts.txt")"); prompt=${prompt%x}
 want=$(head -n 1 "$FIXTURES/greedy-smollm2.ids")
 got=$(LAMINA_CL_FAIL_AFTER=100 "$LAMINA" run -m "$model" -p "$prompt" -n 32 --temp 0 --ids -q \
-      -t 2 --backend auto 2>"$tmp_err")
+      -t 2 --backend auto --gpu-layers 30 2>"$tmp_err")
 if [ "$got" = "$want" ] && grep -q "CL_DEVICE_NOT_AVAILABLE.*continuing on the CPU" "$tmp_err"; then
     ok; else bad "auto fallback: got '$got' ($(cat "$tmp_err"))"; fi
 if LAMINA_CL_FAIL_AFTER=100 "$LAMINA" run -m "$model" -p "$prompt" -n 32 --temp 0 -q -t 2 \
