@@ -592,6 +592,13 @@ double lm_backend_opencl_h2d_bandwidth(lm_backend *b, uint64_t bytes)
     return best;
 }
 
+bool lm_backend_opencl_is_cpu(lm_backend *b)
+{
+    cl_device_type type = 0;
+    clGetDeviceInfo(((cl_backend *)b)->device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
+    return (type & CL_DEVICE_TYPE_CPU) != 0;
+}
+
 uint64_t lm_backend_opencl_memory(lm_backend *b, char *label, size_t label_size)
 {
     cl_backend *cb = (cl_backend *)b;

@@ -153,6 +153,7 @@ static int measure(const lm_model *m, const char *spec, bool reprobe, lm_device_
     if (!(b = lm_backend_opencl_new(m, PROBE_CTX, PROBE_BATCH, spec, &share)))
         goto done;
     d->memory = lm_backend_opencl_memory(b, d->label, sizeof d->label);
+    d->is_cpu = lm_backend_opencl_is_cpu(b);
     char key[512];
     cache_key(m, d->label, key, sizeof key);
     if (!reprobe && cache_load(key, d)) {
@@ -165,16 +166,18 @@ static int measure(const lm_model *m, const char *spec, bool reprobe, lm_device_
     d->layer_bytes = m->layers[0].nbytes;
     d->h2d_bw = lm_backend_opencl_h2d_bandwidth(b, COPY_PROBE_BYTES);
     d->stage_bw = stage_bandwidth(m);
-    /* the first run of each kernel pays for its setup: one run untimed */
-    if (time_layer(b, x, 1, 1) < 0 || (d->layer_ms = time_layer(b, x, 1, 5)) < 0 ||
+    /* the first runs of each kernel pay for its setup (PoCL compiles a
+     * kernel for each new launch shape): two runs untimed, then the best
+     * of ten (a layer takes well under a millisecond to a few tens) */
+    if (time_layer(b, x, 1, 2) < 0 || (d->layer_ms = time_layer(b, x, 1, 10)) < 0 ||
         time_layer(b, x, PROBE_BATCH, 1) < 0)
         goto done;
-    double batch_ms = time_layer(b, x, PROBE_BATCH, 2);
+    double batch_ms = time_layer(b, x, PROBE_BATCH, 3);
     if (batch_ms < 0)
         goto done;
     d->layer_prompt_ms = batch_ms / PROBE_BATCH;
     double best = -1;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 6; i++) {
         const double t0 = lm_now_seconds();
         if (b->ops->output(b, x, 1, logits) != 0)
             goto done;

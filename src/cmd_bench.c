@@ -13,7 +13,16 @@
 
 typedef struct {
     double prompt_tps, decode_tps;
+    /* decoding, per token, in ms: the streamer's I/O thread (reads, copies to
+     * the device) and the compute thread's work (its time less its waits) */
+    double read_ms, copy_ms, compute_ms, token_ms;
 } bench_result;
+
+static lm_streamer_stats streamer_stats(const lm_session *s)
+{
+    lm_streamer_stats none = {0};
+    return s->streamer ? lm_streamer_get_stats(s->streamer) : none;
+}
 
 /* One repetition: a fresh cache, the prompt in one pass, then n_gen tokens
  * one at a time (the same token ids as llamacpp-ref.py's bench). */
@@ -32,14 +41,21 @@ static int bench_once(lm_session *s, const lm_model *m, int n_prompt, int n_gen,
     lm_session_rewind(s, 0);
     double t0 = lm_now_seconds();
     int rc = lm_session_eval(s, prompt, n_prompt, false, NULL);
+    const lm_streamer_stats before = streamer_stats(s);
     double t1 = lm_now_seconds();
     int32_t t = 1000 % (int32_t)m->hp.n_vocab;
     for (int i = 0; rc == 0 && i < n_gen; i++)
         rc = lm_session_eval(s, &t, 1, false, NULL);
     double t2 = lm_now_seconds();
+    const lm_streamer_stats after = streamer_stats(s);
     free(prompt);
     r->prompt_tps = n_prompt / (t1 - t0);
     r->decode_tps = n_gen > 0 ? n_gen / (t2 - t1) : 0.0;
+    const double per = n_gen > 0 ? 1e3 / n_gen : 0.0;
+    r->token_ms = (t2 - t1) * per;
+    r->read_ms = (after.read_seconds - before.read_seconds) * per;
+    r->copy_ms = (after.upload_seconds - before.upload_seconds) * per;
+    r->compute_ms = r->token_ms - (after.wait_seconds - before.wait_seconds) * per;
     return rc;
 }
 
@@ -65,7 +81,7 @@ int lm_cmd_bench(int argc, char **argv)
         lm_model_free(m);
         return lm_cli_fail();
     }
-    bench_result best = {0, 0};
+    bench_result best = {0};
     for (int r = 0; r < o.repetitions; r++) {
         bench_result cur;
         if (bench_once(s, m, n_prompt, n_gen, &cur) != 0) {
@@ -75,8 +91,11 @@ int lm_cmd_bench(int argc, char **argv)
         }
         if (cur.prompt_tps > best.prompt_tps)
             best.prompt_tps = cur.prompt_tps;
-        if (cur.decode_tps > best.decode_tps)
-            best.decode_tps = cur.decode_tps;
+        if (cur.decode_tps > best.decode_tps) {
+            const double prompt_tps = best.prompt_tps;
+            best = cur; /* the overlap figures of the fastest decode */
+            best.prompt_tps = prompt_tps;
+        }
     }
     const double rss = (double)lm_peak_rss_bytes(); /* before the RAM probe's buffer */
     const double ram_bw = lm_ram_read_bandwidth();
@@ -87,7 +106,8 @@ int lm_cmd_bench(int argc, char **argv)
     const char *backend = lm_session_backend_name(s);
     const double dev_peak = (double)lm_session_device_peak(s);
     const lm_plan *plan = s->plan.place ? &s->plan : NULL;
-    const uint64_t streamed = lm_session_streamed_bytes(s);
+    const uint64_t streamed = lm_session_disk_bytes(s);
+    const uint64_t to_device = lm_session_device_streamed_bytes(s);
     const double disk_rate = best.decode_tps * (double)streamed;
     const double disk_bw = plan ? plan->probes.disk_bw : 0.0;
     const double predicted = plan ? plan->tokens_per_s : 0.0;
@@ -100,10 +120,14 @@ int lm_cmd_bench(int argc, char **argv)
                "\"ram_bandwidth_bytes_per_s\": %.0f, \"decode_share_of_ram_bandwidth\": %.4f, "
                "\"device_peak_bytes\": %.0f, \"streamed_bytes_per_token\": %llu, "
                "\"disk_read_bytes_per_s\": %.0f, \"disk_bandwidth_bytes_per_s\": %.0f, "
-               "\"predicted_decode_tokens_per_s\": %.3f, \"peak_rss_bytes\": %.0f}\n",
+               "\"predicted_decode_tokens_per_s\": %.3f, \"peak_rss_bytes\": %.0f, "
+               "\"decode_ms_per_token\": %.3f, \"decode_compute_ms_per_token\": %.3f, "
+               "\"decode_read_ms_per_token\": %.3f, \"decode_copy_ms_per_token\": %.3f, "
+               "\"streamed_to_device_bytes_per_token\": %llu}\n",
                backend, threads, n_prompt, n_gen, best.prompt_tps, best.decode_tps,
                bytes_per_token, weight_bw, ram_bw, share / 100.0, dev_peak,
-               (unsigned long long)streamed, disk_rate, disk_bw, predicted, rss);
+               (unsigned long long)streamed, disk_rate, disk_bw, predicted, rss, best.token_ms,
+               best.compute_ms, best.read_ms, best.copy_ms, (unsigned long long)to_device);
     } else {
         printf("backend %s, %d threads, best of %d\n", backend, threads, o.repetitions);
         printf("prompt: %d tokens: %.2f tokens/s\n", n_prompt, best.prompt_tps);
@@ -116,13 +140,24 @@ int lm_cmd_bench(int argc, char **argv)
                    "measured uncached disk bandwidth (%.2f GB/s)\n",
                    (double)streamed / (1024.0 * 1024.0), disk_rate / 1e9,
                    disk_bw > 0 ? 100.0 * disk_rate / disk_bw : 0.0, disk_bw / 1e9);
+        if (to_device)
+            printf("decode copies %.2f MiB per token to the device: %.2f GB/s, the probe's "
+                   "host->device rate %.2f GB/s\n",
+                   (double)to_device / (1024.0 * 1024.0),
+                   best.copy_ms > 0 ? (double)to_device / (best.copy_ms * 1e-3) / 1e9 : 0.0,
+                   plan && plan->has_device ? plan->dev.h2d_bw / 1e9 : 0.0);
         if (s->streamer) {
-            /* over every pass of the runs: reads against the compute
-             * thread's waits show how much of the reading was hidden */
-            const lm_streamer_stats ss = lm_streamer_get_stats(s->streamer);
-            printf("streamer: %.2f s reading, the compute thread waited %.2f s of it%s\n",
-                   ss.read_seconds, ss.wait_seconds,
-                   o.no_prefetch ? " (--no-prefetch: all of it)" : "");
+            /* the I/O thread's time against the compute thread's: with
+             * prefetch a token takes the longer of the two, without the sum */
+            const double io = best.read_ms + best.copy_ms;
+            const double longer = io > best.compute_ms ? io : best.compute_ms;
+            printf("overlap (decode, per token): %.2f ms; I/O thread %.2f ms (reads %.2f, copies "
+                   "to the device %.2f), compute %.2f ms; time / max(I/O, compute) = %.2f, "
+                   "time / (I/O + compute) = %.2f%s\n",
+                   best.token_ms, io, best.read_ms, best.copy_ms, best.compute_ms,
+                   longer > 0 ? best.token_ms / longer : 0.0,
+                   io + best.compute_ms > 0 ? best.token_ms / (io + best.compute_ms) : 0.0,
+                   o.no_prefetch ? " (--no-prefetch)" : "");
         }
         if (predicted > 0)
             printf("the plan predicted %.2f tokens/s decode: measured/predicted = %.2f\n",

@@ -108,12 +108,20 @@ static layer_cost cost_of(const lm_plan *plan, const lm_model *m, int il, int n_
 }
 
 /* The I/O thread reads and copies a layer while the one before computes:
- * with prefetch a layer costs the longer of the two, without their sum. */
+ * with prefetch a layer costs the longer of the two, without their sum.  A
+ * device made of the host's own cores (PoCL) computes with the cores that
+ * copy, so for it copies and compute add up either way (measured: 27.5 ms
+ * per token with prefetch, 27.7 without, bench/RESULTS.md); disk reads,
+ * which mostly wait, still overlap. */
 static double layer_ms(const lm_plan *plan, const lm_model *m, int il, int n_tok)
 {
     const layer_cost c = cost_of(plan, m, il, n_tok);
     const double io = c.disk + c.copy, work = c.cpu + c.device;
-    return plan->prefetch ? fmax(io, work) : io + work;
+    if (!plan->prefetch)
+        return io + work;
+    if (plan->dev.is_cpu && c.copy > 0)
+        return fmax(c.disk, c.copy + work);
+    return fmax(io, work);
 }
 
 static void fixed_costs(const lm_model *m, const lm_plan_request *req, lm_plan *plan)
@@ -488,9 +496,11 @@ void lm_plan_print(const lm_plan *plan, FILE *f)
             plan->probes.from_cache ? " (cached)" : "", plan->probes.ram_bw / 1e9,
             plan->probes.disk_bw / 1e9);
     if (plan->has_device)
-        fprintf(f, "device probes%s: %s, %.0f MiB; host->device %.2f GB/s, page cache->staging "
-                   "%.2f GB/s, layer 0 %.3f ms/token\n",
+        fprintf(f, "device probes%s: %s, %.0f MiB%s; host->device %.2f GB/s, page cache->"
+                   "staging %.2f GB/s, layer 0 %.3f ms/token\n",
                 plan->dev.from_cache ? " (cached)" : "", plan->dev.label, MIB(plan->dev.memory),
+                plan->dev.is_cpu ? " (the host's CPU cores: copies to it do not overlap its "
+                                   "compute)" : "",
                 plan->dev.h2d_bw / 1e9, plan->dev.stage_bw / 1e9, plan->dev.layer_ms);
     fprintf(f, "per token: CPU compute %.1f ms, device compute %.1f ms, disk reads %.1f ms, "
                "copies to the device %.1f ms%s\n",

@@ -38,6 +38,8 @@ typedef struct {
     double layer_prompt_ms; /* one token of a batch through layer 0 */
     double head_ms;         /* one token through the output head */
     uint64_t layer_bytes;   /* layer 0's weights (other layers scale by theirs) */
+    bool is_cpu;            /* the device computes on the host's cores (PoCL): copies
+                               to it take those same cores, so they cannot overlap */
     bool from_cache;
 } lm_device_probes;
 

@@ -265,13 +265,34 @@ lm_session *lm_session_new_planned(const lm_model *m, int n_ctx, int n_batch, lm
     return s;
 }
 
-uint64_t lm_session_streamed_bytes(const lm_session *s)
+/* Bytes per pass of the layers whose placement passes the test. */
+static uint64_t placed_bytes(const lm_session *s, bool (*test)(lm_placement))
 {
     uint64_t bytes = 0;
-    for (uint32_t il = 0; s->streamed && il < s->model->hp.n_layer; il++)
-        if (s->streamed[il])
+    for (int il = 0; s->plan.place && il < s->plan.n_layer; il++)
+        if (test(s->plan.place[il]))
             bytes += s->model->layers[il].nbytes;
     return bytes;
+}
+
+static bool from_disk(lm_placement p)
+{
+    return p == LM_PLACE_DISK || p == LM_PLACE_DEVICE_DISK;
+}
+
+static bool copied_to_device(lm_placement p)
+{
+    return p == LM_PLACE_DEVICE_RAM || p == LM_PLACE_DEVICE_DISK;
+}
+
+uint64_t lm_session_disk_bytes(const lm_session *s)
+{
+    return placed_bytes(s, from_disk);
+}
+
+uint64_t lm_session_device_streamed_bytes(const lm_session *s)
+{
+    return placed_bytes(s, copied_to_device);
 }
 
 void lm_session_rewind(lm_session *s, int pos)

@@ -65,8 +65,10 @@ const char *lm_session_backend_name(const lm_session *s);
 int lm_session_stream_layers(lm_session *s, const int *layers, int n, bool prefetch,
                              bool drop_cache);
 
-/* Weight bytes read through the streamer per pass (0: nothing streamed). */
-uint64_t lm_session_streamed_bytes(const lm_session *s);
+/* Weight bytes per pass of a planned session read from the disk, and
+ * copied to the device. */
+uint64_t lm_session_disk_bytes(const lm_session *s);
+uint64_t lm_session_device_streamed_bytes(const lm_session *s);
 
 /* Peak device memory of the session's backend in bytes; 0 on the CPU. */
 uint64_t lm_session_device_peak(const lm_session *s);
