@@ -70,10 +70,11 @@ static const struct option long_options[] = {
 };
 
 #define BACKEND_HELP                                                                  \
-    "      --backend B         cpu (the default), opencl (every layer on the device,\n" \
-    "                          resident while --vram holds them, streamed after) or\n" \
-    "                          auto (the planner puts each layer where it is\n"      \
-    "                          predicted faster; the CPU if no device works)\n"      \
+    "      --backend B         auto (the default: the planner puts each layer on the\n" \
+    "                          CPU or the OpenCL device, where it is predicted\n"     \
+    "                          faster; the CPU if no device works), cpu, or opencl\n"  \
+    "                          (every layer on the device: resident while --vram\n"  \
+    "                          holds them, streamed through it after)\n"             \
     "  -ngl, --gpu-layers N    run the last N layers on the device, the rest on the\n" \
     "                          CPU (implies --backend opencl unless auto is given)\n"  \
     "      --vram SIZE         device memory budget (default: the device's memory\n"  \
@@ -345,12 +346,14 @@ lm_model *lm_cli_load_model(const lm_cli *o)
     return m;
 }
 
-/* How --backend and --gpu-layers ask for the device to be used. */
+/* How --backend and --gpu-layers ask for the device to be used.  With
+ * neither, the planner decides (auto), and a machine without a working
+ * OpenCL device runs on the CPU without a word. */
 static int device_use(const lm_cli *o, lm_device_use *use)
 {
     const char *b = o->backend;
     if (!b)
-        *use = o->gpu_layers >= 0 ? LM_USE_DEVICE : LM_USE_CPU;
+        *use = o->gpu_layers >= 0 ? LM_USE_DEVICE : LM_USE_AUTO;
     else if (strcmp(b, "cpu") == 0)
         *use = LM_USE_CPU;
     else if (strcmp(b, "opencl") == 0)
@@ -385,8 +388,9 @@ static int plan_for(const lm_cli *o, const lm_model *m, int n_ctx, int n_batch, 
     if (use != LM_USE_CPU && lm_probe_device(m, o->device, o->reprobe, &dev) != 0) {
         if (use == LM_USE_DEVICE)
             return -1;
-        fprintf(stderr, "lamina: warning: OpenCL backend unavailable (%s); running on the CPU\n",
-                lm_last_error());
+        if (o->backend) /* asked for by name: say why it is not used */
+            fprintf(stderr, "lamina: warning: OpenCL backend unavailable (%s); running on the "
+                            "CPU\n", lm_last_error());
         return plan_for(o, m, n_ctx, n_batch, n_prompt, LM_USE_CPU, plan);
     }
     return lm_plan_make(m, &req, &probes, use != LM_USE_CPU ? &dev : NULL, plan);

@@ -23,7 +23,7 @@ typedef struct {
     const char *file;        /* -f */
     const char *stats_json;  /* --stats-json */
     const char *chat_template; /* --chat-template NAME */
-    const char *backend;     /* --backend cpu|opencl|auto (NULL: cpu, or opencl with --gpu-layers) */
+    const char *backend;     /* --backend cpu|opencl|auto (NULL: auto, or opencl with --gpu-layers) */
     const char *device;      /* --device N|NAME */
     bool profile;            /* --profile: OpenCL kernel times, ms per layer */
     uint64_t ram_budget;     /* --ram; 0: MemAvailable less a margin */

@@ -199,13 +199,13 @@ static uint64_t device_head_bytes(const lm_model *m, const lm_plan_request *req)
  * of them resident as the VRAM budget holds, the rest streamed through the
  * slots.  -1 if not even the slots fit. */
 static int place_device(const lm_model *m, const lm_plan_request *req, lm_plan *plan, int n_dev,
-                        bool head)
+                        int max_resident, bool head)
 {
     const int first = plan->n_layer - n_dev;
     const uint64_t fixed = kv_per_layer(plan) * (uint64_t)n_dev +
                            (n_dev ? plan->device_activation_bytes : 0) +
                            (head ? device_head_bytes(m, req) : 0);
-    for (int r = n_dev; r >= 0; r--) {
+    for (int r = n_dev < max_resident ? n_dev : max_resident; r >= 0; r--) {
         uint64_t resident = 0;
         for (int i = 0; i < n_dev; i++) {
             plan->place[first + i] = i < r ? LM_PLACE_DEVICE : LM_PLACE_DEVICE_RAM;
@@ -227,12 +227,15 @@ static int place_device(const lm_model *m, const lm_plan_request *req, lm_plan *
 
 /* Host side: the layers not resident on the device keep their weights in
  * RAM, the first ones first, as many as the RAM budget holds after the fixed
- * costs; the rest are read from disk.  -1 if not even the staging fits. */
+ * costs; the rest are read from disk.  -1 if not even the staging fits.
+ * Runs after place_device (it needs device_total). */
 static int place_host(const lm_model *m, const lm_plan_request *req, lm_plan *plan, int n_dev)
 {
     const int n = plan->n_layer;
+    /* a CPU-type device's memory is this RAM: it counts against both budgets */
     const uint64_t fixed = kv_per_layer(plan) * (uint64_t)(n - n_dev) + plan->activation_bytes +
-                           plan->head_bytes + LM_PLAN_RAM_OVERHEAD;
+                           plan->head_bytes + LM_PLAN_RAM_OVERHEAD +
+                           (plan->dev.is_cpu ? plan->device_total : 0);
     int keep = -1;
     uint64_t best_total = 0;
     for (int k = 0;; k++) {
@@ -322,8 +325,10 @@ static int place_split(const lm_model *m, const lm_plan_request *req, lm_plan *p
     const bool head = n_dev == n && n > 0 &&
                       (req->use == LM_USE_DEVICE ||
                        plan->dev.head_ms < compute_ms(&plan->probes, out, 1, 1));
-    if (n_dev > 0 && place_device(m, req, plan, n_dev, head) != 0 &&
-        (!head || place_device(m, req, plan, n_dev, false) != 0)) {
+    int max_resident = n_dev;
+again:
+    if (n_dev > 0 && place_device(m, req, plan, n_dev, max_resident, head) != 0 &&
+        (!head || place_device(m, req, plan, n_dev, max_resident, false) != 0)) {
         for (int il = n - n_dev; il < n; il++)
             plan->place[il] = LM_PLACE_DEVICE_RAM;
         const uint64_t need = kv_per_layer(plan) * (uint64_t)n_dev +
@@ -337,6 +342,14 @@ static int place_split(const lm_model *m, const lm_plan_request *req, lm_plan *p
         return -1;
     }
     if (place_host(m, req, plan, n_dev) != 0) {
+        /* a CPU-type device's memory is the RAM: fewer resident layers may fit */
+        int resident = 0;
+        for (int il = 0; il < n; il++)
+            resident += plan->place[il] == LM_PLACE_DEVICE;
+        if (plan->dev.is_cpu && resident > 0) {
+            max_resident = resident - 1;
+            goto again;
+        }
         /* the least that works: nothing kept in RAM */
         for (int il = 0; il < n; il++)
             if (plan->place[il] != LM_PLACE_DEVICE)
@@ -344,13 +357,18 @@ static int place_split(const lm_model *m, const lm_plan_request *req, lm_plan *p
                                                                       : LM_PLACE_DISK;
         const uint64_t kv = kv_per_layer(plan) * (uint64_t)(n - n_dev);
         const uint64_t stage = staging_bytes(plan, m);
+        const uint64_t shared = plan->dev.is_cpu ? plan->device_total : 0;
         const uint64_t need = kv + plan->activation_bytes + plan->head_bytes + stage +
-                              LM_PLAN_RAM_OVERHEAD;
+                              LM_PLAN_RAM_OVERHEAD + shared;
+        char device_part[64] = "";
+        if (shared)
+            snprintf(device_part, sizeof device_part, ", the CPU device's buffers %.0f MiB",
+                     MIB(shared));
         lm_set_error("a RAM budget of %.0f MiB cannot hold even one streamed layer with its "
                      "buffers: at least %.0f MiB is needed (KV cache %.0f MiB, output head "
-                     "%.0f MiB, staging %.0f MiB, overhead %.0f MiB)",
+                     "%.0f MiB, staging %.0f MiB, overhead %.0f MiB%s)",
                      MIB(plan->ram_budget), MIB(need), MIB(kv), MIB(plan->head_bytes),
-                     MIB(stage), MIB(LM_PLAN_RAM_OVERHEAD));
+                     MIB(stage), MIB(LM_PLAN_RAM_OVERHEAD), device_part);
         return -1;
     }
     predict(m, req, plan);

@@ -108,7 +108,8 @@ for how in "--ram-layers 0" "--ram-layers 1" "--ram-layers 0 --no-prefetch"; do
     cmp -s "$tmp/a" "$tmp/b" && ok || bad "run $how differs: $(cat "$tmp/b" "$tmp/err")"
 done
 expect_ok "bench streamed, --profile" "$LAMINA" bench -m "$model" -p 4 -n 4 -r 1 -c 64 --ram-layers 1 --profile
-grep -q '^streamer: ' "$tmp/out" && ok || bad "bench reports the streamer's reads"
+grep -q '^overlap (decode, per token): .* I/O thread .* compute ' "$tmp/out" && ok ||
+    bad "bench reports the streamer's reads against compute"
 grep -q 'layer   1 .* ms measured .* ms predicted' "$tmp/err" && ok || bad "--profile prints ms per layer"
 expect_error "RAM budget too small" "at least" "$LAMINA" run -q -m "$model" -p ab --ram 10M
 expect_error "bad --ram" "invalid size" "$LAMINA" plan -m "$model" --ram lots

@@ -38,9 +38,9 @@ done <"$FIXTURES/prompts.txt"
 # come from the disk on both sides; with and without prefetch
 for plan in "--backend opencl -c 256 -b 32 --vram 40M" \
             "--gpu-layers 12" \
-            "--gpu-layers 20 -c 256 -b 32 --ram 105M" \
-            "--backend opencl -c 256 -b 32 --vram 30M --ram 130M" \
-            "--gpu-layers 15 -c 256 -b 32 --vram 20M --ram 140M --no-prefetch"; do
+            "--gpu-layers 20 -c 256 -b 32 --ram 150M" \
+            "--backend opencl -c 256 -b 32 --vram 30M --ram 150M" \
+            "--gpu-layers 15 -c 256 -b 32 --vram 20M --ram 130M --no-prefetch"; do
     i=0
     while IFS= read -r line && [ $i -lt 2 ]; do
         i=$((i + 1))
@@ -70,12 +70,17 @@ vram=$((96 * 1024 * 1024))
 size=$(wc -c <"$tmp_dir/big.gguf")
 [ "$size" -gt $((3 * vram)) ] && ok || bad "the streamed model ($size bytes) is not 3x the VRAM budget"
 want=$("$LAMINA" run -m "$tmp_dir/big.gguf" -p "ab ab" -n 6 --temp 0 --ids -q -c 64 -b 8 -t 2)
+# (PoCL's device memory is this RAM: the plan counts it against --ram too)
+ram=$((330 * 1024 * 1024))
+[ "$size" -gt "$ram" ] && ok || bad "the streamed model ($size bytes) fits the RAM budget $ram"
 got=$("$LAMINA" run -m "$tmp_dir/big.gguf" -p "ab ab" -n 6 --temp 0 --ids -c 64 -b 8 -t 2 \
-      --backend opencl --vram 96M --ram 250M 2>"$tmp_err")
+      --backend opencl --vram 96M --ram 330M --stats-json "$tmp_dir/stats.json" 2>"$tmp_err")
 [ -n "$want" ] && [ "$got" = "$want" ] && ok ||
     bad "streamed to the device: got '$got', CPU '$want' ($(cat "$tmp_err"))"
 grep -q "streamed from RAM, [1-9][0-9]* from disk" "$tmp_err" && ok ||
     bad "nothing streamed from disk to the device: $(cat "$tmp_err")"
+rss=$(sed 's/.*"peak_rss_bytes": \([0-9]*\).*/\1/' "$tmp_dir/stats.json")
+[ "${rss:-0}" -gt 0 ] && [ "$rss" -lt "$ram" ] && ok || bad "peak RSS ${rss:-?} is not inside --ram $ram"
 "$LAMINA" bench -m "$tmp_dir/big.gguf" -p 4 -n 4 -r 1 -c 64 -b 8 -t 2 --backend opencl \
     --vram 96M --json >"$tmp_dir/bench.json" 2>"$tmp_err" || bad "bench: $(cat "$tmp_err")"
 peak=$(sed 's/.*"device_peak_bytes": \([0-9]*\).*/\1/' "$tmp_dir/bench.json")

@@ -209,6 +209,22 @@ static void plan_splits_between_cpu_and_device(void **state)
     assert_int_equal(lm_plan_make(m, &req, &probes, &fast, &plan), -1);
     assert_non_null(strstr(lm_last_error(), "--gpu-layers"));
 
+    /* a CPU-type device (PoCL): its buffers are this RAM, so they count
+     * against the RAM budget too (with 4 layers, streaming them costs as
+     * much as keeping them: two slots and two staging buffers) */
+    lm_device_probes host_dev = fast;
+    host_dev.is_cpu = true;
+    req.gpu_layers = -1;
+    assert_int_equal(lm_plan_make(m, &req, &probes, &host_dev, &plan), 0);
+    assert_int_equal(count_place(&plan, LM_PLACE_DEVICE), N_LAYER);
+    assert_true(plan.ram_total >= plan.device_total);
+    const uint64_t roomy = plan.ram_total;
+    lm_plan_free(&plan);
+    req.ram_budget = roomy - 1;
+    assert_int_equal(lm_plan_make(m, &req, &probes, &host_dev, &plan), -1);
+    assert_non_null(strstr(lm_last_error(), "the CPU device's buffers"));
+    req.ram_budget = (uint64_t)1 << 30;
+
     /* a VRAM budget that cannot hold the slots says the minimum */
     req.gpu_layers = -1;
     req.vram_budget = 4096;
