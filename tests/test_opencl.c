@@ -177,6 +177,38 @@ static void test_dequant(void **state)
  * ones); with the prompt on dequantize+SGEMM (f32 activations where the CPU
  * uses 8-bit ones) within 6e-2, the size of the CPU's own activation
  * rounding. */
+/* A session that follows a hand-made plan: layer il placed at place[il]. */
+static lm_session *planned(const lm_model *m, const lm_placement *place, bool head_on_device,
+                           bool prefetch)
+{
+    lm_plan plan = {.n_layer = (int)m->hp.n_layer, .prefetch = prefetch,
+                    .head_on_device = head_on_device};
+    plan.place = calloc((size_t)plan.n_layer, sizeof *plan.place);
+    plan.layer_bytes = calloc((size_t)plan.n_layer, sizeof *plan.layer_bytes);
+    plan.layer_ms = calloc((size_t)plan.n_layer, sizeof *plan.layer_ms);
+    assert_non_null(plan.place);
+    memcpy(plan.place, place, (size_t)plan.n_layer * sizeof *place);
+    lm_session *s = lm_session_new_planned(m, 32, 8, &plan, NULL, false);
+    if (!s)
+        fprintf(stderr, "%s\n", lm_last_error());
+    return s;
+}
+
+/* The splits and streams a plan can make, each against the CPU backend:
+ * a layer streamed to the device from disk and one from RAM (with and
+ * without prefetch), and a layer on the device beside one on the CPU. */
+#define N_PLANNED 4
+static lm_session *planned_sessions(const lm_model *m, int i)
+{
+    static const lm_placement splits[N_PLANNED][2] = {
+        {LM_PLACE_DEVICE_DISK, LM_PLACE_DEVICE_RAM},
+        {LM_PLACE_DEVICE_RAM, LM_PLACE_DEVICE_DISK},
+        {LM_PLACE_DISK, LM_PLACE_DEVICE_RAM},
+        {LM_PLACE_DEVICE, LM_PLACE_RAM},
+    };
+    return planned(m, splits[i], i == 0, i != 1);
+}
+
 static void compare_backends_with(const test_model_shape *shape, const char *gemm_min,
                                   float tol)
 {
@@ -190,33 +222,41 @@ static void compare_backends_with(const test_model_shape *shape, const char *gem
     lm_model *m = lm_model_load(path);
     assert_non_null(m);
     lm_session *cpu = lm_session_new(m, 32, 8);
-    lm_session *gpu = lm_session_new_backend(m, 32, 8, "opencl", NULL);
-    if (!gpu)
+    lm_session *gpus[1 + N_PLANNED] = {lm_session_new_backend(m, 32, 8, "opencl", NULL)};
+    const int n_gpus = shape->n_layer == 2 ? 1 + N_PLANNED : 1;
+    for (int i = 1; i < n_gpus; i++)
+        gpus[i] = planned_sessions(m, i - 1);
+    if (!gpus[0])
         fprintf(stderr, "%s\n", lm_last_error());
     assert_non_null(cpu);
-    assert_non_null(gpu);
+    for (int i = 0; i < n_gpus; i++)
+        assert_non_null(gpus[i]);
     const int32_t prompt[] = {1, 5, 9, 17, 33, 2, 40, 11, 3, 7};
     float a[TEST_N_VOCAB], b[TEST_N_VOCAB];
     for (int step = 0; step < 4; step++) {
         const int n = step == 0 ? 7 : 1;
         const int32_t *tok = step == 0 ? prompt : prompt + 6 + step;
         assert_int_equal(lm_session_eval(cpu, tok, n, false, a), 0);
-        assert_int_equal(lm_session_eval(gpu, tok, n, false, b), 0);
-        float scale = 0;
-        for (int i = 0; i < TEST_N_VOCAB; i++)
-            scale = fmaxf(scale, fabsf(a[i]));
-        for (int i = 0; i < TEST_N_VOCAB; i++)
-            if (exact ? memcmp(&a[i], &b[i], sizeof(float)) != 0
-                      : fabsf(a[i] - b[i]) > tol * scale + 1e-5f) {
-                fprintf(stderr, "%s %s gemm_min %s step %d logit %d: cpu %.9g cl %.9g\n",
-                        shape->arch, lm_type_name(shape->weight_type),
-                        gemm_min ? gemm_min : "(default)", step, i, a[i], b[i]);
-                fail();
-            }
+        for (int g = 0; g < n_gpus; g++) {
+            assert_int_equal(lm_session_eval(gpus[g], tok, n, false, b), 0);
+            float scale = 0;
+            for (int i = 0; i < TEST_N_VOCAB; i++)
+                scale = fmaxf(scale, fabsf(a[i]));
+            for (int i = 0; i < TEST_N_VOCAB; i++)
+                if (exact ? memcmp(&a[i], &b[i], sizeof(float)) != 0
+                          : fabsf(a[i] - b[i]) > tol * scale + 1e-5f) {
+                    fprintf(stderr, "%s %s gemm_min %s session %d step %d logit %d: cpu %.9g "
+                            "cl %.9g\n", shape->arch, lm_type_name(shape->weight_type),
+                            gemm_min ? gemm_min : "(default)", g, step, i, a[i], b[i]);
+                    fail();
+                }
+        }
     }
-    assert_true(lm_session_device_peak(gpu) > 0);
+    for (int g = 0; g < n_gpus; g++) {
+        assert_true(lm_session_device_peak(gpus[g]) > 0);
+        lm_session_free(gpus[g]);
+    }
     lm_session_free(cpu);
-    lm_session_free(gpu);
     lm_model_free(m);
     test_remove_model_tmp(path);
 }
@@ -242,6 +282,31 @@ static void test_backend_qwen2(void **state)
     (void)state;
     test_model_shape s = {"qwen2", LM_TYPE_Q8_0, 2, 256, 4, 2, 512, false, 11, NULL, 0};
     compare_backends(&s);
+}
+
+/* A layer streamed to the device from a file cut short under it: the I/O
+ * thread's short read comes back from the pass as a one-line error. */
+static void test_streamed_short_read(void **state)
+{
+    (void)state;
+    test_model_shape shape = {"llama", LM_TYPE_Q4_0, 2, 256, 4, 2, 512, false, 3, NULL, 0};
+    char path[256];
+    assert_int_equal(test_write_model_tmp(&shape, path, sizeof path), 0);
+    lm_model *m = lm_model_load(path);
+    assert_non_null(m);
+    const lm_gguf_tensor *last = m->layers[1].t[LM_W_DOWN];
+    const lm_placement place[2] = {LM_PLACE_RAM, LM_PLACE_DEVICE_DISK};
+    lm_session *s = planned(m, place, false, true);
+    assert_non_null(s);
+    /* the streamed layer's last tensor loses its end; nothing mapped is touched */
+    assert_int_equal(truncate(path, (off_t)(last->file_offset + last->nbytes / 2)), 0);
+    const int32_t prompt[] = {1, 5, 9};
+    assert_int_equal(lm_session_eval(s, prompt, 3, false, NULL), -1);
+    assert_non_null(strstr(lm_last_error(), "short read"));
+    assert_null(strchr(lm_last_error(), '\n'));
+    lm_session_free(s);
+    lm_model_free(m);
+    test_remove_model_tmp(path);
 }
 
 static void test_errors(void **state)
@@ -280,7 +345,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dequant),      cmocka_unit_test(test_matvec),
         cmocka_unit_test(test_backend_llama), cmocka_unit_test(test_backend_qwen2),
-        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_streamed_short_read), cmocka_unit_test(test_errors),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     clReleaseProgram(prog);
