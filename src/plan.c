@@ -87,6 +87,36 @@ typedef struct {
     double cpu, device, disk, copy;
 } layer_cost;
 
+/* Layer il's share of layer 0's measured time: their ratio by the per-type
+ * figures (the same shape and types give 1; a layer with Q6_K where layer 0
+ * has Q4_K costs more), or by bytes without them. */
+static double share_of_layer0(const lm_plan *plan, const lm_model *m, int il, int n_tok)
+{
+    const double own = compute_ms(&plan->probes, m->layers[il].t, LM_W_PER_LAYER, n_tok);
+    const double first = compute_ms(&plan->probes, m->layers[0].t, LM_W_PER_LAYER, n_tok);
+    if (own > 0 && first > 0)
+        return own / first;
+    return m->layers[0].nbytes ? (double)m->layers[il].nbytes / (double)m->layers[0].nbytes : 1.0;
+}
+
+/* The CPU's time on layer il for n_tok tokens: layer 0's measured time
+ * scaled, or the per-type figures alone when it was not measured. */
+static double cpu_layer_ms(const lm_plan *plan, const lm_model *m, int il, int n_tok)
+{
+    const lm_probes *p = &plan->probes;
+    if (p->cpu_layer_ms <= 0)
+        return compute_ms(p, m->layers[il].t, LM_W_PER_LAYER, n_tok);
+    const double first = n_tok > 1 ? p->cpu_layer_prompt_ms * n_tok : p->cpu_layer_ms;
+    return first * share_of_layer0(plan, m, il, n_tok);
+}
+
+static double cpu_head_ms(const lm_plan *plan, const lm_model *m)
+{
+    const lm_gguf_tensor *out[1] = {m->output};
+    return plan->probes.cpu_head_ms > 0 ? plan->probes.cpu_head_ms
+                                        : compute_ms(&plan->probes, out, 1, 1);
+}
+
 static layer_cost cost_of(const lm_plan *plan, const lm_model *m, int il, int n_tok)
 {
     layer_cost c = {0};
@@ -94,14 +124,14 @@ static layer_cost cost_of(const lm_plan *plan, const lm_model *m, int il, int n_
     const uint64_t bytes = plan->layer_bytes[il];
     if (lm_place_on_device(p)) {
         const lm_device_probes *d = &plan->dev;
-        const double scale = d->layer_bytes ? (double)bytes / (double)d->layer_bytes : 1.0;
-        c.device = (n_tok > 1 ? d->layer_prompt_ms * n_tok : d->layer_ms) * scale;
+        c.device = (n_tok > 1 ? d->layer_prompt_ms * n_tok : d->layer_ms) *
+                   share_of_layer0(plan, m, il, n_tok);
         if (p != LM_PLACE_DEVICE)
             c.copy = ms_for(bytes, d->h2d_bw);
         if (p == LM_PLACE_DEVICE_RAM)
             c.copy += ms_for(bytes, d->stage_bw);
     } else {
-        c.cpu = compute_ms(&plan->probes, m->layers[il].t, LM_W_PER_LAYER, n_tok);
+        c.cpu = cpu_layer_ms(plan, m, il, n_tok);
     }
     if (p == LM_PLACE_DISK || p == LM_PLACE_DEVICE_DISK)
         c.disk = ms_for(bytes, plan->probes.disk_bw);
@@ -278,10 +308,9 @@ static int place_host(const lm_model *m, const lm_plan_request *req, lm_plan *pl
 
 static void predict(const lm_model *m, const lm_plan_request *req, lm_plan *plan)
 {
-    const lm_gguf_tensor *head[1] = {m->output};
     double first = 0;
     const int n_prompt = req->n_prompt > 0 ? req->n_prompt : 1;
-    plan->head_ms = plan->head_on_device ? plan->dev.head_ms : compute_ms(&plan->probes, head, 1, 1);
+    plan->head_ms = plan->head_on_device ? plan->dev.head_ms : cpu_head_ms(plan, m);
     plan->token_ms = plan->head_ms;
     plan->cpu_ms = plan->device_ms = plan->disk_ms = plan->copy_ms = 0;
     for (int il = 0; il < plan->n_layer; il++) {
@@ -321,10 +350,8 @@ static int place_split(const lm_model *m, const lm_plan_request *req, lm_plan *p
     plan->head_on_device = false;
     /* the head goes with the layers when all are on the device, unless the
      * planner is choosing and the CPU runs it faster */
-    const lm_gguf_tensor *out[1] = {m->output};
     const bool head = n_dev == n && n > 0 &&
-                      (req->use == LM_USE_DEVICE ||
-                       plan->dev.head_ms < compute_ms(&plan->probes, out, 1, 1));
+                      (req->use == LM_USE_DEVICE || plan->dev.head_ms < cpu_head_ms(plan, m));
     int max_resident = n_dev;
 again:
     if (n_dev > 0 && place_device(m, req, plan, n_dev, max_resident, head) != 0 &&

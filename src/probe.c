@@ -14,12 +14,13 @@
 
 #include "timing.h"
 #include "error.h"
+#include "backend.h"
 #include "kernels.h"
 #include "membw.h"
 
 #define DISK_PROBE_MAX ((uint64_t)256 << 20)
-#define DISK_PROBE_SECONDS 0.3
-#define DISK_CHUNK ((size_t)8 << 20)
+#define DISK_PROBE_SECONDS 0.4
+#define DISK_CHUNK ((size_t)32 << 20) /* about a layer: what the streamer reads at once */
 #define CPU_PROBE_BYTES ((size_t)64 << 20) /* past the caches: decode reads RAM */
 #define CPU_PROBE_BATCH 32
 
@@ -136,11 +137,19 @@ static int cache_path(char *path, size_t len)
     return 0;
 }
 
+/* The disk figure depends on the device and on how much there was to read
+ * (a file smaller than DISK_PROBE_MAX gives a shorter, slower read); the
+ * layer figures on the layer's shape. */
 static void cache_key(const lm_model *m, char *key, size_t len)
 {
     struct stat sb;
     unsigned long long dev = fstat(lm_gguf_fd(m->gguf), &sb) == 0 ? (unsigned long long)sb.st_dev : 0;
-    snprintf(key, len, "threads=%d dev=%llu", omp_get_max_threads(), dev);
+    const uint64_t data = lm_gguf_file_size(m->gguf) - lm_gguf_data_offset(m->gguf);
+    snprintf(key, len, "threads=%d dev=%llu span=%llu shape=%ux%ux%ux%u,%llu,%llu",
+             omp_get_max_threads(), dev,
+             (unsigned long long)(data < DISK_PROBE_MAX ? data : DISK_PROBE_MAX) >> 20,
+             m->hp.n_embd, m->hp.n_ff, m->hp.n_head, m->hp.n_head_kv,
+             (unsigned long long)m->layers[0].nbytes, (unsigned long long)m->output->nbytes);
 }
 
 static bool cache_load(const char *key, lm_probes *p)
@@ -169,6 +178,9 @@ static bool cache_load(const char *key, lm_probes *p)
             q.cpu_prompt_bw[type] = pr;
             s += used;
         }
+        if (sscanf(s, " layer=%lf,%lf,%lf", &q.cpu_layer_ms, &q.cpu_layer_prompt_ms,
+                   &q.cpu_head_ms) != 3)
+            continue;
         *p = q;
         found = true;
     }
@@ -189,8 +201,72 @@ static void cache_save(const char *key, const lm_probes *p)
     for (int t = 0; t < LM_TYPE_COUNT; t++)
         if (p->cpu_decode_bw[t] > 0)
             fprintf(f, " t%d=%.0f,%.0f", t, p->cpu_decode_bw[t], p->cpu_prompt_bw[t]);
-    fputc('\n', f);
+    fprintf(f, " layer=%.6f,%.6f,%.6f\n", p->cpu_layer_ms, p->cpu_layer_prompt_ms,
+            p->cpu_head_ms);
     fclose(f);
+}
+
+#define LAYER_PROBE_CTX 64
+#define LAYER_PROBE_BATCH 16
+
+/* Best time of `reps` runs of layer 0 over n tokens at position 0, in ms. */
+static double time_layer(lm_backend *b, float *x, int n, int reps)
+{
+    lm_layer_view view;
+    lm_model_layer_view(b->model, 0, &view);
+    double best = -1;
+    for (int i = 0; i < reps; i++) {
+        const double t0 = lm_now_seconds();
+        if (b->ops->forward_layer(b, 0, &view, x, n, 0) != 0)
+            return -1;
+        const double dt = (lm_now_seconds() - t0) * 1e3;
+        if (best < 0 || dt < best)
+            best = dt;
+    }
+    return best;
+}
+
+/* The model's layer 0 and output head on the CPU backend: the first runs
+ * untimed (they fault the pages in), then the best of several. */
+static int probe_cpu_layer(const lm_model *m, lm_probes *p)
+{
+    uint8_t *run = calloc(m->hp.n_layer, 1);
+    float *x = malloc((size_t)LAYER_PROBE_BATCH * m->hp.n_embd * sizeof(float));
+    float *logits = malloc((size_t)m->hp.n_vocab * sizeof(float));
+    lm_backend *b = NULL;
+    int rc = -1;
+    if (!run || !x || !logits) {
+        lm_set_error("out of memory");
+        goto done;
+    }
+    run[0] = LM_RUN_RESIDENT;
+    const lm_backend_share share = {.layers = run};
+    if (!(b = lm_backend_cpu_new(m, LAYER_PROBE_CTX, LAYER_PROBE_BATCH, &share)))
+        goto done;
+    for (size_t i = 0; i < (size_t)LAYER_PROBE_BATCH * m->hp.n_embd; i++)
+        x[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
+    double batch_ms;
+    if (time_layer(b, x, 1, 2) < 0 || (p->cpu_layer_ms = time_layer(b, x, 1, 10)) < 0 ||
+        (batch_ms = time_layer(b, x, LAYER_PROBE_BATCH, 3)) < 0)
+        goto done;
+    p->cpu_layer_prompt_ms = batch_ms / LAYER_PROBE_BATCH;
+    p->cpu_head_ms = -1;
+    for (int i = 0; i < 6; i++) {
+        const double t0 = lm_now_seconds();
+        if (b->ops->output(b, x, 1, logits) != 0)
+            goto done;
+        const double dt = (lm_now_seconds() - t0) * 1e3;
+        if (i > 0 && (p->cpu_head_ms < 0 || dt < p->cpu_head_ms))
+            p->cpu_head_ms = dt;
+    }
+    rc = 0;
+done:
+    if (b)
+        b->ops->free(b);
+    free(run);
+    free(x);
+    free(logits);
+    return rc;
 }
 
 /* Fills in what the cache did not have. */
@@ -216,6 +292,11 @@ static int measure(const lm_model *m, bool cached, lm_probes *p, bool *measured)
                 return -1;
             *measured = true;
         }
+    if (!cached || p->cpu_layer_ms <= 0) {
+        if (probe_cpu_layer(m, p) != 0)
+            return -1;
+        *measured = true;
+    }
     return 0;
 }
 
@@ -260,7 +341,7 @@ static int measure_in_child(const lm_model *m, bool cached, lm_probes *p, bool *
 
 int lm_probe(const lm_model *m, bool reprobe, lm_probes *p)
 {
-    char key[128];
+    char key[256];
     cache_key(m, key, sizeof key);
     memset(p, 0, sizeof *p);
     const bool cached = !reprobe && cache_load(key, p);

@@ -1,10 +1,11 @@
 /* Quick measurements the planner predicts with: RAM read bandwidth, the
- * uncached read bandwidth of the model file's disk, and the CPU's speed on
- * each weight type (bytes of weights per second through lm_cpu_matmul, one
- * token and a batch).  Each takes well under a second; the results are
- * cached per machine in $XDG_CACHE_HOME/lamina/probes (keyed by the thread
- * count and the file's device) so the next start reuses them; --reprobe
- * measures again. */
+ * uncached read bandwidth of the model file's disk, the CPU's speed on each
+ * weight type (bytes of weights per second through lm_cpu_matmul, one token
+ * and a batch), and the time of the model's first layer and output head on
+ * the CPU backend.  Each takes well under a second; the results are cached
+ * per machine in $XDG_CACHE_HOME/lamina/probes (keyed by the thread count,
+ * the file's device and the layer shape) so the next start reuses them;
+ * --reprobe measures again. */
 #ifndef LM_PROBE_H
 #define LM_PROBE_H
 
@@ -19,6 +20,10 @@ typedef struct {
     double disk_bw;                      /* bytes/s, uncached */
     double cpu_decode_bw[LM_TYPE_COUNT]; /* weight bytes/s, one token; 0: not measured */
     double cpu_prompt_bw[LM_TYPE_COUNT]; /* weight bytes/s per token of a 32-token batch */
+    /* the model's own layer 0 and output head run on the CPU backend, ms:
+     * what the per-type figures leave out (attention, norms, threads'
+     * barriers) is in these; other layers scale by their per-type cost */
+    double cpu_layer_ms, cpu_layer_prompt_ms, cpu_head_ms;
     bool from_cache;
 } lm_probes;
 
