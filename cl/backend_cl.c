@@ -317,10 +317,11 @@ static bool injected_failure(void)
     return true;
 }
 
-static int cl_forward_layer(lm_backend *b, int il, const lm_layer_view *view, float *x, int n,
-                            int pos0)
+/* Layer il over n rows of x with its weights in w (NULL where the layer
+ * has no such tensor). */
+static int run_layer(cl_backend *cb, int il, cl_mem *w, float *x, int n, int pos0)
 {
-    cl_backend *cb = (cl_backend *)b;
+    lm_backend *b = &cb->base;
     const lm_model *m = b->model;
     const lm_hparams *hp = &m->hp;
     const lm_layer *L = &m->layers[il];
@@ -331,13 +332,6 @@ static int cl_forward_layer(lm_backend *b, int il, const lm_layer_view *view, fl
     const int batched = n >= 2; /* the CPU's attention orders differ from 2 tokens */
     if (injected_failure())
         return -1;
-    /* streamed: the slot upload_staged filled; resident: uploaded at creation */
-    const bool staged = view->device_slot >= 0 && view->device_slot < N_SLOTS;
-    cl_mem *w = staged ? cb->slot[view->device_slot].dev.w : cb->layers[il].w;
-    if (cb->run[il] == LM_RUN_NONE || (!staged && cb->run[il] != LM_RUN_RESIDENT)) {
-        lm_set_error("internal: layer %d's weights are not on the device", il);
-        return -1;
-    }
 
     if (n > b->n_batch || pos0 + n > b->n_ctx) {
         lm_set_error("internal: batch of %d at position %d exceeds the cache (%d)", n, pos0,
@@ -375,6 +369,31 @@ static int cl_forward_layer(lm_backend *b, int il, const lm_layer_view *view, fl
         add(cb, cb->x, cb->tmp, (size_t)n * n_embd) != 0)
         return -1;
     return read_buf(cb, cb->x, x, xbytes, "activations");
+}
+
+static int cl_forward_layer(lm_backend *b, int il, const lm_layer_view *view, float *x, int n,
+                            int pos0)
+{
+    cl_backend *cb = (cl_backend *)b;
+    /* streamed: the slot upload_staged filled; resident: uploaded at creation */
+    const bool staged = view->device_slot >= 0 && view->device_slot < N_SLOTS;
+    if (cb->run[il] == LM_RUN_NONE || (!staged && cb->run[il] != LM_RUN_RESIDENT)) {
+        lm_set_error("internal: layer %d's weights are not on the device", il);
+        return -1;
+    }
+    /* a slot has a buffer for every role some streamed layer has; this
+     * layer's absent tensors (a bias, say) must read as absent */
+    cl_mem w[LM_W_PER_LAYER];
+    for (int i = 0; i < LM_W_PER_LAYER; i++)
+        w[i] = !b->model->layers[il].t[i] ? NULL
+               : staged                   ? cb->slot[view->device_slot].dev.w[i]
+                                          : cb->layers[il].w[i];
+    if (run_layer(cb, il, w, x, n, pos0) == 0)
+        return 0;
+    /* the kernels already queued may still read the slot, which the caller
+     * hands back to the I/O thread to refill as soon as this returns */
+    clFinish(cb->queue);
+    return -1;
 }
 
 static int cl_output(lm_backend *b, const float *x, int n, float *logits)
@@ -592,23 +611,6 @@ double lm_backend_opencl_h2d_bandwidth(lm_backend *b, uint64_t bytes)
     return best;
 }
 
-bool lm_backend_opencl_is_cpu(lm_backend *b)
-{
-    cl_device_type type = 0;
-    clGetDeviceInfo(((cl_backend *)b)->device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
-    return (type & CL_DEVICE_TYPE_CPU) != 0;
-}
-
-uint64_t lm_backend_opencl_memory(lm_backend *b, char *label, size_t label_size)
-{
-    cl_backend *cb = (cl_backend *)b;
-    cl_ulong bytes = 0;
-    clGetDeviceInfo(cb->device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof bytes, &bytes, NULL);
-    if (label)
-        lm_cl_device_label(cb->device, label, label_size);
-    return bytes;
-}
-
 static const lm_backend_ops cl_ops = {
     .name = "opencl",
     .forward_layer = cl_forward_layer,
@@ -622,6 +624,9 @@ static const lm_backend_ops cl_ops = {
 
 /* ---- creation -------------------------------------------------------------- */
 
+/* A tensor from the file mapping into a device buffer of its own; the
+ * mapping's pages go, so that the bytes are not resident twice (on a
+ * CPU-type device, both copies would be in this process's RAM). */
 static cl_mem upload(cl_backend *cb, const lm_gguf_tensor *t, const void *data, const char *what)
 {
     if (!t)
@@ -631,6 +636,8 @@ static cl_mem upload(cl_backend *cb, const lm_gguf_tensor *t, const void *data, 
         lm_cl_release(&cb->mem, buf);
         return NULL;
     }
+    if (buf)
+        lm_gguf_release_pages(cb->base.model->gguf, data, t->nbytes);
     return buf;
 }
 

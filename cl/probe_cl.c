@@ -12,6 +12,8 @@
 #include "cl_device.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -27,6 +29,7 @@
 #define COPY_PROBE_BYTES ((uint64_t)64 << 20)
 #define PROBE_CTX 64
 #define PROBE_BATCH 16
+#define PROBE_TIMEOUT_S 300
 
 static int cache_file(char *path, size_t len)
 {
@@ -162,12 +165,18 @@ static int measure(const lm_model *m, const char *spec, bool reprobe, lm_device_
         lm_set_error("out of memory");
         goto done;
     }
-    run[0] = LM_RUN_RESIDENT;
-    const lm_backend_share share = {.layers = run};
-    if (!(b = lm_backend_opencl_new(m, PROBE_CTX, PROBE_BATCH, spec, &share)))
+    /* the device alone first: with the figures cached, nothing more is set up */
+    cl_platform_id platform;
+    cl_device_id device;
+    if (lm_cl_pick_device(spec, &platform, &device) != 0)
         goto done;
-    d->memory = lm_backend_opencl_memory(b, d->label, sizeof d->label);
-    d->is_cpu = lm_backend_opencl_is_cpu(b);
+    lm_cl_device_label(device, d->label, sizeof d->label);
+    cl_ulong memory = 0;
+    cl_device_type type = 0;
+    clGetDeviceInfo(device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof memory, &memory, NULL);
+    clGetDeviceInfo(device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
+    d->memory = memory;
+    d->is_cpu = (type & CL_DEVICE_TYPE_CPU) != 0;
     char key[512];
     cache_key(m, d->label, key, sizeof key);
     if (!reprobe && cache_load(key, d)) {
@@ -175,6 +184,10 @@ static int measure(const lm_model *m, const char *spec, bool reprobe, lm_device_
         rc = 0;
         goto done;
     }
+    run[0] = LM_RUN_RESIDENT;
+    const lm_backend_share share = {.layers = run};
+    if (!(b = lm_backend_opencl_new(m, PROBE_CTX, PROBE_BATCH, spec, &share)))
+        goto done;
     for (size_t i = 0; i < (size_t)PROBE_BATCH * m->hp.n_embd; i++)
         x[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
     d->layer_bytes = m->layers[0].nbytes;
@@ -248,11 +261,20 @@ int lm_probe_device(const lm_model *m, const char *device_spec, bool reprobe,
         _exit(0);
     }
     close(fds[1]);
-    ssize_t got = read(fds[0], &r, sizeof r);
+    /* a driver that hangs must not hang lamina: the first build of the
+     * kernels is the slowest part, well under this on anything seen */
+    struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+    ssize_t got = -1;
+    if (poll(&pfd, 1, PROBE_TIMEOUT_S * 1000) == 1)
+        got = read(fds[0], &r, sizeof r);
+    else
+        kill(pid, SIGKILL);
     close(fds[0]);
     waitpid(pid, NULL, 0);
     if (got != (ssize_t)sizeof r) {
-        lm_set_error("the device probe died (a broken OpenCL driver?)");
+        lm_set_error(got < 0 ? "the device probe did not finish in %d s (a hung OpenCL driver?)"
+                             : "the device probe died (a broken OpenCL driver?)",
+                     PROBE_TIMEOUT_S);
         return -1;
     }
     if (r.rc != 0) {

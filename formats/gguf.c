@@ -10,6 +10,7 @@
  * Writer: metadata is serialized as it is added; tensors are copied.  The
  * file is assembled on lm_gguf_write(). */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* madvise */
 
 #include "gguf.h"
 
@@ -667,6 +668,16 @@ uint64_t lm_gguf_file_size(const lm_gguf *g) { return g->size; }
 uint64_t lm_gguf_alignment(const lm_gguf *g) { return g->alignment; }
 uint64_t lm_gguf_data_offset(const lm_gguf *g) { return g->data_offset; }
 int lm_gguf_fd(const lm_gguf *g) { return g->fd; }
+
+void lm_gguf_release_pages(const lm_gguf *g, const void *p, uint64_t len)
+{
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1);
+    const uintptr_t end = ((uintptr_t)p + len) & ~(page - 1);
+    const uintptr_t map = (uintptr_t)g->map;
+    if (start < end && start >= map && end <= map + g->size)
+        madvise((void *)start, end - start, MADV_DONTNEED);
+}
 uint64_t lm_gguf_n_kv(const lm_gguf *g) { return g->n_kv; }
 uint64_t lm_gguf_n_tensors(const lm_gguf *g) { return g->n_tensors; }
 

@@ -74,6 +74,12 @@ uint64_t lm_gguf_alignment(const lm_gguf *g);
 uint64_t lm_gguf_data_offset(const lm_gguf *g); /* absolute offset of tensor data */
 int lm_gguf_fd(const lm_gguf *g);
 
+/* Lets go of the mapping's pages inside [p, p+len) (a tensor copied
+ * elsewhere, to a device): they leave this process's resident memory and
+ * come back from the file if read again.  Pages shared with the bytes
+ * around are kept. */
+void lm_gguf_release_pages(const lm_gguf *g, const void *p, uint64_t len);
+
 uint64_t lm_gguf_n_kv(const lm_gguf *g);
 const lm_gguf_kv *lm_gguf_kv_at(const lm_gguf *g, uint64_t i);
 const lm_gguf_kv *lm_gguf_find(const lm_gguf *g, const char *key); /* NULL if absent */

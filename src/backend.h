@@ -76,10 +76,7 @@ lm_backend *lm_backend_opencl_new(const lm_model *m, int n_ctx, int n_batch,
 /* Host-to-device bandwidth from pinned (CL_MEM_ALLOC_HOST_PTR, mapped)
  * memory on b's device, bytes/s over copies of `bytes`; 0 on failure. */
 double lm_backend_opencl_h2d_bandwidth(lm_backend *b, uint64_t bytes);
-/* The device's global memory in bytes and its label. */
-uint64_t lm_backend_opencl_memory(lm_backend *b, char *label, size_t label_size);
-/* Whether the device is the host's own CPU cores (PoCL, say). */
-bool lm_backend_opencl_is_cpu(lm_backend *b);
+
 /* Time every kernel with OpenCL profiling events and print which dominate
  * when a backend is freed (set before creating it). */
 void lm_backend_opencl_profile(bool on);

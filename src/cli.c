@@ -353,7 +353,7 @@ static int device_use(const lm_cli *o, lm_device_use *use)
 {
     const char *b = o->backend;
     if (!b)
-        *use = o->gpu_layers >= 0 ? LM_USE_DEVICE : LM_USE_AUTO;
+        *use = o->gpu_layers > 0 ? LM_USE_DEVICE : o->gpu_layers == 0 ? LM_USE_CPU : LM_USE_AUTO;
     else if (strcmp(b, "cpu") == 0)
         *use = LM_USE_CPU;
     else if (strcmp(b, "opencl") == 0)

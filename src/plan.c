@@ -361,7 +361,7 @@ again:
         const uint64_t need = kv_per_layer(plan) * (uint64_t)n_dev +
                               plan->device_activation_bytes + device_slot_bytes(plan, m);
         lm_set_error("a VRAM budget of %.0f MiB cannot hold %d streamed layer%s with their "
-                     "buffers: at least %.0f MiB is needed (KV cache %.0f MiB, two layer slots "
+                     "buffers: at least %.0f MiB is needed (KV cache %.0f MiB, layer slots "
                      "%.0f MiB, activations %.0f MiB); use a smaller -c or fewer --gpu-layers",
                      MIB(plan->vram_budget), n_dev, n_dev == 1 ? "" : "s", MIB(need),
                      MIB(kv_per_layer(plan) * (uint64_t)n_dev), MIB(device_slot_bytes(plan, m)),

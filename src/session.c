@@ -306,19 +306,13 @@ void lm_session_rewind(lm_session *s, int pos)
     }
 }
 
-static int embed(lm_session *s, const int32_t *tokens, int n)
+/* The token ids were checked by lm_session_eval. */
+static void embed(lm_session *s, const int32_t *tokens, int n)
 {
     const lm_model *m = s->model;
-    for (int t = 0; t < n; t++) {
-        if (tokens[t] < 0 || (uint32_t)tokens[t] >= m->hp.n_vocab) {
-            lm_set_error("token id %d is outside the vocabulary (0..%u)", tokens[t],
-                         m->hp.n_vocab - 1);
-            return -1;
-        }
+    for (int t = 0; t < n; t++)
         lm_cpu_get_row(m->tok_embd->type, m->tok_embd->data, m->hp.n_embd, tokens[t],
                        s->x + (size_t)t * m->hp.n_embd);
-    }
-    return 0;
 }
 
 /* Logits for a whole batch are only kept when asked for (perplexity): for
@@ -337,12 +331,15 @@ static int reserve_logits(lm_session *s, int rows)
     return 0;
 }
 
-/* One batch through every layer, then the head for the rows asked for. */
-static int eval_batch(lm_session *s, const int32_t *tokens, int n, int first_out, float *logits)
+/* One batch through every layer, then the head for the rows asked for.
+ * *device_failed says whether a failure came from the device (its layers,
+ * its head, a copy to it) rather than from the input or the disk. */
+static int eval_batch(lm_session *s, const int32_t *tokens, int n, int first_out, float *logits,
+                      bool *device_failed)
 {
     const lm_model *m = s->model;
-    if (embed(s, tokens, n) != 0)
-        return -1;
+    *device_failed = false;
+    embed(s, tokens, n);
     for (uint32_t il = 0; il < m->hp.n_layer; il++) {
         lm_backend *be = s->run_by[il];
         const double t0 = lm_now_seconds();
@@ -350,13 +347,17 @@ static int eval_batch(lm_session *s, const int32_t *tokens, int n, int first_out
         lm_layer_view view;
         if (!streamed)
             lm_model_layer_view(m, (int)il, &view);
-        else if (lm_streamer_acquire(s->streamer, (int)il, &view) != 0)
+        else if (lm_streamer_acquire(s->streamer, (int)il, &view) != 0) {
+            *device_failed = lm_streamer_upload_failed(s->streamer);
             return -1;
+        }
         const int rc = be->ops->forward_layer(be, (int)il, &view, s->x, n, s->n_past);
         if (streamed)
             lm_streamer_release(s->streamer);
-        if (rc != 0)
+        if (rc != 0) {
+            *device_failed = be == s->device;
             return -1;
+        }
         const double dt = lm_now_seconds() - t0;
         s->layer_seconds[il] += dt;
         if (streamed)
@@ -366,8 +367,12 @@ static int eval_batch(lm_session *s, const int32_t *tokens, int n, int first_out
     s->n_past += n;
     if (first_out >= n)
         return 0;
-    return s->head->ops->output(s->head, s->x + (size_t)first_out * m->hp.n_embd, n - first_out,
-                                logits);
+    if (s->head->ops->output(s->head, s->x + (size_t)first_out * m->hp.n_embd, n - first_out,
+                             logits) != 0) {
+        *device_failed = s->head == s->device;
+        return -1;
+    }
+    return 0;
 }
 
 /* --backend auto, after a device error in the middle of a run: the CPU
@@ -408,7 +413,8 @@ static int fall_back_to_cpu(lm_session *s, int past)
     for (int done = 0; done < past;) {
         int chunk = s->batch_len[done] > 0 ? s->batch_len[done] : 1;
         chunk = chunk < past - done ? chunk : past - done; /* a batch cut by a rewind */
-        if (eval_batch(s, s->history + done, chunk, chunk, NULL) != 0)
+        bool device_failed;
+        if (eval_batch(s, s->history + done, chunk, chunk, NULL, &device_failed) != 0)
             return -1;
         done += chunk;
     }
@@ -427,6 +433,12 @@ int lm_session_eval(lm_session *s, const int32_t *tokens, int n, bool all_logits
         lm_set_error("%d tokens do not fit the context (%d used of %d)", n, s->n_past, s->n_ctx);
         return -1;
     }
+    for (int t = 0; t < n; t++)
+        if (tokens[t] < 0 || (uint32_t)tokens[t] >= s->model->hp.n_vocab) {
+            lm_set_error("token id %d is outside the vocabulary (0..%u)", tokens[t],
+                         s->model->hp.n_vocab - 1);
+            return -1;
+        }
     for (int done = 0; done < n;) {
         const int chunk = n - done < s->n_batch ? n - done : s->n_batch;
         const bool last = done + chunk == n;
@@ -435,9 +447,11 @@ int lm_session_eval(lm_session *s, const int32_t *tokens, int n, bool all_logits
         if (reserve_logits(s, chunk - first_out) != 0)
             return -1;
         const int past = s->n_past;
-        if (eval_batch(s, tokens + done, chunk, first_out, s->logits) != 0) {
-            if (!s->cpu_fallback || fall_back_to_cpu(s, past) != 0 ||
-                eval_batch(s, tokens + done, chunk, first_out, s->logits) != 0)
+        bool device_failed;
+        if (eval_batch(s, tokens + done, chunk, first_out, s->logits, &device_failed) != 0) {
+            /* only the device's own failures are worth going on without it */
+            if (!s->cpu_fallback || !device_failed || fall_back_to_cpu(s, past) != 0 ||
+                eval_batch(s, tokens + done, chunk, first_out, s->logits, &device_failed) != 0)
                 return -1;
         }
         memcpy(s->history + past, tokens + done, (size_t)chunk * sizeof *tokens);

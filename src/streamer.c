@@ -24,7 +24,7 @@ typedef struct {
     uint8_t *data;
     buf_state state;
     int64_t seq;       /* which read of the endless sequence it holds */
-    bool failed;
+    bool failed, upload_failed;
     char error[512];
     lm_layer_view view;
 } stage_buf;
@@ -42,6 +42,7 @@ struct lm_streamer {
     pthread_cond_t cv;
     pthread_t thread;
     bool thread_running, stop, broken;
+    bool upload_failed; /* the last failure was the copy to the device */
     /* Read number j holds layers[j % n_layers] in buf[j % N_BUFFERS]. */
     int64_t next_fill, next_use;
     lm_streamer_stats stats;
@@ -164,10 +165,12 @@ static int stage(lm_streamer *st, const lm_stream_layer *sl, int i, stage_buf *b
     const double t1 = lm_now_seconds();
     stats->bytes_read += bytes;
     stats->read_seconds += t1 - t0;
+    b->upload_failed = false;
     if (rc != 0 || !sl->to_device)
         return rc;
     if (st->device->ops->upload_staged(st->device, i, sl->layer, &b->view) != 0) {
         snprintf(b->error, sizeof b->error, "%s", lm_last_error());
+        b->upload_failed = true;
         return -1;
     }
     b->view.device_slot = i;
@@ -323,6 +326,7 @@ static int acquire_now(lm_streamer *st, int pos, lm_layer_view *view)
     const double t0 = lm_now_seconds();
     int rc = stage(st, &st->layers[pos], 0, b, &st->stats);
     st->stats.wait_seconds += lm_now_seconds() - t0;
+    st->upload_failed = rc != 0 && b->upload_failed;
     if (rc != 0) {
         lm_set_error("%s", b->error);
         return -1;
@@ -352,6 +356,7 @@ int lm_streamer_acquire(lm_streamer *st, int il, lm_layer_view *view)
     st->stats.wait_seconds += lm_now_seconds() - t0;
     if (b->failed) {
         st->broken = true;
+        st->upload_failed = b->upload_failed;
         lm_set_error("%s", b->error);
         pthread_mutex_unlock(&st->mu);
         return -1;
@@ -374,6 +379,11 @@ void lm_streamer_release(lm_streamer *st)
         pthread_cond_broadcast(&st->cv);
     }
     pthread_mutex_unlock(&st->mu);
+}
+
+bool lm_streamer_upload_failed(const lm_streamer *st)
+{
+    return st->upload_failed;
 }
 
 lm_streamer_stats lm_streamer_get_stats(const lm_streamer *st)

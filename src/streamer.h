@@ -59,6 +59,10 @@ void lm_streamer_release(lm_streamer *st);
 
 lm_streamer_stats lm_streamer_get_stats(const lm_streamer *st);
 
+/* After lm_streamer_acquire failed: whether the copy to the device failed
+ * (rather than the read). */
+bool lm_streamer_upload_failed(const lm_streamer *st);
+
 /* Bytes one layer takes in a staging buffer (tensors packed, aligned). */
 uint64_t lm_streamer_layer_bytes(const lm_model *m, int il);
 

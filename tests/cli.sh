@@ -112,6 +112,10 @@ grep -q '^overlap (decode, per token): .* I/O thread .* compute ' "$tmp/out" && 
     bad "bench reports the streamer's reads against compute"
 grep -q 'layer   1 .* ms measured .* ms predicted' "$tmp/err" && ok || bad "--profile prints ms per layer"
 expect_error "RAM budget too small" "at least" "$LAMINA" run -q -m "$model" -p ab --ram 10M
+expect_ok "-ngl 0 runs on the CPU" "$LAMINA" run -m "$model" -p ab -n 2 --temp 0 -ngl 0
+grep -q "0 on the device" "$tmp/err" && ok || bad "-ngl 0 put layers on the device: $(cat "$tmp/err")"
+expect_error "--gpu-layers with --backend cpu" "asks for the device, --backend cpu for none" \
+    "$LAMINA" run -q -m "$model" -p ab --backend cpu --gpu-layers 2
 expect_error "bad --ram" "invalid size" "$LAMINA" plan -m "$model" --ram lots
 
 # a model several times larger than the RAM budget: streamed, inside it
