@@ -1342,6 +1342,13 @@ int lm_gguf_write(lm_gguf_writer *w, const char *path)
     const bool regular = fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode);
     int rc = write_file(w, f, &head);
     int saved_errno = errno;
+    /* on the disk before returning: a write-back of gigabytes still going on
+     * would slow whatever reads the disk next (the speed probes, say), and
+     * an error there is a write error too */
+    if (rc == 0 && regular && (fflush(f) != 0 || fsync(fileno(f)) != 0)) {
+        rc = -1;
+        saved_errno = errno;
+    }
     if (fclose(f) != 0 && rc == 0) {
         rc = -1;
         saved_errno = errno;

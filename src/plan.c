@@ -142,11 +142,12 @@ static layer_cost cost_of(const lm_plan *plan, const lm_model *m, int il, int n_
  * with prefetch a layer costs the longer of the two, without their sum.
  *
  * A device made of the host's own cores (PoCL) computes with the cores that
- * copy: while the I/O thread copies (one core), the kernels have n-1 of the
- * n cores, so the layer takes work + copy/n, if that is longer than the
- * copy.  (Measured on 2 cores: 27 ms per token for SmolLM2 streamed to PoCL
- * with prefetch, 29 ms without; this rule says 23 and 29; bench/RESULTS.md.)
- * Disk reads, which mostly wait, overlap as usual. */
+ * copy.  If the cores were all that is shared, the copies would cost the
+ * kernels copy/n (one of n cores); if nothing overlapped, copy.  Measured
+ * on 2 cores (bench/RESULTS.md) it lies between, nearer the sum for small
+ * layers (SmolLM2) and nearer copy/n for large ones (a 1B shape): the
+ * planner takes the midpoint, work + copy * (1 + 1/n) / 2, within 10% of
+ * both.  Disk reads, which mostly wait, overlap as usual. */
 static double layer_ms(const lm_plan *plan, const lm_model *m, int il, int n_tok)
 {
     const layer_cost c = cost_of(plan, m, il, n_tok);
@@ -155,7 +156,7 @@ static double layer_ms(const lm_plan *plan, const lm_model *m, int il, int n_tok
         return io + work;
     if (plan->dev.is_cpu && c.copy > 0) {
         const long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        return fmax(io, work + c.copy / (double)(cores > 1 ? cores : 1));
+        return fmax(io, work + c.copy * (1.0 + 1.0 / (double)(cores > 1 ? cores : 1)) / 2.0);
     }
     return fmax(io, work);
 }
