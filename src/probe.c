@@ -26,10 +26,12 @@
 #define CPU_PROBE_BATCH 32
 
 /* Uncached reads of the model file: drop its pages from the page cache,
- * then time sequential preads from the start of the tensor data, each the
- * size of a layer, as the streamer reads them (large reads go faster than
- * readahead's).  Three passes, the best kept: what slows a disk for a moment
- * (another program's writes, the hypervisor) only ever lowers a pass. */
+ * then time sequential preads of the tensor data, each the size of a layer,
+ * as the streamer reads them (large reads go faster than readahead's).
+ * Three passes over three stretches one after the other (none re-reads what
+ * another read: a virtual disk's host may cache it), the best kept: what
+ * slows a disk for a moment (another program's writes, the hypervisor)
+ * only ever lowers a pass. */
 static double probe_disk(const lm_model *m)
 {
     int fd = open(lm_gguf_path(m->gguf), O_RDONLY);
@@ -37,19 +39,23 @@ static double probe_disk(const lm_model *m)
         return 0.0;
     const uint64_t start = lm_gguf_data_offset(m->gguf);
     const uint64_t size = lm_gguf_file_size(m->gguf);
-    const uint64_t span = size - start < DISK_PROBE_MAX ? size - start : DISK_PROBE_MAX;
+    const uint64_t data = size - start;
+    const uint64_t span = data / DISK_PROBE_PASSES < DISK_PROBE_MAX
+                              ? data / DISK_PROBE_PASSES
+                              : DISK_PROBE_MAX;
     uint64_t chunk = m->layers[0].nbytes > DISK_CHUNK_MIN ? m->layers[0].nbytes : DISK_CHUNK_MIN;
     chunk = chunk < span / 2 ? chunk : (span / 2 > DISK_CHUNK_MIN ? span / 2 : span);
     char *buf = malloc(chunk);
     double best = 0.0;
-    for (int pass = 0; buf && pass < DISK_PROBE_PASSES; pass++) {
-        posix_fadvise(fd, (off_t)start, (off_t)span, POSIX_FADV_DONTNEED);
+    for (int pass = 0; buf && span > 0 && pass < DISK_PROBE_PASSES; pass++) {
+        const uint64_t from = start + (uint64_t)pass * span;
+        posix_fadvise(fd, (off_t)from, (off_t)span, POSIX_FADV_DONTNEED);
         uint64_t done = 0;
         const double t0 = lm_now_seconds();
         double dt = 0.0;
         while (done < span && dt < DISK_PROBE_SECONDS) {
             size_t want = span - done < chunk ? (size_t)(span - done) : (size_t)chunk;
-            ssize_t got = pread(fd, buf, want, (off_t)(start + done));
+            ssize_t got = pread(fd, buf, want, (off_t)(from + done));
             if (got <= 0)
                 break;
             done += (uint64_t)got;
@@ -58,7 +64,7 @@ static double probe_disk(const lm_model *m)
         if (dt > 0 && done > 0 && (double)done / dt > best)
             best = (double)done / dt;
     }
-    posix_fadvise(fd, (off_t)start, (off_t)span, POSIX_FADV_DONTNEED);
+    posix_fadvise(fd, (off_t)start, (off_t)(span * DISK_PROBE_PASSES), POSIX_FADV_DONTNEED);
     free(buf);
     close(fd);
     return best;
@@ -158,7 +164,8 @@ static void cache_key(const lm_model *m, char *key, size_t len)
     const uint64_t data = lm_gguf_file_size(m->gguf) - lm_gguf_data_offset(m->gguf);
     snprintf(key, len, "threads=%d dev=%llu span=%llu shape=%ux%ux%ux%u,%llu,%llu",
              omp_get_max_threads(), dev,
-             (unsigned long long)(data < DISK_PROBE_MAX ? data : DISK_PROBE_MAX) >> 20,
+             (unsigned long long)(data / DISK_PROBE_PASSES < DISK_PROBE_MAX ? data / DISK_PROBE_PASSES
+                                                                   : DISK_PROBE_MAX) >> 20,
              m->hp.n_embd, m->hp.n_ff, m->hp.n_head, m->hp.n_head_kv,
              (unsigned long long)m->layers[0].nbytes, (unsigned long long)m->output->nbytes);
 }
