@@ -64,10 +64,14 @@ typedef struct {
 /* Streaming: as many slots as the streamer has staging buffers. */
 #define N_SLOTS 2
 typedef struct {
-    cl_layer dev;     /* device buffers, each as large as the role's largest streamed tensor */
-    cl_mem pinned;    /* host staging, CL_MEM_ALLOC_HOST_PTR */
-    void *pinned_ptr; /* ... mapped */
+    cl_layer dev; /* device buffers, each as large as the role's largest streamed tensor */
 } cl_slot;
+
+/* Pinned host memory handed out by pinned_alloc. */
+typedef struct {
+    cl_mem buf;
+    void *ptr;
+} cl_pinned;
 
 typedef struct {
     lm_backend base;
@@ -82,7 +86,10 @@ typedef struct {
     cl_layer *layers;
     uint8_t *run;              /* per layer an lm_layer_run */
     cl_slot slot[N_SLOTS];
+    int n_slots;
     uint64_t slot_bytes[LM_W_PER_LAYER];
+    cl_pinned *pinned;
+    int n_pinned;
     cl_mem out_norm, out_w;
     cl_mem *k_cache, *v_cache;
     cl_mem x, xn, q, k_cur, v_cur, att, gate, up, tmp, scores, rope_cs;
@@ -376,7 +383,7 @@ static int cl_forward_layer(lm_backend *b, int il, const lm_layer_view *view, fl
 {
     cl_backend *cb = (cl_backend *)b;
     /* streamed: the slot upload_staged filled; resident: uploaded at creation */
-    const bool staged = view->device_slot >= 0 && view->device_slot < N_SLOTS;
+    const bool staged = view->device_slot >= 0 && view->device_slot < cb->n_slots;
     if (cb->run[il] == LM_RUN_NONE || (!staged && cb->run[il] != LM_RUN_RESIDENT)) {
         lm_set_error("internal: layer %d's weights are not on the device", il);
         return -1;
@@ -467,16 +474,14 @@ static void cl_free(lm_backend *b)
         clFinish(cb->queue);
     if (cb->xfer)
         clFinish(cb->xfer);
-    for (int i = 0; i < N_SLOTS; i++) {
+    for (int i = 0; i < N_SLOTS; i++)
         free_layer(cb, &cb->slot[i].dev);
-        if (cb->slot[i].pinned_ptr)
-            clEnqueueUnmapMemObject(cb->queue, cb->slot[i].pinned, cb->slot[i].pinned_ptr, 0,
-                                    NULL, NULL);
-        if (cb->slot[i].pinned) {
-            clFinish(cb->queue);
-            clReleaseMemObject(cb->slot[i].pinned);
-        }
+    for (int i = 0; i < cb->n_pinned; i++) {
+        clEnqueueUnmapMemObject(cb->queue, cb->pinned[i].buf, cb->pinned[i].ptr, 0, NULL, NULL);
+        clFinish(cb->queue);
+        clReleaseMemObject(cb->pinned[i].buf);
     }
+    free(cb->pinned);
     const uint32_t n_layer = b->model->hp.n_layer;
     for (uint32_t il = 0; il < n_layer; il++) {
         if (cb->layers)
@@ -545,27 +550,40 @@ static void *map_pinned(cl_backend *cb, size_t bytes, cl_mem *buf)
     return p;
 }
 
-static void *cl_staging_map(lm_backend *b, int slot, uint64_t bytes)
+static void *cl_pinned_alloc(lm_backend *b, uint64_t bytes)
 {
     cl_backend *cb = (cl_backend *)b;
-    if (slot < 0 || slot >= N_SLOTS || cb->slot[slot].pinned) {
-        lm_set_error("internal: staging slot %d", slot);
+    cl_pinned *grown = realloc(cb->pinned, (size_t)(cb->n_pinned + 1) * sizeof *grown);
+    if (!grown) {
+        lm_set_error("out of memory");
         return NULL;
     }
-    cl_slot *sl = &cb->slot[slot];
-    for (int w = 0; w < LM_W_PER_LAYER; w++)
-        if (cb->slot_bytes[w] &&
-            !(sl->dev.w[w] = lm_cl_alloc(&cb->mem, cb->ctx, CL_MEM_READ_ONLY, cb->slot_bytes[w],
-                                         "a streamed layer's slot")))
-            return NULL;
-    return sl->pinned_ptr = map_pinned(cb, (size_t)bytes, &sl->pinned);
+    cb->pinned = grown;
+    cl_pinned *p = &cb->pinned[cb->n_pinned];
+    if (!(p->ptr = map_pinned(cb, (size_t)(bytes ? bytes : 1), &p->buf)))
+        return NULL;
+    cb->n_pinned++;
+    return p->ptr;
+}
+
+/* The slots streamed layers are copied into, made at creation (so that the
+ * I/O thread never allocates). */
+static int make_slots(cl_backend *cb)
+{
+    for (int i = 0; i < cb->n_slots; i++)
+        for (int w = 0; w < LM_W_PER_LAYER; w++)
+            if (cb->slot_bytes[w] &&
+                !(cb->slot[i].dev.w[w] = lm_cl_alloc(&cb->mem, cb->ctx, CL_MEM_READ_ONLY,
+                                                     cb->slot_bytes[w], "a streamed layer's slot")))
+                return -1;
+    return 0;
 }
 
 static int cl_upload_staged(lm_backend *b, int slot, int il, const lm_layer_view *view)
 {
     cl_backend *cb = (cl_backend *)b;
     const lm_layer *L = &b->model->layers[il];
-    if (slot < 0 || slot >= N_SLOTS || cb->run[il] != LM_RUN_STREAMED) {
+    if (slot < 0 || slot >= cb->n_slots || cb->run[il] != LM_RUN_STREAMED) {
         lm_set_error("internal: layer %d is not streamed to the device", il);
         return -1;
     }
@@ -618,7 +636,7 @@ static const lm_backend_ops cl_ops = {
     .truncate = cl_truncate,
     .free = cl_free,
     .device_peak_bytes = cl_peak,
-    .staging_map = cl_staging_map,
+    .pinned_alloc = cl_pinned_alloc,
     .upload_staged = cl_upload_staged,
 };
 
@@ -738,6 +756,7 @@ static int create_buffers(cl_backend *cb)
 static int take_share(cl_backend *cb, const lm_backend_share *share)
 {
     const lm_model *m = cb->base.model;
+    cb->n_slots = share && share->n_slots > 0 && share->n_slots < N_SLOTS ? share->n_slots : N_SLOTS;
     cb->run = malloc(m->hp.n_layer);
     if (!cb->run) {
         lm_set_error("out of memory");
@@ -801,7 +820,7 @@ lm_backend *lm_backend_opencl_new(const lm_model *m, int n_ctx, int n_batch,
     if (lm_cl_check(err, "clCreateCommandQueue") != 0)
         goto fail;
     if (!(cb->program = lm_cl_program_build(cb->ctx, cb->device)) || create_kernels(cb) != 0 ||
-        create_buffers(cb) != 0)
+        create_buffers(cb) != 0 || make_slots(cb) != 0)
         goto fail;
     for (uint32_t il = 0; il < m->hp.n_layer; il++) {
         lm_layer_view view;

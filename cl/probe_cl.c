@@ -2,8 +2,8 @@
  * OpenCL device to weigh it against the CPU.  Rather than model the device's
  * kernels, it runs the model's own first layer and output head there (every
  * layer of a model has the same shape, so the others scale by their bytes),
- * and times the two copies a streamed layer goes through: a pread of cached
- * pages into a staging buffer, and the staging buffer to the device.
+ * and times the copy a streamed layer goes through each pass: pinned host
+ * memory to the device.
  *
  * Everything happens in a child process: the OpenCL runtime, the probe
  * buffers and the layer's upload never touch this process, which may not
@@ -16,7 +16,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -76,9 +75,8 @@ static bool cache_load(const char *key, lm_device_probes *d)
             continue;
         lm_device_probes q = *d;
         unsigned long long lb;
-        if (sscanf(line + kl + 1, "h2d=%lf stage=%lf layer=%lf prompt=%lf head=%lf lbytes=%llu",
-                   &q.h2d_bw, &q.stage_bw, &q.layer_ms, &q.layer_prompt_ms, &q.head_ms,
-                   &lb) == 6) {
+        if (sscanf(line + kl + 1, "h2d=%lf layer=%lf prompt=%lf head=%lf lbytes=%llu",
+                   &q.h2d_bw, &q.layer_ms, &q.layer_prompt_ms, &q.head_ms, &lb) == 5) {
             q.layer_bytes = lb;
             *d = q;
             found = true;
@@ -96,44 +94,9 @@ static void cache_save(const char *key, const lm_device_probes *d)
     FILE *f = fopen(path, "a");
     if (!f)
         return;
-    fprintf(f, "%s\th2d=%.0f stage=%.0f layer=%.6f prompt=%.6f head=%.6f lbytes=%llu\n", key,
-            d->h2d_bw, d->stage_bw, d->layer_ms, d->layer_prompt_ms, d->head_ms,
-            (unsigned long long)d->layer_bytes);
+    fprintf(f, "%s\th2d=%.0f layer=%.6f prompt=%.6f head=%.6f lbytes=%llu\n", key, d->h2d_bw,
+            d->layer_ms, d->layer_prompt_ms, d->head_ms, (unsigned long long)d->layer_bytes);
     fclose(f);
-}
-
-/* pread of pages the page cache holds, in pieces of a layer's size as the
- * streamer reads them: read the stretch once to bring it in, then time
- * reading it again (best of four). */
-static double stage_bandwidth(const lm_model *m)
-{
-    const int fd = lm_gguf_fd(m->gguf);
-    const uint64_t start = lm_gguf_data_offset(m->gguf), size = lm_gguf_file_size(m->gguf);
-    const uint64_t span = size - start < COPY_PROBE_BYTES ? size - start : COPY_PROBE_BYTES;
-    uint64_t piece = m->layers[0].nbytes < span ? m->layers[0].nbytes : span;
-    piece = piece > 0 ? piece : 1;
-    /* the staging buffers the device gives are page-aligned and large;
-     * huge pages where the kernel offers them, as the driver may have */
-    char *buf = NULL;
-    if (posix_memalign((void **)&buf, (size_t)2 << 20, piece) != 0)
-        buf = NULL;
-    if (buf)
-        madvise(buf, piece, MADV_HUGEPAGE);
-    double best = 0;
-    for (int i = 0; buf && i < 5; i++) {
-        const double t0 = lm_now_seconds();
-        uint64_t done = 0;
-        while (done + piece <= span) {
-            if (pread(fd, buf, piece, (off_t)(start + done)) != (ssize_t)piece)
-                break;
-            done += piece;
-        }
-        const double dt = lm_now_seconds() - t0;
-        if (i > 0 && dt > 0 && done > 0 && (double)done / dt > best)
-            best = (double)done / dt;
-    }
-    free(buf);
-    return best;
 }
 
 /* Best time of `reps` runs of layer 0 over n tokens at position 0, in ms. */
@@ -192,7 +155,6 @@ static int measure(const lm_model *m, const char *spec, bool reprobe, lm_device_
         x[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
     d->layer_bytes = m->layers[0].nbytes;
     d->h2d_bw = lm_backend_opencl_h2d_bandwidth(b, COPY_PROBE_BYTES);
-    d->stage_bw = stage_bandwidth(m);
     /* the first runs of each kernel pay for its setup (PoCL compiles a
      * kernel for each new launch shape): two runs untimed, then the best
      * of ten (a layer takes well under a millisecond to a few tens) */
@@ -213,7 +175,7 @@ static int measure(const lm_model *m, const char *spec, bool reprobe, lm_device_
             best = dt;
     }
     d->head_ms = best;
-    if (d->h2d_bw <= 0 || d->stage_bw <= 0) {
+    if (d->h2d_bw <= 0) {
         lm_set_error("the device's copy probes failed");
         goto done;
     }

@@ -29,6 +29,8 @@ typedef enum {
 typedef struct {
     const uint8_t *layers; /* per layer an lm_layer_run; NULL: all, resident */
     bool no_head;          /* another backend runs the output head */
+    int n_slots;           /* device slots for streamed layers: 2 to overlap
+                              (the default, 0), 1 without prefetch */
 } lm_backend_share;
 
 typedef struct {
@@ -44,13 +46,13 @@ typedef struct {
     void (*free)(lm_backend *b);
     /* Peak bytes of device memory allocated so far; NULL for host backends. */
     uint64_t (*device_peak_bytes)(lm_backend *b);
-    /* Streaming to a device (NULL on the CPU).  staging_map: host memory for
-     * staging buffer `slot`, the kind the device copies from fastest (pinned,
-     * mapped), owned by the backend.  upload_staged: copies layer il from the
-     * staging buffer `slot` (view) into the device's slot of the same number
-     * and returns when the copy is done; called on the streamer's I/O thread,
-     * so the copy overlaps the layer computing on the device. */
-    void *(*staging_map)(lm_backend *b, int slot, uint64_t bytes);
+    /* Streaming to a device (NULL on the CPU).  pinned_alloc: host memory
+     * the device copies from fastest (pinned, mapped), owned by the backend
+     * until it is freed.  upload_staged: copies layer il from host memory
+     * (view, in pinned memory) into the device's slot `slot` and returns
+     * when the copy is done; called on the streamer's I/O thread, so the
+     * copy overlaps the layer computing on the device. */
+    void *(*pinned_alloc)(lm_backend *b, uint64_t bytes);
     int (*upload_staged)(lm_backend *b, int slot, int il, const lm_layer_view *view);
 } lm_backend_ops;
 

@@ -126,10 +126,11 @@ static layer_cost cost_of(const lm_plan *plan, const lm_model *m, int il, int n_
         const lm_device_probes *d = &plan->dev;
         c.device = (n_tok > 1 ? d->layer_prompt_ms * n_tok : d->layer_ms) *
                    share_of_layer0(plan, m, il, n_tok);
+        /* a layer kept in RAM for the device waits in pinned memory: only
+         * the copy to the device; one from disk is read into a staging
+         * buffer first (the disk's time, below) */
         if (p != LM_PLACE_DEVICE)
             c.copy = ms_for(bytes, d->h2d_bw);
-        if (p == LM_PLACE_DEVICE_RAM)
-            c.copy += ms_for(bytes, d->stage_bw);
     } else {
         c.cpu = cpu_layer_ms(plan, m, il, n_tok);
     }
@@ -190,13 +191,15 @@ static uint64_t kv_per_layer(const lm_plan *plan)
     return plan->kv_bytes / (uint64_t)plan->n_layer;
 }
 
-/* Host staging for the streamed layers: one buffer per slot, each holding
- * the largest streamed layer. */
+/* Host staging for the layers read from disk each pass: one buffer per
+ * slot, each holding the largest of them.  (A layer kept in RAM for the
+ * device lives in pinned memory of its own, counted with the weights in
+ * RAM.) */
 static uint64_t staging_bytes(const lm_plan *plan, const lm_model *m)
 {
     uint64_t most = 0;
     for (int il = 0; il < plan->n_layer; il++)
-        if (lm_place_streamed(plan->place[il])) {
+        if (plan->place[il] == LM_PLACE_DISK || plan->place[il] == LM_PLACE_DEVICE_DISK) {
             const uint64_t b = lm_streamer_layer_bytes(m, il);
             most = b > most ? b : most;
         }
@@ -548,12 +551,12 @@ void lm_plan_print(const lm_plan *plan, FILE *f)
             plan->probes.from_cache ? " (cached)" : "", plan->probes.ram_bw / 1e9,
             plan->probes.disk_bw / 1e9);
     if (plan->has_device)
-        fprintf(f, "device probes%s: %s, %.0f MiB%s; host->device %.2f GB/s, page cache->"
-                   "staging %.2f GB/s, layer 0 %.3f ms/token\n",
+        fprintf(f, "device probes%s: %s, %.0f MiB%s; host->device %.2f GB/s, layer 0 %.3f "
+                   "ms/token\n",
                 plan->dev.from_cache ? " (cached)" : "", plan->dev.label, MIB(plan->dev.memory),
                 plan->dev.is_cpu ? " (the host's CPU cores: copies to it do not overlap its "
                                    "compute)" : "",
-                plan->dev.h2d_bw / 1e9, plan->dev.stage_bw / 1e9, plan->dev.layer_ms);
+                plan->dev.h2d_bw / 1e9, plan->dev.layer_ms);
     fprintf(f, "per token: CPU compute %.1f ms, device compute %.1f ms, disk reads %.1f ms, "
                "copies to the device %.1f ms%s\n",
             plan->cpu_ms, plan->device_ms, plan->disk_ms, plan->copy_ms,

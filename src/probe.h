@@ -38,7 +38,6 @@ typedef struct {
     char label[192];        /* the device, as `lamina devices` names it */
     uint64_t memory;        /* global memory, bytes */
     double h2d_bw;          /* bytes/s, pinned host memory to the device */
-    double stage_bw;        /* bytes/s, page cache into a staging buffer (pread) */
     double layer_ms;        /* one token through layer 0 */
     double layer_prompt_ms; /* one token of a batch through layer 0 */
     double head_ms;         /* one token through the output head */

@@ -223,7 +223,8 @@ static int make_planned_backends(lm_session *s, const char *device_spec)
     }
     if (any_dev) {
 #ifdef LAMINA_OPENCL
-        const lm_backend_share share = {.layers = dev_run, .no_head = !plan->head_on_device};
+        const lm_backend_share share = {.layers = dev_run, .no_head = !plan->head_on_device,
+                                        .n_slots = plan->prefetch ? 2 : 1};
         if (!(s->device = lm_backend_opencl_new(m, s->n_ctx, s->n_batch, device_spec, &share)))
             goto done;
 #else

@@ -35,6 +35,9 @@ struct lm_streamer {
     int n_layers;
     bool prefetch;
     lm_backend *device;   /* staging memory is the device's, not ours */
+    lm_layer_view *homes; /* per entry: where a layer kept in RAM for the device
+                             lives (pinned memory), or data[] all NULL */
+    bool *homed;
     uint64_t buf_bytes;
     stage_buf buf[N_BUFFERS];
 
@@ -161,7 +164,12 @@ static int stage(lm_streamer *st, const lm_stream_layer *sl, int i, stage_buf *b
 {
     uint64_t bytes = 0;
     const double t0 = lm_now_seconds();
-    int rc = read_layer(st, sl, b->data, &b->view, b->error, sizeof b->error, &bytes);
+    const int pos = (int)(sl - st->layers);
+    int rc = 0;
+    if (st->homed[pos]) /* already in pinned memory: only the copy to the device */
+        b->view = st->homes[pos];
+    else
+        rc = read_layer(st, sl, b->data, &b->view, b->error, sizeof b->error, &bytes);
     const double t1 = lm_now_seconds();
     stats->bytes_read += bytes;
     stats->read_seconds += t1 - t0;
@@ -241,6 +249,30 @@ static int start_at(lm_streamer *st, int pos)
     return 0;
 }
 
+/* Reads every layer kept in RAM for the device into pinned memory of its
+ * own, once: each pass then only copies it to the device, with no staging
+ * copy.  The pages read are dropped from the page cache (the layer is in
+ * RAM once, where the plan counts it). */
+static int pin_homes(lm_streamer *st)
+{
+    for (int i = 0; i < st->n_layers; i++) {
+        if (!st->homed[i])
+            continue;
+        const lm_stream_layer once = {.layer = st->layers[i].layer, .from_disk = true};
+        uint8_t *data = st->device->ops->pinned_alloc(
+            st->device, lm_streamer_layer_bytes(st->m, once.layer));
+        char msg[512];
+        uint64_t bytes = 0;
+        if (!data)
+            return -1;
+        if (read_layer(st, &once, data, &st->homes[i], msg, sizeof msg, &bytes) != 0) {
+            lm_set_error("%s", msg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 lm_streamer *lm_streamer_new(const lm_model *m, const lm_stream_layer *layers, int n_layers,
                              bool prefetch, lm_backend *device)
 {
@@ -259,22 +291,32 @@ lm_streamer *lm_streamer_new(const lm_model *m, const lm_stream_layer *layers, i
     if (!st->layers)
         goto oom;
     memcpy(st->layers, layers, (size_t)n_layers * sizeof *layers);
+    st->homes = calloc((size_t)n_layers, sizeof *st->homes);
+    st->homed = calloc((size_t)n_layers, sizeof *st->homed);
+    if (!st->homes || !st->homed)
+        goto oom;
     bool any_device = false;
     for (int i = 0; i < n_layers; i++) {
-        uint64_t b = lm_streamer_layer_bytes(m, layers[i].layer);
-        if (b > st->buf_bytes)
-            st->buf_bytes = b;
         any_device |= layers[i].to_device;
+        /* a device's layer kept in RAM lives in pinned memory, read once */
+        st->homed[i] = layers[i].to_device && !layers[i].from_disk;
+        uint64_t b = lm_streamer_layer_bytes(m, layers[i].layer);
+        if (!st->homed[i] && b > st->buf_bytes)
+            st->buf_bytes = b;
     }
-    if (any_device && (!device || !device->ops->staging_map)) {
+    if (any_device && (!device || !device->ops->pinned_alloc)) {
         lm_set_error("internal: layers for a device, but no device backend to stream to");
         lm_streamer_free(st);
         return NULL;
     }
     st->device = any_device ? device : NULL;
-    for (int i = 0; i < (prefetch ? N_BUFFERS : 1); i++) {
+    if (pin_homes(st) != 0) {
+        lm_streamer_free(st);
+        return NULL;
+    }
+    for (int i = 0; st->buf_bytes && i < (prefetch ? N_BUFFERS : 1); i++) {
         if (st->device) {
-            if (!(st->buf[i].data = st->device->ops->staging_map(st->device, i, st->buf_bytes))) {
+            if (!(st->buf[i].data = st->device->ops->pinned_alloc(st->device, st->buf_bytes))) {
                 lm_streamer_free(st);
                 return NULL;
             }
@@ -305,6 +347,8 @@ void lm_streamer_free(lm_streamer *st)
     stop_thread(st);
     for (int i = 0; i < N_BUFFERS && !st->device; i++)
         free(st->buf[i].data);
+    free(st->homes);
+    free(st->homed);
     free(st->layers);
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->cv);

@@ -14,8 +14,9 @@
  * staging buffer (then pinned memory the device backend provides) into the
  * device's slot of the same number, so that disk read, host-to-device copy
  * and compute of successive layers overlap.  Its layers come either from
- * the disk (pread, then the pages dropped) or from RAM (pread of pages the
- * page cache keeps: a memory copy). */
+ * the disk (pread into a staging buffer, then the pages dropped) or from
+ * RAM: those are read once, at creation, into pinned memory of their own,
+ * and each pass only copies them to the device. */
 #ifndef LM_STREAMER_H
 #define LM_STREAMER_H
 

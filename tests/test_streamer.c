@@ -139,7 +139,7 @@ static void plan_respects_the_budget(void **state)
 static lm_device_probes fake_device(const lm_model *m, const lm_probes *p, double speedup,
                                     double copy_bw)
 {
-    lm_device_probes d = {.memory = (uint64_t)8 << 30, .h2d_bw = copy_bw, .stage_bw = copy_bw};
+    lm_device_probes d = {.memory = (uint64_t)8 << 30, .h2d_bw = copy_bw};
     d.layer_bytes = m->layers[0].nbytes;
     d.layer_ms = (double)m->layers[0].nbytes / p->cpu_decode_bw[LM_TYPE_Q4_1] * 1e3 / speedup;
     d.layer_prompt_ms = d.layer_ms / 4;
