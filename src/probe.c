@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "timing.h"
@@ -136,23 +135,6 @@ static int probe_cpu_type(uint32_t type, int64_t cols, double *decode_bw, double
 
 /* ---- the cache: one line per (threads, device) --------------------------- */
 
-static int cache_path(char *path, size_t len)
-{
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    char dir[4096];
-    if (xdg && xdg[0])
-        snprintf(dir, sizeof dir, "%s/lamina", xdg);
-    else if (home && home[0])
-        snprintf(dir, sizeof dir, "%s/.cache/lamina", home);
-    else
-        return -1;
-    char parent[4096];
-    snprintf(parent, sizeof parent, "%.*s", (int)(strrchr(dir, '/') - dir), dir);
-    mkdir(parent, 0755);
-    mkdir(dir, 0755);
-    snprintf(path, len, "%s/probes", dir);
-    return 0;
-}
 
 /* The disk figure depends on the device and on how much there was to read
  * (a file smaller than DISK_PROBE_MAX gives a shorter, slower read); the
@@ -170,120 +152,62 @@ static void cache_key(const lm_model *m, char *key, size_t len)
              (unsigned long long)m->layers[0].nbytes, (unsigned long long)m->output->nbytes);
 }
 
-static bool cache_load(const char *key, lm_probes *p)
+static bool parse_probes(const char *s, void *out)
 {
-    char path[4200], line[4096];
-    if (cache_path(path, sizeof path) != 0)
+    lm_probes q = {0};
+    int used;
+    if (sscanf(s, "ram=%lf disk=%lf%n", &q.ram_bw, &q.disk_bw, &used) != 2)
         return false;
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    bool found = false;
-    while (fgets(line, sizeof line, f)) {
-        size_t kl = strlen(key);
-        if (strncmp(line, key, kl) != 0 || line[kl] != ' ')
-            continue;
-        lm_probes q = {0};
-        char *s = line + kl;
-        int used;
-        if (sscanf(s, " ram=%lf disk=%lf%n", &q.ram_bw, &q.disk_bw, &used) != 2)
-            continue;
+    s += used;
+    unsigned type;
+    double d, pr;
+    while (sscanf(s, " t%u=%lf,%lf%n", &type, &d, &pr, &used) == 3 && type < LM_TYPE_COUNT) {
+        q.cpu_decode_bw[type] = d;
+        q.cpu_prompt_bw[type] = pr;
         s += used;
-        unsigned type;
-        double d, pr;
-        while (sscanf(s, " t%u=%lf,%lf%n", &type, &d, &pr, &used) == 3 && type < LM_TYPE_COUNT) {
-            q.cpu_decode_bw[type] = d;
-            q.cpu_prompt_bw[type] = pr;
-            s += used;
-        }
-        if (sscanf(s, " layer=%lf,%lf,%lf", &q.cpu_layer_ms, &q.cpu_layer_prompt_ms,
-                   &q.cpu_head_ms) != 3)
-            continue;
-        *p = q;
-        found = true;
     }
-    fclose(f);
-    return found;
+    if (sscanf(s, " layer=%lf,%lf,%lf", &q.cpu_layer_ms, &q.cpu_layer_prompt_ms,
+               &q.cpu_head_ms) != 3)
+        return false;
+    *(lm_probes *)out = q;
+    return true;
 }
 
-/* Appends the line; a later line for the same key wins on loading. */
 static void cache_save(const char *key, const lm_probes *p)
 {
-    char path[4200];
-    if (cache_path(path, sizeof path) != 0)
-        return;
-    FILE *f = fopen(path, "a");
-    if (!f)
-        return;
-    fprintf(f, "%s ram=%.0f disk=%.0f", key, p->ram_bw, p->disk_bw);
+    char value[4096];
+    int n = snprintf(value, sizeof value, "ram=%.0f disk=%.0f", p->ram_bw, p->disk_bw);
     for (int t = 0; t < LM_TYPE_COUNT; t++)
-        if (p->cpu_decode_bw[t] > 0)
-            fprintf(f, " t%d=%.0f,%.0f", t, p->cpu_decode_bw[t], p->cpu_prompt_bw[t]);
-    fprintf(f, " layer=%.6f,%.6f,%.6f\n", p->cpu_layer_ms, p->cpu_layer_prompt_ms,
-            p->cpu_head_ms);
-    fclose(f);
+        if (p->cpu_decode_bw[t] > 0 && n < (int)sizeof value)
+            n += snprintf(value + n, sizeof value - (size_t)n, " t%d=%.0f,%.0f", t,
+                          p->cpu_decode_bw[t], p->cpu_prompt_bw[t]);
+    if (n < (int)sizeof value)
+        snprintf(value + n, sizeof value - (size_t)n, " layer=%.6f,%.6f,%.6f", p->cpu_layer_ms,
+                 p->cpu_layer_prompt_ms, p->cpu_head_ms);
+    lm_probe_cache_save("probes", key, value);
 }
 
-#define LAYER_PROBE_CTX 64
-#define LAYER_PROBE_BATCH 16
-
-/* Best time of `reps` runs of layer 0 over n tokens at position 0, in ms. */
-static double time_layer(lm_backend *b, float *x, int n, int reps)
-{
-    lm_layer_view view;
-    lm_model_layer_view(b->model, 0, &view);
-    double best = -1;
-    for (int i = 0; i < reps; i++) {
-        const double t0 = lm_now_seconds();
-        if (b->ops->forward_layer(b, 0, &view, x, n, 0) != 0)
-            return -1;
-        const double dt = (lm_now_seconds() - t0) * 1e3;
-        if (best < 0 || dt < best)
-            best = dt;
-    }
-    return best;
-}
-
-/* The model's layer 0 and output head on the CPU backend: the first runs
- * untimed (they fault the pages in), then the best of several. */
+/* The model's layer 0 and output head on the CPU backend. */
 static int probe_cpu_layer(const lm_model *m, lm_probes *p)
 {
     uint8_t *run = calloc(m->hp.n_layer, 1);
-    float *x = malloc((size_t)LAYER_PROBE_BATCH * m->hp.n_embd * sizeof(float));
-    float *logits = malloc((size_t)m->hp.n_vocab * sizeof(float));
-    lm_backend *b = NULL;
-    int rc = -1;
-    if (!run || !x || !logits) {
+    if (!run) {
         lm_set_error("out of memory");
-        goto done;
+        return -1;
     }
     run[0] = LM_RUN_RESIDENT;
     const lm_backend_share share = {.layers = run};
-    if (!(b = lm_backend_cpu_new(m, LAYER_PROBE_CTX, LAYER_PROBE_BATCH, &share)))
-        goto done;
-    for (size_t i = 0; i < (size_t)LAYER_PROBE_BATCH * m->hp.n_embd; i++)
-        x[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
-    double batch_ms;
-    if (time_layer(b, x, 1, 2) < 0 || (p->cpu_layer_ms = time_layer(b, x, 1, 10)) < 0 ||
-        (batch_ms = time_layer(b, x, LAYER_PROBE_BATCH, 3)) < 0)
-        goto done;
-    p->cpu_layer_prompt_ms = batch_ms / LAYER_PROBE_BATCH;
-    p->cpu_head_ms = -1;
-    for (int i = 0; i < 6; i++) {
-        const double t0 = lm_now_seconds();
-        if (b->ops->output(b, x, 1, logits) != 0)
-            goto done;
-        const double dt = (lm_now_seconds() - t0) * 1e3;
-        if (i > 0 && (p->cpu_head_ms < 0 || dt < p->cpu_head_ms))
-            p->cpu_head_ms = dt;
+    lm_backend *b = lm_backend_cpu_new(m, LM_PROBE_CTX, LM_PROBE_BATCH, &share);
+    lm_layer_timing t;
+    const int rc = b ? lm_probe_layer0(b, &t) : -1;
+    if (rc == 0) {
+        p->cpu_layer_ms = t.layer_ms;
+        p->cpu_layer_prompt_ms = t.layer_prompt_ms;
+        p->cpu_head_ms = t.head_ms;
     }
-    rc = 0;
-done:
     if (b)
         b->ops->free(b);
     free(run);
-    free(x);
-    free(logits);
     return rc;
 }
 
@@ -318,40 +242,36 @@ static int measure(const lm_model *m, bool cached, lm_probes *p, bool *measured)
     return 0;
 }
 
+typedef struct {
+    const lm_model *m;
+    bool cached;
+} measure_arg;
+
+typedef struct {
+    lm_probes p;
+    bool measured;
+} measure_result;
+
+static int measure_for_child(void *arg, void *result)
+{
+    const measure_arg *a = arg;
+    measure_result *r = result;
+    return measure(a->m, a->cached, &r->p, &r->measured);
+}
+
 /* The probes allocate a few hundred MiB for a moment; measured in a child
  * process, that memory never counts against this process's peak RSS (the
- * --ram budget).  Called before this process starts its OpenMP threads. */
+ * --ram budget).  Called before this process starts its OpenMP threads.
+ * Where no child can be started, here. */
 static int measure_in_child(const lm_model *m, bool cached, lm_probes *p, bool *measured)
 {
-    int fds[2];
-    if (pipe(fds) != 0)
+    measure_arg arg = {m, cached};
+    measure_result r = {.p = *p};
+    const int rc = lm_probe_in_child(measure_for_child, &arg, &r, sizeof r, 600);
+    if (rc == -2)
         return measure(m, cached, p, measured);
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(fds[0]);
-        close(fds[1]);
-        return measure(m, cached, p, measured);
-    }
-    if (pid == 0) {
-        close(fds[0]);
-        struct { lm_probes p; bool measured; int rc; } r = {.p = *p};
-        r.rc = measure(m, cached, &r.p, &r.measured);
-        ssize_t unused = write(fds[1], &r, sizeof r);
-        (void)unused;
-        _exit(0);
-    }
-    close(fds[1]);
-    struct { lm_probes p; bool measured; int rc; } r;
-    ssize_t got = read(fds[0], &r, sizeof r);
-    close(fds[0]);
-    waitpid(pid, NULL, 0);
-    if (got != (ssize_t)sizeof r)
-        return measure(m, cached, p, measured);
-    if (r.rc != 0) {
-        lm_set_error("the speed probes failed");
+    if (rc != 0)
         return -1;
-    }
     *p = r.p;
     *measured = r.measured;
     return 0;
@@ -362,7 +282,7 @@ int lm_probe(const lm_model *m, bool reprobe, lm_probes *p)
     char key[256];
     cache_key(m, key, sizeof key);
     memset(p, 0, sizeof *p);
-    const bool cached = !reprobe && cache_load(key, p);
+    const bool cached = !reprobe && lm_probe_cache_load("probes", key, parse_probes, p);
     bool measured = false;
     if (measure_in_child(m, cached, p, &measured) != 0)
         return -1;

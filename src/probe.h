@@ -10,6 +10,7 @@
 #define LM_PROBE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "model.h"
@@ -50,5 +51,41 @@ typedef struct {
 /* 0, or -1 with the device's error (no device, a failed build). */
 int lm_probe_device(const lm_model *m, const char *device_spec, bool reprobe,
                     lm_device_probes *d);
+
+/* ---- shared by the probes (probe_common.c) ---- */
+
+struct lm_backend;
+
+/* The cache file $XDG_CACHE_HOME/lamina/NAME (else ~/.cache/lamina/NAME)
+ * holds lines "KEY<tab>VALUE"; a later line for a key wins.  load: parse
+ * the value of every line with that key (parse says whether it could);
+ * whether one could.  save: appends a line. */
+bool lm_probe_cache_load(const char *name, const char *key,
+                         bool (*parse)(const char *value, void *out), void *out);
+void lm_probe_cache_save(const char *name, const char *key, const char *value);
+
+/* A backend made to time a model's layer 0: it runs that layer alone
+ * (resident) and the output head, with this context and batch. */
+#define LM_PROBE_CTX 64
+#define LM_PROBE_BATCH 16
+
+typedef struct {
+    double layer_ms;        /* one token through layer 0 */
+    double layer_prompt_ms; /* one token of a batch of LM_PROBE_BATCH */
+    double head_ms;         /* one token through the output head */
+} lm_layer_timing;
+
+/* Times layer 0 and the head on b: the first runs untimed (they fault pages
+ * in; PoCL compiles a kernel for each new launch shape), then the best of
+ * several.  0, or -1 with an error. */
+int lm_probe_layer0(struct lm_backend *b, lm_layer_timing *t);
+
+/* Runs measure(arg, result) in a child process and copies its result
+ * (size bytes) back: the probes' buffers and any driver they start stay out
+ * of this process (its RSS budget; a process that may fork must not have
+ * started OpenCL).  0; -1 with the child's error, or when it died or ran
+ * past timeout_s; -2 when no child could be started. */
+int lm_probe_in_child(int (*measure)(void *arg, void *result), void *arg, void *result,
+                      size_t size, int timeout_s);
 
 #endif

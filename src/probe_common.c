@@ -1,0 +1,185 @@
+/* What the CPU probes (probe.c) and the device probes (cl/probe_cl.c)
+ * share: their cache files, timing one layer on a backend, and running the
+ * measurements in a child process. */
+#define _GNU_SOURCE
+#include "probe.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "error.h"
+#include "timing.h"
+
+static int cache_file(const char *name, char *path, size_t len)
+{
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    char dir[4096];
+    if (xdg && xdg[0])
+        snprintf(dir, sizeof dir, "%s/lamina", xdg);
+    else if (home && home[0])
+        snprintf(dir, sizeof dir, "%s/.cache/lamina", home);
+    else
+        return -1;
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%.*s", (int)(strrchr(dir, '/') - dir), dir);
+    mkdir(parent, 0755);
+    mkdir(dir, 0755);
+    snprintf(path, len, "%s/%s", dir, name);
+    return 0;
+}
+
+bool lm_probe_cache_load(const char *name, const char *key,
+                         bool (*parse)(const char *value, void *out), void *out)
+{
+    char path[4200], line[4096];
+    if (cache_file(name, path, sizeof path) != 0)
+        return false;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    bool found = false;
+    const size_t kl = strlen(key);
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, key, kl) == 0 && line[kl] == '\t' && parse(line + kl + 1, out))
+            found = true;
+    fclose(f);
+    return found;
+}
+
+void lm_probe_cache_save(const char *name, const char *key, const char *value)
+{
+    char path[4200];
+    if (cache_file(name, path, sizeof path) != 0)
+        return;
+    FILE *f = fopen(path, "a");
+    if (!f)
+        return;
+    fprintf(f, "%s\t%s\n", key, value);
+    fclose(f);
+}
+
+/* Best time in ms of `reps` runs of layer 0 over n rows of x at position 0;
+ * -1 on a failure. */
+static double time_layer(lm_backend *b, float *x, int n, int reps)
+{
+    lm_layer_view view;
+    lm_model_layer_view(b->model, 0, &view);
+    double best = -1;
+    for (int i = 0; i < reps; i++) {
+        const double t0 = lm_now_seconds();
+        if (b->ops->forward_layer(b, 0, &view, x, n, 0) != 0)
+            return -1;
+        const double dt = (lm_now_seconds() - t0) * 1e3;
+        if (best < 0 || dt < best)
+            best = dt;
+    }
+    return best;
+}
+
+int lm_probe_layer0(lm_backend *b, lm_layer_timing *t)
+{
+    const lm_model *m = b->model;
+    float *x = malloc((size_t)LM_PROBE_BATCH * m->hp.n_embd * sizeof(float));
+    float *logits = malloc((size_t)m->hp.n_vocab * sizeof(float));
+    int rc = -1;
+    double batch_ms;
+    if (!x || !logits) {
+        lm_set_error("out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < (size_t)LM_PROBE_BATCH * m->hp.n_embd; i++)
+        x[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
+    if (time_layer(b, x, 1, 2) < 0 || (t->layer_ms = time_layer(b, x, 1, 10)) < 0 ||
+        time_layer(b, x, LM_PROBE_BATCH, 1) < 0 ||
+        (batch_ms = time_layer(b, x, LM_PROBE_BATCH, 3)) < 0)
+        goto done;
+    t->layer_prompt_ms = batch_ms / LM_PROBE_BATCH;
+    t->head_ms = -1;
+    for (int i = 0; i < 6; i++) {
+        const double t0 = lm_now_seconds();
+        if (b->ops->output(b, x, 1, logits) != 0)
+            goto done;
+        const double dt = (lm_now_seconds() - t0) * 1e3;
+        if (i > 0 && (t->head_ms < 0 || dt < t->head_ms))
+            t->head_ms = dt;
+    }
+    rc = 0;
+done:
+    free(x);
+    free(logits);
+    return rc;
+}
+
+/* What the child sends back: the result, then its status and error. */
+typedef struct {
+    int rc;
+    char error[512];
+} child_status;
+
+static bool read_all(int fd, void *buf, size_t size, int timeout_s)
+{
+    for (size_t done = 0; done < size;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, timeout_s * 1000) != 1)
+            return false;
+        ssize_t got = read(fd, (char *)buf + done, size - done);
+        if (got <= 0)
+            return false;
+        done += (size_t)got;
+    }
+    return true;
+}
+
+int lm_probe_in_child(int (*measure)(void *arg, void *result), void *arg, void *result,
+                      size_t size, int timeout_s)
+{
+    int fds[2];
+    if (pipe(fds) != 0) {
+        lm_set_error("cannot start the probes: no pipe");
+        return -2;
+    }
+    fflush(NULL);
+    const pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        lm_set_error("cannot start the probes: fork failed");
+        return -2;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        child_status st = {.rc = measure(arg, result)};
+        if (st.rc != 0)
+            snprintf(st.error, sizeof st.error, "%s", lm_last_error());
+        /* a short write shows as a died child on the other side */
+        if (write(fds[1], result, size) == (ssize_t)size &&
+            write(fds[1], &st, sizeof st) == (ssize_t)sizeof st)
+            _exit(0);
+        _exit(1);
+    }
+    close(fds[1]);
+    child_status st;
+    const bool got = read_all(fds[0], result, size, timeout_s) &&
+                     read_all(fds[0], &st, sizeof st, timeout_s);
+    if (!got)
+        kill(pid, SIGKILL);
+    close(fds[0]);
+    waitpid(pid, NULL, 0);
+    if (!got) {
+        lm_set_error("the probes did not finish in %d s or died (a broken or hung driver?)",
+                     timeout_s);
+        return -1;
+    }
+    if (st.rc != 0) {
+        lm_set_error("%s", st.error);
+        return -1;
+    }
+    return 0;
+}
