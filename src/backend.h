@@ -48,7 +48,8 @@ typedef struct {
     uint64_t (*device_peak_bytes)(lm_backend *b);
     /* Streaming to a device (NULL on the CPU).  pinned_alloc: host memory
      * the device copies from fastest (pinned, mapped), owned by the backend
-     * until it is freed.  upload_staged: copies layer il from host memory
+     * until it is freed (so one streamer per device backend: a second would
+     * add to it); NULL where the driver has none left.  upload_staged: copies layer il from host memory
      * (view, in pinned memory) into the device's slot `slot` and returns
      * when the copy is done; called on the streamer's I/O thread, so the
      * copy overlaps the layer computing on the device. */

@@ -259,6 +259,14 @@ static int place_device(const lm_model *m, const lm_plan_request *req, lm_plan *
     return -1;
 }
 
+/* RAM a layer kept there takes: its tensors in the file mapping, or for a
+ * device's layer its pinned copy (the file's stretch, gaps and all). */
+static uint64_t ram_bytes(const lm_plan *plan, const lm_model *m, int il)
+{
+    return lm_place_on_device(plan->place[il]) ? lm_streamer_layer_bytes(m, il)
+                                               : plan->layer_bytes[il];
+}
+
 /* Host side: the layers not resident on the device keep their weights in
  * RAM, the first ones first, as many as the RAM budget holds after the fixed
  * costs; the rest are read from disk.  -1 if not even the staging fits.
@@ -283,7 +291,7 @@ static int place_host(const lm_model *m, const lm_plan_request *req, lm_plan *pl
             const bool dev = lm_place_on_device(plan->place[il]);
             plan->place[il] = dev ? (ram ? LM_PLACE_DEVICE_RAM : LM_PLACE_DEVICE_DISK)
                                   : (ram ? LM_PLACE_RAM : LM_PLACE_DISK);
-            in_ram += ram ? plan->layer_bytes[il] : 0;
+            in_ram += ram ? ram_bytes(plan, m, il) : 0;
         }
         const uint64_t total = fixed + in_ram + staging_bytes(plan, m);
         if (total <= plan->ram_budget && (req->force_ram_layers < 0 || k <= req->force_ram_layers))
@@ -303,7 +311,7 @@ static int place_host(const lm_model *m, const lm_plan_request *req, lm_plan *pl
         const bool ram = seen++ < keep, dev = lm_place_on_device(plan->place[il]);
         plan->place[il] = dev ? (ram ? LM_PLACE_DEVICE_RAM : LM_PLACE_DEVICE_DISK)
                               : (ram ? LM_PLACE_RAM : LM_PLACE_DISK);
-        plan->ram_weights += ram ? plan->layer_bytes[il] : 0;
+        plan->ram_weights += ram ? ram_bytes(plan, m, il) : 0;
     }
     plan->staging_bytes = staging_bytes(plan, m);
     plan->ram_total = best_total;

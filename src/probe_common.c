@@ -4,6 +4,8 @@
 #define _GNU_SOURCE
 #include "probe.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -123,13 +125,23 @@ typedef struct {
     char error[512];
 } child_status;
 
-static bool read_all(int fd, void *buf, size_t size, int timeout_s)
+/* Reads size bytes before the deadline (lm_now_seconds); false when the
+ * writer died or time ran out. */
+static bool read_all(int fd, void *buf, size_t size, double deadline)
 {
     for (size_t done = 0; done < size;) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, timeout_s * 1000) != 1)
+        const double left = deadline - lm_now_seconds();
+        if (left <= 0)
             return false;
-        ssize_t got = read(fd, (char *)buf + done, size - done);
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        const int ready = poll(&pfd, 1, (int)(left * 1000) + 1);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready != 1)
+            return false;
+        const ssize_t got = read(fd, (char *)buf + done, size - done);
+        if (got < 0 && errno == EINTR)
+            continue;
         if (got <= 0)
             return false;
         done += (size_t)got;
@@ -141,7 +153,9 @@ int lm_probe_in_child(int (*measure)(void *arg, void *result), void *arg, void *
                       size_t size, int timeout_s)
 {
     int fds[2];
-    if (pipe(fds) != 0) {
+    /* close-on-exec: a driver's compiler subprocess must not keep the
+     * write end open after the child is gone */
+    if (pipe2(fds, O_CLOEXEC) != 0) {
         lm_set_error("cannot start the probes: no pipe");
         return -2;
     }
@@ -166,12 +180,14 @@ int lm_probe_in_child(int (*measure)(void *arg, void *result), void *arg, void *
     }
     close(fds[1]);
     child_status st;
-    const bool got = read_all(fds[0], result, size, timeout_s) &&
-                     read_all(fds[0], &st, sizeof st, timeout_s);
+    const double deadline = lm_now_seconds() + timeout_s;
+    const bool got = read_all(fds[0], result, size, deadline) &&
+                     read_all(fds[0], &st, sizeof st, deadline);
     if (!got)
         kill(pid, SIGKILL);
     close(fds[0]);
-    waitpid(pid, NULL, 0);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
     if (!got) {
         lm_set_error("the probes did not finish in %d s or died (a broken or hung driver?)",
                      timeout_s);

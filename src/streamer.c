@@ -38,6 +38,8 @@ struct lm_streamer {
     lm_layer_view *homes; /* per entry: where a layer kept in RAM for the device
                              lives (pinned memory), or data[] all NULL */
     bool *homed;
+    void **unpinned;      /* homes in ordinary memory (no pinned memory to be had) */
+    int n_unpinned;
     uint64_t buf_bytes;
     stage_buf buf[N_BUFFERS];
 
@@ -259,12 +261,20 @@ static int pin_homes(lm_streamer *st)
         if (!st->homed[i])
             continue;
         const lm_stream_layer once = {.layer = st->layers[i].layer, .from_disk = true};
-        uint8_t *data = st->device->ops->pinned_alloc(
-            st->device, lm_streamer_layer_bytes(st->m, once.layer));
+        const uint64_t size = lm_streamer_layer_bytes(st->m, once.layer);
+        uint8_t *data = st->device->ops->pinned_alloc(st->device, size);
         char msg[512];
         uint64_t bytes = 0;
-        if (!data)
-            return -1;
+        if (!data) {
+            /* drivers limit pinned memory: ordinary memory copies slower
+             * (through the driver's bounce buffer) but still works */
+            if (posix_memalign((void **)&data, 4096, size) != 0) {
+                lm_set_error("out of memory for layer %d (%.1f MiB)", once.layer,
+                             (double)size / (1024.0 * 1024.0));
+                return -1;
+            }
+            st->unpinned[st->n_unpinned++] = data;
+        }
         if (read_layer(st, &once, data, &st->homes[i], msg, sizeof msg, &bytes) != 0) {
             lm_set_error("%s", msg);
             return -1;
@@ -293,7 +303,8 @@ lm_streamer *lm_streamer_new(const lm_model *m, const lm_stream_layer *layers, i
     memcpy(st->layers, layers, (size_t)n_layers * sizeof *layers);
     st->homes = calloc((size_t)n_layers, sizeof *st->homes);
     st->homed = calloc((size_t)n_layers, sizeof *st->homed);
-    if (!st->homes || !st->homed)
+    st->unpinned = calloc((size_t)n_layers, sizeof *st->unpinned);
+    if (!st->homes || !st->homed || !st->unpinned)
         goto oom;
     bool any_device = false;
     for (int i = 0; i < n_layers; i++) {
@@ -347,6 +358,9 @@ void lm_streamer_free(lm_streamer *st)
     stop_thread(st);
     for (int i = 0; i < N_BUFFERS && !st->device; i++)
         free(st->buf[i].data);
+    for (int i = 0; i < st->n_unpinned; i++)
+        free(st->unpinned[i]);
+    free(st->unpinned);
     free(st->homes);
     free(st->homed);
     free(st->layers);

@@ -12,7 +12,7 @@
  *
  * A layer a device runs goes one step further on the I/O thread: from the
  * staging buffer (then pinned memory the device backend provides) into the
- * device's slot of the same number, so that disk read, host-to-device copy
+ * device's slot of the same number (two slots, one without prefetch), so that disk read, host-to-device copy
  * and compute of successive layers overlap.  Its layers come either from
  * the disk (pread into a staging buffer, then the pages dropped) or from
  * RAM: those are read once, at creation, into pinned memory of their own,
