@@ -417,8 +417,20 @@ lm_session *lm_cli_session(const lm_cli *o, const lm_model *m, int n_ctx, int n_
     if (!o->quiet)
         lm_plan_print_summary(&plan, stderr);
     const bool on_device = plan.device_total > 0;
+    /* the weights a session reads before it can start: layers uploaded to
+     * the device, and layers kept in pinned RAM for it */
+    uint64_t upfront = 0;
+    for (int il = 0; il < plan.n_layer; il++)
+        if (plan.place[il] == LM_PLACE_DEVICE || plan.place[il] == LM_PLACE_DEVICE_RAM)
+            upfront += plan.layer_bytes[il];
+    const double t0 = lm_now_seconds();
+    if (!o->quiet && upfront > ((uint64_t)256 << 20))
+        fprintf(stderr, "lamina: loading %.0f MiB of weights for the device...\n",
+                (double)upfront / (1024.0 * 1024.0));
     lm_session *s = lm_session_new_planned(m, n_ctx, n_batch, &plan, o->device,
                                            use == LM_USE_AUTO);
+    if (s && !o->quiet && upfront > ((uint64_t)256 << 20))
+        fprintf(stderr, "lamina: loaded in %.1f s\n", lm_now_seconds() - t0);
     if (!s && on_device && use == LM_USE_AUTO) {
         fprintf(stderr, "lamina: warning: OpenCL backend unavailable (%s); running on the CPU\n",
                 lm_last_error());

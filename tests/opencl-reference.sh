@@ -121,6 +121,9 @@ if [ -n "$got" ] && [ -n "$want" ] &&
    awk -v g="$got" -v w="$want" 'BEGIN { d = (g - w) / w; exit !(d < 0.005 && d > -0.005) }'; then
     ok; echo "perplexity (2 chunks of 512): OpenCL $got, CPU $want"
 else bad "perplexity: OpenCL '$got', CPU '$want' (more than 0.5% apart)"; fi
+# ... and split, with the streamed layers' batches of 512 tokens
+got=$(ppl --gpu-layers 15 --vram 60M)
+[ -n "$got" ] && [ "$got" = "$want" ] && ok || bad "perplexity split: '$got', CPU '$want'"
 
 echo "opencl-reference: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
