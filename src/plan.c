@@ -544,10 +544,13 @@ void lm_plan_print(const lm_plan *plan, FILE *f)
             plan->head_on_device ? "device, resident" : "cpu, in RAM", MIB(plan->head_bytes),
             plan->head_ms);
     fprintf(f, "\nRAM: %.1f MiB of a %.1f MiB budget (weights %.1f, output head %.1f, KV cache "
-               "%.1f, staging %.1f, activations %.1f, overhead %.1f)\n",
+               "%.1f, staging %.1f, activations %.1f, overhead %.1f",
             MIB(plan->ram_total), MIB(plan->ram_budget), MIB(plan->ram_weights),
             MIB(plan->head_bytes), MIB(plan->kv_bytes - plan->device_kv_bytes),
             MIB(plan->staging_bytes), MIB(plan->activation_bytes), MIB(LM_PLAN_RAM_OVERHEAD));
+    if (plan->dev.is_cpu && plan->device_total)
+        fprintf(f, ", the CPU device's memory %.1f", MIB(plan->device_total));
+    fprintf(f, ")\n");
     if (plan->device_total)
         fprintf(f, "device: %.1f MiB of a %.1f MiB budget (weights %.1f, KV cache %.1f, layer "
                    "slots %.1f, activations %.1f%s)\n",
