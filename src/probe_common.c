@@ -67,14 +67,17 @@ void lm_probe_cache_save(const char *name, const char *key, const char *value)
     fclose(f);
 }
 
-/* Best time in ms of `reps` runs of layer 0 over n rows of x at position 0;
- * -1 on a failure. */
+/* Best time in ms of up to `reps` runs of layer 0 over n rows of x at
+ * position 0, fewer when they pass PROBE_LAYER_SECONDS (a 70B layer takes
+ * tens of ms: the probe stays well under a second); -1 on a failure. */
+#define PROBE_LAYER_SECONDS 0.15
 static double time_layer(lm_backend *b, float *x, int n, int reps)
 {
     lm_layer_view view;
     lm_model_layer_view(b->model, 0, &view);
     double best = -1;
-    for (int i = 0; i < reps; i++) {
+    const double start = lm_now_seconds();
+    for (int i = 0; i < reps && (i == 0 || lm_now_seconds() - start < PROBE_LAYER_SECONDS); i++) {
         const double t0 = lm_now_seconds();
         if (b->ops->forward_layer(b, 0, &view, x, n, 0) != 0)
             return -1;
