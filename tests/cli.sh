@@ -93,21 +93,25 @@ yes "ab cd ef ab Ab xyz 12 ab" | head -c 3000 >"$tmp/noise.txt"
 expect_ok "perplexity" "$LAMINA" perplexity -m "$model" -f "$tmp/noise.txt" -c 32 --chunks 2
 tail -n 1 "$tmp/out" | grep -q '^perplexity: [0-9.]*$' && ok || bad "perplexity's last line"
 
-# the plan, and runs that follow other plans, give the same text
+# the plan, and runs that follow other plans, give the same text (the CPU's
+# streaming: --backend cpu, so that no device the planner might pick can
+# change the placements these check)
 expect_ok "plan" "$LAMINA" plan -m "$model" -c 64
 grep -q '^bottleneck: ' "$tmp/out" && ok || bad "plan names the bottleneck"
-expect_ok "plan --json" "$LAMINA" plan -m "$model" -c 64 --ram-layers 1 --json
+expect_ok "plan --json" "$LAMINA" plan -m "$model" -c 64 --ram-layers 1 --json --backend cpu
 for key in predicted_decode_tokens_per_s predicted_time_to_first_token_ms ram_budget_bytes bottleneck; do
     grep -q "\"$key\"" "$tmp/out" && ok || bad "plan JSON lacks $key"
 done
 grep -q '"placement": "disk"' "$tmp/out" && ok || bad "--ram-layers 1 streams the other layer"
 "$LAMINA" run -m "$model" -p "ab ab" -n 8 --temp 0 --ids -q -c 64 >"$tmp/a" 2>/dev/null
 for how in "--ram-layers 0" "--ram-layers 1" "--ram-layers 0 --no-prefetch"; do
+    how="$how --backend cpu"
     # shellcheck disable=SC2086
     "$LAMINA" run -m "$model" -p "ab ab" -n 8 --temp 0 --ids -q -c 64 $how >"$tmp/b" 2>"$tmp/err"
     cmp -s "$tmp/a" "$tmp/b" && ok || bad "run $how differs: $(cat "$tmp/b" "$tmp/err")"
 done
-expect_ok "bench streamed, --profile" "$LAMINA" bench -m "$model" -p 4 -n 4 -r 1 -c 64 --ram-layers 1 --profile
+expect_ok "bench streamed, --profile" "$LAMINA" bench -m "$model" -p 4 -n 4 -r 1 -c 64 --ram-layers 1 \
+    --profile --backend cpu
 grep -q '^overlap (decode, per token): .* I/O thread .* compute ' "$tmp/out" && ok ||
     bad "bench reports the streamer's reads against compute"
 grep -q 'layer   1 .* ms measured .* ms predicted' "$tmp/err" && ok || bad "--profile prints ms per layer"
@@ -125,7 +129,7 @@ budget=$((160 * 1024 * 1024))
 size=$(wc -c <"$tmp/big.gguf")
 [ "$size" -gt $((3 * budget)) ] && ok || bad "the streaming model ($size bytes) is not 3x the budget"
 expect_ok "run over budget" "$LAMINA" run -m "$tmp/big.gguf" -p "ab ab" -n 4 --temp 0 -c 64 --ram 160M \
-    --stats-json "$tmp/stats.json"
+    --backend cpu --stats-json "$tmp/stats.json"
 grep -q 'streamed from disk' "$tmp/err" && ok || bad "the plan summary says layers are streamed"
 rss=$(sed 's/.*"peak_rss_bytes": \([0-9]*\).*/\1/' "$tmp/stats.json")
 [ "$rss" -gt 0 ] && [ "$rss" -lt "$budget" ] && ok || bad "peak RSS $rss is not inside the budget $budget"
