@@ -3,7 +3,8 @@
 # greedy token ids for the fixture prompts, token ids for the fixture
 # strings, and perplexity within 1%.  The reference outputs were made with
 # llama-cpp-python (tests/fixtures/README).  Without the model this skips
-# (exit 77), except in CI, where the model must be there.
+# (exit 77), except in CI, where the model must be there.  These check the
+# CPU path: --backend cpu, whatever device the default (auto) might pick.
 set -u
 . "$(dirname "$0")/model-tests.sh"
 
@@ -13,7 +14,7 @@ while IFS= read -r line; do
     i=$((i + 1))
     want=$(sed -n "${i}p" "$FIXTURES/greedy-smollm2.ids")
     prompt=$(unescape "$line"); prompt=${prompt%x}
-    got=$("$LAMINA" run -m "$model" -p "$prompt" -n 32 --temp 0 --ids -q -t 2)
+    got=$("$LAMINA" run -m "$model" -p "$prompt" -n 32 --temp 0 --ids -q -t 2 --backend cpu)
     if [ "$got" = "$want" ]; then ok; else
         bad "greedy prompt $i: got '$got', llama.cpp '$want'"; fi
 done <"$FIXTURES/prompts.txt"
@@ -21,14 +22,14 @@ done <"$FIXTURES/prompts.txt"
 # the portable C kernels compute the same bits as the AVX2 ones
 prompt=$(unescape "$(head -n 1 "$FIXTURES/prompts.txt")"); prompt=${prompt%x}
 want=$(head -n 1 "$FIXTURES/greedy-smollm2.ids")
-got=$(LAMINA_NO_AVX2=1 "$LAMINA" run -m "$model" -p "$prompt" -n 32 --temp 0 --ids -q -t 2)
+got=$(LAMINA_NO_AVX2=1 "$LAMINA" run -m "$model" -p "$prompt" -n 32 --temp 0 --ids -q -t 2 --backend cpu)
 if [ "$got" = "$want" ]; then ok; else bad "portable kernels, prompt 1: got '$got', llama.cpp '$want'"; fi
 
 # streamed from disk (a RAM budget that holds 9 of the 30 layers, and the
 # same without prefetch): the same tokens
 for how in "--ram 140M" "--ram 140M --no-prefetch"; do
     # shellcheck disable=SC2086
-    got=$("$LAMINA" run -m "$model" -p "$prompt" -n 32 --temp 0 --ids -q -t 2 -c 512 $how)
+    got=$("$LAMINA" run -m "$model" -p "$prompt" -n 32 --temp 0 --ids -q -t 2 -c 512 --backend cpu $how)
     if [ "$got" = "$want" ]; then ok; else bad "streamed ($how), prompt 1: got '$got', llama.cpp '$want'"; fi
 done
 
@@ -45,7 +46,7 @@ done <"$FIXTURES/tokenize-strings.txt"
 
 # perplexity within 1% of llama.cpp's
 want=$(sed -n 's/^perplexity: //p' "$FIXTURES/ppl-smollm2-c512.txt")
-got=$("$LAMINA" perplexity -m "$model" -f "$FIXTURES/ppl-text.txt" -c 512 --chunks 8 -q -t 2 2>/dev/null |
+got=$("$LAMINA" perplexity -m "$model" -f "$FIXTURES/ppl-text.txt" -c 512 --chunks 8 -q -t 2 --backend cpu 2>/dev/null |
       sed -n 's/^perplexity: //p')
 if [ -n "$got" ] && awk -v g="$got" -v w="$want" 'BEGIN { d = (g - w) / w; exit !(d < 0.01 && d > -0.01) }'; then
     ok; echo "perplexity: lamina $got, llama.cpp $want"
