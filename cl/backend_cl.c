@@ -523,6 +523,17 @@ static void cl_free(lm_backend *b)
     free(cb);
 }
 
+/* The exact quantized kernels for every product, unless the GEMM path is
+ * asked for (see the top of this file): LAMINA_CL_GEMM=1 from 2 tokens,
+ * LAMINA_CL_GEMM_MIN=n from n tokens. */
+int lm_backend_opencl_gemm_min(void)
+{
+    const char *gm = getenv("LAMINA_CL_GEMM_MIN"), *g = getenv("LAMINA_CL_GEMM");
+    if (gm && atoi(gm) > 0)
+        return atoi(gm);
+    return g && g[0] && strcmp(g, "0") != 0 ? 2 : INT_MAX;
+}
+
 static uint64_t cl_peak(lm_backend *b)
 {
     return ((cl_backend *)b)->mem.peak;
@@ -785,15 +796,7 @@ lm_backend *lm_backend_opencl_new(const lm_model *m, int n_ctx, int n_batch,
     }
     cb->base = (lm_backend){.ops = &cl_ops, .model = m, .n_ctx = n_ctx, .n_batch = n_batch};
     cb->rope_pos0 = -1;
-    /* The exact quantized kernels for every product, unless the GEMM path is
-     * asked for (see the top of this file): LAMINA_CL_GEMM=1 from 2 tokens,
-     * LAMINA_CL_GEMM_MIN=n from n tokens. */
-    const char *gm = getenv("LAMINA_CL_GEMM_MIN"), *g = getenv("LAMINA_CL_GEMM");
-    cb->gemm_min = INT_MAX;
-    if (g && g[0] && strcmp(g, "0") != 0)
-        cb->gemm_min = 2;
-    if (gm && atoi(gm) > 0)
-        cb->gemm_min = atoi(gm);
+    cb->gemm_min = lm_backend_opencl_gemm_min();
     if (m->hp.head_dim > 256) { /* MAX_HD in cl/attention.cl */
         lm_set_error("OpenCL attention supports head sizes up to 256, not %u",
                      (unsigned)m->hp.head_dim);

@@ -76,6 +76,10 @@ lm_backend *lm_backend_cpu_new(const lm_model *m, int n_ctx, int n_batch,
  * call and error code. */
 lm_backend *lm_backend_opencl_new(const lm_model *m, int n_ctx, int n_batch,
                                   const char *device_spec, const lm_backend_share *share);
+/* The fewest tokens a product takes the dequantize+SGEMM path for
+ * (LAMINA_CL_GEMM, LAMINA_CL_GEMM_MIN; INT_MAX: never): that path keeps
+ * one weight dequantized to f32 in device memory. */
+int lm_backend_opencl_gemm_min(void);
 /* Host-to-device bandwidth from pinned (CL_MEM_ALLOC_HOST_PTR, mapped)
  * memory on b's device, bytes/s over copies of `bytes`; 0 on failure. */
 double lm_backend_opencl_h2d_bandwidth(lm_backend *b, uint64_t bytes);

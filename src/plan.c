@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "error.h"
 #include "streamer.h"
 
@@ -184,6 +185,19 @@ static void fixed_costs(const lm_model *m, const lm_plan_request *req, lm_plan *
         nb * hp->n_head * req->n_ctx * sizeof(float) + nb * hp->n_rot * sizeof(float) +
         nb * widest + 2 * (nb * widest / 32 * sizeof(float)) + nb * widest / 16 * 4 +
         nb * widest * sizeof(float);
+#ifdef LAMINA_OPENCL
+    /* the opt-in GEMM path keeps the largest weight it meets as f32 */
+    if ((uint64_t)lm_backend_opencl_gemm_min() <= nb) {
+        uint64_t most = (uint64_t)m->output->ne[0] * m->output->ne[1];
+        for (uint32_t il = 0; il < hp->n_layer; il++)
+            for (int w = 0; w < LM_W_PER_LAYER; w++) {
+                const lm_gguf_tensor *t = m->layers[il].t[w];
+                if (t && t->n_dims == 2 && (uint64_t)t->ne[0] * t->ne[1] > most)
+                    most = (uint64_t)t->ne[0] * t->ne[1];
+            }
+        plan->device_activation_bytes += most * sizeof(float);
+    }
+#endif
 }
 
 static uint64_t kv_per_layer(const lm_plan *plan)
