@@ -359,10 +359,7 @@ static int eval_batch(lm_session *s, const int32_t *tokens, int n, int first_out
             *device_failed = be == s->device;
             return -1;
         }
-        const double dt = lm_now_seconds() - t0;
-        s->layer_seconds[il] += dt;
-        if (streamed)
-            s->stream_seconds += dt;
+        s->layer_seconds[il] += lm_now_seconds() - t0;
     }
     s->passes++;
     s->n_past += n;

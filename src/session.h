@@ -34,7 +34,6 @@ typedef struct lm_session {
     int *batch_len;               /* per position: the batch that started there, or 0 */
     bool cpu_fallback;            /* --backend auto on a device: on a device error,
                                      rebuild the cache on the CPU and go on */
-    double stream_seconds;        /* time in streamed layers (waits included) */
 } lm_session;
 
 /* A session on the CPU backend. */
