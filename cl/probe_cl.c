@@ -40,11 +40,9 @@ static bool parse_probes(const char *s, void *out)
 {
     lm_device_probes *d = out;
     lm_device_probes q = *d;
-    unsigned long long lb;
-    if (sscanf(s, "h2d=%lf layer=%lf prompt=%lf head=%lf lbytes=%llu", &q.h2d_bw, &q.layer_ms,
-               &q.layer_prompt_ms, &q.head_ms, &lb) != 5)
+    if (sscanf(s, "h2d=%lf layer=%lf prompt=%lf head=%lf", &q.h2d_bw, &q.layer_ms,
+               &q.layer_prompt_ms, &q.head_ms) != 4)
         return false;
-    q.layer_bytes = lb;
     *d = q;
     return true;
 }
@@ -52,12 +50,33 @@ static bool parse_probes(const char *s, void *out)
 static void cache_save(const char *key, const lm_device_probes *d)
 {
     char value[256];
-    snprintf(value, sizeof value, "h2d=%.0f layer=%.6f prompt=%.6f head=%.6f lbytes=%llu",
-             d->h2d_bw, d->layer_ms, d->layer_prompt_ms, d->head_ms,
-             (unsigned long long)d->layer_bytes);
+    snprintf(value, sizeof value, "h2d=%.0f layer=%.6f prompt=%.6f head=%.6f", d->h2d_bw,
+             d->layer_ms, d->layer_prompt_ms, d->head_ms);
     lm_probe_cache_save("device-probes", key, value);
 }
 
+
+typedef struct {
+    const char *spec;
+    lm_device_probes *d;
+} device_probe;
+
+static lm_backend *make_device(const lm_model *m, const lm_backend_share *share, void *arg)
+{
+    return lm_backend_opencl_new(m, LM_PROBE_CTX, LM_PROBE_BATCH, ((device_probe *)arg)->spec,
+                                 share);
+}
+
+static int measure_copies(lm_backend *b, void *arg)
+{
+    lm_device_probes *d = ((device_probe *)arg)->d;
+    d->h2d_bw = lm_backend_opencl_h2d_bandwidth(b, COPY_PROBE_BYTES);
+    if (d->h2d_bw <= 0) {
+        lm_set_error("the device's copy probe failed");
+        return -1;
+    }
+    return 0;
+}
 
 static int measure(const lm_model *m, const char *spec, bool reprobe, lm_device_probes *d)
 {
@@ -79,33 +98,15 @@ static int measure(const lm_model *m, const char *spec, bool reprobe, lm_device_
         d->from_cache = true;
         return 0;
     }
-    uint8_t *run = calloc(m->hp.n_layer, 1);
-    if (!run) {
-        lm_set_error("out of memory");
-        return -1;
-    }
-    run[0] = LM_RUN_RESIDENT;
-    const lm_backend_share share = {.layers = run};
-    lm_backend *b = lm_backend_opencl_new(m, LM_PROBE_CTX, LM_PROBE_BATCH, spec, &share);
+    device_probe dp = {spec, d};
     lm_layer_timing t;
-    int rc = b ? lm_probe_layer0(b, &t) : -1;
-    if (rc == 0) {
-        d->layer_bytes = m->layers[0].nbytes;
-        d->layer_ms = t.layer_ms;
-        d->layer_prompt_ms = t.layer_prompt_ms;
-        d->head_ms = t.head_ms;
-        d->h2d_bw = lm_backend_opencl_h2d_bandwidth(b, COPY_PROBE_BYTES);
-        if (d->h2d_bw <= 0) {
-            lm_set_error("the device's copy probe failed");
-            rc = -1;
-        }
-    }
-    if (rc == 0)
-        cache_save(key, d);
-    if (b)
-        b->ops->free(b);
-    free(run);
-    return rc;
+    if (lm_probe_layer0(m, make_device, measure_copies, &dp, &t) != 0)
+        return -1;
+    d->layer_ms = t.layer_ms;
+    d->layer_prompt_ms = t.layer_prompt_ms;
+    d->head_ms = t.head_ms;
+    cache_save(key, d);
+    return 0;
 }
 
 typedef struct {

@@ -26,7 +26,7 @@ typedef enum {
     LM_RUN_STREAMED, /* runs it; the weights come through the streamer each pass */
 } lm_layer_run;
 
-typedef struct {
+typedef struct lm_backend_share {
     const uint8_t *layers; /* per layer an lm_layer_run; NULL: all, resident */
     bool no_head;          /* another backend runs the output head */
     int n_slots;           /* device slots for streamed layers: 2 to overlap

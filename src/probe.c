@@ -188,27 +188,21 @@ static void cache_save(const char *key, const lm_probes *p)
 }
 
 /* The model's layer 0 and output head on the CPU backend. */
+static lm_backend *make_cpu(const lm_model *m, const lm_backend_share *share, void *arg)
+{
+    (void)arg;
+    return lm_backend_cpu_new(m, LM_PROBE_CTX, LM_PROBE_BATCH, share);
+}
+
 static int probe_cpu_layer(const lm_model *m, lm_probes *p)
 {
-    uint8_t *run = calloc(m->hp.n_layer, 1);
-    if (!run) {
-        lm_set_error("out of memory");
-        return -1;
-    }
-    run[0] = LM_RUN_RESIDENT;
-    const lm_backend_share share = {.layers = run};
-    lm_backend *b = lm_backend_cpu_new(m, LM_PROBE_CTX, LM_PROBE_BATCH, &share);
     lm_layer_timing t;
-    const int rc = b ? lm_probe_layer0(b, &t) : -1;
-    if (rc == 0) {
-        p->cpu_layer_ms = t.layer_ms;
-        p->cpu_layer_prompt_ms = t.layer_prompt_ms;
-        p->cpu_head_ms = t.head_ms;
-    }
-    if (b)
-        b->ops->free(b);
-    free(run);
-    return rc;
+    if (lm_probe_layer0(m, make_cpu, NULL, NULL, &t) != 0)
+        return -1;
+    p->cpu_layer_ms = t.layer_ms;
+    p->cpu_layer_prompt_ms = t.layer_prompt_ms;
+    p->cpu_head_ms = t.head_ms;
+    return 0;
 }
 
 /* Fills in what the cache did not have. */

@@ -42,7 +42,6 @@ typedef struct {
     double layer_ms;        /* one token through layer 0 */
     double layer_prompt_ms; /* one token of a batch through layer 0 */
     double head_ms;         /* one token through the output head */
-    uint64_t layer_bytes;   /* layer 0's weights (other layers scale by theirs) */
     bool is_cpu;            /* the device computes on the host's cores (PoCL): copies
                                to it take those same cores, so they cannot overlap */
     bool from_cache;
@@ -75,10 +74,18 @@ typedef struct {
     double head_ms;         /* one token through the output head */
 } lm_layer_timing;
 
-/* Times layer 0 and the head on b: the first runs untimed (they fault pages
- * in; PoCL compiles a kernel for each new launch shape), then the best of
- * several.  0, or -1 with an error. */
-int lm_probe_layer0(struct lm_backend *b, lm_layer_timing *t);
+struct lm_backend_share;
+typedef struct lm_backend *(*lm_probe_make)(const lm_model *m,
+                                            const struct lm_backend_share *share, void *arg);
+
+/* Makes a backend with make(m, share, arg) whose share is layer 0 (resident)
+ * and the head, times them on it (the first runs untimed: they fault pages
+ * in, and PoCL compiles a kernel for each new launch shape; then the best
+ * of several), runs then(b, arg) if given, and frees it.  0, or -1 with an
+ * error. */
+int lm_probe_layer0(const lm_model *m, lm_probe_make make, int (*then)(struct lm_backend *b,
+                                                                        void *arg),
+                    void *arg, lm_layer_timing *t);
 
 /* Runs measure(arg, result) in a child process and copies its result
  * (size bytes) back: the probes' buffers and any driver they start stay out

@@ -88,7 +88,7 @@ static double time_layer(lm_backend *b, float *x, int n, int reps)
     return best;
 }
 
-int lm_probe_layer0(lm_backend *b, lm_layer_timing *t)
+static int time_layer0(lm_backend *b, lm_layer_timing *t)
 {
     const lm_model *m = b->model;
     float *x = malloc((size_t)LM_PROBE_BATCH * m->hp.n_embd * sizeof(float));
@@ -119,6 +119,26 @@ int lm_probe_layer0(lm_backend *b, lm_layer_timing *t)
 done:
     free(x);
     free(logits);
+    return rc;
+}
+
+int lm_probe_layer0(const lm_model *m, lm_probe_make make, int (*then)(lm_backend *b, void *arg),
+                    void *arg, lm_layer_timing *t)
+{
+    uint8_t *run = calloc(m->hp.n_layer, 1);
+    if (!run) {
+        lm_set_error("out of memory");
+        return -1;
+    }
+    run[0] = LM_RUN_RESIDENT;
+    const lm_backend_share share = {.layers = run};
+    lm_backend *b = make(m, &share, arg);
+    int rc = b ? time_layer0(b, t) : -1;
+    if (rc == 0 && then)
+        rc = then(b, arg);
+    if (b)
+        b->ops->free(b);
+    free(run);
     return rc;
 }
 

@@ -140,7 +140,6 @@ static lm_device_probes fake_device(const lm_model *m, const lm_probes *p, doubl
                                     double copy_bw)
 {
     lm_device_probes d = {.memory = (uint64_t)8 << 30, .h2d_bw = copy_bw};
-    d.layer_bytes = m->layers[0].nbytes;
     d.layer_ms = (double)m->layers[0].nbytes / p->cpu_decode_bw[LM_TYPE_Q4_1] * 1e3 / speedup;
     d.layer_prompt_ms = d.layer_ms / 4;
     d.head_ms = (double)m->output->nbytes / p->cpu_decode_bw[m->output->type] * 1e3 / speedup;
