@@ -150,9 +150,8 @@ static layer_cost cost_of(const lm_plan *plan, const lm_model *m, int il, int n_
  * layers (SmolLM2) and nearer copy/n for large ones (a 1B shape): the
  * planner takes the midpoint, work + copy * (1 + 1/n) / 2, within 10% of
  * both.  Disk reads, which mostly wait, overlap as usual. */
-static double layer_ms(const lm_plan *plan, const lm_model *m, int il, int n_tok)
+static double layer_ms(const lm_plan *plan, layer_cost c)
 {
-    const layer_cost c = cost_of(plan, m, il, n_tok);
     const double io = c.disk + c.copy, work = c.cpu + c.device;
     if (!plan->prefetch)
         return io + work;
@@ -341,9 +340,9 @@ static void predict(const lm_model *m, const lm_plan_request *req, lm_plan *plan
     plan->cpu_ms = plan->device_ms = plan->disk_ms = plan->copy_ms = 0;
     for (int il = 0; il < plan->n_layer; il++) {
         const layer_cost c = cost_of(plan, m, il, 1);
-        plan->layer_ms[il] = layer_ms(plan, m, il, 1);
+        plan->layer_ms[il] = layer_ms(plan, c);
         plan->token_ms += plan->layer_ms[il];
-        first += layer_ms(plan, m, il, n_prompt);
+        first += layer_ms(plan, cost_of(plan, m, il, n_prompt));
         plan->cpu_ms += c.cpu;
         plan->device_ms += c.device;
         plan->disk_ms += c.disk;

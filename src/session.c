@@ -15,24 +15,17 @@ static lm_backend *make_backend(const lm_model *m, int n_ctx, int n_batch, const
 {
     if (!name || strcmp(name, "cpu") == 0)
         return lm_backend_cpu_new(m, n_ctx, n_batch, NULL);
-    if (strcmp(name, "opencl") != 0 && strcmp(name, "auto") != 0) {
-        lm_set_error("unknown backend '%s' (cpu, opencl or auto)", name);
+    if (strcmp(name, "opencl") != 0) {
+        lm_set_error("unknown backend '%s' (cpu or opencl)", name);
         return NULL;
     }
 #ifdef LAMINA_OPENCL
-    lm_backend *b = lm_backend_opencl_new(m, n_ctx, n_batch, device, NULL);
-    if (b || strcmp(name, "opencl") == 0)
-        return b;
-    fprintf(stderr, "lamina: warning: OpenCL backend unavailable (%s); running on the CPU\n",
-            lm_last_error());
+    return lm_backend_opencl_new(m, n_ctx, n_batch, device, NULL);
 #else
     (void)device;
-    if (strcmp(name, "opencl") == 0) {
-        lm_set_error("this lamina was built without OpenCL");
-        return NULL;
-    }
+    lm_set_error("this lamina was built without OpenCL");
+    return NULL;
 #endif
-    return lm_backend_cpu_new(m, n_ctx, n_batch, NULL);
 }
 
 lm_session *lm_session_new(const lm_model *m, int n_ctx, int n_batch)
@@ -110,7 +103,6 @@ lm_session *lm_session_new_backend(const lm_model *m, int n_ctx, int n_batch,
     else
         s->device = b;
     give_all_to(s, b);
-    s->cpu_fallback = backend && strcmp(backend, "auto") == 0 && s->device;
     return s;
 }
 

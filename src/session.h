@@ -39,10 +39,10 @@ typedef struct lm_session {
 /* A session on the CPU backend. */
 lm_session *lm_session_new(const lm_model *m, int n_ctx, int n_batch);
 
-/* A session on the backend named "cpu", "opencl" or "auto" (OpenCL when a
- * device works, else the CPU with a warning on stderr); device picks the
- * OpenCL device (NULL: the default; see lm_backend_opencl_new).  Without
- * OpenCL in the build, "opencl" is an error and "auto" means "cpu". */
+/* A session that runs every layer on the backend named "cpu" or "opencl";
+ * device picks the OpenCL device (NULL: the default; see
+ * lm_backend_opencl_new).  Choosing between them, and splitting, is the
+ * planner's (lm_session_new_planned). */
 lm_session *lm_session_new_backend(const lm_model *m, int n_ctx, int n_batch,
                                    const char *backend, const char *device);
 

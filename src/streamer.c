@@ -184,7 +184,6 @@ static int stage(lm_streamer *st, const lm_stream_layer *sl, int i, stage_buf *b
         return -1;
     }
     b->view.device_slot = i;
-    stats->bytes_uploaded += st->m->layers[sl->layer].nbytes;
     stats->upload_seconds += lm_now_seconds() - t1;
     return 0;
 }
@@ -212,7 +211,6 @@ static void *io_thread(void *arg)
         b->state = BUF_FULL;
         st->stats.bytes_read += got.bytes_read;
         st->stats.read_seconds += got.read_seconds;
-        st->stats.bytes_uploaded += got.bytes_uploaded;
         st->stats.upload_seconds += got.upload_seconds;
         pthread_cond_broadcast(&st->cv);
     }

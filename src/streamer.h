@@ -32,7 +32,6 @@ typedef struct {
     uint64_t bytes_read;
     double read_seconds;   /* time the reads took (on whichever thread) */
     double wait_seconds;   /* time the compute thread waited for a layer */
-    uint64_t bytes_uploaded;
     double upload_seconds; /* time the copies to the device took */
 } lm_streamer_stats;
 
