@@ -20,6 +20,7 @@
 #include "error.h"
 #include "gguf.h"
 #include "quant.h"
+#include "rng.h"
 #include "timing.h"
 
 typedef struct {
@@ -39,50 +40,20 @@ static const synth_shape shapes[] = {
 
 #define DEFAULT_TOKENIZER "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
-/* ---- random numbers: xoshiro256**, seeded through splitmix64 ---- */
-
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static inline uint64_t rng_next(uint64_t s[4])
-{
-    const uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return r;
-}
-
-static void rng_seed(uint64_t s[4], uint64_t seed)
-{
-    for (int i = 0; i < 4; i++)
-        s[i] = splitmix64(&seed);
-}
-
 /* Uniform in [-1, 1). */
 static inline float rng_uniform(uint64_t s[4])
 {
-    return (float)((double)(rng_next(s) >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+    return (float)((double)(lm_rng_next(s) >> 11) * (2.0 / 9007199254740992.0) - 1.0);
 }
 
 static void rng_bytes(uint64_t s[4], uint8_t *p, size_t n)
 {
     for (; n >= 8; n -= 8, p += 8) {
-        uint64_t r = rng_next(s);
+        uint64_t r = lm_rng_next(s);
         memcpy(p, &r, 8);
     }
     if (n) {
-        uint64_t r = rng_next(s);
+        uint64_t r = lm_rng_next(s);
         memcpy(p, &r, n);
     }
 }
@@ -231,7 +202,7 @@ static int gen_fill(void *user, void *buf, uint64_t row0, uint64_t n_rows)
     uint8_t *out = buf;
     for (uint64_t r = 0; r < n_rows; r++) {
         uint64_t rng[4];
-        rng_seed(rng, g->seed ^ ((row0 + r) * 0xD1B54A32D192ED03ull));
+        lm_rng_seed(rng, g->seed ^ ((row0 + r) * 0xD1B54A32D192ED03ull));
         gen_row(g, rng, out + (size_t)r * g->row_bytes);
     }
     progress *p = g->prog;
@@ -341,7 +312,7 @@ static int add(lm_gguf_writer *w, tensor_list *tl, const char *name, uint32_t ty
     gen *g = &tl->gens[tl->n];
     uint64_t seed = tl->seed + tl->n * 0x9E3779B97F4A7C15ull;
     *g = (gen){.type = type, .ne0 = cols, .row_bytes = lm_row_size(type, (int64_t)cols),
-               .scale = scale, .base = base, .seed = splitmix64(&seed), .layer = layer,
+               .scale = scale, .base = base, .seed = lm_splitmix64(&seed), .layer = layer,
                .prog = tl->prog};
     gen_scales(g);
     const uint64_t ne[2] = {cols, rows};

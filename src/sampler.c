@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "rng.h"
 
 typedef struct {
     float logit;
@@ -52,45 +53,10 @@ lm_sampler_params lm_sampler_default_params(void)
     };
 }
 
-/* ---- PRNG: xoshiro256** (Blackman & Vigna), seeded through splitmix64 so
- * that nearby seeds give unrelated streams and the state is never all zero. */
-
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t rng_next(uint64_t s[4])
-{
-    const uint64_t result = rotl(s[1] * 5, 7) * 9;
-    const uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
-/* Uniform in [0, 1) with 53 random bits. */
+/* Uniform in [0, 1) with 53 random bits (the generator is src/rng.h's). */
 static double rng_uniform(uint64_t s[4])
 {
-    return (double)(rng_next(s) >> 11) * 0x1.0p-53;
-}
-
-static void rng_seed(uint64_t s[4], uint64_t seed)
-{
-    for (int i = 0; i < 4; i++)
-        s[i] = splitmix64(&seed);
+    return (double)(lm_rng_next(s) >> 11) * 0x1.0p-53;
 }
 
 /* ---- lifetime */
@@ -118,7 +84,7 @@ lm_sampler *lm_sampler_new(const lm_sampler_params *p, int32_t n_vocab)
         lm_set_error("out of memory");
         return NULL;
     }
-    rng_seed(s->rng, p->seed);
+    lm_rng_seed(s->rng, p->seed);
     return s;
 }
 
