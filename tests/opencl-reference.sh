@@ -22,15 +22,7 @@ tmp_dir=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp_err" "$tmp_dir"' EXIT
 
 # greedy: the first 32 generated tokens equal the CPU path's
-i=0
-while IFS= read -r line; do
-    i=$((i + 1))
-    want=$(sed -n "${i}p" "$FIXTURES/greedy-smollm2.ids")
-    prompt=$(unescape "$line"); prompt=${prompt%x}
-    got=$("$LAMINA" run -m "$model" -p "$prompt" -n 32 --temp 0 --ids -q -t 2 --backend opencl)
-    if [ "$got" = "$want" ]; then ok; else
-        bad "greedy prompt $i on OpenCL: got '$got', CPU '$want'"; fi
-done <"$FIXTURES/prompts.txt"
+check_greedy 0 "$tmp_err" --backend opencl
 
 # the same tokens whatever the plan: layers streamed to the device each pass
 # (a VRAM budget that holds a third of them), split between the CPU and the
@@ -41,17 +33,8 @@ for plan in "--backend opencl -c 256 -b 32 --vram 40M" \
             "--gpu-layers 20 -c 256 -b 32 --ram 150M" \
             "--backend opencl -c 256 -b 32 --vram 30M --ram 150M" \
             "--gpu-layers 15 -c 256 -b 32 --vram 20M --ram 130M --no-prefetch"; do
-    i=0
-    while IFS= read -r line && [ $i -lt 2 ]; do
-        i=$((i + 1))
-        want=$(sed -n "${i}p" "$FIXTURES/greedy-smollm2.ids")
-        prompt=$(unescape "$line"); prompt=${prompt%x}
-        # shellcheck disable=SC2086
-        got=$("$LAMINA" run -m "$model" -p "$prompt" -n 32 --temp 0 --ids -t 2 $plan \
-              2>"$tmp_err")
-        if [ "$got" = "$want" ]; then ok; else
-            bad "greedy prompt $i with $plan: got '$got', CPU '$want' ($(cat "$tmp_err"))"; fi
-    done <"$FIXTURES/prompts.txt"
+    # shellcheck disable=SC2086
+    check_greedy 2 "$tmp_err" $plan
     case "$plan" in
     *--vram*) grep -q "streamed from RAM" "$tmp_err" && ok || bad "$plan streams nothing: $(cat "$tmp_err")" ;;
     esac
