@@ -289,6 +289,19 @@ static const struct {
 #undef ARR
 };
 
+/* Every array of the table above, an empty one, and two string arrays
+ * (check_string_array reads "tokens" back). */
+static void add_every_array(lm_gguf_writer *w)
+{
+    const char *tokens[] = {"<s>", "", "\xe2\x96\x81the", ""};
+    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
+        assert_int_equal(lm_gguf_add_arr(w, arrays[i].key, arrays[i].type, arrays[i].data,
+                                         arrays[i].n), 0);
+    assert_int_equal(lm_gguf_add_arr(w, "arr.empty", LM_GGUF_FLOAT32, NULL, 0), 0);
+    assert_int_equal(lm_gguf_add_str_arr(w, "tokens", tokens, 4), 0);
+    assert_int_equal(lm_gguf_add_str_arr(w, "no.strings", NULL, 0), 0);
+}
+
 static void check_string_array(const lm_gguf *g)
 {
     const void *data;
@@ -310,14 +323,8 @@ static void test_arrays_round_trip(void **state)
 {
     (void)state;
     const char *path = tmp_path("arrays.gguf");
-    const char *tokens[] = {"<s>", "", "\xe2\x96\x81the", ""};
     lm_gguf_writer *w = lm_gguf_writer_new();
-    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
-        assert_int_equal(lm_gguf_add_arr(w, arrays[i].key, arrays[i].type, arrays[i].data,
-                                         arrays[i].n), 0);
-    assert_int_equal(lm_gguf_add_arr(w, "arr.empty", LM_GGUF_FLOAT32, NULL, 0), 0);
-    assert_int_equal(lm_gguf_add_str_arr(w, "tokens", tokens, 4), 0);
-    assert_int_equal(lm_gguf_add_str_arr(w, "no.strings", NULL, 0), 0);
+    add_every_array(w);
     assert_int_equal(lm_gguf_add_u32(w, "after", 7), 0); /* parsing resumes correctly */
     lm_gguf *g = write_and_open(w, path);
 
@@ -571,16 +578,10 @@ static void test_fill_error(void **state)
 static void test_add_kv_copy(void **state)
 {
     (void)state;
-    const char *tokens[] = {"<s>", "", "\xe2\x96\x81the", ""};
     lm_gguf_writer *w = lm_gguf_writer_new();
     lm_gguf_writer_set_alignment(w, 64);
     add_every_scalar(w);
-    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
-        assert_int_equal(lm_gguf_add_arr(w, arrays[i].key, arrays[i].type, arrays[i].data,
-                                         arrays[i].n), 0);
-    assert_int_equal(lm_gguf_add_arr(w, "arr.empty", LM_GGUF_FLOAT32, NULL, 0), 0);
-    assert_int_equal(lm_gguf_add_str_arr(w, "tokens", tokens, 4), 0);
-    assert_int_equal(lm_gguf_add_str_arr(w, "no.strings", NULL, 0), 0);
+    add_every_array(w);
     lm_gguf *g = write_and_open(w, tmp_path("kv_a.gguf"));
     w = lm_gguf_writer_new();
     for (uint64_t i = 0; i < lm_gguf_n_kv(g); i++) /* general.alignment included */
