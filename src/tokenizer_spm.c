@@ -3,6 +3,7 @@
  * whose concatenation is the highest-scoring token is merged until no pair
  * forms a token.  Characters left without a token fall back to <0xXX>
  * byte tokens.  Same order of merges as llama.cpp's llm_tokenizer_spm. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,11 +33,15 @@ static int try_pair(const lm_tokenizer *t, const char *s, const sym *syms, int32
 int lm_spm_tokenize(const lm_tokenizer *t, const char *text, size_t len, bool space_prefix,
                     lm_idvec *out) {
     static const char mark[] = "\xe2\x96\x81"; /* U+2581, SentencePiece's space */
+    if (len > (INT32_MAX - 4) / 3) { /* symbol offsets and links are 32-bit */
+        lm_set_error("tokenizer: text too long (%zu bytes)", len);
+        return -1;
+    }
     char *s = malloc(3 * len + 4);
-    sym *syms = malloc((len + 1) * sizeof *syms);
+    sym *syms = NULL;
     lm_mergeq h = {0};
     int rc = -1;
-    if (!s || !syms) goto done;
+    if (!s) goto done;
 
     size_t n = 0;
     if (space_prefix) {
@@ -52,6 +57,11 @@ int lm_spm_tokenize(const lm_tokenizer *t, const char *text, size_t len, bool sp
         }
     }
 
+    /* One symbol per UTF-8 character of the escaped text, at least one byte
+     * each: a lead byte followed by a space swallows part of the 3-byte mark,
+     * so the count depends on the escaped length, not the input's. */
+    syms = malloc((n + 1) * sizeof *syms);
+    if (!syms) goto done;
     int32_t ns = 0;
     for (size_t off = 0; off < n; ns++) {
         size_t cl = utf8_len((unsigned char)s[off]);
