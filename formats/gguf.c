@@ -14,6 +14,7 @@
 
 #include "gguf.h"
 
+#include "atomic_file.h"
 #include "error.h"
 #include "quant.h"
 
@@ -85,16 +86,10 @@ bool lm_gguf_str_eq(lm_gguf_str s, const char *cstr)
 }
 
 /* Names from a hostile file may hold newlines or escapes; error messages
- * must stay one printable line, so copy at most 64 printable bytes. */
+ * must stay one short printable line. */
 static const char *printable(lm_gguf_str s, char buf[80])
 {
-    uint64_t n = s.len < 64 ? s.len : 64, i;
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s.data[i];
-        buf[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
-    }
-    strcpy(buf + i, s.len > 64 ? "..." : "");
-    return buf;
+    return lm_printable(s.data, (size_t)s.len, buf, 72);
 }
 
 /* ------------------------------------------------------------------ */
@@ -599,13 +594,20 @@ static int parse(lm_gguf *g)
 static int map_file(lm_gguf *g)
 {
     struct stat st;
-    g->fd = open(g->path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+     * writer forever, before the check below could refuse it. */
+    g->fd = open(g->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (g->fd < 0 || fstat(g->fd, &st) != 0) {
         lm_set_error("%s: %s", g->path, strerror(errno));
         return -1;
     }
     if (!S_ISREG(st.st_mode)) {
         lm_set_error("%s: not a regular file", g->path);
+        return -1;
+    }
+    int flags = fcntl(g->fd, F_GETFL);
+    if (flags < 0 || fcntl(g->fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        lm_set_error("%s: %s", g->path, strerror(errno));
         return -1;
     }
     if (st.st_size == 0) {
@@ -1331,32 +1333,20 @@ int lm_gguf_write(lm_gguf_writer *w, const char *path)
         lm_set_error("%s: out of memory", path);
         return -1;
     }
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        lm_set_error("%s: %s", path, strerror(errno));
+    /* whole or not at all (atomic_file.h); synced before returning, which
+     * also keeps a write-back of gigabytes from slowing whatever reads the
+     * disk next (the speed probes, say) */
+    lm_atomic_file out;
+    if (lm_atomic_open(&out, path) != 0) {
         free(head.p);
         return -1;
     }
-    /* Only a regular file is removed on failure, never a device. */
-    struct stat st;
-    const bool regular = fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode);
-    int rc = write_file(w, f, &head);
-    int saved_errno = errno;
-    /* on the disk before returning: a write-back of gigabytes still going on
-     * would slow whatever reads the disk next (the speed probes, say), and
-     * an error there is a write error too */
-    if (rc == 0 && regular && (fflush(f) != 0 || fsync(fileno(f)) != 0)) {
-        rc = -1;
-        saved_errno = errno;
-    }
-    if (fclose(f) != 0 && rc == 0) {
-        rc = -1;
-        saved_errno = errno;
-    }
+    int rc = write_file(w, out.f, &head);
+    int write_errno = rc == -1 ? (errno ? errno : EIO) : 0;
     free(head.p);
-    if (rc == -1)
-        lm_set_error("%s: write failed: %s", path, strerror(saved_errno));
-    if (rc != 0 && regular)
-        remove(path);
-    return rc ? -1 : 0;
+    if (rc == -2) { /* a fill callback failed and said why */
+        lm_atomic_abort(&out);
+        return -1;
+    }
+    return lm_atomic_commit(&out, write_errno);
 }

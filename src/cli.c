@@ -490,6 +490,15 @@ char *lm_read_file(const char *path, size_t *len)
         lm_set_error("%s: cannot read the file", path);
         return NULL;
     }
+    /* Prompts travel as C strings (chat templates, the tokenizer's callers):
+     * a NUL would cut the text without a word, so refuse the file instead. */
+    const char *nul = memchr(buf, '\0', n);
+    if (nul) {
+        lm_set_error("%s: holds a NUL byte at offset %zu; lamina reads text files",
+                     path, (size_t)(nul - buf));
+        free(buf);
+        return NULL;
+    }
     buf[n] = '\0';
     if (len)
         *len = n;

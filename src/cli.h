@@ -101,7 +101,8 @@ struct lm_session *lm_cli_session(const lm_cli *o, const lm_model *m, int n_ctx,
 
 
 
-/* The whole file, NUL-terminated, malloc'd; NULL with lm_set_error. */
+/* The whole text file, NUL-terminated, malloc'd; NULL with lm_set_error (a
+ * file that holds a NUL byte is refused: it would be cut there). */
 char *lm_read_file(const char *path, size_t *len);
 
 /* The chat format to use: --chat-template, else detected from the model's

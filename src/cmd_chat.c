@@ -92,6 +92,10 @@ static int chat_loop(const lm_cli *o, lm_model *m, lm_session *s, lm_sampler *sa
             break;
         if (got == 0)
             continue;
+        if (memchr(line, '\0', (size_t)got)) { /* it would cut the message short */
+            fprintf(stderr, "lamina: that line holds a NUL byte; lamina reads text (line skipped)\n");
+            continue;
+        }
         if ((rc = add_message(&conv, "user", strdup(line))) != 0)
             break;
         char *text = lm_chat_render(format, tmpl, conv.msgs, conv.n, true);

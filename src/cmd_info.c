@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "cli.h"
+#include "error.h"
 #include "quant.h"
 
 static void print_type_summary(const lm_model *m)
@@ -34,7 +35,8 @@ int lm_cmd_info(int argc, char **argv)
     lm_gguf_get_str(m->gguf, "general.name", &name);
     printf("file:           %s (GGUF v%u, %.2f MiB)\n", o.model, lm_gguf_version(m->gguf),
            (double)lm_gguf_file_size(m->gguf) / (1024.0 * 1024.0));
-    printf("name:           %.*s\n", (int)name.len, name.data);
+    char shown[256];
+    printf("name:           %s\n", lm_printable(name.data, (size_t)name.len, shown, sizeof shown));
     printf("architecture:   %s\n", hp->arch_name);
     printf("layers:         %u\n", hp->n_layer);
     printf("embedding:      %u\n", hp->n_embd);

@@ -1,7 +1,9 @@
 #include "generate.h"
 
+#include <errno.h>
 #include <stdlib.h>
 
+#include "atomic_file.h"
 #include "cli.h"
 #include "error.h"
 
@@ -103,21 +105,15 @@ void lm_gen_stats_print(const lm_gen_stats *st, FILE *f)
 
 int lm_gen_stats_write_json(const lm_gen_stats *st, const char *path)
 {
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        lm_set_error("%s: cannot write the statistics", path);
+    lm_atomic_file out;
+    if (lm_atomic_open(&out, path) != 0)
         return -1;
-    }
-    fprintf(f,
+    fprintf(out.f,
             "{\"prompt_tokens\": %d, \"prompt_seconds\": %.6f, \"prompt_tokens_per_s\": %.3f, "
             "\"decode_tokens\": %d, \"decode_seconds\": %.6f, \"decode_tokens_per_s\": %.3f, "
             "\"time_to_first_token_s\": %.6f, \"peak_rss_bytes\": %llu}\n",
             st->n_prompt, st->prompt_s, prompt_tokens_per_s(st),
             st->n_decoded > 1 ? st->n_decoded - 1 : 0, st->decode_s, decode_tokens_per_s(st),
             st->first_token_s, (unsigned long long)lm_peak_rss_bytes());
-    if (fclose(f) != 0) {
-        lm_set_error("%s: cannot write the statistics", path);
-        return -1;
-    }
-    return 0;
+    return lm_atomic_commit(&out, ferror(out.f) ? EIO : 0);
 }

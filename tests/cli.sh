@@ -69,6 +69,28 @@ expect_error "tokenize without text" "exactly one TEXT" "$LAMINA" tokenize -m "$
 expect_error "unsupported architecture" "unsupported architecture 'falcon'" \
     "$LAMINA" info -m "$tmp/falcon.gguf"
 
+# hostile input (issue 8): a FIFO named as the model is refused, not waited
+# on; strings from a model file reach the terminal without control bytes;
+# prompt files and chat lines holding a NUL are refused, not cut short
+mkfifo "$tmp/fifo.gguf"
+expect_error "a FIFO as the model" "not a regular file" timeout 10 "$LAMINA" info -m "$tmp/fifo.gguf"
+has_controls() { LC_ALL=C grep -q "$(printf '[\001-\010\013-\037\177]')" "$@"; }
+"$MAKE_TEST_MODEL" "$tmp/evil.gguf" llama Q8_0 "$(printf 'evil\033]0;pwned\007\033[31mred\302\233')"
+expect_ok "info on a model with a hostile name" "$LAMINA" info -m "$tmp/evil.gguf"
+grep -q '^name: *evil?]0;pwned??\[31mred?$' "$tmp/out" && ! has_controls "$tmp/out" && ok ||
+    bad "info printed the name's control bytes: $(od -c "$tmp/out" | head -5)"
+"$MAKE_TEST_MODEL" "$tmp/evil2.gguf" "$(printf 'fal\033[2Jcon\nx')" Q8_0
+expect_error "hostile architecture name" "unsupported architecture 'fal?\[2Jcon?x'" \
+    "$LAMINA" info -m "$tmp/evil2.gguf"
+! has_controls "$tmp/err" && ok || bad "an error message carried control bytes: $(od -c "$tmp/err" | head -5)"
+printf 'ab \000cd' >"$tmp/nul.txt"
+expect_error "prompt file with a NUL" "NUL byte at offset 3" "$LAMINA" run -q -m "$model" -f "$tmp/nul.txt"
+printf 'ab\000cd\nab\n' >"$tmp/chat-nul.in"
+"$LAMINA" chat -m "$model" --chat-template chatml -n 2 --seed 1 -q <"$tmp/chat-nul.in" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ "$rc" -eq 0 ] && grep -q 'NUL byte' "$tmp/err" && [ "$(wc -l <"$tmp/out")" -eq 1 ] && ok ||
+    bad "chat with a NUL line: exit $rc, $(wc -l <"$tmp/out") replies, $(cat "$tmp/err")"
+
 # the things that work
 expect_ok "info" "$LAMINA" info -m "$model"
 grep -q 'architecture:   llama' "$tmp/out" && ok || bad "info shows the architecture"
@@ -173,6 +195,20 @@ expect_error "synth, write fails" "write failed" \
     sh -c 'ulimit -f 128 && trap "" XFSZ && exec "$@"' sh \
     "$LAMINA" synth -q --tokenizer-from "$model" -o "$tmp/x.gguf" --shape tiny
 [ ! -e "$tmp/x.gguf" ] && ok || bad "synth left a partial file"
+ls "$tmp" | grep -q 'x.gguf.tmp' && bad "a failed synth left its temporary file" || ok
+# ... nor damages a good file of that name
+synth -o "$tmp/x.gguf" --shape tiny --layers 1 >/dev/null 2>&1 && cp "$tmp/x.gguf" "$tmp/x.keep"
+expect_error "synth over a good file, write fails" "write failed: File too large" \
+    sh -c 'ulimit -f 128 && trap "" XFSZ && exec "$@"' sh \
+    "$LAMINA" synth -q --tokenizer-from "$model" -o "$tmp/x.gguf" --shape tiny
+cmp -s "$tmp/x.gguf" "$tmp/x.keep" && ok || bad "a failed synth damaged the file it was to replace"
+# a kill part way leaves no file under the final name
+synth -o "$tmp/killed.gguf" --shape 1b --layers 4 --type Q8_0 >/dev/null 2>&1 &
+pid=$!
+i=0
+until ls "$tmp" | grep -q 'killed.gguf.tmp' || [ "$i" -ge 200 ]; do sleep 0.05; i=$((i + 1)); done
+kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+[ "$i" -lt 200 ] && [ ! -e "$tmp/killed.gguf" ] && ok || bad "synth killed part way left $tmp/killed.gguf"
 
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -1,5 +1,6 @@
-/* make_test_model PATH [llama|qwen2] [TYPE]: writes a small random-weight
- * model for the command-line tests (see model_writer.h). */
+/* make_test_model PATH [llama|qwen2] [TYPE] [NAME]: writes a small
+ * random-weight model for the command-line tests (see model_writer.h), with
+ * NAME as general.name (any bytes: the tests give it hostile ones). */
 #include <stdio.h>
 #include <string.h>
 
@@ -9,11 +10,11 @@
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || argc > 4) {
-        fprintf(stderr, "usage: make_test_model PATH [llama|qwen2] [TYPE]\n");
+    if (argc < 2 || argc > 5) {
+        fprintf(stderr, "usage: make_test_model PATH [llama|qwen2] [TYPE] [NAME]\n");
         return 2;
     }
-    test_model_shape shape = {"llama", LM_TYPE_Q8_0, 2, 64, 4, 2, 96, false, 42, NULL, 0};
+    test_model_shape shape = {"llama", LM_TYPE_Q8_0, 2, 64, 4, 2, 96, false, 42, NULL, 0, NULL};
     if (argc > 2)
         shape.arch = argv[2];
     if (argc > 3) {
@@ -27,6 +28,8 @@ int main(int argc, char **argv)
         }
         shape.weight_type = t;
     }
+    if (argc > 4)
+        shape.name = argv[4];
     if (test_write_model(argv[1], &shape) != 0) {
         fprintf(stderr, "make_test_model: %s\n", lm_last_error());
         return 1;

@@ -99,7 +99,7 @@ static int add_hparams(lm_gguf_writer *w, const test_model_shape *s)
 {
     char key[96];
     return lm_gguf_add_str(w, "general.architecture", s->arch) ||
-           lm_gguf_add_str(w, "general.name", "lamina test model") ||
+           lm_gguf_add_str(w, "general.name", s->name ? s->name : "lamina test model") ||
            lm_gguf_add_u32(w, ARCH_KEY("block_count"), s->n_layer) ||
            lm_gguf_add_u32(w, ARCH_KEY("context_length"), 256) ||
            lm_gguf_add_u32(w, ARCH_KEY("embedding_length"), s->n_embd) ||

@@ -16,6 +16,7 @@ typedef struct {
     uint64_t seed;
     const char *rope_scaling; /* NULL, "linear" or "llama3" */
     float rope_factor;
+    const char *name;     /* general.name; NULL: "lamina test model" */
 } test_model_shape;
 
 /* The vocabulary the writer uses: 64 tokens, the byte-level forms of

@@ -213,35 +213,35 @@ static void check_against_reference(const test_model_shape *shape, double tolera
 static void llama_f32(void **state)
 {
     (void)state;
-    test_model_shape shape = {"llama", LM_TYPE_F32, 2, 64, 4, 2, 96, false, 1, NULL, 0};
+    test_model_shape shape = {"llama", LM_TYPE_F32, 2, 64, 4, 2, 96, false, 1, NULL, 0, NULL};
     check_against_reference(&shape, 2e-3); /* fp16 KV cache and fp16 probabilities */
 }
 
 static void llama_tied_q8_0(void **state)
 {
     (void)state;
-    test_model_shape shape = {"llama", LM_TYPE_Q8_0, 2, 64, 4, 1, 96, true, 2, NULL, 0};
+    test_model_shape shape = {"llama", LM_TYPE_Q8_0, 2, 64, 4, 1, 96, true, 2, NULL, 0, NULL};
     check_against_reference(&shape, 2e-2); /* activations quantized to 8 bits */
 }
 
 static void llama_q4_1(void **state)
 {
     (void)state;
-    test_model_shape shape = {"llama", LM_TYPE_Q4_1, 3, 64, 2, 2, 128, false, 3, NULL, 0};
+    test_model_shape shape = {"llama", LM_TYPE_Q4_1, 3, 64, 2, 2, 128, false, 3, NULL, 0, NULL};
     check_against_reference(&shape, 2e-2);
 }
 
 static void qwen2_f16(void **state)
 {
     (void)state;
-    test_model_shape shape = {"qwen2", LM_TYPE_F16, 2, 64, 4, 2, 96, false, 4, NULL, 0};
+    test_model_shape shape = {"qwen2", LM_TYPE_F16, 2, 64, 4, 2, 96, false, 4, NULL, 0, NULL};
     check_against_reference(&shape, 2e-3);
 }
 
 static void qwen2_q5_0(void **state)
 {
     (void)state;
-    test_model_shape shape = {"qwen2", LM_TYPE_Q5_0, 2, 64, 4, 2, 96, true, 5, NULL, 0};
+    test_model_shape shape = {"qwen2", LM_TYPE_Q5_0, 2, 64, 4, 2, 96, true, 5, NULL, 0, NULL};
     check_against_reference(&shape, 3e-2);
 }
 
@@ -250,7 +250,7 @@ static void qwen2_q5_0(void **state)
 static void rope_scaling_keys(void **state)
 {
     (void)state;
-    test_model_shape plain = {"llama", LM_TYPE_F32, 1, 64, 4, 2, 96, false, 7, NULL, 0};
+    test_model_shape plain = {"llama", LM_TYPE_F32, 1, 64, 4, 2, 96, false, 7, NULL, 0, NULL};
     lm_model *m = write_and_load(&plain);
     assert_float_equal(m->rope.freq_scale, 1.0f, 0.0);
     assert_null(m->rope.freq_div);
@@ -287,7 +287,7 @@ static void rope_scaling_keys(void **state)
 static void errors_are_reported(void **state)
 {
     (void)state;
-    test_model_shape shape = {"llama", LM_TYPE_F32, 1, 64, 4, 2, 96, false, 6, NULL, 0};
+    test_model_shape shape = {"llama", LM_TYPE_F32, 1, 64, 4, 2, 96, false, 6, NULL, 0, NULL};
     lm_model *m = write_and_load(&shape);
     lm_session *s = lm_session_new(m, 8, 4);
     assert_non_null(s);

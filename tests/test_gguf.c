@@ -920,9 +920,35 @@ static void test_bad_alignment(void **state)
     expect_bytes_refused(&f, "general.alignment must be");
 }
 
+/* What reaches a terminal from a file: well-formed UTF-8 stays; C0, DEL,
+ * C1 (U+0080..U+009F) and malformed sequences become '?'; long text is cut. */
+static void test_printable(void **state)
+{
+    (void)state;
+    char buf[32];
+    static const struct { const char *in, *want; } cases[] = {
+        {"plain name", "plain name"},
+        {"caf\xc3\xa9 \xe2\x96\x81 \xf0\x9f\xa6\x99", "caf\xc3\xa9 \xe2\x96\x81 \xf0\x9f\xa6\x99"},
+        {"a\033[31mb\007\n\t\x7f", "a?[31mb????"},
+        {"csi\xc2\x9b" "2J", "csi?2J"},
+        {"lead\xc3 x\x80\xff", "lead? x??"},
+        {"\xc0\xaf\xe0\x80\xaf", "?????"},   /* overlong */
+        {"\xed\xa0\x80", "???"},             /* a UTF-16 surrogate */
+        {"\xf4\x90\x80\x80", "????"},       /* past U+10FFFF */
+        {"0123456789012345678901234567890123456789", "0123456789012345678901234567..."},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        assert_string_equal(lm_printable(cases[i].in, strlen(cases[i].in), buf, sizeof buf),
+                            cases[i].want);
+    /* every error message goes through it */
+    lm_set_error("tensor '%s'", "x\033]0;title\007");
+    assert_string_equal(lm_last_error(), "tensor 'x?]0;title?'");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_printable),
         cmocka_unit_test(test_scalars_round_trip),
         cmocka_unit_test(test_arrays_round_trip),
         cmocka_unit_test(test_tensors_align32),

@@ -272,7 +272,7 @@ static void test_backend_llama(void **state)
     (void)state;
     for (uint32_t t = 0; t < 3; t++) {
         const uint32_t wt[] = {LM_TYPE_F32, LM_TYPE_Q4_1, LM_TYPE_Q4_K};
-        test_model_shape s = {"llama", wt[t], 2, 256, 4, 2, 512, t == 1, 5 + t, NULL, 0};
+        test_model_shape s = {"llama", wt[t], 2, 256, 4, 2, 512, t == 1, 5 + t, NULL, 0, NULL};
         compare_backends(&s);
     }
 }
@@ -280,7 +280,7 @@ static void test_backend_llama(void **state)
 static void test_backend_qwen2(void **state)
 {
     (void)state;
-    test_model_shape s = {"qwen2", LM_TYPE_Q8_0, 2, 256, 4, 2, 512, false, 11, NULL, 0};
+    test_model_shape s = {"qwen2", LM_TYPE_Q8_0, 2, 256, 4, 2, 512, false, 11, NULL, 0, NULL};
     compare_backends(&s);
 }
 
@@ -289,7 +289,7 @@ static void test_backend_qwen2(void **state)
 static void test_streamed_short_read(void **state)
 {
     (void)state;
-    test_model_shape shape = {"llama", LM_TYPE_Q4_0, 2, 256, 4, 2, 512, false, 3, NULL, 0};
+    test_model_shape shape = {"llama", LM_TYPE_Q4_0, 2, 256, 4, 2, 512, false, 3, NULL, 0, NULL};
     char path[256];
     assert_int_equal(test_write_model_tmp(&shape, path, sizeof path), 0);
     lm_model *m = lm_model_load(path);
