@@ -13,6 +13,10 @@ AC_DEFUN([LM_WARN_CFLAGS], [
                       [AC_MSG_RESULT([no])])
     CFLAGS=$lm_save_CFLAGS
   done
+  AC_ARG_ENABLE([werror],
+    [AS_HELP_STRING([--enable-werror], [treat compiler warnings as errors (CI builds so)])],
+    [], [enable_werror=no])
+  AS_IF([test "x$enable_werror" = xyes], [WARN_CFLAGS="$WARN_CFLAGS -Werror"])
   AC_SUBST([WARN_CFLAGS])
 ])
 

@@ -1,6 +1,7 @@
 /* lamina chat: an interactive conversation.  Each turn re-renders the whole
  * conversation with the chat template, keeps the part of the KV cache that
  * still matches, and evaluates only the new tokens. */
+#define _POSIX_C_SOURCE 200809L /* getline, open_memstream, strdup */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,6 @@
 /* lamina run: a prompt in, generated text out on stdout, statistics on
  * stderr (and in --stats-json). */
+#define _POSIX_C_SOURCE 200809L /* getline, open_memstream, strdup */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

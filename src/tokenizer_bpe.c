@@ -263,33 +263,79 @@ static int span_push(spanvec *s, size_t off, size_t len) {
     return 0;
 }
 
-/* Like llama.cpp, ill-formed UTF-8 becomes U+FFFD, one per bad byte;
- * PCRE2 needs valid input.  Returns text itself when it is already valid. */
-static char *sanitize(const char *text, size_t len, size_t *out_len) {
-    size_t i = 0, extra = 0;
+/* llama.cpp's reading of UTF-8 (unicode_cpt_from_utf8): a lead byte with the
+ * continuation bytes its form asks for is a code point, with no check for
+ * overlong forms, surrogates or the U+10FFFF limit; 0 for one bad byte. */
+static size_t utf8_decode_lenient(const unsigned char *s, size_t n, uint32_t *cp) {
+    unsigned c = s[0];
+    size_t len = c < 0x80 ? 1 : c < 0xC0 ? 0 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF8 ? 4 : 0;
+    if (len == 0 || len > n) return 0;
+    uint32_t v = len == 1 ? c : c & (0x7Fu >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        v = v << 6 | (s[i] & 0x3F);
+    }
+    *cp = v;
+    return len;
+}
+
+static size_t utf8_encode(uint32_t cp, char *out) {
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | cp >> 12);
+        out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | cp >> 18);
+    out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+    out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* The text as llama.cpp sees it, in two forms of the same length: *bytes,
+ * what byte-level BPE encodes, and *re, the same characters as valid UTF-8
+ * for PCRE2.  As in llama.cpp, each bad byte becomes U+FFFD and a code point
+ * is re-encoded in its shortest form (an overlong "/" is "/").  A surrogate
+ * keeps its three bytes in *bytes; PCRE2 cannot take it, so *re holds U+E000
+ * there, a private-use character that the pre-tokenizers' classes treat as
+ * llama.cpp treats a surrogate (neither letter, number nor space).  Past
+ * U+10FFFF llama.cpp aborts; here it is U+FFFD.  Valid text is used as it
+ * is (*re == *bytes == text); otherwise *re is malloc'd and *bytes lies
+ * inside it.  0, or -1 when out of memory. */
+static int sanitize(const char *text, size_t len, char **re, char **bytes, size_t *out_len) {
+    const unsigned char *u = (const unsigned char *)text;
     uint32_t cp;
-    for (size_t n; i < len; i += n ? n : 1) {
-        n = utf8_decode((const unsigned char *)text + i, len - i, &cp);
-        if (!n) extra += 2;
-    }
-    *out_len = len + extra;
-    if (!extra) return (char *)text;
-    char *s = malloc(len + extra);
-    if (!s) return NULL;
+    size_t i = 0, n;
+    for (; i < len; i += n)
+        if (!(n = utf8_decode(u + i, len - i, &cp))) break;
+    *re = *bytes = (char *)text;
+    *out_len = len;
+    if (i == len) return 0;
+    char *r = malloc(6 * len), *b = r + 3 * len; /* a byte becomes at most 3 */
+    if (!r) return -1;
     size_t o = 0;
-    for (i = 0; i < len;) {
-        size_t n = utf8_decode((const unsigned char *)text + i, len - i, &cp);
-        if (n) {
-            memcpy(s + o, text + i, n);
-            o += n;
-            i += n;
-        } else {
-            memcpy(s + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i++;
-        }
+    for (i = 0; i < len; i += n ? n : 1) {
+        n = utf8_decode_lenient(u + i, len - i, &cp);
+        if (!n || cp > 0x10FFFF) cp = 0xFFFD;
+        size_t k = utf8_encode(cp, b + o);
+        if (cp >= 0xD800 && cp <= 0xDFFF) memcpy(r + o, "\xEE\x80\x80", 3);
+        else memcpy(r + o, b + o, k);
+        o += k;
     }
-    return s;
+    *re = r;
+    *bytes = b;
+    *out_len = o;
+    return 0;
 }
 
 /* One regex over every current piece: its matches and the gaps between
@@ -397,12 +443,14 @@ static int merge_word(const lm_tokenizer *t, const char *w, size_t wn, scratch *
 
 int lm_bpe_tokenize(const lm_tokenizer *t, const char *text, size_t len, lm_idvec *out) {
     size_t n;
-    char *s = sanitize(text, len, &n);
+    char *s, *bytes;
+    const int clean = sanitize(text, len, &s, &bytes, &n);
     spanvec a = {0}, b = {0};
     scratch sc = {0};
     pcre2_match_data *md = pcre2_match_data_create(16, NULL);
     int rc = -1;
-    if (!s || !md) goto oom;
+    if (clean != 0) s = (char *)text; /* nothing to free */
+    if (clean != 0 || !md) goto oom;
 
     if (n && span_push(&a, 0, n) != 0) goto oom;
     for (int i = 0; i < t->pre->n; i++) {
@@ -419,7 +467,7 @@ int lm_bpe_tokenize(const lm_tokenizer *t, const char *text, size_t len, lm_idve
     sc.syms = malloc((maxw + 1) * sizeof *sc.syms);
     if (!sc.enc || !sc.syms) goto oom;
     for (size_t k = 0; k < a.n; k++) {
-        const unsigned char *w = (const unsigned char *)s + a.v[k].off;
+        const unsigned char *w = (const unsigned char *)bytes + a.v[k].off;
         size_t wn = 0;
         for (size_t j = 0; j < a.v[k].len; j++) {
             uint32_t cp = byte_to_cp(w[j]);

@@ -79,7 +79,7 @@ static int add_vocab(lm_gguf_writer *w)
     }
     for (int i = 0; i < TEST_N_VOCAB; i++)
         tokens[i] = storage[i];
-    const char *merges[] = {"\xC4\xA0 a", "\xC4\xA0" "a b", "a b"};
+    const char *merges[] = {"\xC4\xA0 a", ("\xC4\xA0" "a b"), "a b"};
     if (n != TEST_N_VOCAB)
         return -1;
     return lm_gguf_add_str(w, "tokenizer.ggml.model", "gpt2") ||

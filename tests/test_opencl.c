@@ -5,6 +5,7 @@
  * quantizers against the CPU's blocks; then the whole backend against the CPU
  * backend on small models the test writes itself.  No device: the test fails
  * when CI is set, and skips (exit 77) with a message otherwise. */
+#define _POSIX_C_SOURCE 200809L /* setenv, truncate */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>

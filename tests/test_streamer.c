@@ -3,6 +3,7 @@
  * whichever layers stream; a file cut short while streaming is a clear
  * error, not a crash; the planner keeps what it promises inside the budget
  * and refuses a budget too small with the minimum that would work. */
+#define _POSIX_C_SOURCE 200809L /* setenv, truncate */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -275,7 +275,7 @@ static lm_gguf *spm_vocab(int space_prefix /* -1: absent */) {
         tok[SPM_BYTE0 + b] = bytes[b];
         type[SPM_BYTE0 + b] = 6;
     }
-    const char *words[] = {"\xe2\x96\x81", "a", "b", "c", "ab", "bc", "\xe2\x96\x81" "a"};
+    const char *words[] = {"\xe2\x96\x81", "a", "b", "c", "ab", "bc", ("\xe2\x96\x81" "a")};
     /* "bc" outscores "▁a", which outscores "ab": the merge order under test */
     const float scores[] = {-1, -1, -1, -1, -5, -2, -3};
     for (int i = 0; i < 7; i++) {
@@ -336,7 +336,7 @@ static void test_spm(void **state) {
 enum { G_EOT, G_A, G_B, G_C, G_D, G_SP, G_BC, G_AB, G_ABC, G_SPA, G_N };
 
 static lm_gguf *gpt2_vocab(const char *model, const char *pre, bool with_tokens) {
-    const char *tok[G_N] = {"<|endoftext|>", "a", "b", "c", "d", "\xc4\xa0", "bc", "ab", "abc", "\xc4\xa0" "a"};
+    const char *tok[G_N] = {"<|endoftext|>", "a", "b", "c", "d", "\xc4\xa0", "bc", "ab", "abc", ("\xc4\xa0" "a")};
     int32_t type[G_N] = {3, 1, 1, 1, 1, 1, 1, 1, 1, 1};
     /* rank order: "b c" before "a b" */
     const char *merges[] = {"b c", "a b", "a bc", "\xc4\xa0 a"};
