@@ -5,6 +5,7 @@
  * to stay in L1/L2 while every token tile passes over them, so a prompt
  * loads each weight block once per LM_TILE_TOKS tokens instead of per token. */
 #include <omp.h>
+#include <cpuid.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,8 +51,13 @@ bool lm_cpu_use_avx2(void)
     if (s < 0) {
         const char *no = getenv("LAMINA_NO_AVX2");
         __builtin_cpu_init();
+        /* FMA and F16C from CPUID leaf 1 (clang's __builtin_cpu_supports
+         * does not know "f16c"); AVX2 from the builtin, which also checks
+         * that the OS saves the AVX state */
+        unsigned a, b, c = 0, d;
+        __get_cpuid(1, &a, &b, &c, &d);
         s = !(no && no[0] && strcmp(no, "0") != 0) && __builtin_cpu_supports("avx2") &&
-            __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+            (c & bit_FMA) && (c & bit_F16C);
         atomic_store_explicit(&state, s, memory_order_relaxed);
     }
     return s != 0;
