@@ -106,13 +106,17 @@ inline float8 v_lane(global const half *vb, global const float *s, int n_pos, in
 
 #define MAX_HD 256
 
-kernel void attention(global float *out, global const float *q, global const half *k_cache,
-                      global const half *v_cache, global float *scores, int pos0, int n_head,
-                      int n_head_kv, int head_dim, int n_ctx, int batched)
+/* rows: ROW_INFO ints per row of the pass (common.cl) */
+kernel void attention(global float *out, global const float *q, global const half *k_all,
+                      global const half *v_all, global float *scores, global const int *rows,
+                      int n_head, int n_head_kv, int head_dim, int n_ctx)
 {
     const int h = get_global_id(0) % n_head, t = get_global_id(0) / n_head;
-    const int n_pos = pos0 + t + 1, kvh = h / (n_head / n_head_kv);
     const int q_stride = n_head * head_dim, kv_stride = n_head_kv * head_dim;
+    const int base = rows[t * ROW_INFO], batched = rows[t * ROW_INFO + 2];
+    const int n_pos = rows[t * ROW_INFO + 1] + 1, kvh = h / (n_head / n_head_kv);
+    global const half *k_cache = k_all + (size_t)base * kv_stride;
+    global const half *v_cache = v_all + (size_t)base * kv_stride;
     global const float *qg = q + (size_t)t * q_stride + h * head_dim;
     global float *s = scores + get_global_id(0) * (size_t)n_ctx;
     global float *o = out + (size_t)t * q_stride + h * head_dim;

@@ -98,8 +98,11 @@ typedef struct {
     size_t wf_floats;
     cl_mem logits;
     int logits_rows;
-    int rope_pos0, rope_n;     /* which rows rope_cs holds */
     float *rope_host;
+    int *rows_host;            /* ROW_INFO ints per row (cl/common.cl) ... */
+    int rows_n;                /* ... of the rows rows_dev and rope_cs hold */
+    cl_mem rows_dev;
+    lm_run *runs;              /* n_batch */
     int gemm_min;              /* fewest tokens that take the GEMM path */
     struct { const char *name; double ms; long calls; } prof[MAX_PROFILE];
     int n_prof;
@@ -258,24 +261,39 @@ static int read_buf(cl_backend *cb, cl_mem src, void *dst, size_t bytes, const c
     return 0;
 }
 
-/* cos and sin of every (position, frequency) of the rows, computed with the
- * CPU's cosf/sinf so RoPE rounds as there; kept while the rows stay. */
-static int rope_table(cl_backend *cb, int pos0, int n)
+enum { ROW_INFO = 3 }; /* as in cl/common.cl */
+
+/* The rows of the pass for the kernels (ROW_INFO ints each), and the cos
+ * and sin of every (position, frequency) of them, computed with the CPU's
+ * cosf/sinf so RoPE rounds as there; uploaded when the rows change. */
+static int upload_rows(cl_backend *cb, const lm_rows *rows)
 {
-    const lm_hparams *hp = &cb->base.model->hp;
-    const int half = (int)hp->n_rot / 2;
-    if (cb->rope_pos0 == pos0 && cb->rope_n == n)
+    const lm_backend *b = &cb->base;
+    const lm_hparams *hp = &b->model->hp;
+    const int half = (int)hp->n_rot / 2, n = rows->n;
+    const int n_runs = lm_rows_runs(rows, cb->runs);
+    int *info = cb->rows_host + (size_t)ROW_INFO * b->n_batch; /* the second half: new rows */
+    for (int i = 0; i < n_runs; i++)
+        for (int t = 0; t < cb->runs[i].n; t++) {
+            int *row = info + (size_t)(cb->runs[i].row0 + t) * ROW_INFO;
+            row[0] = cb->runs[i].seq * b->n_ctx;
+            row[1] = cb->runs[i].pos0 + t;
+            row[2] = cb->runs[i].n >= 2;
+        }
+    const size_t bytes = (size_t)n * ROW_INFO * sizeof(int);
+    if (cb->rows_n == n && memcmp(cb->rows_host, info, bytes) == 0)
         return 0;
-    /* the same angles as the CPU backend turns by */
+    memcpy(cb->rows_host, info, bytes);
+    cb->rows_n = -1; /* until both uploads are done */
     for (int t = 0; t < n; t++) {
         float *row = cb->rope_host + (size_t)t * hp->n_rot;
-        lm_rope_angles(&cb->base.model->rope, pos0 + t, row, row + half);
+        lm_rope_angles(&b->model->rope, rows->pos[t], row, row + half);
     }
-    if (write_buf(cb, cb->rope_cs, cb->rope_host, (size_t)n * hp->n_rot * sizeof(float),
+    if (write_buf(cb, cb->rows_dev, cb->rows_host, bytes, "row table") != 0 ||
+        write_buf(cb, cb->rope_cs, cb->rope_host, (size_t)n * hp->n_rot * sizeof(float),
                   "rope table") != 0)
         return -1;
-    cb->rope_pos0 = pos0;
-    cb->rope_n = n;
+    cb->rows_n = n;
     return 0;
 }
 
@@ -324,29 +342,24 @@ static bool injected_failure(void)
     return true;
 }
 
-/* Layer il over n rows of x with its weights in w (NULL where the layer
+/* Layer il over the rows of x with its weights in w (NULL where the layer
  * has no such tensor). */
-static int run_layer(cl_backend *cb, int il, cl_mem *w, float *x, int n, int pos0)
+static int run_layer(cl_backend *cb, int il, cl_mem *w, float *x, const lm_rows *rows)
 {
     lm_backend *b = &cb->base;
     const lm_model *m = b->model;
     const lm_hparams *hp = &m->hp;
     const lm_layer *L = &m->layers[il];
-    const int n_embd = hp->n_embd, q_dim = hp->n_head * hp->head_dim;
+    const int n = rows->n, n_embd = hp->n_embd, q_dim = hp->n_head * hp->head_dim;
     const int kv_dim = hp->n_head_kv * hp->head_dim;
     const int n_head = hp->n_head, n_head_kv = hp->n_head_kv, head_dim = hp->head_dim;
     const int n_ctx = b->n_ctx;
-    const int batched = n >= 2; /* the CPU's attention orders differ from 2 tokens */
     if (injected_failure())
         return -1;
-
-    if (n > b->n_batch || pos0 + n > b->n_ctx) {
-        lm_set_error("internal: batch of %d at position %d exceeds the cache (%d)", n, pos0,
-                     b->n_ctx);
+    if (lm_backend_check_rows(b, rows) != 0)
         return -1;
-    }
     const size_t xbytes = (size_t)n * n_embd * sizeof(float);
-    if (write_buf(cb, cb->x, x, xbytes, "activations") != 0 || rope_table(cb, pos0, n) != 0)
+    if (write_buf(cb, cb->x, x, xbytes, "activations") != 0 || upload_rows(cb, rows) != 0)
         return -1;
     /* attention */
     if (rmsnorm(cb, cb->xn, cb->x, w[LM_W_ATTN_NORM], n) != 0 ||
@@ -358,12 +371,12 @@ static int run_layer(cl_backend *cb, int il, cl_mem *w, float *x, int n, int pos
         add_bias(cb, cb->v_cur, w[LM_W_V_BIAS], n, kv_dim) != 0 ||
         rope(cb, cb->q, n, n_head) != 0 || rope(cb, cb->k_cur, n, n_head_kv) != 0 ||
         LAUNCH(cb, K_STORE_KV, 1, (size_t[]){(size_t)n * kv_dim}, A(cb->k_cache[il]),
-               A(cb->k_cur), A(kv_dim), A(pos0)) != 0 ||
+               A(cb->k_cur), A(kv_dim), A(cb->rows_dev)) != 0 ||
         LAUNCH(cb, K_STORE_KV, 1, (size_t[]){(size_t)n * kv_dim}, A(cb->v_cache[il]),
-               A(cb->v_cur), A(kv_dim), A(pos0)) != 0 ||
+               A(cb->v_cur), A(kv_dim), A(cb->rows_dev)) != 0 ||
         LAUNCH(cb, K_ATTENTION, 1, (size_t[]){(size_t)n * n_head}, A(cb->att), A(cb->q),
-               A(cb->k_cache[il]), A(cb->v_cache[il]), A(cb->scores), A(pos0), A(n_head),
-               A(n_head_kv), A(head_dim), A(n_ctx), A(batched)) != 0 ||
+               A(cb->k_cache[il]), A(cb->v_cache[il]), A(cb->scores), A(cb->rows_dev),
+               A(n_head), A(n_head_kv), A(head_dim), A(n_ctx)) != 0 ||
         product(cb, L->t[LM_W_O], w[LM_W_O], cb->att, n, cb->tmp) != 0 ||
         add(cb, cb->x, cb->tmp, (size_t)n * n_embd) != 0)
         return -1;
@@ -378,8 +391,8 @@ static int run_layer(cl_backend *cb, int il, cl_mem *w, float *x, int n, int pos
     return read_buf(cb, cb->x, x, xbytes, "activations");
 }
 
-static int cl_forward_layer(lm_backend *b, int il, const lm_layer_view *view, float *x, int n,
-                            int pos0)
+static int cl_forward_layer(lm_backend *b, int il, const lm_layer_view *view, float *x,
+                            const lm_rows *rows)
 {
     cl_backend *cb = (cl_backend *)b;
     /* streamed: the slot upload_staged filled; resident: uploaded at creation */
@@ -395,7 +408,7 @@ static int cl_forward_layer(lm_backend *b, int il, const lm_layer_view *view, fl
         w[i] = !b->model->layers[il].t[i] ? NULL
                : staged                   ? cb->slot[view->device_slot].dev.w[i]
                                           : cb->layers[il].w[i];
-    if (run_layer(cb, il, w, x, n, pos0) == 0)
+    if (run_layer(cb, il, w, x, rows) == 0)
         return 0;
     /* the kernels already queued may still read the slot, which the caller
      * hands back to the I/O thread to refill as soon as this returns */
@@ -428,10 +441,25 @@ static int cl_output(lm_backend *b, const float *x, int n, float *logits)
     return read_buf(cb, cb->logits, logits, (size_t)n * m->hp.n_vocab * sizeof(float), "logits");
 }
 
-static void cl_truncate(lm_backend *b, int pos)
+static int cl_seq_copy(lm_backend *b, int src, int dst, int n)
 {
-    (void)b;
-    (void)pos; /* positions past pos are overwritten before they are read */
+    cl_backend *cb = (cl_backend *)b;
+    const lm_hparams *hp = &b->model->hp;
+    const size_t row = (size_t)hp->n_head_kv * hp->head_dim * 2; /* fp16 */
+    if (src == dst || n <= 0)
+        return 0;
+    for (uint32_t il = 0; il < hp->n_layer; il++)
+        for (int kv = 0; kv < 2 && cb->k_cache[il]; kv++) {
+            cl_mem c = kv ? cb->v_cache[il] : cb->k_cache[il];
+            cl_int err = clEnqueueCopyBuffer(cb->queue, c, c, (size_t)src * b->n_ctx * row,
+                                             (size_t)dst * b->n_ctx * row, (size_t)n * row, 0,
+                                             NULL, NULL);
+            if (err != CL_SUCCESS) {
+                lm_set_error("clEnqueueCopyBuffer(KV cache): %s (%d)", lm_cl_error_name(err), err);
+                return -1;
+            }
+        }
+    return 0;
 }
 
 static void print_profile(cl_backend *cb)
@@ -499,7 +527,8 @@ static void cl_free(lm_backend *b)
     lm_cl_release(&cb->mem, cb->out_norm);
     cl_mem bufs[] = {cb->x,      cb->xn,  cb->q,      cb->k_cur,   cb->v_cur, cb->att,
                      cb->gate,   cb->up,  cb->tmp,    cb->scores,  cb->rope_cs, cb->aq,
-                     cb->ad,     cb->as,  cb->ab,     cb->af,      cb->wf,    cb->logits};
+                     cb->ad,     cb->as,  cb->ab,     cb->af,      cb->wf,    cb->logits,
+                     cb->rows_dev};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         lm_cl_release(&cb->mem, bufs[i]);
     for (int i = 0; i < K_COUNT; i++)
@@ -520,6 +549,8 @@ static void cl_free(lm_backend *b)
     if (cb->ctx)
         clReleaseContext(cb->ctx);
     free(cb->rope_host);
+    free(cb->rows_host);
+    free(cb->runs);
     free(cb);
 }
 
@@ -644,7 +675,7 @@ static const lm_backend_ops cl_ops = {
     .name = "opencl",
     .forward_layer = cl_forward_layer,
     .output = cl_output,
-    .truncate = cl_truncate,
+    .seq_copy = cl_seq_copy,
     .free = cl_free,
     .device_peak_bytes = cl_peak,
     .pinned_alloc = cl_pinned_alloc,
@@ -731,11 +762,13 @@ static int create_buffers(cl_backend *cb)
     cb->k_cache = calloc(hp->n_layer, sizeof *cb->k_cache);
     cb->v_cache = calloc(hp->n_layer, sizeof *cb->v_cache);
     cb->rope_host = malloc(nb * hp->n_rot * f);
-    if (!cb->k_cache || !cb->v_cache || !cb->rope_host) {
+    cb->rows_host = malloc(2 * nb * ROW_INFO * sizeof(int));
+    cb->runs = malloc(nb * sizeof *cb->runs);
+    if (!cb->k_cache || !cb->v_cache || !cb->rope_host || !cb->rows_host || !cb->runs) {
         lm_set_error("out of memory");
         return -1;
     }
-    const size_t cache_bytes = (size_t)cb->base.n_ctx * kv_dim * 2;
+    const size_t cache_bytes = (size_t)cb->base.n_seq * cb->base.n_ctx * kv_dim * 2;
     for (uint32_t il = 0; il < hp->n_layer; il++)
         if (cb->run[il] != LM_RUN_NONE &&
             (!(cb->k_cache[il] = scratch(cb, cache_bytes, "the K cache")) ||
@@ -753,6 +786,7 @@ static int create_buffers(cl_backend *cb)
                    (cb->scores = scratch(cb, nb * hp->n_head * cb->base.n_ctx * f,
                                          "attention scores")) &&
                    (cb->rope_cs = scratch(cb, nb * hp->n_rot * f, "rope table")) &&
+                   (cb->rows_dev = scratch(cb, nb * ROW_INFO * sizeof(int), "row table")) &&
                    (cb->aq = scratch(cb, nb * widest, "quantized activations")) &&
                    (cb->ad = scratch(cb, nb * widest / 32 * f, "quantized activations")) &&
                    (cb->as = scratch(cb, nb * widest / 32 * f, "quantized activations")) &&
@@ -784,7 +818,7 @@ static int take_share(cl_backend *cb, const lm_backend_share *share)
     return 0;
 }
 
-lm_backend *lm_backend_opencl_new(const lm_model *m, int n_ctx, int n_batch,
+lm_backend *lm_backend_opencl_new(const lm_model *m, int n_ctx, int n_seq, int n_batch,
                                   const char *device_spec, const lm_backend_share *share)
 {
     cl_platform_id platform;
@@ -794,8 +828,9 @@ lm_backend *lm_backend_opencl_new(const lm_model *m, int n_ctx, int n_batch,
         lm_set_error("out of memory");
         return NULL;
     }
-    cb->base = (lm_backend){.ops = &cl_ops, .model = m, .n_ctx = n_ctx, .n_batch = n_batch};
-    cb->rope_pos0 = -1;
+    cb->base = (lm_backend){
+        .ops = &cl_ops, .model = m, .n_ctx = n_ctx, .n_seq = n_seq, .n_batch = n_batch};
+    cb->rows_n = -1;
     cb->gemm_min = lm_backend_opencl_gemm_min();
     if (m->hp.head_dim > 256) { /* MAX_HD in cl/attention.cl */
         lm_set_error("OpenCL attention supports head sizes up to 256, not %u",

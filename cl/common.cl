@@ -81,3 +81,10 @@ inline float expf_ggml(float x)
                         u, fma(0x1.ffffecp-1f, b, 1.0f));
     return ldexp(j, (int)n);
 }
+
+/* The rows of a pass, as the attention and store_kv kernels read them:
+ * ROW_INFO ints per row: the cache row where its sequence starts, its
+ * position, and whether its sequence has 2+ rows in the pass (the CPU's
+ * summation order then differs: chosen per sequence, so a sequence's bits
+ * do not depend on what else is in the pass). */
+#define ROW_INFO 3

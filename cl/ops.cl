@@ -54,8 +54,11 @@ kernel void add_bias(global float *x, global const float *b, int dim)
 }
 
 /* n rows of kv_dim floats into the fp16 cache at row pos0. */
-kernel void store_kv(global half *cache, global const float *src, int kv_dim, int pos0)
+/* rows (common.cl): a row goes to its sequence's cache at its position */
+kernel void store_kv(global half *cache, global const float *src, int kv_dim,
+                     global const int *rows)
 {
-    const size_t i = get_global_id(0);
-    vstore_half_rte(src[i], (size_t)pos0 * kv_dim + i, cache);
+    const size_t i = get_global_id(0), t = i / kv_dim;
+    const size_t dst = (size_t)(rows[t * ROW_INFO] + rows[t * ROW_INFO + 1]) * kv_dim + i % kv_dim;
+    vstore_half_rte(src[i], dst, cache);
 }

@@ -63,7 +63,7 @@ typedef struct {
 
 static lm_backend *make_device(const lm_model *m, const lm_backend_share *share, void *arg)
 {
-    return lm_backend_opencl_new(m, LM_PROBE_CTX, LM_PROBE_BATCH, ((device_probe *)arg)->spec,
+    return lm_backend_opencl_new(m, LM_PROBE_CTX, 1, LM_PROBE_BATCH, ((device_probe *)arg)->spec,
                                  share);
 }
 

@@ -33,16 +33,39 @@ typedef struct lm_backend_share {
                               (the default, 0), 1 without prefetch */
 } lm_backend_share;
 
+/* The rows of one pass: row r is a token of sequence seq[r] at position
+ * pos[r].  Each sequence's rows are consecutive and at consecutive positions
+ * (a run); a sequence has at most one run in a pass. */
+typedef struct {
+    int n;
+    const int *seq;
+    const int *pos;
+} lm_rows;
+
+/* One run of lm_rows: rows [row0, row0 + n) of sequence seq, from position pos0. */
+typedef struct {
+    int seq, pos0, row0, n;
+} lm_run;
+
+/* The runs of rows into runs (at most rows->n); returns how many. */
+int lm_rows_runs(const lm_rows *rows, lm_run *runs);
+
 typedef struct {
     const char *name;
-    /* x holds n_tok rows of n_embd floats on the host, for positions
-     * pos0 .. pos0+n_tok-1; the layer's output replaces them. */
-    int (*forward_layer)(lm_backend *b, int il, const lm_layer_view *w, float *x, int n_tok,
-                         int pos0);
+    /* x holds rows->n rows of n_embd floats on the host; the layer's output
+     * replaces them.  Each row attends over its own sequence's cache, and a
+     * sequence's arithmetic depends only on its own run (the summation order
+     * is chosen per run, never per pass), so its tokens do not depend on
+     * what else is in the pass. */
+    int (*forward_layer)(lm_backend *b, int il, const lm_layer_view *w, float *x,
+                         const lm_rows *rows);
     /* Final norm and output head over n_tok rows of x: n_tok * n_vocab logits. */
     int (*output)(lm_backend *b, const float *x, int n_tok, float *logits);
-    /* Forget the KV cache from position pos on (a new prompt, a new window). */
-    void (*truncate)(lm_backend *b, int pos);
+    /* Sequence dst's first n positions become a copy of src's (a shared
+     * prompt, a speculative branch); 0 or -1 with an error.  Forgetting
+     * positions needs no call: a sequence's positions past its end are
+     * written before they are read. */
+    int (*seq_copy)(lm_backend *b, int src, int dst, int n);
     void (*free)(lm_backend *b);
     /* Peak bytes of device memory allocated so far; NULL for host backends. */
     uint64_t (*device_peak_bytes)(lm_backend *b);
@@ -60,13 +83,18 @@ typedef struct {
 struct lm_backend {
     const lm_backend_ops *ops;
     const lm_model *model;
-    int n_ctx;      /* KV cache positions */
-    int n_batch;    /* most tokens one forward_layer call takes */
+    int n_ctx;      /* KV cache positions of each sequence */
+    int n_seq;      /* sequences, each with a cache of n_ctx positions */
+    int n_batch;    /* most rows one forward_layer call takes */
 };
+
+/* The checks every backend makes of a pass: rows within the batch, each
+ * sequence and position within the cache; 0 or -1 with an error. */
+int lm_backend_check_rows(const lm_backend *b, const lm_rows *rows);
 
 /* The CPU backend: OpenMP threads over quantized weights.  share: NULL for
  * every layer and the head. */
-lm_backend *lm_backend_cpu_new(const lm_model *m, int n_ctx, int n_batch,
+lm_backend *lm_backend_cpu_new(const lm_model *m, int n_ctx, int n_seq, int n_batch,
                                const lm_backend_share *share);
 
 #ifdef LAMINA_OPENCL
@@ -74,7 +102,7 @@ lm_backend *lm_backend_cpu_new(const lm_model *m, int n_ctx, int n_batch,
  * else the first device; a number: that index in `lamina devices`; else a
  * substring of the device name).  NULL with lm_set_error naming the OpenCL
  * call and error code. */
-lm_backend *lm_backend_opencl_new(const lm_model *m, int n_ctx, int n_batch,
+lm_backend *lm_backend_opencl_new(const lm_model *m, int n_ctx, int n_seq, int n_batch,
                                   const char *device_spec, const lm_backend_share *share);
 /* The fewest tokens a product takes the dequantize+SGEMM path for
  * (LAMINA_CL_GEMM, LAMINA_CL_GEMM_MIN; INT_MAX: never): that path keeps

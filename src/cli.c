@@ -22,7 +22,7 @@ enum {
     OPT_SEED, OPT_CHAT, OPT_STATS_JSON, OPT_JSON, OPT_CHUNKS, OPT_NO_BOS, OPT_NO_PARSE_SPECIAL,
     OPT_CHAT_TEMPLATE, OPT_IDS, OPT_BACKEND, OPT_DEVICE, OPT_PROFILE,
     OPT_RAM, OPT_VRAM, OPT_NO_PREFETCH, OPT_REPROBE, OPT_RAM_LAYERS, OPT_GPU_LAYERS,
-    OPT_SHAPE, OPT_TYPE, OPT_TOKENIZER_FROM, OPT_LAYERS,
+    OPT_SHAPE, OPT_TYPE, OPT_TOKENIZER_FROM, OPT_LAYERS, OPT_PARALLEL,
 };
 
 static const struct option long_options[] = {
@@ -66,6 +66,7 @@ static const struct option long_options[] = {
     {"type", required_argument, NULL, OPT_TYPE},
     {"tokenizer-from", required_argument, NULL, OPT_TOKENIZER_FROM},
     {"layers", required_argument, NULL, OPT_LAYERS},
+    {"parallel", required_argument, NULL, OPT_PARALLEL},
     {NULL, 0, NULL, 0},
 };
 
@@ -218,6 +219,7 @@ static int parse_one(lm_cli *o, int c, const char *arg)
     case 't': return lm_cli_int("-t", arg, 1, 1024, &o->n_threads);
     case 'c': return lm_cli_int("-c", arg, 1, 1 << 24, &o->n_ctx);
     case 'b': return lm_cli_int("-b", arg, 1, 1 << 16, &o->n_batch);
+    case OPT_PARALLEL: return lm_cli_int("--parallel", arg, 1, 4096, &o->n_parallel);
     case 'r': return lm_cli_int("-r", arg, 1, 1000, &o->repetitions);
     case 'q': o->quiet = true; return 0;
     case 'o': o->output = arg; return 0;
@@ -266,16 +268,20 @@ int lm_cli_parse(lm_cli *o, const char *command, int argc, char **argv)
     memset(o, 0, sizeof *o);
     o->n_predict = LM_CLI_UNSET;
     o->n_batch = 512;
+    o->n_parallel = 1;
     o->n_chunks = -1;
     o->ram_layers = -1;
     o->gpu_layers = -1;
     o->repetitions = 3;
     o->sampling = lm_sampler_default_params();
-    /* llama.cpp's -ngl is not a getopt short option (it would read as -n gl) */
-    static char gpu_layers_long[] = "--gpu-layers";
+    /* llama.cpp's -ngl and -np are not getopt short options (they would read
+     * as -n gl, -n p) */
+    static char gpu_layers_long[] = "--gpu-layers", parallel_long[] = "--parallel";
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
         if (strcmp(argv[i], "-ngl") == 0)
             argv[i] = gpu_layers_long;
+        else if (strcmp(argv[i], "-np") == 0)
+            argv[i] = parallel_long;
     optind = 1;
     opterr = 0;
     int c;
@@ -407,6 +413,13 @@ int lm_cli_plan(const lm_cli *o, const lm_model *m, int n_ctx, int n_batch, int 
 
 lm_session *lm_cli_session(const lm_cli *o, const lm_model *m, int n_ctx, int n_batch)
 {
+    /* -c is shared: each of the --parallel sequences gets an equal part, as
+     * llama.cpp's server divides its context among its slots */
+    const int n_seq = o->n_parallel > 0 ? o->n_parallel : 1, seq_ctx = n_ctx / n_seq;
+    if (seq_ctx < 1) {
+        lm_set_error("a context of %d cannot be shared among %d sequences", n_ctx, n_seq);
+        return NULL;
+    }
 #ifdef LAMINA_OPENCL
     lm_backend_opencl_profile(o->profile);
 #endif
@@ -427,7 +440,7 @@ lm_session *lm_cli_session(const lm_cli *o, const lm_model *m, int n_ctx, int n_
     if (!o->quiet && upfront > ((uint64_t)256 << 20))
         fprintf(stderr, "lamina: loading %.0f MiB of weights for the device...\n",
                 (double)upfront / (1024.0 * 1024.0));
-    lm_session *s = lm_session_new_planned(m, n_ctx, n_batch, &plan, o->device,
+    lm_session *s = lm_session_new_planned(m, seq_ctx, n_seq, n_batch, &plan, o->device,
                                            use == LM_USE_AUTO);
     if (s && !o->quiet && upfront > ((uint64_t)256 << 20))
         fprintf(stderr, "lamina: loaded in %.1f s\n", lm_now_seconds() - t0);
@@ -438,7 +451,7 @@ lm_session *lm_cli_session(const lm_cli *o, const lm_model *m, int n_ctx, int n_
             return NULL;
         if (!o->quiet)
             lm_plan_print_summary(&plan, stderr);
-        s = lm_session_new_planned(m, n_ctx, n_batch, &plan, o->device, false);
+        s = lm_session_new_planned(m, seq_ctx, n_seq, n_batch, &plan, o->device, false);
     }
     return s;
 }

@@ -37,6 +37,8 @@ typedef struct {
     int n_threads;           /* -t; 0: all cores */
     int n_ctx;               /* -c; 0: the model's, at most 4096 */
     int n_batch;             /* -b */
+    int n_parallel;          /* --parallel / -np: sequences at once; -c is shared
+                                among them (each gets -c / N positions) */
     int n_chunks;            /* --chunks; -1: all */
     int repetitions;         /* -r (bench) */
     lm_sampler_params sampling;

@@ -71,7 +71,7 @@ int lm_generate(lm_session *s, lm_sampler *sampler, const int32_t *prompt, int n
             st->first_token_s = lm_now_seconds() - t0;
             t_decode0 = lm_now_seconds();
         }
-        if ((n_predict >= 0 && st->n_decoded >= n_predict) || s->n_past >= s->n_ctx)
+        if ((n_predict >= 0 && st->n_decoded >= n_predict) || lm_session_seq_pos(s, 0) >= s->n_ctx)
             break;
         rc = lm_session_eval(s, &next, 1, false, logits);
     }

@@ -191,7 +191,7 @@ static void cache_save(const char *key, const lm_probes *p)
 static lm_backend *make_cpu(const lm_model *m, const lm_backend_share *share, void *arg)
 {
     (void)arg;
-    return lm_backend_cpu_new(m, LM_PROBE_CTX, LM_PROBE_BATCH, share);
+    return lm_backend_cpu_new(m, LM_PROBE_CTX, 1, LM_PROBE_BATCH, share);
 }
 
 static int probe_cpu_layer(const lm_model *m, lm_probes *p)

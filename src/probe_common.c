@@ -75,11 +75,15 @@ static double time_layer(lm_backend *b, float *x, int n, int reps)
 {
     lm_layer_view view;
     lm_model_layer_view(b->model, 0, &view);
+    int seq[LM_PROBE_BATCH] = {0}, pos[LM_PROBE_BATCH];
+    for (int i = 0; i < LM_PROBE_BATCH; i++)
+        pos[i] = i;
+    const lm_rows rows = {n, seq, pos};
     double best = -1;
     const double start = lm_now_seconds();
     for (int i = 0; i < reps && (i == 0 || lm_now_seconds() - start < PROBE_LAYER_SECONDS); i++) {
         const double t0 = lm_now_seconds();
-        if (b->ops->forward_layer(b, 0, &view, x, n, 0) != 0)
+        if (b->ops->forward_layer(b, 0, &view, x, &rows) != 0)
             return -1;
         const double dt = (lm_now_seconds() - t0) * 1e3;
         if (best < 0 || dt < best)

@@ -10,17 +10,17 @@
 #include "kernels.h"
 
 /* The backend that name asks for, running every layer; NULL with lm_set_error. */
-static lm_backend *make_backend(const lm_model *m, int n_ctx, int n_batch, const char *name,
-                                const char *device)
+static lm_backend *make_backend(const lm_model *m, int n_ctx, int n_seq, int n_batch,
+                                const char *name, const char *device)
 {
     if (!name || strcmp(name, "cpu") == 0)
-        return lm_backend_cpu_new(m, n_ctx, n_batch, NULL);
+        return lm_backend_cpu_new(m, n_ctx, n_seq, n_batch, NULL);
     if (strcmp(name, "opencl") != 0) {
         lm_set_error("unknown backend '%s' (cpu or opencl)", name);
         return NULL;
     }
 #ifdef LAMINA_OPENCL
-    return lm_backend_opencl_new(m, n_ctx, n_batch, device, NULL);
+    return lm_backend_opencl_new(m, n_ctx, n_seq, n_batch, device, NULL);
 #else
     (void)device;
     lm_set_error("this lamina was built without OpenCL");
@@ -30,7 +30,7 @@ static lm_backend *make_backend(const lm_model *m, int n_ctx, int n_batch, const
 
 lm_session *lm_session_new(const lm_model *m, int n_ctx, int n_batch)
 {
-    return lm_session_new_backend(m, n_ctx, n_batch, "cpu", NULL);
+    return lm_session_new_backend(m, n_ctx, 1, n_batch, "cpu", NULL);
 }
 
 uint64_t lm_session_device_peak(const lm_session *s)
@@ -48,31 +48,39 @@ const char *lm_session_backend_name(const lm_session *s)
 }
 
 /* The state every session has, before any backend. */
-static lm_session *session_alloc(const lm_model *m, int n_ctx, int n_batch)
+static lm_session *session_alloc(const lm_model *m, int n_ctx, int n_seq, int n_batch)
 {
-    if (n_ctx < 1 || n_batch < 1) {
-        lm_set_error("context (%d) and batch (%d) must be positive", n_ctx, n_batch);
+    if (n_ctx < 1 || n_batch < 1 || n_seq < 1) {
+        lm_set_error("context (%d), sequences (%d) and batch (%d) must be positive", n_ctx, n_seq,
+                     n_batch);
         return NULL;
     }
-    if (n_batch > n_ctx)
-        n_batch = n_ctx;
+    if (n_batch > n_ctx * n_seq)
+        n_batch = n_ctx * n_seq;
     lm_session *s = calloc(1, sizeof *s);
     if (!s) {
         lm_set_error("out of memory");
         return NULL;
     }
+    const size_t nb = (size_t)n_batch, cells = (size_t)n_seq * n_ctx;
     s->model = m;
     s->n_ctx = n_ctx;
+    s->n_seq = n_seq;
     s->n_batch = n_batch;
-    s->x = malloc((size_t)n_batch * m->hp.n_embd * sizeof(float));
+    s->n_past = calloc((size_t)n_seq, sizeof *s->n_past);
+    s->x = malloc(nb * m->hp.n_embd * sizeof(float));
+    s->x_out = malloc(nb * m->hp.n_embd * sizeof(float));
+    s->row_seq = malloc(nb * sizeof *s->row_seq);
+    s->row_pos = malloc(nb * sizeof *s->row_pos);
     s->logits = malloc((size_t)m->hp.n_vocab * sizeof(float));
     s->logits_rows = 1;
     s->layer_seconds = calloc(m->hp.n_layer, sizeof *s->layer_seconds);
     s->run_by = calloc(m->hp.n_layer, sizeof *s->run_by);
-    s->history = malloc((size_t)n_ctx * sizeof *s->history);
-    s->batch_len = calloc((size_t)n_ctx, sizeof *s->batch_len);
-    if (!s->x || !s->logits || !s->layer_seconds || !s->run_by || !s->history || !s->batch_len) {
-        lm_set_error("out of memory for a batch of %d", n_batch);
+    s->history = malloc(cells * sizeof *s->history);
+    s->batch_len = calloc(cells, sizeof *s->batch_len);
+    if (!s->n_past || !s->x || !s->x_out || !s->row_seq || !s->row_pos || !s->logits ||
+        !s->layer_seconds || !s->run_by || !s->history || !s->batch_len) {
+        lm_set_error("out of memory for %d sequences of %d positions", n_seq, n_ctx);
         lm_session_free(s);
         return NULL;
     }
@@ -87,13 +95,13 @@ static void give_all_to(lm_session *s, lm_backend *b)
     s->head = b;
 }
 
-lm_session *lm_session_new_backend(const lm_model *m, int n_ctx, int n_batch,
+lm_session *lm_session_new_backend(const lm_model *m, int n_ctx, int n_seq, int n_batch,
                                    const char *backend, const char *device)
 {
-    lm_session *s = session_alloc(m, n_ctx, n_batch);
+    lm_session *s = session_alloc(m, n_ctx, n_seq, n_batch);
     if (!s)
         return NULL;
-    lm_backend *b = make_backend(m, s->n_ctx, s->n_batch, backend, device);
+    lm_backend *b = make_backend(m, s->n_ctx, s->n_seq, s->n_batch, backend, device);
     if (!b) {
         lm_session_free(s);
         return NULL;
@@ -122,7 +130,11 @@ void lm_session_free(lm_session *s)
     free(s->layer_seconds);
     free(s->history);
     free(s->batch_len);
+    free(s->n_past);
     free(s->x);
+    free(s->x_out);
+    free(s->row_seq);
+    free(s->row_pos);
     free(s->logits);
     free(s);
 }
@@ -217,7 +229,8 @@ static int make_planned_backends(lm_session *s, const char *device_spec)
 #ifdef LAMINA_OPENCL
         const lm_backend_share share = {.layers = dev_run, .no_head = !plan->head_on_device,
                                         .n_slots = plan->prefetch ? 2 : 1};
-        if (!(s->device = lm_backend_opencl_new(m, s->n_ctx, s->n_batch, device_spec, &share)))
+        if (!(s->device = lm_backend_opencl_new(m, s->n_ctx, s->n_seq, s->n_batch, device_spec,
+                                                &share)))
             goto done;
 #else
         (void)device_spec;
@@ -227,7 +240,7 @@ static int make_planned_backends(lm_session *s, const char *device_spec)
     }
     if (any_cpu) {
         const lm_backend_share share = {.layers = cpu_run, .no_head = plan->head_on_device};
-        if (!(s->cpu = lm_backend_cpu_new(m, s->n_ctx, s->n_batch, &share)))
+        if (!(s->cpu = lm_backend_cpu_new(m, s->n_ctx, s->n_seq, s->n_batch, &share)))
             goto done;
     }
     for (int il = 0; il < plan->n_layer; il++)
@@ -240,10 +253,10 @@ done:
     return rc;
 }
 
-lm_session *lm_session_new_planned(const lm_model *m, int n_ctx, int n_batch, lm_plan *plan,
-                                   const char *device_spec, bool fallback)
+lm_session *lm_session_new_planned(const lm_model *m, int n_ctx, int n_seq, int n_batch,
+                                   lm_plan *plan, const char *device_spec, bool fallback)
 {
-    lm_session *s = session_alloc(m, n_ctx, n_batch);
+    lm_session *s = session_alloc(m, n_ctx, n_seq, n_batch);
     if (!s) {
         lm_plan_free(plan);
         return NULL;
@@ -288,18 +301,63 @@ uint64_t lm_session_device_streamed_bytes(const lm_session *s)
     return placed_bytes(s, copied_to_device);
 }
 
-void lm_session_rewind(lm_session *s, int pos)
+/* ---- sequences ---------------------------------------------------------- */
+
+static bool bad_seq(const lm_session *s, int seq)
 {
-    if (pos < s->n_past) {
-        s->n_past = pos < 0 ? 0 : pos;
-        if (s->cpu)
-            s->cpu->ops->truncate(s->cpu, s->n_past);
-        if (s->device)
-            s->device->ops->truncate(s->device, s->n_past);
-    }
+    if (seq >= 0 && seq < s->n_seq)
+        return false;
+    lm_set_error("sequence %d does not exist (0..%d)", seq, s->n_seq - 1);
+    return true;
 }
 
-/* The token ids were checked by lm_session_eval. */
+int lm_session_seq_pos(const lm_session *s, int seq)
+{
+    return seq >= 0 && seq < s->n_seq ? s->n_past[seq] : 0;
+}
+
+/* Positions past a sequence's end are written before they are read: the
+ * backends need no call. */
+void lm_session_seq_rm(lm_session *s, int seq, int pos)
+{
+    if (seq >= 0 && seq < s->n_seq && pos < s->n_past[seq])
+        s->n_past[seq] = pos < 0 ? 0 : pos;
+}
+
+void lm_session_rewind(lm_session *s, int pos)
+{
+    lm_session_seq_rm(s, 0, pos);
+}
+
+int lm_session_seq_copy(lm_session *s, int src, int dst, int n)
+{
+    if (bad_seq(s, src) || bad_seq(s, dst))
+        return -1;
+    if (n < 0 || n > s->n_past[src])
+        n = s->n_past[src];
+    if (src == dst) {
+        lm_session_seq_rm(s, dst, n);
+        return 0;
+    }
+    lm_backend *backends[] = {s->cpu, s->device};
+    for (int i = 0; i < 2; i++)
+        if (backends[i] && backends[i]->ops->seq_copy(backends[i], src, dst, n) != 0)
+            return -1;
+    const size_t from = (size_t)src * s->n_ctx, to = (size_t)dst * s->n_ctx;
+    memcpy(s->history + to, s->history + from, (size_t)n * sizeof *s->history);
+    memcpy(s->batch_len + to, s->batch_len + from, (size_t)n * sizeof *s->batch_len);
+    /* a run cut by the copy's end is replayed, after a fallback, in the
+     * pieces the copy holds */
+    for (int p = 0; p < n; p++)
+        if (s->batch_len[to + p] > n - p)
+            s->batch_len[to + p] = n - p;
+    s->n_past[dst] = n;
+    return 0;
+}
+
+/* ---- passes ------------------------------------------------------------- */
+
+/* The token ids were checked by lm_session_decode. */
 static void embed(lm_session *s, const int32_t *tokens, int n)
 {
     const lm_model *m = s->model;
@@ -324,13 +382,16 @@ static int reserve_logits(lm_session *s, int rows)
     return 0;
 }
 
-/* One batch through every layer, then the head for the rows asked for.
+/* One pass of the rows in s->row_seq/row_pos through every layer, then the
+ * head for the rows that want logits (n_out of them, into s->logits).
  * *device_failed says whether a failure came from the device (its layers,
  * its head, a copy to it) rather than from the input or the disk. */
-static int eval_batch(lm_session *s, const int32_t *tokens, int n, int first_out, float *logits,
-                      bool *device_failed)
+static int run_pass(lm_session *s, const int32_t *tokens, int n, const bool *want, int n_out,
+                    bool *device_failed)
 {
     const lm_model *m = s->model;
+    const size_t n_embd = m->hp.n_embd;
+    const lm_rows rows = {n, s->row_seq, s->row_pos};
     *device_failed = false;
     embed(s, tokens, n);
     for (uint32_t il = 0; il < m->hp.n_layer; il++) {
@@ -344,7 +405,7 @@ static int eval_batch(lm_session *s, const int32_t *tokens, int n, int first_out
             *device_failed = lm_streamer_upload_failed(s->streamer);
             return -1;
         }
-        const int rc = be->ops->forward_layer(be, (int)il, &view, s->x, n, s->n_past);
+        const int rc = be->ops->forward_layer(be, (int)il, &view, s->x, &rows);
         if (streamed)
             lm_streamer_release(s->streamer);
         if (rc != 0) {
@@ -354,13 +415,44 @@ static int eval_batch(lm_session *s, const int32_t *tokens, int n, int first_out
         s->layer_seconds[il] += lm_now_seconds() - t0;
     }
     s->passes++;
-    s->n_past += n;
-    if (first_out >= n)
+    if (n_out == 0)
         return 0;
-    if (s->head->ops->output(s->head, s->x + (size_t)first_out * m->hp.n_embd, n - first_out,
-                             logits) != 0) {
+    /* the rows that want logits, side by side for the head */
+    const float *xo = s->x;
+    if (n_out < n) {
+        int o = 0;
+        for (int r = 0; r < n; r++)
+            if (want[r])
+                memcpy(s->x_out + (size_t)o++ * n_embd, s->x + (size_t)r * n_embd,
+                       n_embd * sizeof(float));
+        xo = s->x_out;
+    }
+    if (s->head->ops->output(s->head, xo, n_out, s->logits) != 0) {
         *device_failed = s->head == s->device;
         return -1;
+    }
+    return 0;
+}
+
+/* Sequence seq's tokens from position from to `to`, run by run as they
+ * first went through (a run's length sets its summation order in
+ * attention), alone in each pass: the same bits as the first time. */
+static int replay(lm_session *s, int seq, int from, int to)
+{
+    const int32_t *hist = s->history + (size_t)seq * s->n_ctx;
+    const int *runs = s->batch_len + (size_t)seq * s->n_ctx;
+    for (int done = from; done < to;) {
+        int chunk = runs[done] > 0 ? runs[done] : 1;
+        chunk = chunk < to - done ? chunk : to - done;
+        chunk = chunk < s->n_batch ? chunk : s->n_batch;
+        for (int i = 0; i < chunk; i++) {
+            s->row_seq[i] = seq;
+            s->row_pos[i] = done + i;
+        }
+        bool device_failed;
+        if (run_pass(s, hist + done, chunk, NULL, 0, &device_failed) != 0)
+            return -1;
+        done += chunk;
     }
     return 0;
 }
@@ -368,13 +460,12 @@ static int eval_batch(lm_session *s, const int32_t *tokens, int n, int first_out
 /* --backend auto, after a device error in the middle of a run: the CPU
  * backend takes over, and the tokens already in the device's KV cache are
  * evaluated again to rebuild it (the same bits: both backends compute
- * alike).  past: the positions that were in the cache before the failed
- * batch. */
-static int fall_back_to_cpu(lm_session *s, int past)
+ * alike). */
+static int fall_back_to_cpu(lm_session *s)
 {
     fprintf(stderr, "lamina: warning: %s; continuing on the CPU\n", lm_last_error());
     s->cpu_fallback = false;
-    lm_backend *cpu = lm_backend_cpu_new(s->model, s->n_ctx, s->n_batch, NULL);
+    lm_backend *cpu = lm_backend_cpu_new(s->model, s->n_ctx, s->n_seq, s->n_batch, NULL);
     if (!cpu)
         return -1;
     lm_streamer_free(s->streamer);
@@ -397,17 +488,75 @@ static int fall_back_to_cpu(lm_session *s, int past)
     s->plan.head_on_device = false;
     if (s->plan.place && stream_planned(s) != 0)
         return -1;
-    /* in the same batches as before: one token and several tokens take
-     * different summation orders in attention */
-    s->n_past = 0;
-    for (int done = 0; done < past;) {
-        int chunk = s->batch_len[done] > 0 ? s->batch_len[done] : 1;
-        chunk = chunk < past - done ? chunk : past - done; /* a batch cut by a rewind */
-        bool device_failed;
-        if (eval_batch(s, s->history + done, chunk, chunk, NULL, &device_failed) != 0)
+    for (int seq = 0; seq < s->n_seq; seq++)
+        if (replay(s, seq, 0, s->n_past[seq]) != 0)
             return -1;
-        done += chunk;
+    return 0;
+}
+
+/* Fills s->row_seq/row_pos for a pass; -1 with an error on a bad input. */
+static int place_rows(lm_session *s, int n, const int32_t *tokens, const int *seq)
+{
+    if (n < 1 || n > s->n_batch) {
+        lm_set_error("a pass takes 1 to %d rows, not %d", s->n_batch, n);
+        return -1;
     }
+    for (int r = 0; r < n; r++) {
+        if (tokens[r] < 0 || (uint32_t)tokens[r] >= s->model->hp.n_vocab) {
+            lm_set_error("token id %d is outside the vocabulary (0..%u)", tokens[r],
+                         s->model->hp.n_vocab - 1);
+            return -1;
+        }
+        if (bad_seq(s, seq[r]))
+            return -1;
+        const bool continues = r > 0 && seq[r - 1] == seq[r];
+        if (!continues)
+            for (int q = 0; q < r; q++)
+                if (seq[q] == seq[r]) {
+                    lm_set_error("sequence %d's rows are not consecutive in the pass", seq[r]);
+                    return -1;
+                }
+        s->row_seq[r] = seq[r];
+        s->row_pos[r] = continues ? s->row_pos[r - 1] + 1 : s->n_past[seq[r]];
+        if (s->row_pos[r] >= s->n_ctx) {
+            lm_set_error("sequence %d is full: its context holds %d tokens", seq[r], s->n_ctx);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int lm_session_decode(lm_session *s, int n, const int32_t *tokens, const int *seq,
+                      const bool *want, float *logits_out)
+{
+    if (place_rows(s, n, tokens, seq) != 0)
+        return -1;
+    int n_out = 0;
+    for (int r = 0; want && r < n; r++)
+        n_out += want[r];
+    if (reserve_logits(s, n_out) != 0)
+        return -1;
+    bool device_failed;
+    if (run_pass(s, tokens, n, want, n_out, &device_failed) != 0) {
+        /* only the device's own failures are worth going on without it */
+        if (!s->cpu_fallback || !device_failed || fall_back_to_cpu(s) != 0 ||
+            place_rows(s, n, tokens, seq) != 0 || run_pass(s, tokens, n, want, n_out, &device_failed) != 0)
+            return -1;
+    }
+    /* each run is recorded where it started, for a replay */
+    for (int r = 0; r < n; r++) {
+        const size_t cell = (size_t)seq[r] * s->n_ctx + s->row_pos[r];
+        const bool starts = r == 0 || seq[r - 1] != seq[r];
+        int len = 1;
+        while (starts && r + len < n && seq[r + len] == seq[r])
+            len++;
+        s->history[cell] = tokens[r];
+        s->batch_len[cell] = starts ? len : 0;
+    }
+    for (int r = 0; r < n; r++)
+        s->n_past[seq[r]] = s->row_pos[r] + 1;
+    if (logits_out && n_out)
+        memcpy(logits_out, s->logits, (size_t)n_out * s->model->hp.n_vocab * sizeof(float));
     return 0;
 }
 
@@ -419,39 +568,29 @@ int lm_session_eval(lm_session *s, const int32_t *tokens, int n, bool all_logits
         lm_set_error("nothing to evaluate");
         return -1;
     }
-    if (s->n_past + n > s->n_ctx) {
-        lm_set_error("%d tokens do not fit the context (%d used of %d)", n, s->n_past, s->n_ctx);
+    if (s->n_past[0] + n > s->n_ctx) {
+        lm_set_error("%d tokens do not fit the context (%d used of %d)", n, s->n_past[0],
+                     s->n_ctx);
         return -1;
     }
-    for (int t = 0; t < n; t++)
-        if (tokens[t] < 0 || (uint32_t)tokens[t] >= s->model->hp.n_vocab) {
-            lm_set_error("token id %d is outside the vocabulary (0..%u)", tokens[t],
-                         s->model->hp.n_vocab - 1);
-            return -1;
-        }
-    for (int done = 0; done < n;) {
+    int *seq = calloc((size_t)s->n_batch, sizeof *seq);
+    bool *want = calloc((size_t)s->n_batch, sizeof *want);
+    int rc = seq && want ? 0 : -1;
+    if (rc)
+        lm_set_error("out of memory");
+    for (int done = 0; rc == 0 && done < n;) {
         const int chunk = n - done < s->n_batch ? n - done : s->n_batch;
         const bool last = done + chunk == n;
-        /* rows whose logits are wanted: all of them, or the very last token */
-        const int first_out = all_logits ? 0 : (last ? chunk - 1 : chunk);
-        if (reserve_logits(s, chunk - first_out) != 0)
-            return -1;
-        const int past = s->n_past;
-        bool device_failed;
-        if (eval_batch(s, tokens + done, chunk, first_out, s->logits, &device_failed) != 0) {
-            /* only the device's own failures are worth going on without it */
-            if (!s->cpu_fallback || !device_failed || fall_back_to_cpu(s, past) != 0 ||
-                eval_batch(s, tokens + done, chunk, first_out, s->logits, &device_failed) != 0)
-                return -1;
-        }
-        memcpy(s->history + past, tokens + done, (size_t)chunk * sizeof *tokens);
-        s->batch_len[past] = chunk;
-        if (logits_out && all_logits)
-            memcpy(logits_out + (size_t)done * n_vocab, s->logits,
-                   (size_t)chunk * n_vocab * sizeof(float));
-        else if (logits_out && last)
-            memcpy(logits_out, s->logits, n_vocab * sizeof(float));
+        for (int i = 0; i < chunk; i++)
+            want[i] = all_logits || (last && i == chunk - 1);
+        float *out = !logits_out ? NULL
+                     : all_logits ? logits_out + (size_t)done * n_vocab
+                     : last       ? logits_out
+                                  : NULL;
+        rc = lm_session_decode(s, chunk, tokens + done, seq, want, out);
         done += chunk;
     }
-    return 0;
+    free(seq);
+    free(want);
+    return rc;
 }

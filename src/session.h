@@ -1,8 +1,14 @@
-/* The layer executor: one sequence's state (the backend with its KV cache,
- * the position), and a pass of n tokens through every layer in turn.  This
- * is the place where the planner's placement and the streamer's staged
- * weights come in: each layer asks for the view of its weights and hands it
- * to the backend that runs it. */
+/* The engine: one per model.  It holds the backends (with the KV cache of
+ * every sequence), the plan and the streamer, and runs passes: each pass
+ * takes rows from several sequences (each row one token of one sequence)
+ * through every layer in turn, so the weights are read once per pass however
+ * many sequences it serves.  This is the place where the planner's placement
+ * and the streamer's staged weights come in: each layer asks for the view of
+ * its weights and hands it to the backend that runs it.
+ *
+ * Sequences are slots 0 .. n_seq-1, each with its own n_ctx positions of
+ * KV cache and its own position; the per-sequence calls (seq_*) forget,
+ * copy and report them, as llama.cpp's memory interface does. */
 #ifndef LM_SESSION_H
 #define LM_SESSION_H
 
@@ -19,10 +25,13 @@ typedef struct lm_session {
     lm_backend *device;           /* runs the device's layers, or NULL */
     lm_backend **run_by;          /* per layer: which of the two runs it */
     lm_backend *head;             /* runs the output head */
-    int n_ctx;
-    int n_batch;
-    int n_past;    /* positions already in the KV cache */
+    int n_ctx;     /* KV cache positions of each sequence */
+    int n_seq;     /* sequences */
+    int n_batch;   /* most rows in one pass */
+    int *n_past;   /* per sequence: positions already in its KV cache */
     float *x;      /* n_batch rows of n_embd: the residual stream */
+    float *x_out;  /* n_batch rows: those of x that want logits */
+    int *row_seq, *row_pos; /* n_batch: the current pass's rows */
     float *logits; /* logits_rows rows of n_vocab */
     int logits_rows;
     lm_plan plan;                 /* the plan followed (plan.place NULL: none) */
@@ -30,20 +39,21 @@ typedef struct lm_session {
     bool *streamed;               /* per layer: comes through the streamer */
     double *layer_seconds;        /* per layer: time spent in it, all passes */
     uint64_t passes;              /* forward passes run */
-    int32_t *history;             /* the n_past tokens in the KV cache */
-    int *batch_len;               /* per position: the batch that started there, or 0 */
+    int32_t *history;             /* per sequence: n_ctx slots, the tokens in its cache */
+    int *batch_len;               /* per sequence, per position: the length of the run
+                                     that started there, or 0 */
     bool cpu_fallback;            /* --backend auto on a device: on a device error,
                                      rebuild the cache on the CPU and go on */
 } lm_session;
 
-/* A session on the CPU backend. */
+/* A session on the CPU backend, one sequence. */
 lm_session *lm_session_new(const lm_model *m, int n_ctx, int n_batch);
 
 /* A session that runs every layer on the backend named "cpu" or "opencl";
  * device picks the OpenCL device (NULL: the default; see
  * lm_backend_opencl_new).  Choosing between them, and splitting, is the
  * planner's (lm_session_new_planned). */
-lm_session *lm_session_new_backend(const lm_model *m, int n_ctx, int n_batch,
+lm_session *lm_session_new_backend(const lm_model *m, int n_ctx, int n_seq, int n_batch,
                                    const char *backend, const char *device);
 
 /* A session that runs the layers where plan places them (the session takes
@@ -52,8 +62,8 @@ lm_session *lm_session_new_backend(const lm_model *m, int n_ctx, int n_batch,
  * weights come from disk or go to the device each pass.  fallback: on a
  * device error in the middle of a run, carry on on the CPU (--backend auto).
  * NULL with an error. */
-lm_session *lm_session_new_planned(const lm_model *m, int n_ctx, int n_batch, lm_plan *plan,
-                                   const char *device_spec, bool fallback);
+lm_session *lm_session_new_planned(const lm_model *m, int n_ctx, int n_seq, int n_batch,
+                                   lm_plan *plan, const char *device_spec, bool fallback);
 
 /* "cpu", "opencl", or "opencl+cpu" for a split. */
 const char *lm_session_backend_name(const lm_session *s);
@@ -73,14 +83,31 @@ uint64_t lm_session_device_streamed_bytes(const lm_session *s);
 uint64_t lm_session_device_peak(const lm_session *s);
 void lm_session_free(lm_session *s);
 
-/* Runs n tokens at position n_past (in batches of n_batch) and advances
- * n_past.  With all_logits, logits_out gets n rows of n_vocab; otherwise one
- * row, for the last token.  logits_out may be NULL. -1 with lm_set_error on a
- * token id out of range, a full context or a backend failure. */
+/* One pass: n rows (at most n_batch), row i token tokens[i] of sequence
+ * seq[i], at that sequence's next position.  A sequence's rows must be
+ * consecutive (one run per sequence); its position advances by its rows.
+ * want (NULL: none) says which rows want logits: logits_out (may be NULL)
+ * gets one row of n_vocab for each, in row order.  -1 with lm_set_error on
+ * a bad token id or sequence, a full context or a backend failure (the
+ * sequences then stay where they were). */
+int lm_session_decode(lm_session *s, int n, const int32_t *tokens, const int *seq,
+                      const bool *want, float *logits_out);
+
+/* Sequence 0 only, the way a single-sequence caller wants it: n tokens in
+ * passes of n_batch.  With all_logits, logits_out gets n rows of n_vocab;
+ * otherwise one row, for the last token.  logits_out may be NULL. */
 int lm_session_eval(lm_session *s, const int32_t *tokens, int n, bool all_logits,
                     float *logits_out);
 
-/* Forget everything from position pos on. */
+/* Positions in sequence seq's cache (its next token's position). */
+int lm_session_seq_pos(const lm_session *s, int seq);
+/* Sequence seq forgets everything from position pos on (0: all of it). */
+void lm_session_seq_rm(lm_session *s, int seq, int pos);
+/* Sequence dst becomes a copy of src's first n positions (n < 0: all of
+ * them): a shared prompt evaluated once, a speculative branch.  0 or -1. */
+int lm_session_seq_copy(lm_session *s, int src, int dst, int n);
+
+/* Sequence 0 forgets everything from position pos on. */
 void lm_session_rewind(lm_session *s, int pos);
 
 #endif

@@ -202,7 +202,7 @@ static void check_against_reference(const test_model_shape *shape, double tolera
         assert_int_equal(lm_session_eval(s, &prompt[t], 1, false, got), 0);
         assert_true(relative_error(got, want + (size_t)t * V, V) < tolerance);
     }
-    assert_int_equal(s->n_past, N_PROMPT);
+    assert_int_equal(lm_session_seq_pos(s, 0), N_PROMPT);
     free(got);
     free(want);
     lm_session_free(s);

@@ -189,7 +189,7 @@ static lm_session *planned(const lm_model *m, const lm_placement *place, bool he
     plan.layer_ms = calloc((size_t)plan.n_layer, sizeof *plan.layer_ms);
     assert_non_null(plan.place);
     memcpy(plan.place, place, (size_t)plan.n_layer * sizeof *place);
-    lm_session *s = lm_session_new_planned(m, 32, 8, &plan, NULL, false);
+    lm_session *s = lm_session_new_planned(m, 32, 1, 8, &plan, NULL, false);
     if (!s)
         fprintf(stderr, "%s\n", lm_last_error());
     return s;
@@ -223,7 +223,7 @@ static void compare_backends_with(const test_model_shape *shape, const char *gem
     lm_model *m = lm_model_load(path);
     assert_non_null(m);
     lm_session *cpu = lm_session_new(m, 32, 8);
-    lm_session *gpus[1 + N_PLANNED] = {lm_session_new_backend(m, 32, 8, "opencl", NULL)};
+    lm_session *gpus[1 + N_PLANNED] = {lm_session_new_backend(m, 32, 1, 8, "opencl", NULL)};
     const int n_gpus = shape->n_layer == 2 ? 1 + N_PLANNED : 1;
     for (int i = 1; i < n_gpus; i++)
         gpus[i] = planned_sessions(m, i - 1);
