@@ -388,6 +388,7 @@ static int plan_for(const lm_cli *o, const lm_model *m, int n_ctx, int n_batch, 
         .prefetch = !o->no_prefetch,
         .force_ram_layers = o->ram_layers,
         .n_prompt = n_prompt,
+        .n_parallel = o->n_parallel,
     };
     if (lm_probe(m, o->reprobe, &probes) != 0)
         return -1;

@@ -25,12 +25,27 @@ static lm_streamer_stats streamer_stats(const lm_session *s)
 }
 
 /* One repetition: a fresh cache, the prompt in one pass, then n_gen tokens
- * one at a time (the same token ids as llamacpp-ref.py's bench). */
+ * one at a time (the same token ids as llamacpp-ref.py's bench).  With
+ * --parallel B, every sequence starts from a copy of the first's prompt and
+ * each decode pass carries one token of each: decode_tps is then the
+ * aggregate of the B sequences. */
 static int bench_once(lm_session *s, const lm_model *m, int n_prompt, int n_gen,
                       bench_result *r)
 {
+    const int n_seq = s->n_seq;
+    int32_t tokens[4096];
+    int seq[4096];
+    bool want[4096];
+    for (int i = 0; i < n_seq; i++) {
+        tokens[i] = 1000 % (int32_t)m->hp.n_vocab;
+        seq[i] = i;
+        want[i] = true; /* every sequence's logits, as a real decode needs */
+    }
     int32_t *prompt = malloc((size_t)n_prompt * sizeof *prompt);
-    if (!prompt) {
+    float *logits = malloc((size_t)n_seq * m->hp.n_vocab * sizeof *logits);
+    if (!prompt || !logits) {
+        free(prompt);
+        free(logits);
         lm_set_error("out of memory");
         return -1;
     }
@@ -38,19 +53,22 @@ static int bench_once(lm_session *s, const lm_model *m, int n_prompt, int n_gen,
     for (int i = 0; i < n_prompt; i++)
         prompt[i] = (1000 + (i - 1) * 7 % 5000) % (int32_t)m->hp.n_vocab;
     prompt[0] = bos >= 0 ? bos : 0;
-    lm_session_rewind(s, 0);
-    double t0 = lm_now_seconds();
+    for (int i = 0; i < n_seq; i++)
+        lm_session_seq_rm(s, i, 0);
+    const double t0 = lm_now_seconds();
     int rc = lm_session_eval(s, prompt, n_prompt, false, NULL);
+    r->prompt_tps = n_prompt / (lm_now_seconds() - t0);
+    for (int i = 1; rc == 0 && i < n_seq; i++)
+        rc = lm_session_seq_copy(s, 0, i, -1);
     const lm_streamer_stats before = streamer_stats(s);
-    double t1 = lm_now_seconds();
-    int32_t t = 1000 % (int32_t)m->hp.n_vocab;
+    const double t1 = lm_now_seconds();
     for (int i = 0; rc == 0 && i < n_gen; i++)
-        rc = lm_session_eval(s, &t, 1, false, NULL);
-    double t2 = lm_now_seconds();
+        rc = lm_session_decode(s, n_seq, tokens, seq, want, logits);
+    const double t2 = lm_now_seconds();
     const lm_streamer_stats after = streamer_stats(s);
     free(prompt);
-    r->prompt_tps = n_prompt / (t1 - t0);
-    r->decode_tps = n_gen > 0 ? n_gen / (t2 - t1) : 0.0;
+    free(logits);
+    r->decode_tps = n_gen > 0 ? (double)n_gen * n_seq / (t2 - t1) : 0.0;
     const double per = n_gen > 0 ? 1e3 / n_gen : 0.0;
     r->token_ms = (t2 - t1) * per;
     r->read_ms = (after.read_seconds - before.read_seconds) * per;
@@ -76,7 +94,14 @@ int lm_cmd_bench(int argc, char **argv)
     lm_model *m = lm_cli_load_model(&o);
     if (!m)
         return lm_cli_fail();
-    lm_session *s = lm_cli_session(&o, m, n_prompt + n_gen + 1, o.n_batch);
+    if (o.n_parallel > 4096 || o.n_parallel > o.n_batch) {
+        fprintf(stderr, "lamina bench: --parallel %d needs -b of at least as many rows (at most "
+                "4096)\n", o.n_parallel);
+        lm_model_free(m);
+        return 1;
+    }
+    /* every sequence holds the prompt and its generated tokens */
+    lm_session *s = lm_cli_session(&o, m, (n_prompt + n_gen + 1) * o.n_parallel, o.n_batch);
     if (!s) {
         lm_model_free(m);
         return lm_cli_fail();
@@ -100,7 +125,9 @@ int lm_cmd_bench(int argc, char **argv)
     const double rss = (double)lm_peak_rss_bytes(); /* before the RAM probe's buffer */
     const double ram_bw = lm_ram_read_bandwidth();
     const double bytes_per_token = (double)lm_model_bytes_per_token(m);
-    const double weight_bw = best.decode_tps * bytes_per_token;
+    /* a pass reads the weights once for all the sequences in it */
+    const double passes_per_s = best.decode_tps / s->n_seq;
+    const double weight_bw = passes_per_s * bytes_per_token;
     const double share = ram_bw > 0 ? 100.0 * weight_bw / ram_bw : 0.0;
     const int threads = omp_get_max_threads();
     const char *backend = lm_session_backend_name(s);
@@ -108,13 +135,15 @@ int lm_cmd_bench(int argc, char **argv)
     const lm_plan *plan = s->plan.place ? &s->plan : NULL;
     const uint64_t streamed = lm_session_disk_bytes(s);
     const uint64_t to_device = lm_session_device_streamed_bytes(s);
-    const double disk_rate = best.decode_tps * (double)streamed;
+    const double disk_rate = passes_per_s * (double)streamed;
     const double disk_bw = plan ? plan->probes.disk_bw : 0.0;
-    const double predicted = plan ? plan->tokens_per_s : 0.0;
+    const double predicted = !plan              ? 0.0
+                             : s->n_seq > 1 ? plan->batch_tokens_per_s
+                                            : plan->tokens_per_s;
     if (o.json) {
         printf("{\"model\": ");
         lm_json_string(stdout, o.model);
-        printf(", \"backend\": \"%s\", \"threads\": %d, \"n_prompt\": %d, "
+        printf(", \"backend\": \"%s\", \"threads\": %d, \"parallel\": %d, \"n_prompt\": %d, "
                "\"n_gen\": %d, \"prompt_tokens_per_s\": %.3f, \"decode_tokens_per_s\": %.3f, "
                "\"decode_weight_bytes_per_token\": %.0f, \"decode_weight_bytes_per_s\": %.0f, "
                "\"ram_bandwidth_bytes_per_s\": %.0f, \"decode_share_of_ram_bandwidth\": %.4f, "
@@ -124,19 +153,24 @@ int lm_cmd_bench(int argc, char **argv)
                "\"decode_ms_per_token\": %.3f, \"decode_compute_ms_per_token\": %.3f, "
                "\"decode_read_ms_per_token\": %.3f, \"decode_copy_ms_per_token\": %.3f, "
                "\"streamed_to_device_bytes_per_token\": %llu}\n",
-               backend, threads, n_prompt, n_gen, best.prompt_tps, best.decode_tps,
+               backend, threads, s->n_seq, n_prompt, n_gen, best.prompt_tps, best.decode_tps,
                bytes_per_token, weight_bw, ram_bw, share / 100.0, dev_peak,
                (unsigned long long)streamed, disk_rate, disk_bw, predicted, rss, best.token_ms,
                best.compute_ms, best.read_ms, best.copy_ms, (unsigned long long)to_device);
     } else {
         printf("backend %s, %d threads, best of %d\n", backend, threads, o.repetitions);
         printf("prompt: %d tokens: %.2f tokens/s\n", n_prompt, best.prompt_tps);
-        printf("decode: %d tokens: %.2f tokens/s\n", n_gen, best.decode_tps);
-        printf("decode reads %.2f MiB of weights per token: %.2f GB/s = %.0f%% of measured RAM "
+        if (s->n_seq > 1)
+            printf("decode: %d sequences x %d tokens: %.2f tokens/s in all (%.2f passes/s, "
+                   "%.2f tokens/s each)\n", s->n_seq, n_gen, best.decode_tps, passes_per_s,
+                   passes_per_s);
+        else
+            printf("decode: %d tokens: %.2f tokens/s\n", n_gen, best.decode_tps);
+        printf("decode reads %.2f MiB of weights per pass: %.2f GB/s = %.0f%% of measured RAM "
                "bandwidth (%.2f GB/s)\n",
                bytes_per_token / (1024.0 * 1024.0), weight_bw / 1e9, share, ram_bw / 1e9);
         if (streamed)
-            printf("decode streams %.2f MiB per token from disk: %.2f GB/s = %.0f%% of the "
+            printf("decode streams %.2f MiB per pass from disk: %.2f GB/s = %.0f%% of the "
                    "measured uncached disk bandwidth (%.2f GB/s)\n",
                    (double)streamed / (1024.0 * 1024.0), disk_rate / 1e9,
                    disk_bw > 0 ? 100.0 * disk_rate / disk_bw : 0.0, disk_bw / 1e9);

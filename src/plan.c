@@ -107,7 +107,10 @@ static double cpu_layer_ms(const lm_plan *plan, const lm_model *m, int il, int n
     const lm_probes *p = &plan->probes;
     if (p->cpu_layer_ms <= 0)
         return compute_ms(p, m->layers[il].t, LM_W_PER_LAYER, n_tok);
-    const double first = n_tok > 1 ? p->cpu_layer_prompt_ms * n_tok : p->cpu_layer_ms;
+    /* n tokens cost n times a batched token, and never less than one token
+     * alone (which is mostly the weights' reading) */
+    const double first =
+        n_tok > 1 ? fmax(p->cpu_layer_ms, p->cpu_layer_prompt_ms * n_tok) : p->cpu_layer_ms;
     return first * share_of_layer0(plan, m, il, n_tok);
 }
 
@@ -125,7 +128,7 @@ static layer_cost cost_of(const lm_plan *plan, const lm_model *m, int il, int n_
     const uint64_t bytes = plan->layer_bytes[il];
     if (lm_place_on_device(p)) {
         const lm_device_probes *d = &plan->dev;
-        c.device = (n_tok > 1 ? d->layer_prompt_ms * n_tok : d->layer_ms) *
+        c.device = (n_tok > 1 ? fmax(d->layer_ms, d->layer_prompt_ms * n_tok) : d->layer_ms) *
                    share_of_layer0(plan, m, il, n_tok);
         /* a layer kept in RAM for the device waits in pinned memory: only
          * the copy to the device; one from disk is read into a staging
@@ -331,6 +334,16 @@ static int place_host(const lm_model *m, const lm_plan_request *req, lm_plan *pl
     return 0;
 }
 
+/* How much longer B rows take than one, from the CPU probes (B times the
+ * batched cost per row, never less than one row's time). */
+static double batched_share(const lm_plan *plan, int b)
+{
+    const lm_probes *p = &plan->probes;
+    if (p->cpu_layer_ms <= 0 || p->cpu_layer_prompt_ms <= 0)
+        return b;
+    return fmax(1.0, b * p->cpu_layer_prompt_ms / p->cpu_layer_ms);
+}
+
 static void predict(const lm_model *m, const lm_plan_request *req, lm_plan *plan)
 {
     double first = 0;
@@ -350,6 +363,14 @@ static void predict(const lm_model *m, const lm_plan_request *req, lm_plan *plan
     }
     plan->first_token_ms = first + plan->head_ms;
     plan->tokens_per_s = plan->token_ms > 0 ? 1e3 / plan->token_ms : 0;
+    /* B sequences: a pass reads each layer once and computes B rows (the
+     * probes' batched rate per row); the head over B rows scales the same way */
+    const int b = req->n_parallel > 1 ? req->n_parallel : 1;
+    plan->parallel = b;
+    plan->batch_pass_ms = plan->head_ms * (b > 1 ? batched_share(plan, b) : 1.0);
+    for (int il = 0; il < plan->n_layer; il++)
+        plan->batch_pass_ms += layer_ms(plan, cost_of(plan, m, il, b));
+    plan->batch_tokens_per_s = plan->batch_pass_ms > 0 ? 1e3 * b / plan->batch_pass_ms : 0;
     const double io = plan->disk_ms + plan->copy_ms;
     if (!plan->prefetch && io > 0)
         plan->bottleneck = "reads and copies, not overlapped (--no-prefetch)";
@@ -587,6 +608,11 @@ void lm_plan_print(const lm_plan *plan, FILE *f)
             plan->prefetch ? " (reads and copies overlap compute)" : "");
     fprintf(f, "predicted: %.2f tokens/s decode (%.1f ms/token), first token after %.1f ms\n",
             plan->tokens_per_s, plan->token_ms, plan->first_token_ms);
+    if (plan->parallel > 1)
+        fprintf(f, "predicted with %d sequences: %.2f tokens/s decode in all (%.1f ms a pass, "
+                   "%.2f tokens/s each)\n",
+                plan->parallel, plan->batch_tokens_per_s, plan->batch_pass_ms,
+                plan->batch_tokens_per_s / plan->parallel);
     fprintf(f, "bottleneck: %s\n", plan->bottleneck);
 }
 
@@ -609,7 +635,9 @@ void lm_plan_print_json(const lm_plan *plan, FILE *f)
             "\"device_weight_bytes\": %llu, \"device_kv_cache_bytes\": %llu, "
             "\"device_slot_bytes\": %llu, \"h2d_bandwidth_bytes_per_s\": %.0f, "
             "\"predicted_cpu_ms\": %.3f, \"predicted_device_ms\": %.3f, "
-            "\"predicted_disk_ms\": %.3f, \"predicted_copy_ms\": %.3f}\n",
+            "\"predicted_disk_ms\": %.3f, \"predicted_copy_ms\": %.3f, \"parallel\": %d, "
+            "\"predicted_parallel_decode_tokens_per_s\": %.3f, "
+            "\"predicted_parallel_ms_per_pass\": %.3f}\n",
             (unsigned long long)plan->head_bytes, (unsigned long long)plan->ram_budget,
             (unsigned long long)plan->ram_total, (unsigned long long)plan->ram_weights,
             (unsigned long long)plan->kv_bytes, (unsigned long long)plan->staging_bytes,
@@ -620,7 +648,8 @@ void lm_plan_print_json(const lm_plan *plan, FILE *f)
             plan->prefetch ? "true" : "false", plan->head_on_device ? "true" : "false",
             (unsigned long long)plan->device_weights, (unsigned long long)plan->device_kv_bytes,
             (unsigned long long)plan->device_slot_bytes, plan->dev.h2d_bw, plan->cpu_ms,
-            plan->device_ms, plan->disk_ms, plan->copy_ms);
+            plan->device_ms, plan->disk_ms, plan->copy_ms, plan->parallel,
+            plan->batch_tokens_per_s, plan->batch_pass_ms);
 }
 
 void lm_plan_print_summary(const lm_plan *plan, FILE *f)

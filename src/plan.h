@@ -53,6 +53,7 @@ typedef struct {
     bool prefetch;         /* overlap reads with compute (default) */
     int force_ram_layers;  /* -1: the planner decides; else keep this many in RAM */
     int n_prompt;          /* prompt length the time to first token is predicted for */
+    int n_parallel;        /* sequences decoded together (0 or 1: one) */
 } lm_plan_request;
 
 typedef struct {
@@ -68,6 +69,10 @@ typedef struct {
     uint64_t device_weights, device_kv_bytes, device_slot_bytes, device_activation_bytes;
     bool head_on_device;
     double head_ms, token_ms, tokens_per_s, first_token_ms;
+    /* decoding `parallel` sequences together: one pass's ms (a token of
+     * each) and the tokens/s of all of them */
+    int parallel;
+    double batch_pass_ms, batch_tokens_per_s;
     /* per token: the parts the time is made of, summed over layers */
     double cpu_ms, device_ms, disk_ms, copy_ms;
     const char *bottleneck;     /* which limit sets the speed */

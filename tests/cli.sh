@@ -111,6 +111,14 @@ expect_ok "bench --json" "$LAMINA" bench -m "$model" -p 8 -n 4 -r 1 --json
 for key in prompt_tokens_per_s decode_tokens_per_s decode_weight_bytes_per_s ram_bandwidth_bytes_per_s; do
     grep -q "\"$key\"" "$tmp/out" && ok || bad "bench JSON lacks $key"
 done
+expect_ok "bench --parallel 4" "$LAMINA" bench -m "$model" -p 8 -n 4 -r 1 --json -np 4 --backend cpu
+grep -q '"parallel": 4, ' "$tmp/out" && grep -q '"decode_tokens_per_s": [1-9]' "$tmp/out" && ok ||
+    bad "bench --parallel 4 JSON: $(cat "$tmp/out")"
+expect_ok "plan --parallel 8" "$LAMINA" plan -m "$model" -c 256 -np 8 --backend cpu
+grep -q '^predicted with 8 sequences: .* tokens/s decode in all' "$tmp/out" && ok ||
+    bad "plan --parallel 8 predicts batched decode: $(cat "$tmp/out")"
+expect_error "--parallel larger than the context" "cannot be shared among 64 sequences" \
+    "$LAMINA" run -q -m "$model" -p ab -c 32 -np 64
 yes "ab cd ef ab Ab xyz 12 ab" | head -c 3000 >"$tmp/noise.txt"
 expect_ok "perplexity" "$LAMINA" perplexity -m "$model" -f "$tmp/noise.txt" -c 32 --chunks 2
 tail -n 1 "$tmp/out" | grep -q '^perplexity: [0-9.]*$' && ok || bad "perplexity's last line"
