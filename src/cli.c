@@ -13,6 +13,7 @@
 
 #include "error.h"
 #include "chat.h"
+#include "engine_open.h"
 #include "plan.h"
 #include "quant.h"
 #include "session.h"
@@ -352,109 +353,40 @@ lm_model *lm_cli_load_model(const lm_cli *o)
     return m;
 }
 
-/* How --backend and --gpu-layers ask for the device to be used.  With
- * neither, the planner decides (auto), and a machine without a working
- * OpenCL device runs on the CPU without a word. */
-static int device_use(const lm_cli *o, lm_device_use *use)
+/* The engine parameters these options give. */
+static lm_engine_params engine_params(const lm_cli *o, int n_ctx, int n_batch, int n_prompt)
 {
-    const char *b = o->backend;
-    if (!b)
-        *use = o->gpu_layers > 0 ? LM_USE_DEVICE : o->gpu_layers == 0 ? LM_USE_CPU : LM_USE_AUTO;
-    else if (strcmp(b, "cpu") == 0)
-        *use = LM_USE_CPU;
-    else if (strcmp(b, "opencl") == 0)
-        *use = LM_USE_DEVICE;
-    else
-        *use = LM_USE_AUTO;
-    if (*use == LM_USE_CPU && o->gpu_layers > 0) {
-        lm_set_error("--gpu-layers %d asks for the device, --backend cpu for none", o->gpu_layers);
-        return -1;
-    }
-    return 0;
-}
-
-static int plan_for(const lm_cli *o, const lm_model *m, int n_ctx, int n_batch, int n_prompt,
-                    lm_device_use use, lm_plan *plan)
-{
-    lm_probes probes;
-    lm_device_probes dev;
-    const lm_plan_request req = {
-        .ram_budget = o->ram_budget,
-        .vram_budget = o->vram_budget,
-        .n_ctx = n_ctx,
-        .n_batch = n_batch < n_ctx ? n_batch : n_ctx,
-        .use = use,
-        .gpu_layers = o->gpu_layers,
-        .prefetch = !o->no_prefetch,
-        .force_ram_layers = o->ram_layers,
-        .n_prompt = n_prompt,
-        .n_parallel = o->n_parallel,
-    };
-    if (lm_probe(m, o->reprobe, &probes) != 0)
-        return -1;
-    if (use != LM_USE_CPU && lm_probe_device(m, o->device, o->reprobe, &dev) != 0) {
-        if (use == LM_USE_DEVICE)
-            return -1;
-        if (o->backend) /* asked for by name: say why it is not used */
-            fprintf(stderr, "lamina: warning: OpenCL backend unavailable (%s); running on the "
-                            "CPU\n", lm_last_error());
-        return plan_for(o, m, n_ctx, n_batch, n_prompt, LM_USE_CPU, plan);
-    }
-    return lm_plan_make(m, &req, &probes, use != LM_USE_CPU ? &dev : NULL, plan);
+    lm_engine_params p = lm_engine_default_params();
+    p.n_ctx = n_ctx;
+    p.n_seq = o->n_parallel > 0 ? o->n_parallel : 1;
+    p.n_batch = n_batch;
+    p.n_prompt = n_prompt;
+    p.backend = o->backend;
+    p.device = o->device;
+    p.gpu_layers = o->gpu_layers;
+    p.ram_budget = o->ram_budget;
+    p.vram_budget = o->vram_budget;
+    p.ram_layers = o->ram_layers;
+    p.no_prefetch = o->no_prefetch;
+    p.reprobe = o->reprobe;
+    p.quiet = o->quiet;
+    return p;
 }
 
 int lm_cli_plan(const lm_cli *o, const lm_model *m, int n_ctx, int n_batch, int n_prompt,
                 lm_plan *plan)
 {
-    lm_device_use use;
-    if (device_use(o, &use) != 0)
-        return -1;
-    return plan_for(o, m, n_ctx, n_batch, n_prompt, use, plan);
+    const lm_engine_params p = engine_params(o, n_ctx, n_batch, n_prompt);
+    return lm_engine_plan(m, &p, plan);
 }
 
 lm_session *lm_cli_session(const lm_cli *o, const lm_model *m, int n_ctx, int n_batch)
 {
-    /* -c is shared: each of the --parallel sequences gets an equal part, as
-     * llama.cpp's server divides its context among its slots */
-    const int n_seq = o->n_parallel > 0 ? o->n_parallel : 1, seq_ctx = n_ctx / n_seq;
-    if (seq_ctx < 1) {
-        lm_set_error("a context of %d cannot be shared among %d sequences", n_ctx, n_seq);
-        return NULL;
-    }
 #ifdef LAMINA_OPENCL
     lm_backend_opencl_profile(o->profile);
 #endif
-    lm_device_use use;
-    lm_plan plan;
-    if (device_use(o, &use) != 0 || plan_for(o, m, n_ctx, n_batch, 1, use, &plan) != 0)
-        return NULL;
-    if (!o->quiet)
-        lm_plan_print_summary(&plan, stderr);
-    const bool on_device = plan.device_total > 0;
-    /* the weights a session reads before it can start: layers uploaded to
-     * the device, and layers kept in pinned RAM for it */
-    uint64_t upfront = 0;
-    for (int il = 0; il < plan.n_layer; il++)
-        if (plan.place[il] == LM_PLACE_DEVICE || plan.place[il] == LM_PLACE_DEVICE_RAM)
-            upfront += plan.layer_bytes[il];
-    const double t0 = lm_now_seconds();
-    if (!o->quiet && upfront > ((uint64_t)256 << 20))
-        fprintf(stderr, "lamina: loading %.0f MiB of weights for the device...\n",
-                (double)upfront / (1024.0 * 1024.0));
-    lm_session *s = lm_session_new_planned(m, seq_ctx, n_seq, n_batch, &plan, o->device,
-                                           use == LM_USE_AUTO);
-    if (s && !o->quiet && upfront > ((uint64_t)256 << 20))
-        fprintf(stderr, "lamina: loaded in %.1f s\n", lm_now_seconds() - t0);
-    if (!s && on_device && use == LM_USE_AUTO) {
-        fprintf(stderr, "lamina: warning: OpenCL backend unavailable (%s); running on the CPU\n",
-                lm_last_error());
-        if (plan_for(o, m, n_ctx, n_batch, 1, LM_USE_CPU, &plan) != 0)
-            return NULL;
-        if (!o->quiet)
-            lm_plan_print_summary(&plan, stderr);
-        s = lm_session_new_planned(m, seq_ctx, n_seq, n_batch, &plan, o->device, false);
-    }
-    return s;
+    const lm_engine_params p = engine_params(o, n_ctx, n_batch, 1);
+    return lm_engine_open(m, &p);
 }
 
 void lm_cli_print_profile(const lm_cli *o, const lm_session *s, FILE *f)
