@@ -91,7 +91,10 @@ static const struct option long_options[] = {
     "                          not fit are streamed from disk each token\n"           \
     "      --ram-layers N      keep exactly N layers in RAM, stream the rest\n"        \
     "      --no-prefetch       read streamed layers in turn with compute\n"            \
-    "      --reprobe           measure RAM, disk and CPU speed again\n"
+    "      --reprobe           measure RAM, disk and CPU speed again\n"                \
+    "  -np, --parallel N       decode N sequences together, each pass over the\n"     \
+    "                          weights serving all of them; -c is shared (each\n"    \
+    "                          gets -c / N positions)\n"
 
 /* What each subcommand accepts, shown by `lamina COMMAND --help`. */
 static const struct {
