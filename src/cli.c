@@ -23,7 +23,7 @@ enum {
     OPT_SEED, OPT_CHAT, OPT_STATS_JSON, OPT_JSON, OPT_CHUNKS, OPT_NO_BOS, OPT_NO_PARSE_SPECIAL,
     OPT_CHAT_TEMPLATE, OPT_IDS, OPT_BACKEND, OPT_DEVICE, OPT_PROFILE,
     OPT_RAM, OPT_VRAM, OPT_NO_PREFETCH, OPT_REPROBE, OPT_RAM_LAYERS, OPT_GPU_LAYERS,
-    OPT_SHAPE, OPT_TYPE, OPT_TOKENIZER_FROM, OPT_LAYERS, OPT_PARALLEL,
+    OPT_SHAPE, OPT_TYPE, OPT_TOKENIZER_FROM, OPT_LAYERS, OPT_PARALLEL, OPT_RESUME,
 };
 
 static const struct option long_options[] = {
@@ -68,6 +68,8 @@ static const struct option long_options[] = {
     {"tokenizer-from", required_argument, NULL, OPT_TOKENIZER_FROM},
     {"layers", required_argument, NULL, OPT_LAYERS},
     {"parallel", required_argument, NULL, OPT_PARALLEL},
+    {"input", required_argument, NULL, 'i'},
+    {"resume", no_argument, NULL, OPT_RESUME},
     {NULL, 0, NULL, 0},
 };
 
@@ -137,6 +139,31 @@ static const struct {
               "Prompt and decode speed, and the weight bandwidth decoding reached next to\n"
               "the measured RAM bandwidth. --json prints one JSON object on stdout.\n"
               BACKEND_HELP},
+    {"batch", "Usage: lamina batch -m MODEL -i REQUESTS.jsonl -o RESULTS.jsonl [options]\n"
+              "Serve a file of requests in the OpenAI Batch format (one JSON object a line,\n"
+              "url /v1/completions or /v1/chat/completions), --parallel of them at a time\n"
+              "sharing each pass over the weights. One result line per request is appended\n"
+              "to RESULTS as it finishes; progress and a summary go to stderr.\n\n"
+              "  -m, --model FILE        GGUF model file\n"
+              "  -i, --input FILE        the requests (- for stdin)\n"
+              "  -o, --output FILE       the results (- for stdout)\n"
+              "      --resume            skip the requests whose results are already in\n"
+              "                          the -o file, and append the others\n"
+              "  -np, --parallel N       requests served at once (default 1)\n"
+              "  -c, --ctx-size N        context shared by the N sequences, each gets\n"
+              "                          N-th of it (default: the model's, at most 4096)\n"
+              "  -b, --batch-size N      prompt tokens per run (default 512); greedy text\n"
+              "                          equals `lamina run -b N`'s whatever --parallel\n"
+              "  -n, --n-predict N       max_tokens for requests without one (default:\n"
+              "                          16 for completions, the end for chat)\n"
+              "  -t, --threads N         threads (default: all cores)\n"
+              "      --chat-template NAME  chatml, llama2, llama3 or mistral\n"
+              "      --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,\n"
+              "      --seed              as for run: the defaults of requests that do not\n"
+              "                          set temperature, top_k, top_p, min_p,\n"
+              "                          repeat_penalty, seed\n"
+              BACKEND_HELP
+              "  -q, --quiet             no model, progress or summary lines on stderr\n"},
     {"devices", "Usage: lamina devices\n"
                 "List the OpenCL platforms and devices, numbered as --device takes them.\n"},
     {"plan", "Usage: lamina plan -m MODEL [--ram SIZE] [--vram SIZE] [-c CTX] [-p N] [--json]\n"
@@ -227,6 +254,8 @@ static int parse_one(lm_cli *o, int c, const char *arg)
     case 'r': return lm_cli_int("-r", arg, 1, 1000, &o->repetitions);
     case 'q': o->quiet = true; return 0;
     case 'o': o->output = arg; return 0;
+    case 'i': o->input = arg; return 0;
+    case OPT_RESUME: o->resume = true; return 0;
     case OPT_SHAPE: o->shape = arg; return 0;
     case OPT_TYPE: o->type = arg; return 0;
     case OPT_TOKENIZER_FROM: o->tokenizer_from = arg; return 0;
@@ -289,7 +318,7 @@ int lm_cli_parse(lm_cli *o, const char *command, int argc, char **argv)
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":m:p:f:n:t:c:b:r:o:qh", long_options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":m:p:f:n:t:c:b:r:o:i:qh", long_options, NULL)) != -1) {
         if (c == 'h')
             return usage(command);
         if (c == '?' || c == ':') {

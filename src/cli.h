@@ -51,6 +51,8 @@ typedef struct {
     bool quiet;
     const char *output, *shape, *type, *tokenizer_from; /* synth: -o, --shape, --type, ... */
     int n_layers;                                       /* synth --layers; 0: the shape's */
+    const char *input;       /* batch -i: the requests ("-": stdin) */
+    bool resume;             /* batch --resume: skip requests already in -o */
     int n_positional;
     char **positional;
 } lm_cli;
@@ -96,6 +98,7 @@ int lm_cmd_info(int argc, char **argv);
 int lm_cmd_plan(int argc, char **argv);
 int lm_cmd_devices(int argc, char **argv);
 int lm_cmd_synth(int argc, char **argv);
+int lm_cmd_batch(int argc, char **argv);
 
 /* A session on the backend --backend and --device ask for (--profile turns
  * on OpenCL profiling first). */

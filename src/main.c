@@ -12,6 +12,7 @@ static const struct {
 } commands[] = {
     {"run", lm_cmd_run, "generate text from a prompt"},
     {"chat", lm_cmd_chat, "talk with a model interactively"},
+    {"batch", lm_cmd_batch, "serve a file of OpenAI-style requests, many at a time"},
     {"tokenize", lm_cmd_tokenize, "print the token ids of a text"},
     {"perplexity", lm_cmd_perplexity, "perplexity of a text file"},
     {"bench", lm_cmd_bench, "prompt and decode speed against the RAM bandwidth"},
