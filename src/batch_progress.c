@@ -45,7 +45,7 @@ void lm_batch_progress_show(lm_batch_progress *p, bool force)
     fprintf(p->f, "%slamina: batch: %d/%d requests", p->tty ? "\r" : "", done, p->total);
     if (p->failed)
         fprintf(p->f, " (%d failed)", p->failed);
-    fprintf(p->f, ", %.1f tokens/s generated, %.1f read, ETA %s%s",
+    fprintf(p->f, ", %.1f generated + %.1f prompt tokens/s, ETA %s%s",
             elapsed > 0 ? (double)p->generated_tokens / elapsed : 0.0,
             elapsed > 0 ? (double)p->prompt_tokens / elapsed : 0.0, eta,
             p->tty ? "\033[K" : "\n");
