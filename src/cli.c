@@ -341,20 +341,6 @@ int lm_cli_parse(lm_cli *o, const char *command, int argc, char **argv)
     return 0;
 }
 
-void lm_json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 int lm_cli_fail(void)
 {
     fprintf(stderr, "lamina: %s\n", lm_last_error());

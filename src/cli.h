@@ -64,9 +64,6 @@ int lm_cli_parse(lm_cli *o, const char *command, int argc, char **argv);
 /* Parses a whole decimal int in [lo, hi]; -1 with a one-line error. */
 int lm_cli_int(const char *option, const char *text, int lo, int hi, int *out);
 
-/* s as a JSON string literal, quotes included. */
-void lm_json_string(FILE *f, const char *s);
-
 /* Probes (cached) and plans the placement of the layers for these options
  * (see plan.h): --backend and --gpu-layers say how the device is used; with
  * --backend auto a device that cannot be probed means the CPU, with a

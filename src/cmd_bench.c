@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "json_out.h"
 #include "membw.h"
 #include "session.h"
 #include "streamer.h"
@@ -141,22 +142,23 @@ int lm_cmd_bench(int argc, char **argv)
                              : s->n_seq > 1 ? plan->batch_tokens_per_s
                                             : plan->tokens_per_s;
     if (o.json) {
-        printf("{\"model\": ");
-        lm_json_string(stdout, o.model);
-        printf(", \"backend\": \"%s\", \"threads\": %d, \"parallel\": %d, \"n_prompt\": %d, "
-               "\"n_gen\": %d, \"prompt_tokens_per_s\": %.3f, \"decode_tokens_per_s\": %.3f, "
-               "\"decode_weight_bytes_per_token\": %.0f, \"decode_weight_bytes_per_s\": %.0f, "
-               "\"ram_bandwidth_bytes_per_s\": %.0f, \"decode_share_of_ram_bandwidth\": %.4f, "
-               "\"device_peak_bytes\": %.0f, \"streamed_bytes_per_token\": %llu, "
-               "\"disk_read_bytes_per_s\": %.0f, \"disk_bandwidth_bytes_per_s\": %.0f, "
-               "\"predicted_decode_tokens_per_s\": %.3f, \"peak_rss_bytes\": %.0f, "
-               "\"decode_ms_per_token\": %.3f, \"decode_compute_ms_per_token\": %.3f, "
-               "\"decode_read_ms_per_token\": %.3f, \"decode_copy_ms_per_token\": %.3f, "
-               "\"streamed_to_device_bytes_per_token\": %llu}\n",
-               backend, threads, s->n_seq, n_prompt, n_gen, best.prompt_tps, best.decode_tps,
-               bytes_per_token, weight_bw, ram_bw, share / 100.0, dev_peak,
-               (unsigned long long)streamed, disk_rate, disk_bw, predicted, rss, best.token_ms,
-               best.compute_ms, best.read_ms, best.copy_ms, (unsigned long long)to_device);
+        json_t *obj = json_pack(
+            "{s:s, s:s, s:i, s:i, s:i, s:i, s:f, s:f, s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I, "
+            "s:f, s:I, s:f, s:f, s:f, s:f, s:I}",
+            "model", o.model, "backend", backend, "threads", threads, "parallel", s->n_seq,
+            "n_prompt", n_prompt, "n_gen", n_gen, "prompt_tokens_per_s", best.prompt_tps,
+            "decode_tokens_per_s", best.decode_tps, "decode_weight_bytes_per_token",
+            (json_int_t)bytes_per_token, "decode_weight_bytes_per_s", (json_int_t)weight_bw,
+            "ram_bandwidth_bytes_per_s", (json_int_t)ram_bw, "decode_share_of_ram_bandwidth",
+            share / 100.0, "device_peak_bytes", (json_int_t)dev_peak, "streamed_bytes_per_token",
+            (json_int_t)streamed, "disk_read_bytes_per_s", (json_int_t)disk_rate,
+            "disk_bandwidth_bytes_per_s", (json_int_t)disk_bw, "predicted_decode_tokens_per_s",
+            predicted, "peak_rss_bytes", (json_int_t)rss, "decode_ms_per_token", best.token_ms,
+            "decode_compute_ms_per_token", best.compute_ms, "decode_read_ms_per_token",
+            best.read_ms, "decode_copy_ms_per_token", best.copy_ms,
+            "streamed_to_device_bytes_per_token", (json_int_t)to_device);
+        if (lm_json_write(obj, stdout) != 0)
+            rc = lm_cli_fail();
     } else {
         printf("backend %s, %d threads, best of %d\n", backend, threads, o.repetitions);
         printf("prompt: %d tokens: %.2f tokens/s\n", n_prompt, best.prompt_tps);
@@ -203,5 +205,5 @@ int lm_cmd_bench(int argc, char **argv)
     lm_cli_print_profile(&o, s, stderr);
     lm_session_free(s);
     lm_model_free(m);
-    return 0;
+    return rc;
 }

@@ -6,6 +6,7 @@
 #include "atomic_file.h"
 #include "cli.h"
 #include "error.h"
+#include "json_out.h"
 
 static bool print_ids;
 
@@ -108,12 +109,16 @@ int lm_gen_stats_write_json(const lm_gen_stats *st, const char *path)
     lm_atomic_file out;
     if (lm_atomic_open(&out, path) != 0)
         return -1;
-    fprintf(out.f,
-            "{\"prompt_tokens\": %d, \"prompt_seconds\": %.6f, \"prompt_tokens_per_s\": %.3f, "
-            "\"decode_tokens\": %d, \"decode_seconds\": %.6f, \"decode_tokens_per_s\": %.3f, "
-            "\"time_to_first_token_s\": %.6f, \"peak_rss_bytes\": %llu}\n",
-            st->n_prompt, st->prompt_s, prompt_tokens_per_s(st),
-            st->n_decoded > 1 ? st->n_decoded - 1 : 0, st->decode_s, decode_tokens_per_s(st),
-            st->first_token_s, (unsigned long long)lm_peak_rss_bytes());
+    json_t *obj = json_pack("{s:i, s:f, s:f, s:i, s:f, s:f, s:f, s:I}",
+                            "prompt_tokens", st->n_prompt, "prompt_seconds", st->prompt_s,
+                            "prompt_tokens_per_s", prompt_tokens_per_s(st), "decode_tokens",
+                            st->n_decoded > 1 ? st->n_decoded - 1 : 0, "decode_seconds",
+                            st->decode_s, "decode_tokens_per_s", decode_tokens_per_s(st),
+                            "time_to_first_token_s", st->first_token_s, "peak_rss_bytes",
+                            (json_int_t)lm_peak_rss_bytes());
+    if (lm_json_write(obj, out.f) != 0) {
+        lm_atomic_abort(&out);
+        return -1;
+    }
     return lm_atomic_commit(&out, ferror(out.f) ? EIO : 0);
 }

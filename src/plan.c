@@ -10,6 +10,7 @@
 
 #include "backend.h"
 #include "error.h"
+#include "json_out.h"
 #include "streamer.h"
 
 #define MIB(x) ((double)(x) / (1024.0 * 1024.0))
@@ -618,38 +619,36 @@ void lm_plan_print(const lm_plan *plan, FILE *f)
 
 void lm_plan_print_json(const lm_plan *plan, FILE *f)
 {
-    fprintf(f, "{\"layers\": [");
-    for (int il = 0; il < plan->n_layer; il++)
-        fprintf(f, "%s{\"layer\": %d, \"placement\": \"%s\", \"bytes\": %llu, \"ms_per_token\": "
-                   "%.4f}",
-                il ? ", " : "", il, place_key(plan->place[il]),
-                (unsigned long long)plan->layer_bytes[il], plan->layer_ms[il]);
-    fprintf(f,
-            "], \"output_head_bytes\": %llu, \"ram_budget_bytes\": %llu, \"ram_bytes\": %llu, "
-            "\"ram_weight_bytes\": %llu, \"kv_cache_bytes\": %llu, \"staging_bytes\": %llu, "
-            "\"activation_bytes\": %llu, \"overhead_bytes\": %llu, \"device_bytes\": %llu, "
-            "\"vram_budget_bytes\": %llu, \"ram_bandwidth_bytes_per_s\": %.0f, "
-            "\"disk_bandwidth_bytes_per_s\": %.0f, \"predicted_decode_tokens_per_s\": %.3f, "
-            "\"predicted_ms_per_token\": %.3f, \"predicted_time_to_first_token_ms\": %.3f, "
-            "\"bottleneck\": \"%s\", \"prefetch\": %s, \"output_head_on_device\": %s, "
-            "\"device_weight_bytes\": %llu, \"device_kv_cache_bytes\": %llu, "
-            "\"device_slot_bytes\": %llu, \"h2d_bandwidth_bytes_per_s\": %.0f, "
-            "\"predicted_cpu_ms\": %.3f, \"predicted_device_ms\": %.3f, "
-            "\"predicted_disk_ms\": %.3f, \"predicted_copy_ms\": %.3f, \"parallel\": %d, "
-            "\"predicted_parallel_decode_tokens_per_s\": %.3f, "
-            "\"predicted_parallel_ms_per_pass\": %.3f}\n",
-            (unsigned long long)plan->head_bytes, (unsigned long long)plan->ram_budget,
-            (unsigned long long)plan->ram_total, (unsigned long long)plan->ram_weights,
-            (unsigned long long)plan->kv_bytes, (unsigned long long)plan->staging_bytes,
-            (unsigned long long)plan->activation_bytes,
-            (unsigned long long)LM_PLAN_RAM_OVERHEAD, (unsigned long long)plan->device_total,
-            (unsigned long long)plan->vram_budget, plan->probes.ram_bw, plan->probes.disk_bw,
-            plan->tokens_per_s, plan->token_ms, plan->first_token_ms, plan->bottleneck,
-            plan->prefetch ? "true" : "false", plan->head_on_device ? "true" : "false",
-            (unsigned long long)plan->device_weights, (unsigned long long)plan->device_kv_bytes,
-            (unsigned long long)plan->device_slot_bytes, plan->dev.h2d_bw, plan->cpu_ms,
-            plan->device_ms, plan->disk_ms, plan->copy_ms, plan->parallel,
-            plan->batch_tokens_per_s, plan->batch_pass_ms);
+    json_t *layers = json_array();
+    for (int il = 0; layers && il < plan->n_layer; il++)
+        json_array_append_new(layers, json_pack("{s:i, s:s, s:I, s:f}", "layer", il, "placement",
+                                                place_key(plan->place[il]), "bytes",
+                                                (json_int_t)plan->layer_bytes[il], "ms_per_token",
+                                                plan->layer_ms[il]));
+    json_t *obj = json_pack(
+        "{s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:s, "
+        "s:b, s:b, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:i, s:f, s:f}",
+        "layers", layers, "output_head_bytes", (json_int_t)plan->head_bytes, "ram_budget_bytes",
+        (json_int_t)plan->ram_budget, "ram_bytes", (json_int_t)plan->ram_total,
+        "ram_weight_bytes", (json_int_t)plan->ram_weights, "kv_cache_bytes",
+        (json_int_t)plan->kv_bytes, "staging_bytes", (json_int_t)plan->staging_bytes,
+        "activation_bytes", (json_int_t)plan->activation_bytes, "overhead_bytes",
+        (json_int_t)LM_PLAN_RAM_OVERHEAD, "device_bytes", (json_int_t)plan->device_total,
+        "vram_budget_bytes", (json_int_t)plan->vram_budget, "ram_bandwidth_bytes_per_s",
+        (json_int_t)plan->probes.ram_bw, "disk_bandwidth_bytes_per_s",
+        (json_int_t)plan->probes.disk_bw, "predicted_decode_tokens_per_s", plan->tokens_per_s,
+        "predicted_ms_per_token", plan->token_ms, "predicted_time_to_first_token_ms",
+        plan->first_token_ms, "bottleneck", plan->bottleneck, "prefetch", plan->prefetch,
+        "output_head_on_device", plan->head_on_device, "device_weight_bytes",
+        (json_int_t)plan->device_weights, "device_kv_cache_bytes",
+        (json_int_t)plan->device_kv_bytes, "device_slot_bytes",
+        (json_int_t)plan->device_slot_bytes, "h2d_bandwidth_bytes_per_s",
+        (json_int_t)plan->dev.h2d_bw, "predicted_cpu_ms", plan->cpu_ms, "predicted_device_ms",
+        plan->device_ms, "predicted_disk_ms", plan->disk_ms, "predicted_copy_ms", plan->copy_ms,
+        "parallel", plan->parallel, "predicted_parallel_decode_tokens_per_s",
+        plan->batch_tokens_per_s, "predicted_parallel_ms_per_pass", plan->batch_pass_ms);
+    if (lm_json_write(obj, f) != 0)
+        fprintf(stderr, "lamina: %s\n", lm_last_error());
 }
 
 void lm_plan_print_summary(const lm_plan *plan, FILE *f)
