@@ -10,6 +10,7 @@
 
 #include "error.h"
 #include "rng.h"
+#include "utf8.h"
 
 /* ---- ids: unique in practice, like OpenAI's "batch_req_<24 chars>" */
 
@@ -32,32 +33,6 @@ static char *make_id(char *buf, size_t cap, const char *prefix)
 
 /* ---- UTF-8 */
 
-/* Length of the well-formed UTF-8 character at s (at most n bytes), or 0. */
-static size_t utf8_char(const unsigned char *s, size_t n)
-{
-    size_t len;
-    unsigned cp, min;
-    if (s[0] < 0x80)
-        return 1;
-    else if ((s[0] & 0xe0) == 0xc0)
-        len = 2, cp = s[0] & 0x1fu, min = 0x80;
-    else if ((s[0] & 0xf0) == 0xe0)
-        len = 3, cp = s[0] & 0x0fu, min = 0x800;
-    else if ((s[0] & 0xf8) == 0xf0)
-        len = 4, cp = s[0] & 0x07u, min = 0x10000;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3fu);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
 
 char *lm_utf8_repair(const char *s, size_t len, size_t *out_len)
 {
@@ -70,7 +45,8 @@ char *lm_utf8_repair(const char *s, size_t len, size_t *out_len)
     }
     size_t o = 0;
     for (size_t i = 0; i < len;) {
-        const size_t n = utf8_char((const unsigned char *)s + i, len - i);
+        uint32_t cp;
+        const size_t n = lm_utf8_decode((const unsigned char *)s + i, len - i, &cp);
         if (n) {
             memcpy(out + o, s + i, n);
             o += n, i += n;

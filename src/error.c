@@ -5,36 +5,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "utf8.h"
+
 static _Thread_local char last_error[1024];
 
-/* Length of the well-formed UTF-8 character at s (at most n bytes), or 0
- * for an invalid one: a stray continuation byte, a truncated sequence, an
- * overlong form, a UTF-16 surrogate, or past U+10FFFF. */
-static size_t utf8_char(const unsigned char *s, size_t n)
-{
-    size_t len;
-    unsigned cp, min;
-    if (s[0] < 0x80)
-        return 1;
-    else if ((s[0] & 0xe0) == 0xc0)
-        len = 2, cp = s[0] & 0x1fu, min = 0x80;
-    else if ((s[0] & 0xf0) == 0xe0)
-        len = 3, cp = s[0] & 0x0fu, min = 0x800;
-    else if ((s[0] & 0xf8) == 0xf0)
-        len = 4, cp = s[0] & 0x07u, min = 0x10000;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3fu);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
 
 /* A terminal acts on C0 controls, DEL and the C1 controls U+0080..U+009F
  * (CSI among them): none of them may come through. */
@@ -50,7 +24,8 @@ const char *lm_printable(const char *s, size_t len, char *buf, size_t cap)
     if (cap < 4)
         return cap ? (buf[0] = '\0', buf) : buf;
     while (i < len) {
-        size_t n = utf8_char(u + i, len - i);
+        uint32_t cp;
+        size_t n = lm_utf8_decode(u + i, len - i, &cp);
         const bool shown = n && !is_control(u + i, n);
         size_t out = shown ? n : 1;
         if (o + out > cap - 4) { /* room for "..." and the NUL */

@@ -12,6 +12,7 @@
 
 #include "error.h"
 #include "tokenizer_internal.h"
+#include "utf8.h"
 
 #define MAX_REGEX 6
 
@@ -193,39 +194,13 @@ static int cp_to_byte(uint32_t cp) {
     return -1;
 }
 
-/* Decodes one UTF-8 sequence at s (n bytes left); 0 if not well formed. */
-static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
-    unsigned c = s[0];
-    size_t len;
-    uint32_t v, min;
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    } else if (c >= 0xC2 && c <= 0xDF) {
-        len = 2, v = c & 0x1F, min = 0x80;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3, v = c & 0x0F, min = 0x800;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4, v = c & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len > n) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        v = v << 6 | (s[i] & 0x3F);
-    }
-    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
-    *cp = v;
-    return len;
-}
 
 size_t lm_bpe_decode(const char *text, size_t len, char *buf, size_t cap) {
     const unsigned char *s = (const unsigned char *)text;
     size_t o = 0;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
-        size_t n = utf8_decode(s + i, len - i, &cp);
+        size_t n = lm_utf8_decode(s + i, len - i, &cp);
         int b = n ? cp_to_byte(cp) : -1;
         if (b >= 0) {
             if (o < cap) buf[o] = (char)b;
@@ -317,7 +292,7 @@ static int sanitize(const char *text, size_t len, char **re, char **bytes, size_
     uint32_t cp;
     size_t i = 0, n;
     for (; i < len; i += n)
-        if (!(n = utf8_decode(u + i, len - i, &cp))) break;
+        if (!(n = lm_utf8_decode(u + i, len - i, &cp))) break;
     *re = *bytes = (char *)text;
     *out_len = len;
     if (i == len) return 0;
