@@ -4,6 +4,7 @@
  * never share a cache line of y); within it, rows go in blocks small enough
  * to stay in L1/L2 while every token tile passes over them, so a prompt
  * loads each weight block once per LM_TILE_TOKS tokens instead of per token. */
+#include <cpuid.h>
 #include <omp.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -43,6 +44,13 @@ size_t lm_cpu_matmul_scratch_size(uint32_t weight_type, int64_t cols, int64_t n_
     return (size_t)n_tok * lm_row_size(lm_cpu_vec_dot_type(weight_type), cols) + SCRATCH_ALIGN;
 }
 
+/* Through cpuid: clang before 15 has no "f16c" for __builtin_cpu_supports. */
+static bool cpu_has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+
 bool lm_cpu_use_avx2(void)
 {
     static atomic_int state = -1; /* -1 unknown, 0 no, 1 yes */
@@ -51,7 +59,7 @@ bool lm_cpu_use_avx2(void)
         const char *no = getenv("LAMINA_NO_AVX2");
         __builtin_cpu_init();
         s = !(no && no[0] && strcmp(no, "0") != 0) && __builtin_cpu_supports("avx2") &&
-            __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+            __builtin_cpu_supports("fma") && cpu_has_f16c();
         atomic_store_explicit(&state, s, memory_order_relaxed);
     }
     return s != 0;
