@@ -4,9 +4,11 @@
 # built and run by `make fuzz`.  The library's sources then get
 # FUZZ_CFLAGS (-fsanitize=fuzzer-no-link), so libFuzzer sees coverage inside
 # the library and not only in the harness; the harnesses are linked with
-# FUZZ_LDFLAGS (-fsanitize=fuzzer), which brings libFuzzer and its main.
-# Sanitizers are the user's choice, in CFLAGS.  Defines the automake
-# conditional ENABLE_FUZZERS.
+# FUZZ_LDFLAGS (-fsanitize=fuzzer), which brings libFuzzer and its main,
+# and the other programs with FUZZ_CFLAGS, for which clang links the
+# runtime that has the coverage hooks the library calls.  Sanitizers are
+# the user's choice, in CFLAGS.  Defines the automake conditional
+# ENABLE_FUZZERS.
 AC_DEFUN([LM_FUZZERS], [
   AC_ARG_ENABLE([fuzzers],
     [AS_HELP_STRING([--enable-fuzzers],
@@ -30,19 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     AC_MSG_RESULT([$lm_fuzz_link])
     AS_IF([test $lm_fuzz_link = no],
       [AC_MSG_ERROR([--enable-fuzzers needs a compiler that links with -fsanitize=fuzzer (libFuzzer): use clang with its runtime, e.g. CC=clang (Debian: clang and libclang-rt-dev)])])
-    # Instrumented code calls __sanitizer_cov_* hooks.  The harnesses get
-    # them from libFuzzer, but the lamina program and the unit tests link the
-    # same library, and only a sanitizer runtime (ASan, UBSan) provides the
-    # hooks to them: without one in CFLAGS `make' would fail at link time.
-    AC_MSG_CHECKING([whether coverage-instrumented programs link with CFLAGS alone])
-    CFLAGS="$lm_save_CFLAGS -fsanitize=fuzzer-no-link"
-    AC_LINK_IFELSE([AC_LANG_PROGRAM([[int lm_fuzz_probe(int x);
-int lm_fuzz_probe(int x) { return x > 3; }]], [[return lm_fuzz_probe(0);]])],
-      [lm_fuzz_hooks=yes], [lm_fuzz_hooks=no])
-    AC_MSG_RESULT([$lm_fuzz_hooks])
     CFLAGS=$lm_save_CFLAGS
-    AS_IF([test $lm_fuzz_hooks = no],
-      [AC_MSG_ERROR([--enable-fuzzers needs a sanitizer runtime in CFLAGS (coverage hooks for the programs that are not harnesses), e.g. CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"])])
     FUZZ_CFLAGS=-fsanitize=fuzzer-no-link
     FUZZ_LDFLAGS=-fsanitize=fuzzer
   ], [test "x$enable_fuzzers" != xno], [
