@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "lamina.h"
+#include "config.h"
 
 static const struct {
     const char *name;
@@ -46,7 +46,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
-        printf("lamina %s\n", lamina_version());
+        printf("lamina %s\n", PACKAGE_VERSION);
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
