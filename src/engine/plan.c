@@ -101,6 +101,22 @@ static double share_of_layer0(const lm_plan *plan, const lm_model *m, int il, in
     return m->layers[0].nbytes ? (double)m->layers[il].nbytes / (double)m->layers[0].nbytes : 1.0;
 }
 
+/* A layer's time for n tokens from the probes' two figures: one token
+ * alone (single_ms) and the time per token in a batch of LM_PROBE_BATCH
+ * (batched_ms).  Between 1 and LM_PROBE_BATCH tokens it grows linearly
+ * between the two measured points (the weights are read once, each further
+ * token adds its compute); past it, each token costs batched_ms. */
+static double tokens_ms(double single_ms, double batched_ms, int n_tok)
+{
+    if (n_tok <= 1)
+        return single_ms;
+    const double at_probe = batched_ms * LM_PROBE_BATCH;
+    if (n_tok >= LM_PROBE_BATCH)
+        return fmax(single_ms, batched_ms * n_tok);
+    const double per_token = fmax(0.0, (at_probe - single_ms) / (LM_PROBE_BATCH - 1));
+    return single_ms + per_token * (n_tok - 1);
+}
+
 /* The CPU's time on layer il for n_tok tokens: layer 0's measured time
  * scaled, or the per-type figures alone when it was not measured. */
 static double cpu_layer_ms(const lm_plan *plan, const lm_model *m, int il, int n_tok)
@@ -108,10 +124,7 @@ static double cpu_layer_ms(const lm_plan *plan, const lm_model *m, int il, int n
     const lm_probes *p = &plan->probes;
     if (p->cpu_layer_ms <= 0)
         return compute_ms(p, m->layers[il].t, LM_W_PER_LAYER, n_tok);
-    /* n tokens cost n times a batched token, and never less than one token
-     * alone (which is mostly the weights' reading) */
-    const double first =
-        n_tok > 1 ? fmax(p->cpu_layer_ms, p->cpu_layer_prompt_ms * n_tok) : p->cpu_layer_ms;
+    const double first = tokens_ms(p->cpu_layer_ms, p->cpu_layer_prompt_ms, n_tok);
     return first * share_of_layer0(plan, m, il, n_tok);
 }
 
@@ -129,7 +142,7 @@ static layer_cost cost_of(const lm_plan *plan, const lm_model *m, int il, int n_
     const uint64_t bytes = plan->layer_bytes[il];
     if (lm_place_on_device(p)) {
         const lm_device_probes *d = &plan->dev;
-        c.device = (n_tok > 1 ? fmax(d->layer_ms, d->layer_prompt_ms * n_tok) : d->layer_ms) *
+        c.device = tokens_ms(d->layer_ms, d->layer_prompt_ms, n_tok) *
                    share_of_layer0(plan, m, il, n_tok);
         /* a layer kept in RAM for the device waits in pinned memory: only
          * the copy to the device; one from disk is read into a staging
@@ -335,14 +348,14 @@ static int place_host(const lm_model *m, const lm_plan_request *req, lm_plan *pl
     return 0;
 }
 
-/* How much longer B rows take than one, from the CPU probes (B times the
- * batched cost per row, never less than one row's time). */
+/* How much longer B rows take than one, from the CPU probes, as for a
+ * layer (tokens_ms). */
 static double batched_share(const lm_plan *plan, int b)
 {
     const lm_probes *p = &plan->probes;
     if (p->cpu_layer_ms <= 0 || p->cpu_layer_prompt_ms <= 0)
         return b;
-    return fmax(1.0, b * p->cpu_layer_prompt_ms / p->cpu_layer_ms);
+    return tokens_ms(p->cpu_layer_ms, p->cpu_layer_prompt_ms, b) / p->cpu_layer_ms;
 }
 
 static void predict(const lm_model *m, const lm_plan_request *req, lm_plan *plan)
