@@ -22,6 +22,7 @@
 
 #include "error.h"
 #include "model_writer.h"
+#include "planned_session.h"
 #include "session.h"
 
 #define N_SEQ 8
@@ -245,17 +246,8 @@ static void test_cpu(void **state)
 /* A hand-made plan over the four layers. */
 static lm_session *planned(const lm_placement *place, bool head_on_device)
 {
-    lm_plan plan = {.n_layer = (int)g_tiny.model->hp.n_layer, .prefetch = true,
-                    .head_on_device = head_on_device};
-    plan.place = calloc((size_t)plan.n_layer, sizeof *plan.place);
-    plan.layer_bytes = calloc((size_t)plan.n_layer, sizeof *plan.layer_bytes);
-    plan.layer_ms = calloc((size_t)plan.n_layer, sizeof *plan.layer_ms);
-    assert_non_null(plan.place);
-    memcpy(plan.place, place, (size_t)plan.n_layer * sizeof *place);
-    lm_session *s = lm_session_new_planned(g_tiny.model, N_CTX, N_SEQ, N_BATCH, &plan, NULL, false);
-    if (!s)
-        fprintf(stderr, "%s\n", lm_last_error());
-    return s;
+    return test_planned_session(g_tiny.model, place, head_on_device, true, N_CTX, N_SEQ,
+                                N_BATCH);
 }
 
 static void test_cpu_streamed(void **state)

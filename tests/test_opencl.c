@@ -22,6 +22,7 @@
 #include "kernels.h"
 #include "model.h"
 #include "model_writer.h"
+#include "planned_session.h"
 #include "quant.h"
 #include "session.h"
 
@@ -182,17 +183,7 @@ static void test_dequant(void **state)
 static lm_session *planned(const lm_model *m, const lm_placement *place, bool head_on_device,
                            bool prefetch)
 {
-    lm_plan plan = {.n_layer = (int)m->hp.n_layer, .prefetch = prefetch,
-                    .head_on_device = head_on_device};
-    plan.place = calloc((size_t)plan.n_layer, sizeof *plan.place);
-    plan.layer_bytes = calloc((size_t)plan.n_layer, sizeof *plan.layer_bytes);
-    plan.layer_ms = calloc((size_t)plan.n_layer, sizeof *plan.layer_ms);
-    assert_non_null(plan.place);
-    memcpy(plan.place, place, (size_t)plan.n_layer * sizeof *place);
-    lm_session *s = lm_session_new_planned(m, 32, 1, 8, &plan, NULL, false);
-    if (!s)
-        fprintf(stderr, "%s\n", lm_last_error());
-    return s;
+    return test_planned_session(m, place, head_on_device, prefetch, 32, 1, 8);
 }
 
 /* The splits and streams a plan can make, each against the CPU backend:
