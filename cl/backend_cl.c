@@ -104,6 +104,8 @@ typedef struct {
     cl_mem rows_dev;
     lm_run *runs;              /* n_batch */
     int gemm_min;              /* fewest tokens that take the GEMM path */
+    long fail_after;           /* LAMINA_CL_FAIL_AFTER (-1: none) ... */
+    long layer_calls;          /* ... and the layers run so far */
     struct { const char *name; double ms; long calls; } prof[MAX_PROFILE];
     int n_prof;
 } cl_backend;
@@ -325,17 +327,13 @@ static int add(cl_backend *cb, cl_mem x, cl_mem y, size_t count)
     return LAUNCH(cb, K_ADD, 1, &count, A(x), A(y));
 }
 
-/* LAMINA_CL_FAIL_AFTER=N makes the N+1st layer fail as a lost device
- * would: the tests use it to check that --backend auto carries on on the
- * CPU.  (A real lost device cannot be had on demand.) */
-static bool injected_failure(void)
+/* LAMINA_CL_FAIL_AFTER=N makes the N+1st layer of a backend fail as a lost
+ * device would: the tests use it to check that --backend auto carries on on
+ * the CPU.  (A real lost device cannot be had on demand.)  Read when the
+ * backend is made, so a test can give one backend of its process the fault. */
+static bool injected_failure(cl_backend *cb)
 {
-    static long calls, limit = -2;
-    if (limit == -2) {
-        const char *env = getenv("LAMINA_CL_FAIL_AFTER");
-        limit = env && *env ? strtol(env, NULL, 10) : -1;
-    }
-    if (limit < 0 || calls++ < limit)
+    if (cb->fail_after < 0 || cb->layer_calls++ < cb->fail_after)
         return false;
     lm_set_error("clEnqueueNDRangeKernel: CL_DEVICE_NOT_AVAILABLE (-2) "
                  "(injected by LAMINA_CL_FAIL_AFTER)");
@@ -354,7 +352,7 @@ static int run_layer(cl_backend *cb, int il, cl_mem *w, float *x, const lm_rows 
     const int kv_dim = hp->n_head_kv * hp->head_dim;
     const int n_head = hp->n_head, n_head_kv = hp->n_head_kv, head_dim = hp->head_dim;
     const int n_ctx = b->n_ctx;
-    if (injected_failure())
+    if (injected_failure(cb))
         return -1;
     if (lm_backend_check_rows(b, rows) != 0)
         return -1;
@@ -831,6 +829,8 @@ lm_backend *lm_backend_opencl_new(const lm_model *m, int n_ctx, int n_seq, int n
     cb->base = (lm_backend){
         .ops = &cl_ops, .model = m, .n_ctx = n_ctx, .n_seq = n_seq, .n_batch = n_batch};
     cb->rows_n = -1;
+    const char *fail = getenv("LAMINA_CL_FAIL_AFTER");
+    cb->fail_after = fail && *fail ? strtol(fail, NULL, 10) : -1;
     cb->gemm_min = lm_backend_opencl_gemm_min();
     if (m->hp.head_dim > 256) { /* MAX_HD in cl/attention.cl */
         lm_set_error("OpenCL attention supports head sizes up to 256, not %u",

@@ -274,6 +274,27 @@ static void test_split_streamed(void **state)
     check_engine(&g_tiny, planned(place, true), "split cpu/opencl, streamed from disk");
 }
 
+/* The device fails in the middle of a run with eight sequences in flight
+ * (LAMINA_CL_FAIL_AFTER, as a lost device would): the engine goes on on the
+ * CPU, replaying each sequence's runs, and every sequence's logits are
+ * still those it gets alone. */
+static void test_device_fails_midway(void **state)
+{
+    (void)state;
+    const int n_layer = (int)g_tiny.model->hp.n_layer;
+    lm_plan plan = {.n_layer = n_layer, .prefetch = true, .head_on_device = true};
+    plan.place = calloc((size_t)n_layer, sizeof *plan.place);
+    plan.layer_bytes = calloc((size_t)n_layer, sizeof *plan.layer_bytes);
+    plan.layer_ms = calloc((size_t)n_layer, sizeof *plan.layer_ms);
+    assert_non_null(plan.place);
+    for (int il = 0; il < n_layer; il++)
+        plan.place[il] = il == 1 ? LM_PLACE_DEVICE_DISK : LM_PLACE_DEVICE;
+    setenv("LAMINA_CL_FAIL_AFTER", "37", 1); /* the 10th pass, staggered sequences in it */
+    lm_session *s = lm_session_new_planned(g_tiny.model, N_CTX, N_SEQ, N_BATCH, &plan, NULL, true);
+    unsetenv("LAMINA_CL_FAIL_AFTER");
+    check_engine(&g_tiny, s, "device failing midway, then the CPU");
+}
+
 static void test_real_opencl(void **state)
 {
     (void)state;
@@ -345,6 +366,7 @@ int main(void)
         cmocka_unit_test(test_opencl),
         cmocka_unit_test(test_split_streamed),
         cmocka_unit_test(test_real_opencl),
+        cmocka_unit_test(test_device_fails_midway),
 #endif
         cmocka_unit_test(test_seq_copy),
     };
