@@ -7,8 +7,8 @@
 #include "error.h"
 
 lm_session *test_planned_session(const lm_model *m, const lm_placement *place,
-                                 bool head_on_device, bool prefetch, int n_ctx, int n_seq,
-                                 int n_batch)
+                                 bool head_on_device, bool prefetch, bool fallback, int n_ctx,
+                                 int n_seq, int n_batch)
 {
     lm_plan plan = {.n_layer = (int)m->hp.n_layer, .prefetch = prefetch,
                     .head_on_device = head_on_device};
@@ -21,7 +21,7 @@ lm_session *test_planned_session(const lm_model *m, const lm_placement *place,
         return NULL;
     }
     memcpy(plan.place, place, (size_t)plan.n_layer * sizeof *place);
-    lm_session *s = lm_session_new_planned(m, n_ctx, n_seq, n_batch, &plan, NULL, false);
+    lm_session *s = lm_session_new_planned(m, n_ctx, n_seq, n_batch, &plan, NULL, fallback);
     if (!s)
         fprintf(stderr, "%s\n", lm_last_error());
     return s;

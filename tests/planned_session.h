@@ -7,10 +7,11 @@
 
 #include "session.h"
 
-/* An engine whose layer il is placed at place[il]; NULL (the error printed
- * on stderr) when it cannot be made. */
+/* An engine whose layer il is placed at place[il] (fallback: go on on the
+ * CPU after a device error); NULL (the error printed on stderr) when it
+ * cannot be made. */
 lm_session *test_planned_session(const lm_model *m, const lm_placement *place,
-                                 bool head_on_device, bool prefetch, int n_ctx, int n_seq,
-                                 int n_batch);
+                                 bool head_on_device, bool prefetch, bool fallback, int n_ctx,
+                                 int n_seq, int n_batch);
 
 #endif

@@ -246,7 +246,7 @@ static void test_cpu(void **state)
 /* A hand-made plan over the four layers. */
 static lm_session *planned(const lm_placement *place, bool head_on_device)
 {
-    return test_planned_session(g_tiny.model, place, head_on_device, true, N_CTX, N_SEQ,
+    return test_planned_session(g_tiny.model, place, head_on_device, true, false, N_CTX, N_SEQ,
                                 N_BATCH);
 }
 
@@ -281,16 +281,11 @@ static void test_split_streamed(void **state)
 static void test_device_fails_midway(void **state)
 {
     (void)state;
-    const int n_layer = (int)g_tiny.model->hp.n_layer;
-    lm_plan plan = {.n_layer = n_layer, .prefetch = true, .head_on_device = true};
-    plan.place = calloc((size_t)n_layer, sizeof *plan.place);
-    plan.layer_bytes = calloc((size_t)n_layer, sizeof *plan.layer_bytes);
-    plan.layer_ms = calloc((size_t)n_layer, sizeof *plan.layer_ms);
-    assert_non_null(plan.place);
-    for (int il = 0; il < n_layer; il++)
-        plan.place[il] = il == 1 ? LM_PLACE_DEVICE_DISK : LM_PLACE_DEVICE;
+    const lm_placement place[] = {LM_PLACE_DEVICE, LM_PLACE_DEVICE_DISK, LM_PLACE_DEVICE,
+                                  LM_PLACE_DEVICE};
     setenv("LAMINA_CL_FAIL_AFTER", "37", 1); /* the 10th pass, staggered sequences in it */
-    lm_session *s = lm_session_new_planned(g_tiny.model, N_CTX, N_SEQ, N_BATCH, &plan, NULL, true);
+    lm_session *s = test_planned_session(g_tiny.model, place, true, true, true, N_CTX, N_SEQ,
+                                         N_BATCH);
     unsetenv("LAMINA_CL_FAIL_AFTER");
     check_engine(&g_tiny, s, "device failing midway, then the CPU");
 }

@@ -183,7 +183,7 @@ static void test_dequant(void **state)
 static lm_session *planned(const lm_model *m, const lm_placement *place, bool head_on_device,
                            bool prefetch)
 {
-    return test_planned_session(m, place, head_on_device, prefetch, 32, 1, 8);
+    return test_planned_session(m, place, head_on_device, prefetch, false, 32, 1, 8);
 }
 
 /* The splits and streams a plan can make, each against the CPU backend:
