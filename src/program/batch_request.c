@@ -259,8 +259,14 @@ static int parse_body(lm_batch_request *req, const json_t *body)
         return -1;
     if (given && v != 1)
         return FAIL(req, "n", "lamina gives one choice per request: 'n' must be 1");
-    if (json_is_true(json_object_get(body, "stream")))
-        return FAIL(req, "stream", "'stream' does not apply to a batch; leave it out");
+    const json_t *stream = json_object_get(body, "stream");
+    if (stream && !json_is_null(stream) && !json_is_boolean(stream))
+        return FAIL(req, "stream", "'stream' must be true or false");
+    req->stream = json_is_true(stream);
+    const json_t *options = json_object_get(body, "stream_options");
+    if (options && !json_is_null(options) && !json_is_object(options))
+        return FAIL(req, "stream_options", "'stream_options' must be an object");
+    req->include_usage = json_is_true(json_object_get(options, "include_usage"));
     return parse_stop(req, json_object_get(body, "stop")) || parse_sampling(req, body) ? -1 : 0;
 }
 
@@ -289,25 +295,49 @@ static int parse_line(lm_batch_request *req, const json_t *root)
     const json_t *body = json_object_get(root, "body");
     if (!json_is_object(body))
         return FAIL(req, "body", "a request needs 'body', an object");
-    return parse_body(req, body);
+    if (parse_body(req, body) != 0)
+        return -1;
+    if (req->stream)
+        return FAIL(req, "stream", "'stream' does not apply to a batch; leave it out");
+    return 0;
 }
 
-int lm_batch_request_parse(const char *line, size_t len, const lm_sampler_params *defaults,
-                           lm_batch_request *req)
+/* The JSON in text, or NULL with lm_set_error.  NULs inside strings are
+ * let through to be refused by name, field by field: the text is JSON, and
+ * the request can still be answered as such. */
+static json_t *load(lm_batch_request *req, const char *text, size_t len,
+                    const lm_sampler_params *defaults)
 {
     memset(req, 0, sizeof *req);
     req->max_tokens = -1;
     req->sampling = *defaults;
     json_error_t error;
-    /* NULs inside strings are let through to be refused by name, field by
-     * field: the line is JSON, and its custom_id can still be answered */
-    json_t *root = json_loadb(line, len, JSON_ALLOW_NUL, &error);
-    if (!root) {
-        lm_set_error("not JSON: %s at column %d", error.text, error.column);
-        return -1;
-    }
-    req->is_json = true;
-    const int rc = parse_line(req, root);
+    json_t *root = json_loadb(text, len, JSON_ALLOW_NUL, &error);
+    if (!root)
+        lm_set_error("not JSON: %s at line %d, column %d", error.text, error.line, error.column);
+    req->is_json = root != NULL;
+    return root;
+}
+
+int lm_batch_request_parse(const char *line, size_t len, const lm_sampler_params *defaults,
+                           lm_batch_request *req)
+{
+    json_t *root = load(req, line, len, defaults);
+    const int rc = root ? parse_line(req, root) : -1;
+    json_decref(root);
+    return rc;
+}
+
+int lm_batch_request_parse_body(const char *body, size_t len, lm_batch_kind kind,
+                                const lm_sampler_params *defaults, lm_batch_request *req)
+{
+    json_t *root = load(req, body, len, defaults);
+    req->kind = kind;
+    int rc = -1;
+    if (root && !json_is_object(root))
+        rc = FAIL(req, NULL, "the request body must be a JSON object");
+    else if (root)
+        rc = parse_body(req, root);
     json_decref(root);
     return rc;
 }

@@ -43,6 +43,8 @@ typedef struct {
     bool seed_given;
     float frequency_penalty;    /* OpenAI's: subtracted per earlier occurrence */
     float presence_penalty;     /* OpenAI's: subtracted once if it occurred */
+    bool stream;                /* the server's Server-Sent Events (a batch refuses it) */
+    bool include_usage;         /* stream_options.include_usage */
 } lm_batch_request;
 
 /* Parses len bytes of one line (no newline) into req, starting from the
@@ -51,6 +53,12 @@ typedef struct {
  * Either way req owns memory until lm_batch_request_free. */
 int lm_batch_request_parse(const char *line, size_t len, const lm_sampler_params *defaults,
                            lm_batch_request *req);
+
+/* The body of one HTTP request to the endpoint kind (`lamina serve`):
+ * the same fields as a batch line's "body", and "stream".  Returns as
+ * lm_batch_request_parse does. */
+int lm_batch_request_parse_body(const char *body, size_t len, lm_batch_kind kind,
+                                const lm_sampler_params *defaults, lm_batch_request *req);
 
 void lm_batch_request_free(lm_batch_request *req);
 

@@ -9,56 +9,6 @@
 #include <unistd.h>
 
 #include "error.h"
-#include "rng.h"
-#include "utf8.h"
-
-/* ---- ids: unique in practice, like OpenAI's "batch_req_<24 chars>" */
-
-static char *make_id(char *buf, size_t cap, const char *prefix)
-{
-    static uint64_t state[4];
-    static bool seeded;
-    if (!seeded) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        lm_rng_seed(state, ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^
-                               ((uint64_t)getpid() << 40));
-        seeded = true;
-    }
-    const uint64_t a = lm_rng_next(state), b = lm_rng_next(state);
-    snprintf(buf, cap, "%s%016llx%08llx", prefix, (unsigned long long)a,
-             (unsigned long long)(b >> 32));
-    return buf;
-}
-
-/* ---- UTF-8 */
-
-
-char *lm_utf8_repair(const char *s, size_t len, size_t *out_len)
-{
-    static const char replacement[] = "\xef\xbf\xbd"; /* U+FFFD */
-    /* a NUL stays: JSON strings carry it as \u0000 */
-    char *out = malloc(len * 3 + 1);
-    if (!out) {
-        lm_set_error("out of memory");
-        return NULL;
-    }
-    size_t o = 0;
-    for (size_t i = 0; i < len;) {
-        uint32_t cp;
-        const size_t n = lm_utf8_decode((const unsigned char *)s + i, len - i, &cp);
-        if (n) {
-            memcpy(out + o, s + i, n);
-            o += n, i += n;
-        } else {
-            memcpy(out + o, replacement, 3);
-            o += 3, i++;
-        }
-    }
-    out[o] = '\0';
-    *out_len = o;
-    return out;
-}
 
 /* ---- result lines */
 
@@ -78,44 +28,23 @@ static char *envelope(const char *custom_id, int status, json_t *body)
     if (!body)
         return dump(NULL);
     return dump(json_pack("{s:s, s:s?, s:{s:i, s:s, s:o}, s:n}",
-                          "id", make_id(id, sizeof id, "batch_req_"), "custom_id", custom_id,
+                          "id", lm_openai_id(id, sizeof id, "batch_req_"), "custom_id", custom_id,
                           "response", "status_code", status, "request_id",
-                          make_id(request_id, sizeof request_id, "req_"), "body", body,
+                          lm_openai_id(request_id, sizeof request_id, "req_"), "body", body,
                           "error"));
 }
 
 char *lm_batch_result_ok(const lm_batch_answer *a)
 {
-    size_t text_len, model_len;
-    char *text = lm_utf8_repair(a->text, a->text_len, &text_len);
-    char *model = lm_utf8_repair(a->model, strlen(a->model), &model_len);
-    const bool chat = a->kind == LM_BATCH_CHAT;
-    json_t *choice = !text ? NULL
-                     : chat ? json_pack("{s:i, s:{s:s, s:s%}, s:s, s:n}", "index", 0, "message",
-                                        "role", "assistant", "content", text, text_len,
-                                        "finish_reason", a->finish_reason, "logprobs")
-                            : json_pack("{s:i, s:s%, s:s, s:n}", "index", 0, "text", text,
-                                        text_len, "finish_reason", a->finish_reason, "logprobs");
     char id[64];
-    json_t *body = !choice || !model ? NULL
-        : json_pack("{s:s, s:s, s:I, s:s%, s:[o], s:{s:i, s:i, s:i}}",
-                    "id", make_id(id, sizeof id, chat ? "chatcmpl-" : "cmpl-"),
-                    "object", chat ? "chat.completion" : "text_completion",
-                    "created", (json_int_t)time(NULL), "model", model, model_len,
-                    "choices", choice, "usage", "prompt_tokens", a->prompt_tokens,
-                    "completion_tokens", a->completion_tokens, "total_tokens",
-                    a->prompt_tokens + a->completion_tokens);
-    if (!body)
-        json_decref(choice);
-    free(text);
-    free(model);
-    return envelope(a->custom_id, 200, body);
+    const char *prefix = a->kind == LM_BATCH_CHAT ? "chatcmpl-" : "cmpl-";
+    return envelope(a->custom_id, 200,
+                    lm_openai_body(a, lm_openai_id(id, sizeof id, prefix), time(NULL)));
 }
 
 char *lm_batch_result_invalid(const char *custom_id, const char *message, const char *param)
 {
-    json_t *body = json_pack("{s:{s:s, s:s, s:s?, s:n}}", "error", "message", message, "type",
-                             "invalid_request_error", "param", param, "code");
+    json_t *body = lm_openai_error(message, "invalid_request_error", param, NULL);
     return envelope(custom_id, 400, body);
 }
 
@@ -123,7 +52,7 @@ char *lm_batch_result_not_json(const char *message)
 {
     char id[64];
     return dump(json_pack("{s:s, s:n, s:n, s:{s:s, s:s}}", "id",
-                          make_id(id, sizeof id, "batch_req_"), "custom_id", "response",
+                          lm_openai_id(id, sizeof id, "batch_req_"), "custom_id", "response",
                           "error", "code", "invalid_json", "message", message));
 }
 

@@ -23,17 +23,8 @@
 #include <jansson.h>
 
 #include "batch_request.h"
+#include "openai_json.h"
 
-typedef struct {
-    const char *custom_id;
-    lm_batch_kind kind;
-    const char *model;         /* the "model" the body names */
-    const char *text;          /* the generated text (any bytes: invalid UTF-8
-                                  becomes U+FFFD) */
-    size_t text_len;
-    const char *finish_reason; /* "stop" or "length" */
-    int prompt_tokens, completion_tokens;
-} lm_batch_answer;
 
 /* Result lines, malloc'd, without the newline; NULL with lm_set_error. */
 char *lm_batch_result_ok(const lm_batch_answer *a);
@@ -50,9 +41,5 @@ int lm_batch_result_put(FILE *f, char *line);
  * line without one counts in *n_anonymous.  A last line cut short by a
  * stopped run is cut off the file, to be answered again.  0 or -1. */
 int lm_batch_results_read(const char *path, json_t *done, int *n_anonymous);
-
-/* The bytes made valid UTF-8: each invalid byte becomes U+FFFD, as a
- * decoder "with replacement" does.  malloc'd (*out_len set), or NULL. */
-char *lm_utf8_repair(const char *s, size_t len, size_t *out_len);
 
 #endif

@@ -24,6 +24,7 @@ enum {
     OPT_CHAT_TEMPLATE, OPT_IDS, OPT_BACKEND, OPT_DEVICE, OPT_PROFILE,
     OPT_RAM, OPT_VRAM, OPT_NO_PREFETCH, OPT_REPROBE, OPT_RAM_LAYERS, OPT_GPU_LAYERS,
     OPT_SHAPE, OPT_TYPE, OPT_TOKENIZER_FROM, OPT_LAYERS, OPT_PARALLEL, OPT_RESUME,
+    OPT_HOST, OPT_PORT, OPT_API_KEY, OPT_API_KEY_FILE, OPT_QUEUE, OPT_MAX_BODY,
 };
 
 static const struct option long_options[] = {
@@ -70,6 +71,12 @@ static const struct option long_options[] = {
     {"parallel", required_argument, NULL, OPT_PARALLEL},
     {"input", required_argument, NULL, 'i'},
     {"resume", no_argument, NULL, OPT_RESUME},
+    {"host", required_argument, NULL, OPT_HOST},
+    {"port", required_argument, NULL, OPT_PORT},
+    {"api-key", required_argument, NULL, OPT_API_KEY},
+    {"api-key-file", required_argument, NULL, OPT_API_KEY_FILE},
+    {"queue", required_argument, NULL, OPT_QUEUE},
+    {"max-body", required_argument, NULL, OPT_MAX_BODY},
     {NULL, 0, NULL, 0},
 };
 
@@ -164,6 +171,38 @@ static const struct {
               "                          repeat_penalty, seed\n"
               BACKEND_HELP
               "  -q, --quiet             no model, progress or summary lines on stderr\n"},
+    {"serve", "Usage: lamina serve -m MODEL [--host 127.0.0.1] [--port 8080] [options]\n"
+              "An OpenAI-compatible HTTP server: POST /v1/chat/completions and\n"
+              "/v1/completions (with \"stream\": true as Server-Sent Events), GET /v1/models,\n"
+              "/health and /metrics (Prometheus). Every request is a sequence of one engine:\n"
+              "--parallel of them share each pass over the weights, the rest wait in a queue.\n"
+              "SIGINT or SIGTERM: stop accepting, let running requests finish (10 s at\n"
+              "most), exit 0.\n\n"
+              "  -m, --model FILE        GGUF model file\n"
+              "      --host ADDR         address to listen on (default 127.0.0.1; 0.0.0.0\n"
+              "                          or :: for every interface)\n"
+              "      --port N            port (default 8080; 0: any free port, printed)\n"
+              "      --api-key KEY       ask every request but /health for\n"
+              "                          Authorization: Bearer KEY (401 otherwise)\n"
+              "      --api-key-file F    the key from the first line of F\n"
+              "  -np, --parallel N       requests served at once (default 4)\n"
+              "      --queue N           requests waiting beyond those (default 64); more\n"
+              "                          get 503 with Retry-After\n"
+              "      --max-body SIZE     largest request body (default 8M); larger: 413\n"
+              "  -c, --ctx-size N        context shared by the N sequences, each gets\n"
+              "                          N-th of it (default: the model's, at most 4096)\n"
+              "  -b, --batch-size N      prompt tokens per run (default 512); greedy text\n"
+              "                          equals `lamina run -b N`'s\n"
+              "  -n, --n-predict N       max_tokens for requests without one (default:\n"
+              "                          16 for completions, the end for chat)\n"
+              "  -t, --threads N         threads (default: all cores)\n"
+              "      --chat-template NAME  chatml, llama2, llama3 or mistral\n"
+              "      --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,\n"
+              "      --seed              as for run: the defaults of requests that do not\n"
+              "                          set temperature, top_k, top_p, min_p,\n"
+              "                          repeat_penalty, seed\n"
+              BACKEND_HELP
+              "  -q, --quiet             no line per request on stderr\n"},
     {"devices", "Usage: lamina devices\n"
                 "List the OpenCL platforms and devices, numbered as --device takes them.\n"},
     {"plan", "Usage: lamina plan -m MODEL [--ram SIZE] [--vram SIZE] [-c CTX] [-p N] [--json]\n"
@@ -250,12 +289,18 @@ static int parse_one(lm_cli *o, int c, const char *arg)
     case 't': return lm_cli_int("-t", arg, 1, 1024, &o->n_threads);
     case 'c': return lm_cli_int("-c", arg, 1, 1 << 24, &o->n_ctx);
     case 'b': return lm_cli_int("-b", arg, 1, 1 << 16, &o->n_batch);
-    case OPT_PARALLEL: return lm_cli_int("--parallel", arg, 1, 4096, &o->n_parallel);
+    case OPT_PARALLEL: o->parallel_given = true; return lm_cli_int("--parallel", arg, 1, 4096, &o->n_parallel);
     case 'r': return lm_cli_int("-r", arg, 1, 1000, &o->repetitions);
     case 'q': o->quiet = true; return 0;
     case 'o': o->output = arg; return 0;
     case 'i': o->input = arg; return 0;
     case OPT_RESUME: o->resume = true; return 0;
+    case OPT_HOST: o->host = arg; return 0;
+    case OPT_PORT: return lm_cli_int("--port", arg, 0, 65535, &o->port);
+    case OPT_API_KEY: o->api_key = arg; return 0;
+    case OPT_API_KEY_FILE: o->api_key_file = arg; return 0;
+    case OPT_QUEUE: return lm_cli_int("--queue", arg, 1, 1 << 20, &o->queue);
+    case OPT_MAX_BODY: return lm_parse_size(arg, &o->max_body);
     case OPT_SHAPE: o->shape = arg; return 0;
     case OPT_TYPE: o->type = arg; return 0;
     case OPT_TOKENIZER_FROM: o->tokenizer_from = arg; return 0;
@@ -306,6 +351,10 @@ int lm_cli_parse(lm_cli *o, const char *command, int argc, char **argv)
     o->ram_layers = -1;
     o->gpu_layers = -1;
     o->repetitions = 3;
+    o->host = "127.0.0.1";
+    o->port = 8080;
+    o->queue = 64;
+    o->max_body = 8u << 20;
     o->sampling = lm_sampler_default_params();
     /* llama.cpp's -ngl and -np are not getopt short options (they would read
      * as -n gl, -n p) */

@@ -37,6 +37,7 @@ typedef struct {
     int n_threads;           /* -t; 0: all cores */
     int n_ctx;               /* -c; 0: the model's, at most 4096 */
     int n_batch;             /* -b */
+    bool parallel_given;
     int n_parallel;          /* --parallel / -np: sequences at once; -c is shared
                                 among them (each gets -c / N positions) */
     int n_chunks;            /* --chunks; -1: all */
@@ -53,6 +54,12 @@ typedef struct {
     int n_layers;                                       /* synth --layers; 0: the shape's */
     const char *input;       /* batch -i: the requests ("-": stdin) */
     bool resume;             /* batch --resume: skip requests already in -o */
+    const char *host;        /* serve --host (default 127.0.0.1) */
+    int port;                /* serve --port (default 8080; 0: any free port) */
+    const char *api_key;     /* serve --api-key */
+    const char *api_key_file;/* serve --api-key-file */
+    int queue;               /* serve --queue: requests waiting beyond the slots */
+    uint64_t max_body;       /* serve --max-body: bytes */
     int n_positional;
     char **positional;
 } lm_cli;
@@ -96,6 +103,7 @@ int lm_cmd_plan(int argc, char **argv);
 int lm_cmd_devices(int argc, char **argv);
 int lm_cmd_synth(int argc, char **argv);
 int lm_cmd_batch(int argc, char **argv);
+int lm_cmd_serve(int argc, char **argv);
 
 /* A session on the backend --backend and --device ask for (--profile turns
  * on OpenCL profiling first). */

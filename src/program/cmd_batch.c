@@ -16,9 +16,9 @@
 #include "batch_request.h"
 #include "batch_result.h"
 #include "batch_scheduler.h"
-#include "chat.h"
 #include "cli.h"
 #include "error.h"
+#include "request_prompt.h"
 #include "rng.h"
 #include "session.h"
 #include "tokenizer.h"
@@ -38,9 +38,7 @@ typedef struct {
     FILE *out;
     const char *model_name; /* the "model" of each response */
     uint64_t seed;          /* --seed, or from the clock */
-    int chat_format;        /* 0: not looked up yet */
-    char *chat_template;
-    char chat_error[256];   /* why chat requests cannot be served, once looked up */
+    lm_prompt_maker prompts;
     lm_batch_progress progress;
 } batch;
 
@@ -81,76 +79,6 @@ static int answer(batch *b, int slot)
     return rc;
 }
 
-/* ---- a request's prompt as tokens */
-
-/* The chat template, looked up at the first chat request (a batch of
- * completions needs none); if there is none, every chat request says why. */
-static const char *chat_unavailable(batch *b)
-{
-    if (b->chat_format == 0 && lm_cli_chat_format(b->o, b->m, &b->chat_format,
-                                                  &b->chat_template) != 0) {
-        snprintf(b->chat_error, sizeof b->chat_error, "%s", lm_last_error());
-        b->chat_format = -1;
-    }
-    return b->chat_format < 0 ? b->chat_error : NULL;
-}
-
-static int tokenize_text(batch *b, const char *text, int32_t **ids, size_t *n)
-{
-    return lm_tokenize(b->m->tokenizer, text, strlen(text), true, true, ids, n);
-}
-
-/* The prompt's tokens: the text with BOS as `lamina run` makes them, the
- * ids as given, or the conversation in the chat template.  Checks what
- * needs the model: ids in the vocabulary, a prompt that leaves room in the
- * sequence's context.  0, or -1 with lm_set_error and req->bad_param. */
-static int prompt_tokens(batch *b, lm_batch_request *req, int32_t **ids, int *n)
-{
-    const uint32_t n_vocab = b->m->hp.n_vocab;
-    size_t count = 0;
-    int rc = 0;
-    *ids = NULL;
-    req->bad_param = req->kind == LM_BATCH_CHAT ? "messages" : "prompt";
-    if (req->kind == LM_BATCH_CHAT) {
-        const char *why = chat_unavailable(b);
-        char *text = why ? NULL : lm_chat_render(b->chat_format, b->chat_template,
-                                                 req->messages, req->n_messages, true);
-        if (why)
-            lm_set_error("%s", why);
-        rc = text ? tokenize_text(b, text, ids, &count) : -1;
-        free(text);
-    } else if (req->prompt) {
-        rc = tokenize_text(b, req->prompt, ids, &count);
-    } else if ((*ids = malloc(req->n_prompt_ids * sizeof **ids))) {
-        count = req->n_prompt_ids;
-        memcpy(*ids, req->prompt_ids, count * sizeof **ids);
-        for (size_t i = 0; rc == 0 && i < count; i++)
-            if ((uint32_t)(*ids)[i] >= n_vocab) {
-                lm_set_error("token id %d is outside the vocabulary (0..%u)", (*ids)[i],
-                             n_vocab - 1);
-                rc = -1;
-            }
-    } else {
-        lm_set_error("out of memory");
-        rc = -1;
-    }
-    if (rc == 0 && count == 0) {
-        lm_set_error("the prompt is empty");
-        rc = -1;
-    } else if (rc == 0 && count >= (size_t)b->s->n_ctx) {
-        lm_set_error("the prompt is %zu tokens, and a sequence's context holds %d (-c %d shared "
-                     "by --parallel %d)", count, b->s->n_ctx, b->s->n_ctx * b->s->n_seq,
-                     b->s->n_seq);
-        rc = -1;
-    }
-    if (rc != 0) {
-        free(*ids);
-        return -1;
-    }
-    *n = (int)count;
-    return 0;
-}
-
 /* ---- admission */
 
 /* A request without a seed draws from --seed (or the clock) mixed with its
@@ -188,7 +116,7 @@ static int admit(batch *b, int slot)
         int32_t *ids;
         int n, rc;
         if (lm_batch_request_parse(line->text, line->len, &b->o->sampling, &req) != 0 ||
-            prompt_tokens(b, &req, &ids, &n) != 0) {
+            lm_prompt_tokens(&b->prompts, &req, &ids, &n) != 0) {
             rc = answer_failure(b, line, &req);
             lm_batch_request_free(&req);
             if (rc != 0)
@@ -287,10 +215,10 @@ static int start_engine(batch *b)
     const lm_cli *o = b->o;
     if (!(b->m = lm_cli_load_model(o)))
         return -1;
-    if (o->chat_template && chat_unavailable(b)) /* a bad name stops the batch */
-        return -1;
     const int n_ctx = lm_cli_context(o, b->m), n_seq = o->n_parallel;
     const int seq_ctx = n_ctx / n_seq, chunk = o->n_batch < seq_ctx ? o->n_batch : seq_ctx;
+    if (lm_prompt_maker_init(&b->prompts, o, b->m, seq_ctx, n_seq) != 0)
+        return -1; /* a bad --chat-template name stops the batch */
     if (!(b->s = lm_cli_session(o, b->m, n_ctx, (chunk > 0 ? chunk : 1) + n_seq - 1)))
         return -1;
     return lm_batch_scheduler_init(&b->sched, b->s, chunk);
@@ -335,7 +263,7 @@ done:
     }
     lm_batch_scheduler_free(&b.sched);
     lm_batch_input_free(&b.in);
-    free(b.chat_template);
+    lm_prompt_maker_free(&b.prompts);
     lm_session_free(b.s);
     lm_model_free(b.m);
     return rc;

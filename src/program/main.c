@@ -13,6 +13,9 @@ static const struct {
     {"run", lm_cmd_run, "generate text from a prompt"},
     {"chat", lm_cmd_chat, "talk with a model interactively"},
     {"batch", lm_cmd_batch, "serve a file of OpenAI-style requests, many at a time"},
+#ifdef LAMINA_SERVER
+    {"serve", lm_cmd_serve, "an OpenAI-compatible HTTP server, many clients sharing each pass"},
+#endif
     {"tokenize", lm_cmd_tokenize, "print the token ids of a text"},
     {"perplexity", lm_cmd_perplexity, "perplexity of a text file"},
     {"bench", lm_cmd_bench, "prompt and decode speed against the RAM bandwidth"},
