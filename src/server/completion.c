@@ -138,7 +138,7 @@ static int next_event(lm_request *r)
         }
         /* a copy of the new text: the engine may grow the buffer meanwhile */
         const bool done = job->state == LM_JOB_DONE;
-        const size_t from = r->sent, to = job->ready;
+        const size_t from = r->sent, to = job->ready > from ? job->ready : from;
         char *piece = malloc(to - from + 1);
         if (piece)
             memcpy(piece, job->text + from, to - from);
