@@ -4,7 +4,8 @@
 # outside the repo): models list; greedy chat and completion texts equal to
 # `lamina run` (--chat for chat), whole and streamed; stop strings; 16
 # concurrent requests equal to their sequential results; the error cases
-# with their status codes; a client gone mid-stream freeing its slot.  Then,
+# with their status codes; a client gone mid-stream freeing its slot; a
+# bounded soak with hostile clients (tests/server_soak.py).  Then,
 # on a second server with one slot and a queue of one: 503 with Retry-After
 # when the queue is full, and SIGTERM letting the running request finish and
 # exiting 0.  Without the model or the client this skips (exit 77), except
@@ -73,6 +74,8 @@ start_server main -np 4 -c $((4 * CTX)) --api-key "$KEY" --max-body 256K
 "$venv/bin/python" "$(dirname "$0")/server_client.py" "$port" "$KEY" "$tmp/refs.json" \
     "$(basename "$model")"
 [ $? -eq 0 ] && ok || bad "the openai client's checks (above)"
+"$venv/bin/python" "$(dirname "$0")/server_soak.py" "$port" "$KEY" "$pid" 10
+[ $? -eq 0 ] && ok || bad "the soak with hostile clients (above)"
 kill -TERM "$pid"
 wait "$pid"
 status=$?
