@@ -44,10 +44,10 @@ enum MHD_Result lm_reply_json(lm_request *r, unsigned status, json_t *body)
 {
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
+    static const char no_memory[] = "{\"error\":{\"message\":\"out of memory\",\"type\":"
+                                    "\"server_error\",\"param\":null,\"code\":null}}";
     if (!text)
-        return lm_reply_text(r, 500, "application/json",
-                             "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\","
-                             "\"param\":null,\"code\":null}}", 80);
+        return lm_reply_text(r, 500, "application/json", no_memory, sizeof no_memory - 1);
     const enum MHD_Result rc = lm_reply_text(r, status, "application/json", text, strlen(text));
     free(text);
     return rc;
