@@ -8,7 +8,8 @@ int lm_rows_runs(const lm_rows *rows, lm_run *runs)
     int n_runs = 0;
     for (int r = 0; r < rows->n; r++) {
         lm_run *last = n_runs ? &runs[n_runs - 1] : NULL;
-        if (last && last->seq == rows->seq[r] && last->pos0 + last->n == rows->pos[r])
+        if (last && !rows->single && last->seq == rows->seq[r] &&
+            last->pos0 + last->n == rows->pos[r])
             last->n++;
         else
             runs[n_runs++] = (lm_run){rows->seq[r], rows->pos[r], r, 1};

@@ -462,7 +462,7 @@ again:
     return 0;
 }
 
-static uint64_t default_ram_budget(void)
+uint64_t lm_plan_default_ram_budget(void)
 {
     const uint64_t avail = lm_mem_available();
     const uint64_t margin = avail / 10 > ((uint64_t)512 << 20) ? avail / 10 : (uint64_t)512 << 20;
@@ -504,7 +504,7 @@ int lm_plan_make(const lm_model *m, const lm_plan_request *req, const lm_probes 
     }
     for (int il = 0; il < plan->n_layer; il++)
         plan->layer_bytes[il] = m->layers[il].nbytes;
-    plan->ram_budget = req->ram_budget ? req->ram_budget : default_ram_budget();
+    plan->ram_budget = req->ram_budget ? req->ram_budget : lm_plan_default_ram_budget();
     plan->vram_budget = !device ? req->vram_budget
                         : req->vram_budget ? req->vram_budget : default_vram_budget(dev);
     fixed_costs(m, req, plan);

@@ -100,6 +100,8 @@ bool lm_place_streamed(lm_placement p);
 
 /* "512M", "4G", "1.5GiB", "2000000" -> bytes; -1 with an error. */
 int lm_parse_size(const char *text, uint64_t *bytes);
+/* The RAM budget without --ram: MemAvailable less a tenth (at least 512M). */
+uint64_t lm_plan_default_ram_budget(void);
 /* MemAvailable from /proc/meminfo, 0 if unknown. */
 uint64_t lm_mem_available(void);
 

@@ -387,11 +387,11 @@ static int reserve_logits(lm_session *s, int rows)
  * *device_failed says whether a failure came from the device (its layers,
  * its head, a copy to it) rather than from the input or the disk. */
 static int run_pass(lm_session *s, const int32_t *tokens, int n, const bool *want, int n_out,
-                    bool *device_failed)
+                    bool single, bool *device_failed)
 {
     const lm_model *m = s->model;
     const size_t n_embd = m->hp.n_embd;
-    const lm_rows rows = {n, s->row_seq, s->row_pos};
+    const lm_rows rows = {n, s->row_seq, s->row_pos, single};
     *device_failed = false;
     embed(s, tokens, n);
     for (uint32_t il = 0; il < m->hp.n_layer; il++) {
@@ -450,7 +450,7 @@ static int replay(lm_session *s, int seq, int from, int to)
             s->row_pos[i] = done + i;
         }
         bool device_failed;
-        if (run_pass(s, hist + done, chunk, NULL, 0, &device_failed) != 0)
+        if (run_pass(s, hist + done, chunk, NULL, 0, false, &device_failed) != 0)
             return -1;
         done += chunk;
     }
@@ -526,8 +526,9 @@ static int place_rows(lm_session *s, int n, const int32_t *tokens, const int *se
     return 0;
 }
 
-int lm_session_decode(lm_session *s, int n, const int32_t *tokens, const int *seq,
-                      const bool *want, float *logits_out)
+/* A pass; with single, every row as a run of its own (lm_rows.single). */
+static int decode(lm_session *s, int n, const int32_t *tokens, const int *seq, const bool *want,
+                  float *logits_out, bool single)
 {
     if (place_rows(s, n, tokens, seq) != 0)
         return -1;
@@ -537,18 +538,19 @@ int lm_session_decode(lm_session *s, int n, const int32_t *tokens, const int *se
     if (reserve_logits(s, n_out) != 0)
         return -1;
     bool device_failed;
-    if (run_pass(s, tokens, n, want, n_out, &device_failed) != 0) {
+    if (run_pass(s, tokens, n, want, n_out, single, &device_failed) != 0) {
         /* only the device's own failures are worth going on without it */
         if (!s->cpu_fallback || !device_failed || fall_back_to_cpu(s) != 0 ||
-            place_rows(s, n, tokens, seq) != 0 || run_pass(s, tokens, n, want, n_out, &device_failed) != 0)
+            place_rows(s, n, tokens, seq) != 0 ||
+            run_pass(s, tokens, n, want, n_out, single, &device_failed) != 0)
             return -1;
     }
     /* each run is recorded where it started, for a replay */
     for (int r = 0; r < n; r++) {
         const size_t cell = (size_t)seq[r] * s->n_ctx + s->row_pos[r];
-        const bool starts = r == 0 || seq[r - 1] != seq[r];
+        const bool starts = single || r == 0 || seq[r - 1] != seq[r];
         int len = 1;
-        while (starts && r + len < n && seq[r + len] == seq[r])
+        while (starts && !single && r + len < n && seq[r + len] == seq[r])
             len++;
         s->history[cell] = tokens[r];
         s->batch_len[cell] = starts ? len : 0;
@@ -558,6 +560,35 @@ int lm_session_decode(lm_session *s, int n, const int32_t *tokens, const int *se
     if (logits_out && n_out)
         memcpy(logits_out, s->logits, (size_t)n_out * s->model->hp.n_vocab * sizeof(float));
     return 0;
+}
+
+int lm_session_decode(lm_session *s, int n, const int32_t *tokens, const int *seq,
+                      const bool *want, float *logits_out)
+{
+    return decode(s, n, tokens, seq, want, logits_out, false);
+}
+
+int lm_session_verify(lm_session *s, int seq, int n, const int32_t *tokens, float *logits_out)
+{
+    if (n < 1 || n > s->n_batch) {
+        lm_set_error("internal: verifying %d tokens in passes of %d", n, s->n_batch);
+        return -1;
+    }
+    int *seqs = malloc((size_t)n * sizeof *seqs);
+    bool *want = malloc((size_t)n * sizeof *want);
+    int rc = -1;
+    if (!seqs || !want) {
+        lm_set_error("out of memory");
+    } else {
+        for (int i = 0; i < n; i++) {
+            seqs[i] = seq;
+            want[i] = true;
+        }
+        rc = decode(s, n, tokens, seqs, want, logits_out, true);
+    }
+    free(seqs);
+    free(want);
+    return rc;
 }
 
 int lm_session_eval(lm_session *s, const int32_t *tokens, int n, bool all_logits,

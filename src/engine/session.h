@@ -93,6 +93,14 @@ void lm_session_free(lm_session *s);
 int lm_session_decode(lm_session *s, int n, const int32_t *tokens, const int *seq,
                       const bool *want, float *logits_out);
 
+/* Speculative verification: n tokens of sequence seq in one pass (one read
+ * of the weights), logits for every one of them in logits_out (n rows),
+ * each row computed in the order a one-token pass computes it, so that the
+ * logits are bit for bit those of feeding the tokens one pass at a time.
+ * Rejected tokens are forgotten afterwards with lm_session_seq_rm.  0 or
+ * -1 with lm_set_error. */
+int lm_session_verify(lm_session *s, int seq, int n, const int32_t *tokens, float *logits_out);
+
 /* Sequence 0 only, the way a single-sequence caller wants it: n tokens in
  * passes of n_batch.  With all_logits, logits_out gets n rows of n_vocab;
  * otherwise one row, for the last token.  logits_out may be NULL. */

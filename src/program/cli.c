@@ -17,6 +17,7 @@
 #include "plan.h"
 #include "quant.h"
 #include "session.h"
+#include "speculative.h"
 
 enum {
     OPT_TEMP = 256, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT_PENALTY, OPT_REPEAT_LAST_N,
@@ -24,6 +25,7 @@ enum {
     OPT_CHAT_TEMPLATE, OPT_IDS, OPT_BACKEND, OPT_DEVICE, OPT_PROFILE,
     OPT_RAM, OPT_VRAM, OPT_NO_PREFETCH, OPT_REPROBE, OPT_RAM_LAYERS, OPT_GPU_LAYERS,
     OPT_SHAPE, OPT_TYPE, OPT_TOKENIZER_FROM, OPT_LAYERS, OPT_PARALLEL, OPT_RESUME,
+    OPT_DRAFT, OPT_LOOKUP, OPT_DRAFT_MAX, OPT_DRAFT_MIN, OPT_DRAFT_P_MIN,
     OPT_HOST, OPT_PORT, OPT_API_KEY, OPT_API_KEY_FILE, OPT_QUEUE, OPT_MAX_BODY,
 };
 
@@ -71,6 +73,12 @@ static const struct option long_options[] = {
     {"parallel", required_argument, NULL, OPT_PARALLEL},
     {"input", required_argument, NULL, 'i'},
     {"resume", no_argument, NULL, OPT_RESUME},
+    {"draft", required_argument, NULL, OPT_DRAFT},
+    {"model-draft", required_argument, NULL, OPT_DRAFT},
+    {"lookup", no_argument, NULL, OPT_LOOKUP},
+    {"draft-max", required_argument, NULL, OPT_DRAFT_MAX},
+    {"draft-min", required_argument, NULL, OPT_DRAFT_MIN},
+    {"draft-p-min", required_argument, NULL, OPT_DRAFT_P_MIN},
     {"host", required_argument, NULL, OPT_HOST},
     {"port", required_argument, NULL, OPT_PORT},
     {"api-key", required_argument, NULL, OPT_API_KEY},
@@ -79,6 +87,17 @@ static const struct option long_options[] = {
     {"max-body", required_argument, NULL, OPT_MAX_BODY},
     {NULL, 0, NULL, 0},
 };
+
+#define SPEC_HELP                                                                      \
+    "  -md, --draft FILE       speculative decoding with FILE as the draft model (the\n" \
+    "                          target's vocabulary, kept resident in RAM): it\n"      \
+    "                          proposes tokens, the model checks them in one pass\n"  \
+    "      --lookup            speculative decoding from n-grams of the prompt and\n" \
+    "                          the output (no second model)\n"                          \
+    "      --draft-max N       most tokens proposed a pass (default 16; fewer when\n"  \
+    "                          measured acceptance and costs say so)\n"               \
+    "      --draft-min N       fewer proposed: a plain pass instead (default 0)\n"    \
+    "      --draft-p-min P     the draft stops below this confidence (default 0.75)\n"
 
 #define BACKEND_HELP                                                                  \
     "      --backend B         auto (the default: the planner puts each layer on the\n" \
@@ -130,11 +149,13 @@ static const struct {
             "      --seed S            random seed (default: from the clock)\n"
             "      --stats-json FILE   also write the statistics as JSON to FILE\n"
             "      --ids               print the generated token ids instead of text\n"
+            SPEC_HELP
             BACKEND_HELP
             "  -q, --quiet             no model or statistics lines on stderr\n"},
     {"chat", "Usage: lamina chat -m MODEL [options]\n"
              "Talk with the model: each line on stdin is your turn; /exit or end of input ends.\n"
              "Takes the sampling options of `lamina run` and -p as the system prompt.\n"
+             SPEC_HELP
              BACKEND_HELP},
     {"tokenize", "Usage: lamina tokenize -m MODEL [--no-bos] [--no-parse-special] TEXT\n"
                  "Print the token ids of TEXT on one line, separated by spaces.\n"},
@@ -211,6 +232,8 @@ static const struct {
              "predicted decode tokens/s and time to first token (after a prompt of N tokens,\n"
              "default 1), and the bottleneck.\n\n"
              "      --json              the plan as one JSON object\n"
+             "  -md, --draft FILE       plan the model next to FILE kept resident as the draft\n"
+             "                          of speculative decoding (its memory comes first)\n"
              BACKEND_HELP},
     {"info", "Usage: lamina info -m MODEL\n"
              "Architecture, hyperparameters and a summary of tensor types.\n"},
@@ -295,6 +318,11 @@ static int parse_one(lm_cli *o, int c, const char *arg)
     case 'o': o->output = arg; return 0;
     case 'i': o->input = arg; return 0;
     case OPT_RESUME: o->resume = true; return 0;
+    case OPT_DRAFT: o->draft = arg; return 0;
+    case OPT_LOOKUP: o->lookup = true; return 0;
+    case OPT_DRAFT_MAX: return lm_cli_int("--draft-max", arg, 1, LM_SPEC_MAX_DRAFT, &o->draft_max);
+    case OPT_DRAFT_MIN: return lm_cli_int("--draft-min", arg, 0, LM_SPEC_MAX_DRAFT, &o->draft_min);
+    case OPT_DRAFT_P_MIN: return parse_float("--draft-p-min", arg, 0.0f, 1.0f, &o->draft_p_min);
     case OPT_HOST: o->host = arg; return 0;
     case OPT_PORT: return lm_cli_int("--port", arg, 0, 65535, &o->port);
     case OPT_API_KEY: o->api_key = arg; return 0;
@@ -351,6 +379,10 @@ int lm_cli_parse(lm_cli *o, const char *command, int argc, char **argv)
     o->ram_layers = -1;
     o->gpu_layers = -1;
     o->repetitions = 3;
+    const lm_spec_params spec = lm_spec_default_params();
+    o->draft_max = spec.draft_max;
+    o->draft_min = spec.draft_min;
+    o->draft_p_min = spec.draft_p_min;
     o->host = "127.0.0.1";
     o->port = 8080;
     o->queue = 64;
@@ -358,12 +390,15 @@ int lm_cli_parse(lm_cli *o, const char *command, int argc, char **argv)
     o->sampling = lm_sampler_default_params();
     /* llama.cpp's -ngl and -np are not getopt short options (they would read
      * as -n gl, -n p) */
-    static char gpu_layers_long[] = "--gpu-layers", parallel_long[] = "--parallel";
+    static char gpu_layers_long[] = "--gpu-layers", parallel_long[] = "--parallel",
+                draft_long[] = "--draft";
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
         if (strcmp(argv[i], "-ngl") == 0)
             argv[i] = gpu_layers_long;
         else if (strcmp(argv[i], "-np") == 0)
             argv[i] = parallel_long;
+        else if (strcmp(argv[i], "-md") == 0)
+            argv[i] = draft_long;
     optind = 1;
     opterr = 0;
     int c;

@@ -54,6 +54,10 @@ typedef struct {
     int n_layers;                                       /* synth --layers; 0: the shape's */
     const char *input;       /* batch -i: the requests ("-": stdin) */
     bool resume;             /* batch --resume: skip requests already in -o */
+    const char *draft;       /* --draft / -md: a draft model for speculative decoding */
+    bool lookup;             /* --lookup: prompt-lookup speculative decoding */
+    int draft_max, draft_min;/* --draft-max, --draft-min */
+    float draft_p_min;       /* --draft-p-min */
     const char *host;        /* serve --host (default 127.0.0.1) */
     int port;                /* serve --port (default 8080; 0: any free port) */
     const char *api_key;     /* serve --api-key */
@@ -114,6 +118,22 @@ struct lm_session *lm_cli_session(const lm_cli *o, const lm_model *m, int n_ctx,
 /* The whole text file, NUL-terminated, malloc'd; NULL with lm_set_error (a
  * file that holds a NUL byte is refused: it would be cut there). */
 char *lm_read_file(const char *path, size_t *len);
+
+/* Speculative decoding (--draft / --lookup) for run and chat: the draft
+ * model loaded and kept resident on the CPU (its memory taken from the RAM
+ * budget first: *target_opts is o with what is left as --ram), its session
+ * of n_ctx, and the decoder over target.  Without --draft or --lookup all
+ * stay NULL and 0 is returned.  -1 with lm_set_error. */
+struct lm_spec;
+typedef struct {
+    lm_model *model;
+    struct lm_session *session;
+    struct lm_spec *spec;
+} lm_cli_draft;
+int lm_cli_draft_load(const lm_cli *o, const lm_model *target, int n_ctx, lm_cli *target_opts,
+                      lm_cli_draft *d);
+int lm_cli_draft_start(const lm_cli *o, struct lm_session *target, lm_cli_draft *d);
+void lm_cli_draft_free(lm_cli_draft *d);
 
 /* The chat format to use: --chat-template, else detected from the model's
  * tokenizer.chat_template; an error if neither gives one. */

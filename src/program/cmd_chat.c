@@ -37,8 +37,9 @@ static int add_message(conversation *c, const char *role, char *content)
 
 /* Generated text is caught here as well as shown, to become the assistant's
  * message in the conversation. */
-static char *capture_reply(lm_session *s, lm_sampler *sampler, const int32_t *ids, int n,
-                           const lm_cli *o, lm_gen_stats *st)
+static char *capture_reply(lm_session *s, lm_sampler *sampler, struct lm_spec *spec,
+                           const lm_model *m, const int32_t *ids, int n, const lm_cli *o,
+                           lm_gen_stats *st)
 {
     char *reply = NULL;
     size_t len = 0;
@@ -47,7 +48,8 @@ static char *capture_reply(lm_session *s, lm_sampler *sampler, const int32_t *id
         lm_set_error("out of memory");
         return NULL;
     }
-    int rc = lm_generate(s, sampler, ids, n, o->n_predict, mem, st);
+    int rc = spec ? lm_generate_spec(spec, m, ids, n, o->n_predict, mem, st)
+                  : lm_generate(s, sampler, ids, n, o->n_predict, mem, st);
     fclose(mem);
     if (rc != 0) {
         free(reply);
@@ -72,7 +74,7 @@ static int reuse_prefix(lm_session *s, int32_t *history, int n_history, const in
 }
 
 static int chat_loop(const lm_cli *o, lm_model *m, lm_session *s, lm_sampler *sampler,
-                     int format, const char *tmpl)
+                     struct lm_spec *spec, int format, const char *tmpl)
 {
     conversation conv = {0};
     int32_t *history = NULL;
@@ -117,7 +119,10 @@ static int chat_loop(const lm_cli *o, lm_model *m, lm_session *s, lm_sampler *sa
         }
         int same = reuse_prefix(s, history, n_history, ids, (int)n_ids);
         lm_gen_stats st;
-        char *reply = capture_reply(s, sampler, ids + same, (int)n_ids - same, o, &st);
+        /* speculation is given the whole prompt: it keeps what the target's
+         * cache holds of it (the same prefix, just rewound to) */
+        const int from = spec ? 0 : same;
+        char *reply = capture_reply(s, sampler, spec, m, ids + from, (int)n_ids - from, o, &st);
         /* the cache now starts with this prompt; the reply follows it, but is
          * compared afresh next turn since its re-tokenized text may differ */
         free(history);
@@ -151,19 +156,24 @@ int lm_cmd_chat(int argc, char **argv)
     lm_model *m = lm_cli_load_model(&o);
     lm_session *s = NULL;
     lm_sampler *sampler = NULL;
+    lm_cli_draft draft = {0};
+    lm_cli target_opts;
     char *tmpl = NULL;
     int format;
     rc = 1;
     if (!m || lm_cli_chat_format(&o, m, &format, &tmpl) != 0 ||
-        !(s = lm_cli_session(&o, m, lm_cli_context(&o, m), o.n_batch)) ||
+        lm_cli_draft_load(&o, m, lm_cli_context(&o, m), &target_opts, &draft) != 0 ||
+        !(s = lm_cli_session(&target_opts, m, lm_cli_context(&o, m), o.n_batch)) ||
+        lm_cli_draft_start(&o, s, &draft) != 0 ||
         !(sampler = lm_sampler_new(&o.sampling, (int32_t)m->hp.n_vocab)))
         goto done;
-    rc = chat_loop(&o, m, s, sampler, format, tmpl) ? 1 : 0;
+    rc = chat_loop(&o, m, s, sampler, draft.spec, format, tmpl) ? 1 : 0;
 done:
     if (rc)
         lm_cli_fail();
     free(tmpl);
     lm_sampler_free(sampler);
+    lm_cli_draft_free(&draft);
     lm_session_free(s);
     lm_model_free(m);
     return rc;

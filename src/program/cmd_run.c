@@ -71,6 +71,7 @@ int lm_cmd_run(int argc, char **argv)
     lm_model *m = lm_cli_load_model(&o);
     lm_session *s = NULL;
     lm_sampler *sampler = NULL;
+    lm_cli_draft draft = {0};
     char *text = NULL;
     int32_t *ids = NULL;
     size_t n_ids = 0;
@@ -89,12 +90,16 @@ int lm_cmd_run(int argc, char **argv)
                      n_ctx);
         goto done;
     }
-    if (!(s = lm_cli_session(&o, m, n_ctx, o.n_batch)) ||
+    lm_cli target_opts;
+    if (lm_cli_draft_load(&o, m, n_ctx, &target_opts, &draft) != 0 ||
+        !(s = lm_cli_session(&target_opts, m, n_ctx, o.n_batch)) ||
+        lm_cli_draft_start(&o, s, &draft) != 0 ||
         !(sampler = lm_sampler_new(&o.sampling, (int32_t)m->hp.n_vocab)))
         goto done;
     lm_gen_stats st;
     lm_generate_print_ids(o.print_ids);
-    if (lm_generate(s, sampler, ids, (int)n_ids, o.n_predict, stdout, &st) != 0)
+    if (draft.spec ? lm_generate_spec(draft.spec, m, ids, (int)n_ids, o.n_predict, stdout, &st)
+                   : lm_generate(s, sampler, ids, (int)n_ids, o.n_predict, stdout, &st))
         goto done;
     fputc('\n', stdout);
     fflush(stdout);
@@ -110,6 +115,7 @@ done:
     free(ids);
     free(text);
     lm_sampler_free(sampler);
+    lm_cli_draft_free(&draft);
     lm_session_free(s);
     lm_model_free(m);
     return rc;

@@ -17,6 +17,10 @@ typedef struct {
     double prompt_s;      /* prompt pass */
     double decode_s;      /* the passes for tokens after the first */
     double first_token_s; /* from the start to the first token on out */
+    /* speculative decoding (lm_generate_spec) */
+    bool spec;
+    uint64_t spec_rounds, spec_drafted, spec_accepted, spec_tokens;
+    double spec_draft_s, spec_target_s;
 } lm_gen_stats;
 
 /* Evaluates n_prompt tokens at the session's position, then generates up to
@@ -24,6 +28,12 @@ typedef struct {
  * their text to out as they come.  Returns 0 or -1 with lm_set_error. */
 int lm_generate(lm_session *s, lm_sampler *sampler, const int32_t *prompt, int n_prompt,
                 int n_predict, FILE *out, lm_gen_stats *st);
+
+/* lm_generate with speculative decoding (speculative.h): the same tokens
+ * for a greedy sampler, the same distribution otherwise. */
+struct lm_spec;
+int lm_generate_spec(struct lm_spec *x, const lm_model *m, const int32_t *prompt, int n_prompt,
+                     int n_predict, FILE *out, lm_gen_stats *st);
 
 /* How generated tokens are written: as text, or as space-separated ids
  * (`run --ids`, which the reference tests compare with llama.cpp's). */

@@ -372,3 +372,48 @@ int32_t lm_sampler_sample(lm_sampler *s, float *logits)
         return best;
     return draw(s, len, lmax);
 }
+
+int32_t lm_sampler_dist(lm_sampler *s, float *logits, int32_t *ids, float *probs)
+{
+    const int32_t n = s->n_vocab;
+    apply_penalty(s, logits);
+    const int32_t best = sanitise_argmax(logits, n);
+    if (!(s->p.temp > 0.0f) || logits[best] == -INFINITY) {
+        ids[0] = best;
+        probs[0] = 1.0f;
+        return 1;
+    }
+    const float lmax = logits[best];
+    int32_t len = s->p.top_k > 0 && s->p.top_k < n ? select_top_k_path(s, logits)
+                                                   : select_untruncated(s, logits, lmax);
+    if (len <= 0) {
+        ids[0] = best;
+        probs[0] = 1.0f;
+        return 1;
+    }
+    /* the weights draw() would use, normalised */
+    const float inv_t = 1.0f / s->p.temp;
+    double z = 0.0;
+    for (int32_t i = 0; i < len; i++)
+        z += s->c[i].w = expf((s->c[i].logit - lmax) * inv_t);
+    for (int32_t i = 0; i < len; i++) {
+        ids[i] = s->c[i].id;
+        probs[i] = (float)(s->c[i].w / z);
+    }
+    return len;
+}
+
+double lm_sampler_uniform(lm_sampler *s)
+{
+    return rng_uniform(s->rng);
+}
+
+void lm_sampler_copy_history(lm_sampler *dst, const lm_sampler *src)
+{
+    if (dst->hist_cap != src->hist_cap)
+        return;
+    if (src->hist_cap)
+        memcpy(dst->hist, src->hist, (size_t)src->hist_cap * sizeof *src->hist);
+    dst->hist_len = src->hist_len;
+    dst->hist_head = src->hist_head;
+}

@@ -28,4 +28,16 @@ int32_t lm_sampler_sample(lm_sampler *s, float *logits);
 /* Records a token as generated or as part of the prompt (for the penalty). */
 void lm_sampler_accept(lm_sampler *s, int32_t token);
 
+/* For speculative decoding, which needs the distribution rather than a
+ * draw.  The candidates lm_sampler_sample would draw from (after the
+ * penalty, top-k, top-p, min-p) and their probabilities at the temperature,
+ * into ids and probs (n_vocab entries each); returns how many (at least 1
+ * for a vocabulary with a finite logit).  With temp <= 0 it is the argmax
+ * alone, probability 1.  logits are modified. */
+int32_t lm_sampler_dist(lm_sampler *s, float *logits, int32_t *ids, float *probs);
+/* A uniform number in [0, 1) from the sampler's generator. */
+double lm_sampler_uniform(lm_sampler *s);
+/* dst's penalty window becomes src's (same repeat_last_n). */
+void lm_sampler_copy_history(lm_sampler *dst, const lm_sampler *src);
+
 #endif

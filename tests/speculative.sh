@@ -1,0 +1,67 @@
+#!/bin/sh
+# Speculative decoding from the command line, on the default model: greedy
+# text with --draft (the same model as its own draft) and with --lookup is
+# token for token `lamina run`'s, on the CPU, with the target streamed from
+# disk, and on the OpenCL device; chat with --lookup answers as chat does;
+# --stats-json reports the speculation; a draft with another vocabulary is
+# a one-line error.  Without the model this skips (exit 77), except in CI.
+set -u
+. "$(dirname "$0")/model-tests.sh"
+: "${MAKE_TEST_MODEL:?}"
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+
+run() { "$LAMINA" run -q -m "$model" -n 48 --temp 0 --ids -t 2 -c 512 "$@" 2>"$tmp/err"; }
+
+# prompts: code, text that repeats itself (lookup's case), and free text
+printf 'def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\ndef mul(a, b):\n' >"$tmp/code"
+printf 'The quick brown fox jumps over the lazy dog. The quick brown fox jumps over the lazy dog. The quick brown' >"$tmp/repeat"
+printf 'The history of the printing press begins' >"$tmp/text"
+for p in code repeat text; do
+    want=$(run -f "$tmp/$p") || { bad "run -f $p: $(cat "$tmp/err")"; continue; }
+    for args in "--draft $model" "--lookup" "--lookup --draft-max 4" \
+                "--draft $model --ram-layers 0" "--lookup --ram-layers 0"; do
+        # shellcheck disable=SC2086 # args is a list of options
+        got=$(run -f "$tmp/$p" $args) || { bad "run $args: $(cat "$tmp/err")"; continue; }
+        [ "$got" = "$want" ] && ok || bad "$p prompt with $args: '$got', plain: '$want'"
+    done
+    if "$LAMINA" devices 2>/dev/null | grep -q .; then
+        got=$(run -f "$tmp/$p" --backend opencl --lookup) || bad "opencl --lookup: $(cat "$tmp/err")"
+        want_cl=$(run -f "$tmp/$p" --backend opencl)
+        [ "$got" = "$want_cl" ] && ok || bad "$p prompt on opencl with --lookup: '$got', plain: '$want_cl'"
+    fi
+done
+
+# the statistics (LAMINA_SPEC_FIXED: always --draft-max proposed)
+LAMINA_SPEC_FIXED=1 run -f "$tmp/repeat" --lookup --stats-json "$tmp/stats.json" >/dev/null ||
+    bad "--stats-json"
+python3 - "$tmp/stats.json" <<'PY' && ok || bad "stats-json: $(cat "$tmp/stats.json")"
+import json, sys
+s = json.load(open(sys.argv[1]))["speculative"]
+assert s["proposed"] > 0 and 0 < s["accepted"] <= s["proposed"], s
+assert s["tokens_per_target_pass"] > 1 and s["acceptance_rate"] > 0, s
+PY
+"$LAMINA" run -m "$model" -f "$tmp/repeat" -n 16 --temp 0 --lookup 2>"$tmp/err" >/dev/null
+grep -q '^lamina: speculative: [0-9]* proposed, [0-9]* accepted' "$tmp/err" && ok ||
+    bad "no speculative line on stderr: $(cat "$tmp/err")"
+
+# chat: the same replies with --lookup
+printf 'Write a Python function that adds two numbers.\nNow one that subtracts them.\n' >"$tmp/turns"
+"$LAMINA" chat -q -m "$model" --temp 0 -n 40 -t 2 <"$tmp/turns" >"$tmp/plain" 2>"$tmp/err" ||
+    bad "chat: $(cat "$tmp/err")"
+"$LAMINA" chat -q -m "$model" --temp 0 -n 40 -t 2 --lookup <"$tmp/turns" >"$tmp/spec" 2>"$tmp/err" ||
+    bad "chat --lookup: $(cat "$tmp/err")"
+cmp -s "$tmp/plain" "$tmp/spec" && ok || bad "chat with --lookup answers differently"
+
+# a draft with another vocabulary
+"$MAKE_TEST_MODEL" "$tmp/tiny.gguf" llama Q8_0 || { echo "cannot write the test model"; exit 1; }
+if run -p "Hello" --draft "$tmp/tiny.gguf" >/dev/null; then
+    bad "a draft with another vocabulary was taken"
+else
+    [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q 'vocabulary' "$tmp/err" && ok ||
+        bad "vocabulary mismatch: want one line naming the vocabulary, got: $(cat "$tmp/err")"
+fi
+run -p "Hello" --draft "$model" --lookup >/dev/null && bad "--draft with --lookup taken" || ok
+
+echo "speculative: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
