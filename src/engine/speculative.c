@@ -48,6 +48,8 @@ struct lm_spec {
     double t_draft;
     bool have_draft;
     double acc, rej;     /* decayed counts of accepted and rejected guesses */
+    float p_min;         /* the draft's confidence threshold now */
+    bool p_min_stop;     /* the last proposal ended at the threshold */
     int since_probe;
     lm_spec_stats st;
 };
@@ -134,6 +136,7 @@ lm_spec *lm_spec_new(lm_session *target, lm_session *draft, const lm_spec_params
         goto oom;
     }
     x->acc = 1.4, x->rej = 0.6; /* a prior worth two guesses: acceptance 0.7 */
+    x->p_min = p->draft_p_min;
     return x;
 oom:
     lm_set_error("out of memory for speculative decoding");
@@ -232,6 +235,7 @@ static int propose_draft(lm_spec *x, int k, int32_t *props)
 {
     const double t0 = lm_now_seconds();
     int steps = 0, n = 0;
+    x->p_min_stop = false;
     /* the tokens the draft has not read yet: at least the pending one */
     const int feed = x->n_hist - x->d_fed;
     if (feed > 0) {
@@ -256,8 +260,10 @@ static int propose_draft(lm_spec *x, int k, int32_t *props)
             double z = 0.0;
             for (int32_t i = 0; i < x->n_vocab; i++)
                 z += exp((double)x->dlogits[i] - x->dlogits[best]);
-            if (!(1.0 / z >= x->p.draft_p_min))
+            if (!(1.0 / z >= x->p_min)) {
+                x->p_min_stop = true;
                 break;
+            }
             props[n] = best;
         } else {
             int32_t *qi = x->q_ids + (size_t)n * x->n_vocab;
@@ -266,8 +272,10 @@ static int propose_draft(lm_spec *x, int k, int32_t *props)
             float top = 0.0f;
             for (int i = 0; i < len; i++)
                 top = qp[i] > top ? qp[i] : top;
-            if (top < x->p.draft_p_min)
+            if (top < x->p_min) {
+                x->p_min_stop = true;
                 break;
+            }
             x->q_len[n] = len;
             props[n] = draw_from(qi, qp, len, lm_sampler_uniform(x->ds));
         }
@@ -469,6 +477,14 @@ int lm_spec_next(lm_spec *x, int32_t *out, int max_out)
         x->st.accepted += (uint64_t)accepted;
         x->acc = DECAY * x->acc + accepted;
         x->rej = DECAY * x->rej + (accepted < n_prop);
+    }
+    /* a threshold that cut off proposals the target would all have taken
+     * is too careful; one that let a wrong guess through, too bold */
+    if (x->d && x->p.p_min_auto && k > 0) {
+        if (accepted < n_prop)
+            x->p_min = x->p_min / 0.7f < 0.95f ? x->p_min / 0.7f : 0.95f;
+        else if (x->p_min_stop)
+            x->p_min = x->p_min * 0.7f > 0.05f ? x->p_min * 0.7f : 0.05f;
     }
     return n_out;
 }

@@ -31,6 +31,9 @@ typedef struct {
     int draft_max;     /* most tokens proposed a round (llama.cpp's --draft-max) */
     int draft_min;     /* fewer proposed than this: a plain pass instead */
     float draft_p_min; /* a draft model stops proposing below this confidence */
+    bool p_min_auto;   /* draft_p_min is where the threshold starts: it falls
+                          while proposals cut short by it are all accepted,
+                          and rises after a rejection */
     bool lookup;       /* propose from n-grams of the history, not a draft model */
     bool fixed;        /* always propose draft_max (no adaptation): for tests */
 } lm_spec_params;

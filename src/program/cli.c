@@ -97,7 +97,8 @@ static const struct option long_options[] = {
     "      --draft-max N       most tokens proposed a pass (default 16; fewer when\n"  \
     "                          measured acceptance and costs say so)\n"               \
     "      --draft-min N       fewer proposed: a plain pass instead (default 0)\n"    \
-    "      --draft-p-min P     the draft stops below this confidence (default 0.75)\n"
+    "      --draft-p-min P     the draft stops below this confidence (default: from\n" \
+    "                          0.75, lowered while all it proposes is accepted)\n"
 
 #define BACKEND_HELP                                                                  \
     "      --backend B         auto (the default: the planner puts each layer on the\n" \
@@ -382,7 +383,7 @@ int lm_cli_parse(lm_cli *o, const char *command, int argc, char **argv)
     const lm_spec_params spec = lm_spec_default_params();
     o->draft_max = spec.draft_max;
     o->draft_min = spec.draft_min;
-    o->draft_p_min = spec.draft_p_min;
+    o->draft_p_min = -1; /* not given: adaptive, from spec.draft_p_min */
     o->host = "127.0.0.1";
     o->port = 8080;
     o->queue = 64;

@@ -70,7 +70,9 @@ int lm_cli_draft_start(const lm_cli *o, lm_session *target, lm_cli_draft *d)
     lm_spec_params p = lm_spec_default_params();
     p.draft_max = o->draft_max;
     p.draft_min = o->draft_min;
-    p.draft_p_min = o->draft_p_min;
+    p.p_min_auto = o->draft_p_min < 0; /* not given: it adapts from the default */
+    if (!p.p_min_auto)
+        p.draft_p_min = o->draft_p_min;
     p.lookup = o->lookup;
     p.fixed = getenv("LAMINA_SPEC_FIXED") && strcmp(getenv("LAMINA_SPEC_FIXED"), "0") != 0;
     return (d->spec = lm_spec_new(target, d->session, &p, &o->sampling)) ? 0 : -1;
