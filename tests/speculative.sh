@@ -3,7 +3,8 @@
 # text with --draft (the same model as its own draft) and with --lookup is
 # token for token `lamina run`'s, on the CPU, with the target streamed from
 # disk, and on the OpenCL device; chat with --lookup answers as chat does;
-# --stats-json reports the speculation; a draft with another vocabulary is
+# --stats-json reports the speculation; bench --lookup runs plain and
+# speculative decoding and finds the same tokens; a draft with another vocabulary is
 # a one-line error.  Without the model this skips (exit 77), except in CI.
 set -u
 . "$(dirname "$0")/model-tests.sh"
@@ -44,6 +45,12 @@ PY
 "$LAMINA" run -m "$model" -f "$tmp/repeat" -n 16 --temp 0 --lookup 2>"$tmp/err" >/dev/null
 grep -q '^lamina: speculative: [0-9]* proposed, [0-9]* accepted' "$tmp/err" && ok ||
     bad "no speculative line on stderr: $(cat "$tmp/err")"
+
+# bench: plain and speculative in one run, the same tokens
+"$LAMINA" bench -m "$model" --lookup -n 32 -r 1 -t 2 --json >"$tmp/bench.json" 2>"$tmp/err" ||
+    bad "bench --lookup: $(cat "$tmp/err")"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["same_tokens"] and d["decode_tokens_per_s"] > 0, d' \
+    "$tmp/bench.json" && ok || bad "bench --lookup --json: $(cat "$tmp/bench.json")"
 
 # chat: the same replies with --lookup
 printf 'Write a Python function that adds two numbers.\nNow one that subtracts them.\n' >"$tmp/turns"

@@ -167,6 +167,10 @@ static const struct {
     {"bench", "Usage: lamina bench -m MODEL [-p 128] [-n 64] [-t N] [-r 3] [--json]\n"
               "Prompt and decode speed, and the weight bandwidth decoding reached next to\n"
               "the measured RAM bandwidth. --json prints one JSON object on stdout.\n"
+              "With --draft FILE or --lookup: greedy decoding of a text (-f FILE, or a\n"
+              "built-in one), plain and speculative in the same run: both tokens/s, the\n"
+              "acceptance, tokens per target pass, and whether the tokens agree (-n 128).\n"
+              SPEC_HELP
               BACKEND_HELP},
     {"batch", "Usage: lamina batch -m MODEL -i REQUESTS.jsonl -o RESULTS.jsonl [options]\n"
               "Serve a file of requests in the OpenAI Batch format (one JSON object a line,\n"

@@ -108,6 +108,8 @@ int lm_cmd_devices(int argc, char **argv);
 int lm_cmd_synth(int argc, char **argv);
 int lm_cmd_batch(int argc, char **argv);
 int lm_cmd_serve(int argc, char **argv);
+/* bench --draft / --lookup (bench_spec.c): 0, or -1 with lm_set_error. */
+int lm_bench_spec(lm_cli *o, lm_model *m, int n_gen);
 
 /* A session on the backend --backend and --device ask for (--profile turns
  * on OpenCL profiling first). */

@@ -95,6 +95,11 @@ int lm_cmd_bench(int argc, char **argv)
     lm_model *m = lm_cli_load_model(&o);
     if (!m)
         return lm_cli_fail();
+    if (o.draft || o.lookup) {
+        rc = lm_bench_spec(&o, m, o.n_predict == LM_CLI_UNSET ? 128 : n_gen);
+        lm_model_free(m);
+        return rc ? lm_cli_fail() : 0;
+    }
     if (o.n_parallel > 4096 || o.n_parallel > o.n_batch) {
         fprintf(stderr, "lamina bench: --parallel %d needs -b of at least as many rows (at most "
                 "4096)\n", o.n_parallel);

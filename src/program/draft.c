@@ -64,9 +64,12 @@ int lm_cli_draft_start(const lm_cli *o, lm_session *target, lm_cli_draft *d)
 {
     if (!o->draft && !o->lookup)
         return 0;
-    if (d->model && !(d->session = lm_session_new_backend(d->model, target->n_ctx, 1,
-                                                          o->draft_max + 1, "cpu", NULL)))
+    if (d->model && !d->session &&
+        !(d->session = lm_session_new_backend(d->model, target->n_ctx, 1, o->draft_max + 1,
+                                              "cpu", NULL)))
         return -1;
+    lm_spec_free(d->spec); /* a fresh decoder over the same sessions */
+    d->spec = NULL;
     lm_spec_params p = lm_spec_default_params();
     p.draft_max = o->draft_max;
     p.draft_min = o->draft_min;
