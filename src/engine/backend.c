@@ -8,7 +8,8 @@ int lm_rows_runs(const lm_rows *rows, lm_run *runs)
     int n_runs = 0;
     for (int r = 0; r < rows->n; r++) {
         lm_run *last = n_runs ? &runs[n_runs - 1] : NULL;
-        if (last && !rows->single && last->seq == rows->seq[r] &&
+        const bool alone = rows->single && (rows->single[r] || rows->single[r - (r > 0)]);
+        if (last && !alone && last->seq == rows->seq[r] &&
             last->pos0 + last->n == rows->pos[r])
             last->n++;
         else

@@ -40,9 +40,10 @@ typedef struct {
     int n;
     const int *seq;
     const int *pos;
-    bool single;     /* every row is a run of its own: computed in the order a
-                        one-token pass computes it (speculative verification
-                        gives the bits plain decoding gives) */
+    const bool *single; /* per row (NULL: none): the row is a run of its own,
+                           computed in the order a one-token pass computes
+                           it (speculative verification gives the bits
+                           plain decoding gives) */
 } lm_rows;
 
 /* One run of lm_rows: rows [row0, row0 + n) of sequence seq, from position pos0. */

@@ -78,7 +78,7 @@ static double time_layer(lm_backend *b, float *x, int n, int reps)
     int seq[LM_PROBE_BATCH] = {0}, pos[LM_PROBE_BATCH];
     for (int i = 0; i < LM_PROBE_BATCH; i++)
         pos[i] = i;
-    const lm_rows rows = {n, seq, pos, false};
+    const lm_rows rows = {n, seq, pos, NULL};
     double best = -1;
     const double start = lm_now_seconds();
     for (int i = 0; i < reps && (i == 0 || lm_now_seconds() - start < PROBE_LAYER_SECONDS); i++) {

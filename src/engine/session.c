@@ -387,7 +387,7 @@ static int reserve_logits(lm_session *s, int rows)
  * *device_failed says whether a failure came from the device (its layers,
  * its head, a copy to it) rather than from the input or the disk. */
 static int run_pass(lm_session *s, const int32_t *tokens, int n, const bool *want, int n_out,
-                    bool single, bool *device_failed)
+                    const bool *single, bool *device_failed)
 {
     const lm_model *m = s->model;
     const size_t n_embd = m->hp.n_embd;
@@ -450,7 +450,7 @@ static int replay(lm_session *s, int seq, int from, int to)
             s->row_pos[i] = done + i;
         }
         bool device_failed;
-        if (run_pass(s, hist + done, chunk, NULL, 0, false, &device_failed) != 0)
+        if (run_pass(s, hist + done, chunk, NULL, 0, NULL, &device_failed) != 0)
             return -1;
         done += chunk;
     }
@@ -526,9 +526,9 @@ static int place_rows(lm_session *s, int n, const int32_t *tokens, const int *se
     return 0;
 }
 
-/* A pass; with single, every row as a run of its own (lm_rows.single). */
+/* A pass; rows with single[r] are runs of their own (lm_rows.single). */
 static int decode(lm_session *s, int n, const int32_t *tokens, const int *seq, const bool *want,
-                  float *logits_out, bool single)
+                  float *logits_out, const bool *single)
 {
     if (place_rows(s, n, tokens, seq) != 0)
         return -1;
@@ -548,9 +548,11 @@ static int decode(lm_session *s, int n, const int32_t *tokens, const int *seq, c
     /* each run is recorded where it started, for a replay */
     for (int r = 0; r < n; r++) {
         const size_t cell = (size_t)seq[r] * s->n_ctx + s->row_pos[r];
-        const bool starts = single || r == 0 || seq[r - 1] != seq[r];
+        const bool alone = single && single[r];
+        const bool starts = alone || r == 0 || seq[r - 1] != seq[r] || (single && single[r - 1]);
         int len = 1;
-        while (starts && !single && r + len < n && seq[r + len] == seq[r])
+        while (starts && !alone && r + len < n && seq[r + len] == seq[r] &&
+               !(single && single[r + len]))
             len++;
         s->history[cell] = tokens[r];
         s->batch_len[cell] = starts ? len : 0;
@@ -565,7 +567,13 @@ static int decode(lm_session *s, int n, const int32_t *tokens, const int *seq, c
 int lm_session_decode(lm_session *s, int n, const int32_t *tokens, const int *seq,
                       const bool *want, float *logits_out)
 {
-    return decode(s, n, tokens, seq, want, logits_out, false);
+    return decode(s, n, tokens, seq, want, logits_out, NULL);
+}
+
+int lm_session_decode_single(lm_session *s, int n, const int32_t *tokens, const int *seq,
+                             const bool *want, const bool *single, float *logits_out)
+{
+    return decode(s, n, tokens, seq, want, logits_out, single);
 }
 
 int lm_session_verify(lm_session *s, int seq, int n, const int32_t *tokens, float *logits_out)
@@ -584,7 +592,7 @@ int lm_session_verify(lm_session *s, int seq, int n, const int32_t *tokens, floa
             seqs[i] = seq;
             want[i] = true;
         }
-        rc = decode(s, n, tokens, seqs, want, logits_out, true);
+        rc = decode(s, n, tokens, seqs, want, logits_out, want); /* every row alone */
     }
     free(seqs);
     free(want);

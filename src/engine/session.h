@@ -93,6 +93,12 @@ void lm_session_free(lm_session *s);
 int lm_session_decode(lm_session *s, int n, const int32_t *tokens, const int *seq,
                       const bool *want, float *logits_out);
 
+/* lm_session_decode where rows with single[r] are each a run of their own,
+ * computed as a one-token pass computes it: speculative verification of
+ * some sequences next to the runs of others. */
+int lm_session_decode_single(lm_session *s, int n, const int32_t *tokens, const int *seq,
+                             const bool *want, const bool *single, float *logits_out);
+
 /* Speculative verification: n tokens of sequence seq in one pass (one read
  * of the weights), logits for every one of them in logits_out (n rows),
  * each row computed in the order a one-token pass computes it, so that the

@@ -329,6 +329,66 @@ static int choose_k(lm_spec *x)
     return best;
 }
 
+/* ---- judging a checking pass */
+
+int lm_spec_judge(lm_sampler *target, lm_sampler *scratch, float *logits, int32_t n_vocab,
+                  const int32_t *props, int n_prop, const int32_t *q_ids, const float *q_probs,
+                  const int *q_len, int32_t *ids, float *probs, int32_t *out)
+{
+    const bool greedy = lm_sampler_is_greedy(target);
+    /* walk the rows: row i is the target's law after the pending token and
+     * props[0..i) */
+    lm_sampler_copy_history(scratch, target);
+    int n_out = 0;
+    int32_t final = -1;
+    for (int i = 0; i <= n_prop; i++) {
+        float *row = logits + (size_t)i * n_vocab;
+        const int len = lm_sampler_dist(scratch, row, ids, probs);
+        if (i == n_prop) { /* all guesses taken: the target's own next token */
+            final = greedy ? ids[0] : draw_from(ids, probs, len, lm_sampler_uniform(target));
+            break;
+        }
+        const int32_t d = props[i];
+        const int32_t *qi = q_ids ? q_ids + (size_t)i * n_vocab : NULL;
+        const float *qp = q_probs ? q_probs + (size_t)i * n_vocab : NULL;
+        bool take;
+        if (greedy) {
+            take = d == ids[0];
+        } else {
+            const float pd = prob_of(ids, probs, len, d);
+            const float qd = qi ? prob_of(qi, qp, q_len[i], d) : 1.0f;
+            take = qd > 0.0f && lm_sampler_uniform(target) < (double)pd / qd;
+        }
+        if (take) {
+            out[n_out++] = d;
+            lm_sampler_accept(scratch, d);
+            continue;
+        }
+        if (greedy) {
+            final = ids[0];
+        } else {
+            /* the residual max(0, p - q), normalised (draw_from does); p
+             * itself if it is empty, which a rejection rules out but
+             * rounding might not */
+            double z = 0.0;
+            for (int pass = 0; pass < 2; pass++)
+                for (int j = 0; j < len; j++) {
+                    const float q = qi ? prob_of(qi, qp, q_len[i], ids[j])
+                                       : (ids[j] == d ? 1.0f : 0.0f);
+                    const float r = probs[j] > q ? probs[j] - q : 0.0f;
+                    if (pass == 0)
+                        z += r;
+                    else if (z > 0.0)
+                        probs[j] = r;
+                }
+            final = draw_from(ids, probs, len, lm_sampler_uniform(target));
+        }
+        break;
+    }
+    out[n_out++] = final;
+    return n_out;
+}
+
 /* ---- a round */
 
 static int push_hist(lm_spec *x, int32_t id)
@@ -406,59 +466,10 @@ int lm_spec_next(lm_spec *x, int32_t *out, int max_out)
     x->st.target_s += dt;
     note_time(&x->t_pass[n_prop + 1], &x->have_pass[n_prop + 1], dt);
 
-    /* walk the rows: row i is the target's law after tokens[0..i] */
-    lm_sampler_copy_history(x->rows, x->ts);
-    int n_out = 0, accepted = 0;
-    int32_t final = -1;
-    for (int i = 0; i <= n_prop; i++) {
-        float *row = x->logits + (size_t)i * x->n_vocab;
-        const int len = lm_sampler_dist(x->rows, row, x->ids, x->probs);
-        if (i == n_prop) { /* all guesses taken: the target's own next token */
-            final = x->greedy ? x->ids[0] : draw_from(x->ids, x->probs, len,
-                                                      lm_sampler_uniform(x->ts));
-            break;
-        }
-        const int32_t d = props[i];
-        bool take;
-        if (x->greedy) {
-            take = d == x->ids[0];
-        } else {
-            const float pd = prob_of(x->ids, x->probs, len, d);
-            const float qd = x->d ? prob_of(x->q_ids + (size_t)i * x->n_vocab,
-                                            x->q_probs + (size_t)i * x->n_vocab, x->q_len[i], d)
-                                  : 1.0f;
-            take = qd > 0.0f && lm_sampler_uniform(x->ts) < (double)pd / qd;
-        }
-        if (take) {
-            out[n_out++] = d;
-            accepted++;
-            lm_sampler_accept(x->rows, d);
-            continue;
-        }
-        if (x->greedy) {
-            final = x->ids[0];
-        } else {
-            /* the residual max(0, p - q), normalised (draw_from does); p
-             * itself if it is empty, which a rejection rules out but
-             * rounding might not */
-            const int32_t *qi = x->d ? x->q_ids + (size_t)i * x->n_vocab : NULL;
-            const float *qp = x->d ? x->q_probs + (size_t)i * x->n_vocab : NULL;
-            double z = 0.0;
-            for (int pass = 0; pass < 2; pass++)
-                for (int j = 0; j < len; j++) {
-                    const float q = qi ? prob_of(qi, qp, x->q_len[i], x->ids[j])
-                                       : (x->ids[j] == d ? 1.0f : 0.0f);
-                    const float r = x->probs[j] > q ? x->probs[j] - q : 0.0f;
-                    if (pass == 0)
-                        z += r;
-                    else if (z > 0.0)
-                        x->probs[j] = r;
-                }
-            final = draw_from(x->ids, x->probs, len, lm_sampler_uniform(x->ts));
-        }
-        break;
-    }
-    out[n_out++] = final;
+    const int n_out = lm_spec_judge(x->ts, x->rows, x->logits, x->n_vocab, props, n_prop,
+                                    x->d ? x->q_ids : NULL, x->d ? x->q_probs : NULL, x->q_len,
+                                    x->ids, x->probs, out);
+    const int accepted = n_out - 1;
 
     /* the target keeps the pending token and the guesses it took */
     lm_session_seq_rm(x->t, 0, pos + 1 + accepted);

@@ -74,6 +74,18 @@ int lm_spec_next(lm_spec *x, int32_t *out, int max_out);
 
 const lm_spec_stats *lm_spec_get_stats(const lm_spec *x);
 
+/* The target's verdict on a checking pass: logits holds n_prop + 1 rows
+ * (after the pending token, then after each proposal; modified), props the
+ * proposals, q_* the proposer's law at each (q_len[i] entries of n_vocab
+ * strides; NULL: each proposal was certain, as lookup's are).  Accepted
+ * proposals, then the target's own token, go to out (n_prop + 1 room);
+ * returns how many.  target draws (and is not changed otherwise: the
+ * caller accepts the tokens it keeps); scratch (the same parameters) and
+ * ids/probs (n_vocab each) are working space. */
+int lm_spec_judge(lm_sampler *target, lm_sampler *scratch, float *logits, int32_t n_vocab,
+                  const int32_t *props, int n_prop, const int32_t *q_ids, const float *q_probs,
+                  const int *q_len, int32_t *ids, float *probs, int32_t *out);
+
 /* Prompt lookup: up to max tokens that followed the most recent earlier
  * occurrence of the longest suffix of hist (n-grams of ngram_max down to
  * ngram_min tokens) into out; returns how many (0: no match). */

@@ -403,6 +403,11 @@ int32_t lm_sampler_dist(lm_sampler *s, float *logits, int32_t *ids, float *probs
     return len;
 }
 
+bool lm_sampler_is_greedy(const lm_sampler *s)
+{
+    return !(s->p.temp > 0.0f);
+}
+
 double lm_sampler_uniform(lm_sampler *s)
 {
     return rng_uniform(s->rng);

@@ -5,6 +5,7 @@
 #ifndef LM_SAMPLER_H
 #define LM_SAMPLER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct {
@@ -35,6 +36,8 @@ void lm_sampler_accept(lm_sampler *s, int32_t token);
  * for a vocabulary with a finite logit).  With temp <= 0 it is the argmax
  * alone, probability 1.  logits are modified. */
 int32_t lm_sampler_dist(lm_sampler *s, float *logits, int32_t *ids, float *probs);
+/* Whether it picks the argmax (temp <= 0). */
+bool lm_sampler_is_greedy(const lm_sampler *s);
 /* A uniform number in [0, 1) from the sampler's generator. */
 double lm_sampler_uniform(lm_sampler *s);
 /* dst's penalty window becomes src's (same repeat_last_n). */
