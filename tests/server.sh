@@ -4,7 +4,8 @@
 # outside the repo): models list; greedy chat and completion texts equal to
 # `lamina run` (--chat for chat), whole and streamed; stop strings; 16
 # concurrent requests equal to their sequential results; the error cases
-# with their status codes; a client gone mid-stream freeing its slot; a
+# with their status codes; a client gone mid-stream freeing its slot (all of
+# it again with --lookup speculation in every slot); a
 # bounded soak with hostile clients (tests/server_soak.py).  Then,
 # on a second server with one slot and a queue of one: 503 with Retry-After
 # when the queue is full, and SIGTERM letting the running request finish and
@@ -80,6 +81,17 @@ kill -TERM "$pid"
 wait "$pid"
 status=$?
 [ $status -eq 0 ] && ok || { bad "serve exited $status after SIGTERM"; cat "$tmp/main.err"; }
+
+# ---- the same client checks with prompt lookup in every slot: the same texts
+start_server lookup -np 4 -c $((4 * CTX)) --api-key "$KEY" --max-body 256K --lookup
+"$venv/bin/python" "$(dirname "$0")/server_client.py" "$port" "$KEY" "$tmp/refs.json" \
+    "$(basename "$model")"
+[ $? -eq 0 ] && ok || bad "the openai client's checks with --lookup (above)"
+proposed=$(curl -s -H "Authorization: Bearer $KEY" "http://127.0.0.1:$port/metrics" |
+    sed -n 's/^lamina_lookup_proposed_total //p')
+[ "${proposed:-0}" -gt 0 ] && ok || bad "--lookup proposed nothing over the client's requests"
+kill -TERM "$pid"
+wait "$pid" || bad "serve --lookup exited $? after SIGTERM"
 
 # ---- one slot, a queue of one: the third request at once gets 503
 start_server small -np 1 --queue 1 -c $CTX -n 200 --temp 0

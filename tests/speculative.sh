@@ -4,7 +4,8 @@
 # token for token `lamina run`'s, on the CPU, with the target streamed from
 # disk, and on the OpenCL device; chat with --lookup answers as chat does;
 # --stats-json reports the speculation; bench --lookup runs plain and
-# speculative decoding and finds the same tokens; a draft with another vocabulary is
+# speculative decoding and finds the same tokens; batch --lookup gives the
+# same results; a draft with another vocabulary is
 # a one-line error.  Without the model this skips (exit 77), except in CI.
 set -u
 . "$(dirname "$0")/model-tests.sh"
@@ -51,6 +52,27 @@ grep -q '^lamina: speculative: [0-9]* proposed, [0-9]* accepted' "$tmp/err" && o
     bad "bench --lookup: $(cat "$tmp/err")"
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["same_tokens"] and d["decode_tokens_per_s"] > 0, d' \
     "$tmp/bench.json" && ok || bad "bench --lookup --json: $(cat "$tmp/bench.json")"
+
+# batch: the same results with --lookup in every sequence
+python3 - "$tmp/code" "$tmp/repeat" "$tmp/text" >"$tmp/requests.jsonl" <<'PY'
+import json, sys
+for i, path in enumerate(sys.argv[1:]):
+    print(json.dumps({"custom_id": f"c{i}", "url": "/v1/completions",
+                      "body": {"prompt": open(path).read(), "max_tokens": 40, "temperature": 0}}))
+    print(json.dumps({"custom_id": f"m{i}", "url": "/v1/chat/completions",
+                      "body": {"messages": [{"role": "user", "content": open(path).read()}],
+                               "max_tokens": 40, "temperature": 0}}))
+PY
+texts() { python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    r = json.loads(l); c = r["response"]["body"]["choices"][0]
+    print(r["custom_id"], json.dumps(c.get("text", c.get("message", {}).get("content"))))' "$1" | sort; }
+"$LAMINA" batch -q -m "$model" -np 3 -c 1536 -t 2 -i "$tmp/requests.jsonl" -o "$tmp/plain.jsonl" 2>"$tmp/err" ||
+    bad "batch: $(cat "$tmp/err")"
+"$LAMINA" batch -q -m "$model" -np 3 -c 1536 -t 2 --lookup -i "$tmp/requests.jsonl" -o "$tmp/spec.jsonl" \
+    2>"$tmp/err" || bad "batch --lookup: $(cat "$tmp/err")"
+[ "$(texts "$tmp/plain.jsonl")" = "$(texts "$tmp/spec.jsonl")" ] && ok ||
+    bad "batch --lookup gives other texts: $(texts "$tmp/spec.jsonl") against $(texts "$tmp/plain.jsonl")"
 
 # chat: the same replies with --lookup
 printf 'Write a Python function that adds two numbers.\nNow one that subtracts them.\n' >"$tmp/turns"

@@ -20,10 +20,30 @@
 
 #include "batch_seq.h"
 #include "session.h"
+#include "speculative.h"
+
+/* Prompt-lookup speculation of one slot (lamina serve --lookup): its
+ * tokens so far, to find n-grams in, and this pass's proposals. */
+typedef struct {
+    int32_t *hist;         /* prompt and generated tokens (n_ctx room), NULL: unused */
+    int n_hist;
+    lm_sampler *scratch;   /* the request's sampling, for the verdict */
+    int32_t props[LM_SPEC_MAX_DRAFT];
+    int n_prop;            /* proposals in this pass */
+    int pos;               /* where the pending token went in this pass */
+    double acc, rej;       /* decayed counts of accepted and rejected proposals */
+    int since_probe;
+} lm_slot_lookup;
 
 typedef struct {
     lm_session *s;
     lm_batch_seq *seqs;    /* s->n_seq slots, sequence i in slot i */
+    int lookup;            /* 0, or the most proposals per slot a pass (--lookup) */
+    lm_slot_lookup *spec;  /* per slot, with lookup */
+    bool *single;          /* per pass: the rows computed as one-token passes */
+    int32_t *ids;          /* n_vocab: a distribution, for the verdict */
+    float *probs;
+    uint64_t proposed, accepted; /* all passes */
     int chunk;             /* prompt tokens per run */
     int32_t *tokens;       /* per pass: s->n_batch rows */
     int *row_seq;
@@ -39,6 +59,12 @@ typedef struct {
  * other sequences.  0, or -1 with lm_set_error. */
 int lm_batch_scheduler_init(lm_batch_scheduler *b, lm_session *s, int chunk);
 void lm_batch_scheduler_free(lm_batch_scheduler *b);
+
+/* Prompt-lookup speculation for the generating slots: up to max_prop
+ * proposals each a pass, checked in the same pass (single-order rows, so
+ * greedy text stays the same).  s->n_batch must leave room for them: chunk
+ * + n_seq * (1 + max_prop) rows.  0 or -1. */
+int lm_batch_scheduler_lookup(lm_batch_scheduler *b, int max_prop);
 
 /* Whether any slot holds a request that has not finished. */
 bool lm_batch_scheduler_busy(const lm_batch_scheduler *b);

@@ -125,7 +125,11 @@ static bool cut_at_stop(lm_batch_seq *q, size_t before)
 int lm_batch_seq_sample(lm_batch_seq *q, const lm_model *m, float *logits, bool cache_full)
 {
     apply_penalties(q, logits);
-    const int32_t id = lm_sampler_sample(q->sampler, logits);
+    return lm_batch_seq_take(q, m, lm_sampler_sample(q->sampler, logits), cache_full);
+}
+
+int lm_batch_seq_take(lm_batch_seq *q, const lm_model *m, int32_t id, bool cache_full)
+{
     if (lm_tokenizer_is_eog(m->tokenizer, id)) {
         q->finish = "stop";
         return 0;

@@ -47,6 +47,10 @@ int lm_batch_seq_start(lm_batch_seq *q, const lm_model *m, lm_batch_request *req
  * fed (its position would be past the context).  0 or -1. */
 int lm_batch_seq_sample(lm_batch_seq *q, const lm_model *m, float *logits, bool cache_full);
 
+/* What follows the choice of token id (sampled, or taken by speculative
+ * decoding): the ending rules, the sampler's history, the text. */
+int lm_batch_seq_take(lm_batch_seq *q, const lm_model *m, int32_t id, bool cache_full);
+
 /* The completion text, prompt included with echo. */
 static inline const char *lm_batch_seq_text(const lm_batch_seq *q, size_t *len)
 {

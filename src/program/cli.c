@@ -195,6 +195,9 @@ static const struct {
               "      --seed              as for run: the defaults of requests that do not\n"
               "                          set temperature, top_k, top_p, min_p,\n"
               "                          repeat_penalty, seed\n"
+              "      --lookup            speculative decoding per sequence from n-grams of\n"
+              "                          its prompt and output, checked in the shared passes\n"
+              "      --draft-max N       most tokens a sequence proposes a pass (default 16)\n"
               BACKEND_HELP
               "  -q, --quiet             no model, progress or summary lines on stderr\n"},
     {"serve", "Usage: lamina serve -m MODEL [--host 127.0.0.1] [--port 8080] [options]\n"
@@ -227,6 +230,9 @@ static const struct {
               "      --seed              as for run: the defaults of requests that do not\n"
               "                          set temperature, top_k, top_p, min_p,\n"
               "                          repeat_penalty, seed\n"
+              "      --lookup            speculative decoding per slot from n-grams of its\n"
+              "                          prompt and output, checked in the shared passes\n"
+              "      --draft-max N       most tokens a slot proposes a pass (default 16)\n"
               BACKEND_HELP
               "  -q, --quiet             no line per request on stderr\n"},
     {"devices", "Usage: lamina devices\n"

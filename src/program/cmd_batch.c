@@ -177,6 +177,8 @@ static int check_options(const lm_cli *o)
         lm_set_error("no results file given (use -o FILE, or -o - for stdout)");
     else if (o->resume && strcmp(o->output, "-") == 0)
         lm_set_error("--resume reads the results file: give it with -o FILE");
+    else if (o->draft)
+        lm_set_error("batch takes --lookup; a draft model per sequence (--draft) is not there yet");
     else
         return 0;
     return -1;
@@ -219,9 +221,14 @@ static int start_engine(batch *b)
     const int seq_ctx = n_ctx / n_seq, chunk = o->n_batch < seq_ctx ? o->n_batch : seq_ctx;
     if (lm_prompt_maker_init(&b->prompts, o, b->m, seq_ctx, n_seq) != 0)
         return -1; /* a bad --chat-template name stops the batch */
-    if (!(b->s = lm_cli_session(o, b->m, n_ctx, (chunk > 0 ? chunk : 1) + n_seq - 1)))
+    /* with --lookup a pass also checks each sequence's proposals */
+    const int c = chunk > 0 ? chunk : 1;
+    const int rows = c + (o->lookup ? n_seq * (1 + o->draft_max) : n_seq - 1);
+    if (!(b->s = lm_cli_session(o, b->m, n_ctx, rows)))
         return -1;
-    return lm_batch_scheduler_init(&b->sched, b->s, chunk);
+    if (lm_batch_scheduler_init(&b->sched, b->s, chunk) != 0)
+        return -1;
+    return o->lookup ? lm_batch_scheduler_lookup(&b->sched, o->draft_max) : 0;
 }
 
 static const char *base_name(const char *path)

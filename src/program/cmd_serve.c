@@ -95,6 +95,10 @@ int lm_cmd_serve(int argc, char **argv)
         lm_set_error("serve needs a model: -m FILE");
         goto done;
     }
+    if (o.draft) {
+        lm_set_error("serve takes --lookup; a draft model per slot (--draft) is not there yet");
+        goto done;
+    }
     if (api_key(&o, &key) != 0)
         goto done;
     install_signals();
@@ -117,13 +121,16 @@ int lm_cmd_serve(int argc, char **argv)
         lm_set_error("-c %d shared by --parallel %d leaves no room for a request", n_ctx, n_seq);
         goto done;
     }
+    /* with --lookup a pass also checks each slot's proposals */
+    const int rows = chunk + (o.lookup ? n_seq * (1 + o.draft_max) : n_seq - 1);
     if (lm_prompt_maker_init(&prompts, &o, m, seq_ctx, n_seq) != 0 ||
-        !(s = lm_cli_session(&o, m, n_ctx, chunk + n_seq - 1)) ||
-        lm_batch_scheduler_init(&sched, s, chunk) != 0)
+        !(s = lm_cli_session(&o, m, n_ctx, rows)) ||
+        lm_batch_scheduler_init(&sched, s, chunk) != 0 ||
+        (o.lookup && lm_batch_scheduler_lookup(&sched, o.draft_max) != 0))
         goto done;
     lm_server_set_ready(srv, &prompts);
-    fprintf(stderr, "lamina serve: ready: %d slots of %d tokens, queue %d, model \"%s\"%s\n",
-            n_seq, seq_ctx, o.queue, cfg.model_name,
+    fprintf(stderr, "lamina serve: ready: %d slots of %d tokens, queue %d, model \"%s\"%s%s\n",
+            n_seq, seq_ctx, o.queue, cfg.model_name, o.lookup ? ", prompt lookup" : "",
             prompts.chat_format < 0 ? " (no chat template: chat requests are refused)" : "");
     lm_engine_loop loop = {
         .jobs = lm_server_jobs(srv), .sched = &sched, .stop = &stop_requested,

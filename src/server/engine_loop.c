@@ -206,6 +206,8 @@ int lm_engine_loop_run(lm_engine_loop *e)
             snprintf(why, sizeof why, "the engine failed: %s", lm_last_error());
         pthread_mutex_lock(&j->lock);
         j->count.busy_seconds += lm_now_seconds() - t0;
+        j->count.spec_proposed = e->sched->proposed;
+        j->count.spec_accepted = e->sched->accepted;
         for (int i = 0; i < j->n_slots; i++) {
             if (!slots[i])
                 continue;

@@ -53,6 +53,7 @@ typedef struct {
     double busy_seconds;        /* engine time with at least one sequence */
     double ttft_seconds;        /* sum over requests of submit to first text */
     uint64_t ttft_count;        /* requests in that sum */
+    uint64_t spec_proposed, spec_accepted; /* --lookup: tokens proposed, accepted */
 } lm_server_counters;
 
 typedef struct {

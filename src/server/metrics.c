@@ -42,6 +42,11 @@ enum MHD_Result lm_serve_metrics(lm_request *r)
     METRIC("time_to_first_token_seconds_avg", "gauge",
            "Mean time from a request's arrival to its first text.", "%.4f",
            c.ttft_count > 0 ? c.ttft_seconds / (double)c.ttft_count : 0.0);
+    METRIC("lookup_proposed_total", "counter",
+           "Tokens proposed by prompt lookup (--lookup) and checked.", "%llu",
+           (unsigned long long)c.spec_proposed);
+    METRIC("lookup_accepted_total", "counter", "Proposed tokens the model agreed with.", "%llu",
+           (unsigned long long)c.spec_accepted);
     METRIC("queue_length", "gauge", "Requests waiting for a slot.", "%d", queued);
     METRIC("slots_busy", "gauge", "Slots (sequences) serving a request.", "%d", busy);
     METRIC("slots_total", "gauge", "Slots (--parallel).", "%d", slots);
