@@ -100,6 +100,17 @@ static const struct option long_options[] = {
     "      --draft-p-min P     the draft stops below this confidence (default: from\n" \
     "                          0.75, lowered while all it proposes is accepted)\n"
 
+/* The options batch and serve take for requests that leave fields out. */
+#define REQUEST_DEFAULTS_HELP                                                         \
+    "  -n, --n-predict N       max_tokens for requests without one (default:\n"     \
+    "                          16 for completions, the end for chat)\n"             \
+    "  -t, --threads N         threads (default: all cores)\n"                      \
+    "      --chat-template NAME  chatml, llama2, llama3 or mistral\n"                \
+    "      --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,\n" \
+    "      --seed              as for run: the defaults of requests that do not\n"  \
+    "                          set temperature, top_k, top_p, min_p,\n"             \
+    "                          repeat_penalty, seed\n"
+
 #define BACKEND_HELP                                                                  \
     "      --backend B         auto (the default: the planner puts each layer on the\n" \
     "                          CPU or the OpenCL device, where it is predicted\n"     \
@@ -187,14 +198,7 @@ static const struct {
               "                          N-th of it (default: the model's, at most 4096)\n"
               "  -b, --batch-size N      prompt tokens per run (default 512); greedy text\n"
               "                          equals `lamina run -b N`'s whatever --parallel\n"
-              "  -n, --n-predict N       max_tokens for requests without one (default:\n"
-              "                          16 for completions, the end for chat)\n"
-              "  -t, --threads N         threads (default: all cores)\n"
-              "      --chat-template NAME  chatml, llama2, llama3 or mistral\n"
-              "      --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,\n"
-              "      --seed              as for run: the defaults of requests that do not\n"
-              "                          set temperature, top_k, top_p, min_p,\n"
-              "                          repeat_penalty, seed\n"
+              REQUEST_DEFAULTS_HELP
               "      --lookup            speculative decoding per sequence from n-grams of\n"
               "                          its prompt and output, checked in the shared passes\n"
               "      --draft-max N       most tokens a sequence proposes a pass (default 16)\n"
@@ -222,14 +226,7 @@ static const struct {
               "                          N-th of it (default: the model's, at most 4096)\n"
               "  -b, --batch-size N      prompt tokens per run (default 512); greedy text\n"
               "                          equals `lamina run -b N`'s\n"
-              "  -n, --n-predict N       max_tokens for requests without one (default:\n"
-              "                          16 for completions, the end for chat)\n"
-              "  -t, --threads N         threads (default: all cores)\n"
-              "      --chat-template NAME  chatml, llama2, llama3 or mistral\n"
-              "      --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,\n"
-              "      --seed              as for run: the defaults of requests that do not\n"
-              "                          set temperature, top_k, top_p, min_p,\n"
-              "                          repeat_penalty, seed\n"
+              REQUEST_DEFAULTS_HELP
               "      --lookup            speculative decoding per slot from n-grams of its\n"
               "                          prompt and output, checked in the shared passes\n"
               "      --draft-max N       most tokens a slot proposes a pass (default 16)\n"
