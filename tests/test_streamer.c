@@ -176,6 +176,13 @@ static void plan_splits_between_cpu_and_device(void **state)
     assert_true(plan.device_total == 0);
     lm_plan_free(&plan);
 
+    /* a device predicted a few percent faster: not worth leaving the simpler
+     * plan for (LM_PLAN_SWITCH_MARGIN), so that probe noise cannot flip it */
+    lm_device_probes close = fake_device(m, &probes, 1.05, 1e12);
+    assert_int_equal(lm_plan_make(m, &req, &probes, &close, &plan), 0);
+    assert_int_equal(count_place(&plan, LM_PLACE_RAM), N_LAYER);
+    lm_plan_free(&plan);
+
     /* a fast device with room for everything: all resident, the head too */
     lm_device_probes fast = fake_device(m, &probes, 10, 1e10);
     assert_int_equal(lm_plan_make(m, &req, &probes, &fast, &plan), 0);

@@ -516,14 +516,23 @@ int lm_plan_make(const lm_model *m, const lm_plan_request *req, const lm_probes 
     }
     int n_dev = !device ? 0 : req->gpu_layers >= 0 ? req->gpu_layers : n;
     if (device && req->use == LM_USE_AUTO && req->gpu_layers < 0) {
-        /* every split, keeping the fastest that fits (fewer device layers on a tie) */
+        /* every split, keeping the fastest that fits (fewer device layers on
+         * a tie); but the simpler plan, all on the CPU, unless the fastest
+         * beats it by the margin */
         int best = -1;
-        double best_ms = 0;
-        for (int k = 0; k <= n; k++)
-            if (place_split(m, req, plan, k) == 0 && (best < 0 || plan->token_ms < best_ms * 0.999)) {
+        double best_ms = 0, cpu_ms = -1;
+        for (int k = 0; k <= n; k++) {
+            if (place_split(m, req, plan, k) != 0)
+                continue;
+            if (k == 0)
+                cpu_ms = plan->token_ms;
+            if (best < 0 || plan->token_ms < best_ms * 0.999) {
                 best = k;
                 best_ms = plan->token_ms;
             }
+        }
+        if (cpu_ms > 0 && best_ms > cpu_ms * (1.0 - LM_PLAN_SWITCH_MARGIN))
+            best = 0;
         n_dev = best < 0 ? 0 : best;
     }
     if (place_split(m, req, plan, n_dev) != 0) {

@@ -43,6 +43,11 @@ typedef enum {
 /* Memory the device needs besides buffers the plan counts (the program, the
  * driver's own allocations), kept out of a default VRAM budget. */
 #define LM_PLAN_VRAM_MARGIN ((uint64_t)256 << 20)
+/* --backend auto moves layers from the CPU to the device only when that is
+ * predicted this much faster than keeping them all on the CPU: two
+ * predictions that are close must not flip the plan from run to run on
+ * probe noise. */
+#define LM_PLAN_SWITCH_MARGIN 0.10
 
 typedef struct {
     uint64_t ram_budget;   /* 0: MemAvailable less a margin */
