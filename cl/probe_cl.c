@@ -100,12 +100,15 @@ static int measure(const lm_model *m, const char *spec, bool reprobe, lm_device_
     }
     device_probe dp = {spec, d};
     lm_layer_timing t;
+    lm_probe_watch watch;
+    lm_probe_watch_start(&watch);
     if (lm_probe_layer0(m, make_device, measure_copies, &dp, &t) != 0)
         return -1;
     d->layer_ms = t.layer_ms;
     d->layer_prompt_ms = t.layer_prompt_ms;
     d->head_ms = t.head_ms;
-    cache_save(key, d);
+    if (lm_probe_settled(&watch, "device probes"))
+        cache_save(key, d);
     return 0;
 }
 

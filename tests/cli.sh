@@ -218,5 +218,17 @@ until ls "$tmp" | grep -q 'killed.gguf.tmp' || [ "$i" -ge 200 ]; do sleep 0.05; 
 kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
 [ "$i" -lt 200 ] && [ ! -e "$tmp/killed.gguf" ] && ok || bad "synth killed part way left $tmp/killed.gguf"
 
+# probes taken while other processes hold the cores are not cached: two busy
+# loops, a fresh cache, and no LAMINA_PROBE_TRUST (the suite sets it)
+mkdir -p "$tmp/quiet-cache"
+sh -c 'while :; do :; done' & busy1=$!
+sh -c 'while :; do :; done' & busy2=$!
+env -u LAMINA_PROBE_TRUST XDG_CACHE_HOME="$tmp/quiet-cache" "$LAMINA" plan -m "$model" \
+    --backend cpu >/dev/null 2>"$tmp/err"
+kill "$busy1" "$busy2"; wait "$busy1" "$busy2" 2>/dev/null
+grep -q 'warning: other processes kept .* cores busy while the probes ran' "$tmp/err" && ok ||
+    bad "probes under load: no warning: $(cat "$tmp/err")"
+[ ! -s "$tmp/quiet-cache/lamina/probes" ] && ok || bad "probes under load were cached"
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -278,10 +278,12 @@ int lm_probe(const lm_model *m, bool reprobe, lm_probes *p)
     memset(p, 0, sizeof *p);
     const bool cached = !reprobe && lm_probe_cache_load("probes", key, parse_probes, p);
     bool measured = false;
+    lm_probe_watch watch;
+    lm_probe_watch_start(&watch);
     if (measure_in_child(m, cached, p, &measured) != 0)
         return -1;
     p->from_cache = !measured;
-    if (measured)
+    if (measured && lm_probe_settled(&watch, "probes"))
         cache_save(key, p);
     return 0;
 }

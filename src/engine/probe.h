@@ -87,6 +87,23 @@ int lm_probe_layer0(const lm_model *m, lm_probe_make make, int (*then)(struct lm
                                                                         void *arg),
                     void *arg, lm_layer_timing *t);
 
+/* Whether the machine was quiet while probes ran: the CPU time other
+ * processes took meanwhile (from /proc/stat, less this process's and its
+ * children's).  A figure measured while another program held the cores is
+ * used for the run at hand but not cached as settled, and the user is told
+ * (LAMINA_PROBE_TRUST=1 caches it anyway: the test suite, which probes with
+ * tests running side by side on purpose). */
+typedef struct {
+    double busy, ours, t; /* seconds: the machine's busy CPU time, ours, the clock */
+} lm_probe_watch;
+void lm_probe_watch_start(lm_probe_watch *w);
+/* Cores' worth of CPU other processes used since lm_probe_watch_start (0
+ * when /proc/stat cannot be read). */
+double lm_probe_watch_others(const lm_probe_watch *w);
+/* After probes: true when they may be cached; otherwise a warning on
+ * stderr says why not (what: "probes", "device probes"). */
+bool lm_probe_settled(const lm_probe_watch *w, const char *what);
+
 /* Runs measure(arg, result) in a child process and copies its result
  * (size bytes) back: the probes' buffers and any driver they start stay out
  * of this process (its RSS budget; a process that may fork must not have

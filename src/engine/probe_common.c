@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -225,4 +226,70 @@ int lm_probe_in_child(int (*measure)(void *arg, void *result), void *arg, void *
         return -1;
     }
     return 0;
+}
+
+/* ---- was the machine quiet? ---------------------------------------------- */
+
+/* Busy CPU time of the whole machine, seconds (user, nice, system, irq,
+ * softirq, steal: all but idle and iowait); -1 when unknown. */
+static double machine_busy(void)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    unsigned long long v[8] = {0};
+    const int got = f ? fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1],
+                               &v[2], &v[3], &v[4], &v[5], &v[6], &v[7])
+                      : 0;
+    if (f)
+        fclose(f);
+    const long tick = sysconf(_SC_CLK_TCK);
+    if (got < 8 || tick <= 0)
+        return -1;
+    return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)tick;
+}
+
+static double our_cpu(void)
+{
+    struct rusage self, children;
+    getrusage(RUSAGE_SELF, &self);
+    getrusage(RUSAGE_CHILDREN, &children);
+    const struct timeval *tv[] = {&self.ru_utime, &self.ru_stime, &children.ru_utime,
+                                  &children.ru_stime};
+    double s = 0;
+    for (int i = 0; i < 4; i++)
+        s += (double)tv[i]->tv_sec + (double)tv[i]->tv_usec * 1e-6;
+    return s;
+}
+
+void lm_probe_watch_start(lm_probe_watch *w)
+{
+    w->busy = machine_busy();
+    w->ours = our_cpu();
+    w->t = lm_now_seconds();
+}
+
+double lm_probe_watch_others(const lm_probe_watch *w)
+{
+    const double busy = machine_busy(), dt = lm_now_seconds() - w->t;
+    if (w->busy < 0 || busy < 0 || dt <= 0)
+        return 0.0;
+    const double others = (busy - w->busy) - (our_cpu() - w->ours);
+    return others > 0 ? others / dt : 0.0;
+}
+
+/* Another process holding this much of a core on average disturbs the
+ * probes' timings (OpenMP threads that lose a core run 2-10x slower). */
+#define DISTURBED_CORES 0.3
+
+bool lm_probe_settled(const lm_probe_watch *w, const char *what)
+{
+    const double others = lm_probe_watch_others(w);
+    if (others < DISTURBED_CORES)
+        return true;
+    const char *trust = getenv("LAMINA_PROBE_TRUST");
+    if (trust && *trust && strcmp(trust, "0") != 0)
+        return true;
+    fprintf(stderr, "lamina: warning: other processes kept %.1f cores busy while the %s ran: "
+                    "their figures are used for this run but not cached (run again on a quiet "
+                    "machine)\n", others, what);
+    return false;
 }
