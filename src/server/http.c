@@ -185,9 +185,14 @@ static enum MHD_Result reply_early(lm_request *r, const char *url, const char *m
 
 static enum MHD_Result serve_models(lm_request *r)
 {
-    json_t *models = json_pack("{s:s, s:[{s:s, s:s, s:I, s:s}]}", "object", "list", "data",
-                               "id", r->srv->cfg.model_name, "object", "model", "created",
-                               (json_int_t)time(NULL), "owned_by", "lamina");
+    /* the file's name may be any bytes; JSON wants UTF-8 */
+    size_t len;
+    char *name = lm_utf8_repair(r->srv->cfg.model_name, strlen(r->srv->cfg.model_name), &len);
+    json_t *models = !name ? NULL
+        : json_pack("{s:s, s:[{s:s%, s:s, s:I, s:s}]}", "object", "list", "data", "id", name,
+                    len, "object", "model", "created", (json_int_t)time(NULL), "owned_by",
+                    "lamina");
+    free(name);
     return lm_reply_json(r, 200, models);
 }
 
