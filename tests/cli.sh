@@ -230,5 +230,21 @@ grep -q 'warning: other processes kept .* cores busy while the probes ran' "$tmp
     bad "probes under load: no warning: $(cat "$tmp/err")"
 [ ! -s "$tmp/quiet-cache/lamina/probes" ] && ok || bad "probes under load were cached"
 
+# runs teach the planner: after two runs the plan of the same shape is
+# corrected by what they measured (learned_runs), and --reprobe sets it aside
+mkdir -p "$tmp/learn-cache"
+for i in 1 2; do
+    XDG_CACHE_HOME="$tmp/learn-cache" "$LAMINA" run -q -m "$model" -p "ab" -n 16 --temp 0 \
+        --backend cpu >/dev/null 2>&1 || bad "run $i for learning"
+done
+learned() {
+    XDG_CACHE_HOME="$tmp/learn-cache" "$LAMINA" plan -m "$model" --backend cpu --json "$@" |
+        python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["learned_runs"], d["learned_factor"] > 0)'
+}
+[ "$(learned)" = "2 True" ] && ok || bad "plan after two runs: learned '$(learned)', want '2 True'"
+[ "$(learned --reprobe)" = "0 True" ] && ok || bad "plan --reprobe: learned '$(learned --reprobe)'"
+XDG_CACHE_HOME="$tmp/learn-cache" "$LAMINA" plan -m "$model" --backend cpu |
+    grep -q 'corrected by the last 2 measured runs' && ok || bad "plan does not say it was corrected"
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

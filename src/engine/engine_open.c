@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "plan_learn.h"
 #include "probe.h"
 #include "timing.h"
 
@@ -61,7 +62,15 @@ static int plan_for(const lm_model *m, const lm_engine_params *p, lm_device_use 
                             "CPU\n", lm_last_error());
         return plan_for(m, p, LM_USE_CPU, plan);
     }
-    return lm_plan_make(m, &req, &probes, use != LM_USE_CPU ? &dev : NULL, plan);
+    if (lm_plan_make(m, &req, &probes, use != LM_USE_CPU ? &dev : NULL, plan) != 0)
+        return -1;
+    if (p->reprobe) { /* everything afresh: what runs taught is set aside */
+        plan->probe_token_ms = plan->token_ms;
+        plan->learned_factor = 1.0;
+    } else {
+        lm_plan_apply_learned(m, plan);
+    }
+    return 0;
 }
 
 int lm_engine_plan(const lm_model *m, const lm_engine_params *p, lm_plan *plan)

@@ -631,6 +631,14 @@ void lm_plan_print(const lm_plan *plan, FILE *f)
             plan->prefetch ? " (reads and copies overlap compute)" : "");
     fprintf(f, "predicted: %.2f tokens/s decode (%.1f ms/token), first token after %.1f ms\n",
             plan->tokens_per_s, plan->token_ms, plan->first_token_ms);
+    if (plan->learned_runs > 0)
+        fprintf(f, "  corrected by the last %d measured run%s: the probes alone predicted "
+                   "%.2f tokens/s (measured/predicted %.2f)\n",
+                plan->learned_runs, plan->learned_runs == 1 ? "" : "s",
+                plan->probe_token_ms > 0 ? 1e3 / plan->probe_token_ms : 0.0,
+                plan->learned_factor);
+    else
+        fprintf(f, "  from the probes alone (no run of this plan measured yet)\n");
     if (plan->parallel > 1)
         fprintf(f, "predicted with %d sequences: %.2f tokens/s decode in all (%.1f ms a pass, "
                    "%.2f tokens/s each)\n",
@@ -669,6 +677,13 @@ void lm_plan_print_json(const lm_plan *plan, FILE *f)
         plan->device_ms, "predicted_disk_ms", plan->disk_ms, "predicted_copy_ms", plan->copy_ms,
         "parallel", plan->parallel, "predicted_parallel_decode_tokens_per_s",
         plan->batch_tokens_per_s, "predicted_parallel_ms_per_pass", plan->batch_pass_ms);
+    if (obj) {
+        json_object_set_new(obj, "learned_runs", json_integer(plan->learned_runs));
+        json_object_set_new(obj, "learned_factor", json_real(plan->learned_factor));
+        json_object_set_new(obj, "probe_predicted_decode_tokens_per_s",
+                            json_real(plan->probe_token_ms > 0 ? 1e3 / plan->probe_token_ms
+                                                               : 0.0));
+    }
     if (lm_json_write(obj, f) != 0)
         fprintf(stderr, "lamina: %s\n", lm_last_error());
 }
@@ -687,5 +702,6 @@ void lm_plan_print_summary(const lm_plan *plan, FILE *f)
     fprintf(f, "; RAM %.0f of %.0f MiB", MIB(plan->ram_total), MIB(plan->ram_budget));
     if (plan->device_total)
         fprintf(f, "; device %.0f of %.0f MiB", MIB(plan->device_total), MIB(plan->vram_budget));
-    fprintf(f, "; predicted %.2f tokens/s (%s)\n", plan->tokens_per_s, plan->bottleneck);
+    fprintf(f, "; predicted %.2f tokens/s (%s%s)\n", plan->tokens_per_s, plan->bottleneck,
+            plan->learned_runs > 0 ? ", corrected by measured runs" : "");
 }

@@ -85,6 +85,11 @@ typedef struct {
     lm_probes probes;
     bool has_device;            /* dev holds the device's probes */
     lm_device_probes dev;
+    /* runs of this shape measured before (plan_learn.h): how many, the
+     * median of measured/predicted they gave (the figures above are scaled
+     * by it), and the probes' own ms per token */
+    int learned_runs;
+    double learned_factor, probe_token_ms;
 } lm_plan;
 
 /* 0, or -1 with a one-line error (a budget that cannot hold even one layer

@@ -101,7 +101,7 @@ void lm_probe_watch_start(lm_probe_watch *w);
  * when /proc/stat cannot be read). */
 double lm_probe_watch_others(const lm_probe_watch *w);
 /* After probes: true when they may be cached; otherwise a warning on
- * stderr says why not (what: "probes", "device probes"). */
+ * stderr says why not (what: "probes", "device probes"; NULL: no warning). */
 bool lm_probe_settled(const lm_probe_watch *w, const char *what);
 
 /* Runs measure(arg, result) in a child process and copies its result

@@ -288,6 +288,8 @@ bool lm_probe_settled(const lm_probe_watch *w, const char *what)
     const char *trust = getenv("LAMINA_PROBE_TRUST");
     if (trust && *trust && strcmp(trust, "0") != 0)
         return true;
+    if (!what)
+        return false;
     fprintf(stderr, "lamina: warning: other processes kept %.1f cores busy while the %s ran: "
                     "their figures are used for this run but not cached (run again on a quiet "
                     "machine)\n", others, what);

@@ -1,5 +1,7 @@
 #include "session.h"
 
+#include "plan_learn.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +120,7 @@ void lm_session_free(lm_session *s)
 {
     if (!s)
         return;
+    lm_session_learn(s); /* what its passes took, for the next plan */
     /* the streamer first: its staging memory may be the device's */
     lm_streamer_free(s->streamer);
     if (s->device)
@@ -263,6 +266,7 @@ lm_session *lm_session_new_planned(const lm_model *m, int n_ctx, int n_seq, int 
     }
     s->plan = *plan;
     memset(plan, 0, sizeof *plan);
+    lm_probe_watch_start(&s->watch);
     if (make_planned_backends(s, device_spec) != 0 || stream_planned(s) != 0) {
         lm_session_free(s);
         return NULL;
@@ -538,12 +542,17 @@ static int decode(lm_session *s, int n, const int32_t *tokens, const int *seq, c
     if (reserve_logits(s, n_out) != 0)
         return -1;
     bool device_failed;
+    const double t0 = lm_now_seconds();
     if (run_pass(s, tokens, n, want, n_out, single, &device_failed) != 0) {
         /* only the device's own failures are worth going on without it */
         if (!s->cpu_fallback || !device_failed || fall_back_to_cpu(s) != 0 ||
             place_rows(s, n, tokens, seq) != 0 ||
             run_pass(s, tokens, n, want, n_out, single, &device_failed) != 0)
             return -1;
+    }
+    if (n == 1 && n_out == 1) { /* decoding one sequence: what plans predict */
+        s->decode_seconds += lm_now_seconds() - t0;
+        s->decode_passes++;
     }
     /* each run is recorded where it started, for a replay */
     for (int r = 0; r < n; r++) {

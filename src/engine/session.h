@@ -18,6 +18,7 @@
 #include "backend.h"
 #include "model.h"
 #include "plan.h"
+#include "probe.h"
 
 typedef struct lm_session {
     const lm_model *model;
@@ -39,6 +40,9 @@ typedef struct lm_session {
     bool *streamed;               /* per layer: comes through the streamer */
     double *layer_seconds;        /* per layer: time spent in it, all passes */
     uint64_t passes;              /* forward passes run */
+    double decode_seconds;        /* one-token passes (decoding one sequence): their time */
+    uint64_t decode_passes;       /* and how many */
+    lm_probe_watch watch;         /* from creation: was the machine quiet (plan_learn.h) */
     int32_t *history;             /* per sequence: n_ctx slots, the tokens in its cache */
     int *batch_len;               /* per sequence, per position: the length of the run
                                      that started there, or 0 */
