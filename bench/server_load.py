@@ -23,7 +23,7 @@ n_tokens = int(sys.argv[5]) if len(sys.argv) > 5 else 32
 kind = sys.argv[6] if len(sys.argv) > 6 else "chat"
 client = openai.OpenAI(base_url=base, api_key="none", max_retries=0, timeout=600)
 lock = threading.Lock()
-todo = list(range(n_requests))
+waiting = list(range(n_requests))
 ttft, latency, tokens, prompts, errors = [], [], [], [], []
 
 
@@ -53,9 +53,9 @@ def one(i):
 def worker():
     while True:
         with lock:
-            if not todo:
+            if not waiting:
                 return
-            i = todo.pop(0)
+            i = waiting.pop(0)
         try:
             f, l, u, p = one(i)
             with lock:
