@@ -510,6 +510,12 @@ void lm_cli_print_profile(const lm_cli *o, const lm_session *s, FILE *f)
                 s->layer_seconds[il] * 1e3 / (double)s->passes, s->plan.layer_ms[il]);
 }
 
+const char *lm_cli_model_name(const lm_cli *o)
+{
+    const char *slash = strrchr(o->model, '/');
+    return slash ? slash + 1 : o->model;
+}
+
 int lm_cli_context(const lm_cli *o, const lm_model *m)
 {
     if (o->n_ctx > 0)

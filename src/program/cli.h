@@ -93,6 +93,9 @@ int lm_cli_fail(void);
  * line about the model on stderr unless quiet. */
 lm_model *lm_cli_load_model(const lm_cli *o);
 
+/* The model's name for responses and /v1/models: -m's file name. */
+const char *lm_cli_model_name(const lm_cli *o);
+
 /* The context to use: -c, or the model's training context capped at 4096. */
 int lm_cli_context(const lm_cli *o, const lm_model *m);
 

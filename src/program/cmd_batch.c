@@ -23,10 +23,6 @@
 #include "session.h"
 #include "tokenizer.h"
 
-/* OpenAI's default for a completion's max_tokens; a chat reply runs to its
- * end, as `lamina chat`'s do. */
-#define COMPLETION_MAX_TOKENS 16
-
 typedef struct {
     const lm_cli *o;
     lm_model *m;
@@ -94,15 +90,6 @@ static uint64_t request_seed(uint64_t seed, const char *custom_id)
     return lm_splitmix64(&x);
 }
 
-static int max_tokens(const batch *b, const lm_batch_request *req)
-{
-    if (req->max_tokens >= 0)
-        return req->max_tokens;
-    if (b->o->n_predict != LM_CLI_UNSET)
-        return b->o->n_predict;
-    return req->kind == LM_BATCH_COMPLETION ? COMPLETION_MAX_TOKENS : -1;
-}
-
 /* Gives slot i the next request that can be served, answering those that
  * cannot (and any that finish at once, max_tokens 0) on the way.  1 when
  * the slot got one, 0 at the end of the input, -1 on a fatal error. */
@@ -125,7 +112,7 @@ static int admit(batch *b, int slot)
         }
         if (!req.seed_given)
             req.sampling.seed = request_seed(b->seed, req.custom_id);
-        const int max = max_tokens(b, &req);
+        const int max = lm_request_max_tokens(&req, b->o->n_predict);
         if (lm_batch_seq_start(&b->sched.seqs[slot], b->m, &req, ids, n, max, b->admitted++))
             return -1;
         if (!b->sched.seqs[slot].finish)
@@ -231,12 +218,6 @@ static int start_engine(batch *b)
     return o->lookup ? lm_batch_scheduler_lookup(&b->sched, o->draft_max) : 0;
 }
 
-static const char *base_name(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
-}
-
 int lm_cmd_batch(int argc, char **argv)
 {
     lm_cli o;
@@ -252,7 +233,7 @@ int lm_cmd_batch(int argc, char **argv)
     if (b.in.n_pending > 0) {
         if (start_engine(&b) != 0)
             goto done;
-        b.model_name = base_name(o.model);
+        b.model_name = lm_cli_model_name(&o);
     }
     lm_batch_progress_start(&b.progress, stderr, o.quiet, b.in.n_pending, skipped);
     if (b.in.n_pending > 0 && run_batch(&b) != 0)

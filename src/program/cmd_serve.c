@@ -63,12 +63,6 @@ static int api_key(const lm_cli *o, char **key)
     return 0;
 }
 
-static const char *base_name(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
-}
-
 static void stop_listening(void *srv)
 {
     fprintf(stderr, "lamina serve: stopping: no new requests; running ones get %.0f s\n",
@@ -105,7 +99,7 @@ int lm_cmd_serve(int argc, char **argv)
     const lm_server_config cfg = {
         .host = o.host, .port = o.port, .api_key = key, .max_body = (size_t)o.max_body,
         .max_connections = o.n_parallel + o.queue + 32, .queue = o.queue,
-        .n_slots = o.n_parallel, .model_name = base_name(o.model),
+        .n_slots = o.n_parallel, .model_name = lm_cli_model_name(&o),
         .default_max_tokens = o.n_predict, .sampling = o.sampling,
     };
     if (!(srv = lm_server_start(&cfg)))

@@ -21,6 +21,15 @@ int lm_prompt_maker_init(lm_prompt_maker *pm, const lm_cli *o, const lm_model *m
     return 0;
 }
 
+int lm_request_max_tokens(const lm_batch_request *req, int n_predict)
+{
+    if (req->max_tokens >= 0)
+        return req->max_tokens;
+    if (n_predict != LM_CLI_UNSET)
+        return n_predict;
+    return req->kind == LM_BATCH_COMPLETION ? 16 : -1;
+}
+
 void lm_prompt_maker_free(lm_prompt_maker *pm)
 {
     free(pm->chat_template);

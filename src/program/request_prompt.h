@@ -29,6 +29,11 @@ int lm_prompt_maker_init(lm_prompt_maker *pm, const lm_cli *o, const lm_model *m
                          int n_seq);
 void lm_prompt_maker_free(lm_prompt_maker *pm);
 
+/* A request's max_tokens: its own, else -n (n_predict, LM_CLI_UNSET when
+ * not given), else OpenAI's default for a completion (16) and the end for a
+ * chat reply (-1), as `lamina chat` replies. */
+int lm_request_max_tokens(const lm_batch_request *req, int n_predict);
+
 /* The prompt's tokens (malloc'd, *n of them).  0, or -1 with lm_set_error
  * and req->bad_param. */
 int lm_prompt_tokens(const lm_prompt_maker *pm, lm_batch_request *req, int32_t **ids, int *n);

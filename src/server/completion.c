@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
 #include "error.h"
 #include "openai_json.h"
 #include "rng.h"
@@ -20,19 +19,6 @@
 
 /* How often a waiting connection looks at its client's socket. */
 #define WAIT_MS 100
-
-/* OpenAI's default for a completion's max_tokens; a chat reply runs to its
- * end (as `lamina batch` does). */
-#define COMPLETION_MAX_TOKENS 16
-
-static int max_tokens(const lm_server *srv, const lm_batch_request *req)
-{
-    if (req->max_tokens >= 0)
-        return req->max_tokens;
-    if (srv->cfg.default_max_tokens != LM_CLI_UNSET)
-        return srv->cfg.default_max_tokens;
-    return req->kind == LM_BATCH_COMPLETION ? COMPLETION_MAX_TOKENS : -1;
-}
 
 /* A request without a seed gets its own, from the clock and a counter. */
 static uint64_t fresh_seed(void)
@@ -256,7 +242,7 @@ enum MHD_Result lm_serve_completion(lm_request *r)
     if (!req.seed_given)
         req.sampling.seed = fresh_seed();
     const bool stream = req.stream;
-    const int max = max_tokens(srv, &req);
+    const int max = lm_request_max_tokens(&req, srv->cfg.default_max_tokens);
     lm_job *job = lm_job_new(&req, ids, n, max);
     if (!job) {
         lm_batch_request_free(&req);

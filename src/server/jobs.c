@@ -45,7 +45,6 @@ lm_job *lm_job_new(lm_batch_request *req, int32_t *prompt, int n_prompt, int max
     job->n_prompt = n_prompt;
     job->max_tokens = max_tokens;
     job->kind = job->req.kind;
-    job->stream = job->req.stream;
     job->include_usage = job->req.include_usage;
     job->created = time(NULL);
     job->t_submit = lm_now_seconds();

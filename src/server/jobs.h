@@ -24,7 +24,7 @@ typedef struct {
     int n_prompt;
     int max_tokens;             /* -1: until the end or a full context */
     lm_batch_kind kind;
-    bool stream, include_usage;
+    bool include_usage;         /* read by the connection after the engine took req */
     char id[64];
     time_t created;
     double t_submit;
