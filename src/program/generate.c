@@ -133,7 +133,7 @@ int lm_generate_spec(struct lm_spec *x, const lm_model *m, const int32_t *prompt
 
 /* Tokens after the first are the decode phase; the first came from the
  * prompt pass. */
-static double decode_tokens_per_s(const lm_gen_stats *st)
+double lm_gen_decode_tokens_per_s(const lm_gen_stats *st)
 {
     return st->n_decoded > 1 && st->decode_s > 0 ? (st->n_decoded - 1) / st->decode_s : 0.0;
 }
@@ -148,7 +148,8 @@ void lm_gen_stats_print(const lm_gen_stats *st, FILE *f)
     fprintf(f, "lamina: prompt: %d tokens in %.1f ms, %.2f tokens/s\n", st->n_prompt,
             st->prompt_s * 1e3, prompt_tokens_per_s(st));
     fprintf(f, "lamina: decode: %d tokens in %.1f ms, %.2f tokens/s\n",
-            st->n_decoded > 1 ? st->n_decoded - 1 : 0, st->decode_s * 1e3, decode_tokens_per_s(st));
+            st->n_decoded > 1 ? st->n_decoded - 1 : 0, st->decode_s * 1e3,
+            lm_gen_decode_tokens_per_s(st));
     fprintf(f, "lamina: time to first token: %.1f ms\n", st->first_token_s * 1e3);
     if (st->spec && st->spec_rounds > 0)
         fprintf(f, "lamina: speculative: %llu proposed, %llu accepted (%.0f%%), %.2f tokens per "
@@ -171,7 +172,7 @@ int lm_gen_stats_write_json(const lm_gen_stats *st, const char *path)
                             "prompt_tokens", st->n_prompt, "prompt_seconds", st->prompt_s,
                             "prompt_tokens_per_s", prompt_tokens_per_s(st), "decode_tokens",
                             st->n_decoded > 1 ? st->n_decoded - 1 : 0, "decode_seconds",
-                            st->decode_s, "decode_tokens_per_s", decode_tokens_per_s(st),
+                            st->decode_s, "decode_tokens_per_s", lm_gen_decode_tokens_per_s(st),
                             "time_to_first_token_s", st->first_token_s, "peak_rss_bytes",
                             (json_int_t)lm_peak_rss_bytes());
     if (obj && st->spec) {

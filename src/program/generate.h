@@ -39,6 +39,10 @@ int lm_generate_spec(struct lm_spec *x, const lm_model *m, const int32_t *prompt
  * (`run --ids`, which the reference tests compare with llama.cpp's). */
 void lm_generate_print_ids(bool ids);
 
+/* Decode tokens/s: the tokens after the first (which the prompt pass gave)
+ * over the time they took. */
+double lm_gen_decode_tokens_per_s(const lm_gen_stats *st);
+
 /* The statistics as lines on f (stderr), and as a JSON object in path. */
 void lm_gen_stats_print(const lm_gen_stats *st, FILE *f);
 int lm_gen_stats_write_json(const lm_gen_stats *st, const char *path);
