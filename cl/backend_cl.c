@@ -30,6 +30,7 @@
 #include "backend.h"
 #include "error.h"
 #include "kernels.h"
+#include "probe.h"
 #include "quant.h"
 #include "timing.h"
 
@@ -644,12 +645,12 @@ static int cl_upload_staged(lm_backend *b, int slot, int il, const lm_layer_view
     return lm_cl_check(clFinish(cb->xfer), "clFinish(layer upload)");
 }
 
-double lm_backend_opencl_h2d_bandwidth(lm_backend *b, uint64_t bytes)
+double lm_backend_opencl_h2d_bandwidth(lm_backend *b, uint64_t bytes, bool *agreed)
 {
     cl_backend *cb = (cl_backend *)b;
     cl_mem host, dev = lm_cl_alloc(&cb->mem, cb->ctx, CL_MEM_READ_ONLY, bytes, "the probe");
     void *p = dev ? map_pinned(cb, bytes, &host) : NULL;
-    double best = 0;
+    lm_repeats rep = {0};
     if (p) {
         memset(p, 1, bytes);
         for (int i = 0; i < 4; i++) {
@@ -657,16 +658,15 @@ double lm_backend_opencl_h2d_bandwidth(lm_backend *b, uint64_t bytes)
             if (clEnqueueWriteBuffer(cb->xfer, dev, CL_TRUE, 0, bytes, p, 0, NULL, NULL) !=
                 CL_SUCCESS)
                 break;
-            const double dt = lm_now_seconds() - t0;
-            if (dt > 0 && (double)bytes / dt > best)
-                best = (double)bytes / dt;
+            lm_repeats_add(&rep, lm_now_seconds() - t0);
         }
         clEnqueueUnmapMemObject(cb->queue, host, p, 0, NULL, NULL);
         clFinish(cb->queue);
         clReleaseMemObject(host);
     }
     lm_cl_release(&cb->mem, dev);
-    return best;
+    *agreed = lm_repeats_agree(&rep, LM_PROBE_AGREE);
+    return rep.n > 0 && rep.best > 0 ? (double)bytes / rep.best : 0.0;
 }
 
 static const lm_backend_ops cl_ops = {

@@ -70,11 +70,14 @@ static lm_backend *make_device(const lm_model *m, const lm_backend_share *share,
 static int measure_copies(lm_backend *b, void *arg)
 {
     lm_device_probes *d = ((device_probe *)arg)->d;
-    d->h2d_bw = lm_backend_opencl_h2d_bandwidth(b, COPY_PROBE_BYTES);
+    bool agreed;
+    d->h2d_bw = lm_backend_opencl_h2d_bandwidth(b, COPY_PROBE_BYTES, &agreed);
     if (d->h2d_bw <= 0) {
         lm_set_error("the device's copy probe failed");
         return -1;
     }
+    if (!agreed)
+        lm_probe_note_disagreed(d->disagreed, sizeof d->disagreed, "copy probe");
     return 0;
 }
 
@@ -107,7 +110,10 @@ static int measure(const lm_model *m, const char *spec, bool reprobe, lm_device_
     d->layer_ms = t.layer_ms;
     d->layer_prompt_ms = t.layer_prompt_ms;
     d->head_ms = t.head_ms;
-    if (lm_probe_settled(&watch, "device probes"))
+    if (t.disagreed)
+        lm_probe_note_disagreed(d->disagreed, sizeof d->disagreed, t.disagreed);
+    const bool quiet = lm_probe_settled(&watch, "device probes");
+    if (lm_probe_agreed(d->disagreed, "device probes") && quiet)
         cache_save(key, d);
     return 0;
 }

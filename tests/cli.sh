@@ -250,5 +250,35 @@ learned() {
 XDG_CACHE_HOME="$tmp/learn-cache" "$LAMINA" plan -m "$model" --backend cpu |
     grep -q 'corrected by the last 2 measured runs' && ok || bad "plan does not say it was corrected"
 
+# a poisoned cached figure is corrected by one run: the probes' layer and
+# head times made 50x too fast, then 50x too slow (a later line wins)
+poison() { # factor: the first (measured) probes line, its layer= times scaled
+    python3 - "$tmp/poison-cache/lamina/probes" "$1" <<'PY'
+import sys
+path, f = sys.argv[1], float(sys.argv[2])
+key, value = open(path).read().splitlines()[0].split("\t")
+head, layer = value.split(" layer=")
+times = ",".join("%.6f" % (float(t) * f) for t in layer.split(","))
+open(path, "a").write("%s\t%s layer=%s\n" % (key, head, times))
+PY
+}
+figures() {
+    XDG_CACHE_HOME="$tmp/poison-cache" "$LAMINA" plan -m "$model" --backend cpu --json |
+        python3 -c 'import json,sys; d=json.load(sys.stdin); f=d["figures"]; print(f["cpu_layer"]["learned_factor"], f["cpu_head"]["learned_factor"], d["predicted_decode_tokens_per_s"] / d["probe_predicted_decode_tokens_per_s"])'
+}
+mkdir -p "$tmp/poison-cache"
+XDG_CACHE_HOME="$tmp/poison-cache" "$LAMINA" plan -m "$model" --backend cpu >/dev/null 2>&1
+for f in 0.02 50; do
+    rm -f "$tmp/poison-cache/lamina/learned"
+    poison "$f"
+    XDG_CACHE_HOME="$tmp/poison-cache" "$LAMINA" run -q -m "$model" -p "ab" -n 16 --temp 0 \
+        --backend cpu >/dev/null 2>&1 || bad "run after poisoning by $f"
+    got=$(figures)
+    # too fast: the run measured layers and head several times slower, and
+    # the plan predicts several times fewer tokens/s; too slow: the reverse
+    echo "$got" | python3 -c 'import sys; l, h, r = map(float, sys.stdin.read().split()); fast = sys.argv[1] == "0.02"; sys.exit(0 if (l > 4 and h > 4 and r < 0.25 if fast else l < 0.25 and h < 0.25 and r > 4) else 1)' "$f" &&
+        ok || bad "poisoned x$f: learned layer, head factors and predicted/probe-predicted: $got"
+done
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

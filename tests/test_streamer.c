@@ -20,6 +20,7 @@
 #include "quant.h"
 #include "session.h"
 #include "streamer.h"
+#include "timing.h"
 
 static char path[256];
 static const int32_t prompt[] = {5, 12, 63, 40, 1, 2, 33, 20, 9};
@@ -242,6 +243,84 @@ static void plan_splits_between_cpu_and_device(void **state)
     lm_model_free(m);
 }
 
+/* What runs measured scales its own figure and nothing else; the probes'
+ * own prediction stays beside it; a device that runs measured slower than
+ * its probe loses the layers it was given (a poisoned, far too fast
+ * device probe is corrected). */
+static void plan_follows_learned_figures(void **state)
+{
+    (void)state;
+    lm_model *m = lm_model_load(path);
+    assert_non_null(m);
+    lm_probes probes = {.ram_bw = 1e10, .disk_bw = 1e9};
+    for (int t = 0; t < LM_TYPE_COUNT; t++)
+        probes.cpu_decode_bw[t] = 1e10, probes.cpu_prompt_bw[t] = 4e10;
+    lm_plan_request req = {.n_ctx = 32, .n_batch = 4, .prefetch = false, .force_ram_layers = 1,
+                           .n_prompt = 1, .ram_budget = (uint64_t)1 << 30, .gpu_layers = -1,
+                           .use = LM_USE_CPU};
+    lm_plan plain, slow;
+    assert_int_equal(lm_plan_make(m, &req, &probes, NULL, &plain), 0);
+    assert_int_equal(count_place(&plain, LM_PLACE_DISK), N_LAYER - 1);
+    lm_learned learned;
+    lm_learned_none(&learned);
+    learned.factor[LM_FIG_CPU_LAYER] = 3.0;
+    learned.runs[LM_FIG_CPU_LAYER] = 2;
+    learned.factor[LM_FIG_DISK] = 0.5;
+    learned.runs[LM_FIG_DISK] = 1;
+    req.learned = &learned;
+    assert_int_equal(lm_plan_make(m, &req, &probes, NULL, &slow), 0);
+    assert_float_equal(slow.cpu_ms, 3.0 * plain.cpu_ms, 1e-9 * plain.cpu_ms);
+    assert_float_equal(slow.disk_ms, 0.5 * plain.disk_ms, 1e-9 * plain.disk_ms);
+    assert_float_equal(slow.head_ms, plain.head_ms, 1e-12);
+    assert_float_equal(slow.probe_token_ms, plain.token_ms, 1e-9 * plain.token_ms);
+    assert_float_equal(slow.figures_token_ms, slow.token_ms, 1e-12);
+    /* without prefetch a layer is its read plus its compute */
+    const double want = plain.head_ms + 3.0 * plain.cpu_ms + 0.5 * plain.disk_ms;
+    assert_float_equal(slow.token_ms, want, 1e-9 * want);
+    lm_plan_free(&plain);
+    lm_plan_free(&slow);
+
+    /* a device probe 10x the CPU: auto puts every layer there, until runs
+     * measured the device's layers 20x slower than it said */
+    req.use = LM_USE_AUTO;
+    req.force_ram_layers = -1;
+    req.prefetch = true;
+    req.learned = NULL;
+    lm_device_probes fast = fake_device(m, &probes, 10, 1e10);
+    lm_plan plan;
+    assert_int_equal(lm_plan_make(m, &req, &probes, &fast, &plan), 0);
+    assert_int_equal(count_place(&plan, LM_PLACE_DEVICE), N_LAYER);
+    lm_plan_free(&plan);
+    lm_learned_none(&learned);
+    learned.factor[LM_FIG_DEVICE_LAYER] = 20.0;
+    learned.factor[LM_FIG_DEVICE_HEAD] = 20.0;
+    learned.runs[LM_FIG_DEVICE_LAYER] = learned.runs[LM_FIG_DEVICE_HEAD] = 1;
+    req.learned = &learned;
+    assert_int_equal(lm_plan_make(m, &req, &probes, &fast, &plan), 0);
+    assert_int_equal(count_place(&plan, LM_PLACE_RAM), N_LAYER);
+    assert_false(plan.head_on_device);
+    lm_plan_free(&plan);
+    lm_model_free(m);
+}
+
+/* A best that no other repeat comes near is not to be trusted. */
+static void repeats_agree_near_the_best(void **state)
+{
+    (void)state;
+    lm_repeats r = {0};
+    lm_repeats_add(&r, 2.0);
+    assert_true(lm_repeats_agree(&r, 1.3)); /* one alone: nothing to disagree with */
+    lm_repeats_add(&r, 1.0);
+    assert_false(lm_repeats_agree(&r, 1.3));
+    lm_repeats_add(&r, 5.0);
+    assert_false(lm_repeats_agree(&r, 1.3));
+    lm_repeats_add(&r, 1.2);
+    assert_true(lm_repeats_agree(&r, 1.3));
+    assert_float_equal(r.best, 1.0, 0);
+    assert_float_equal(r.next, 1.2, 0);
+    assert_int_equal(r.n, 4);
+}
+
 static void sizes_parse(void **state)
 {
     (void)state;
@@ -266,6 +345,8 @@ int main(void)
         cmocka_unit_test(truncated_file_is_an_error),
         cmocka_unit_test(plan_respects_the_budget),
         cmocka_unit_test(plan_splits_between_cpu_and_device),
+        cmocka_unit_test(plan_follows_learned_figures),
+        cmocka_unit_test(repeats_agree_near_the_best),
         cmocka_unit_test(sizes_parse),
     };
     return cmocka_run_group_tests(tests, write_model, remove_model);

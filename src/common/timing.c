@@ -18,3 +18,19 @@ uint64_t lm_peak_rss_bytes(void)
         return 0;
     return (uint64_t)ru.ru_maxrss * 1024; /* Linux reports KiB */
 }
+
+void lm_repeats_add(lm_repeats *r, double cost)
+{
+    if (r->n == 0 || cost < r->best) {
+        r->next = r->best;
+        r->best = cost;
+    } else if (r->n == 1 || cost < r->next) {
+        r->next = cost;
+    }
+    r->n++;
+}
+
+bool lm_repeats_agree(const lm_repeats *r, double within)
+{
+    return r->n < 2 || r->next <= r->best * within;
+}

@@ -113,8 +113,9 @@ lm_backend *lm_backend_opencl_new(const lm_model *m, int n_ctx, int n_seq, int n
  * one weight dequantized to f32 in device memory. */
 int lm_backend_opencl_gemm_min(void);
 /* Host-to-device bandwidth from pinned (CL_MEM_ALLOC_HOST_PTR, mapped)
- * memory on b's device, bytes/s over copies of `bytes`; 0 on failure. */
-double lm_backend_opencl_h2d_bandwidth(lm_backend *b, uint64_t bytes);
+ * memory on b's device, bytes/s over copies of `bytes` (the best of a few;
+ * agreed: whether they agreed, timing.h); 0 on failure. */
+double lm_backend_opencl_h2d_bandwidth(lm_backend *b, uint64_t bytes, bool *agreed);
 
 /* Time every kernel with OpenCL profiling events and print which dominate
  * when a backend is freed (set before creating it). */

@@ -40,7 +40,7 @@ static int plan_for(const lm_model *m, const lm_engine_params *p, lm_device_use 
 {
     lm_probes probes;
     lm_device_probes dev;
-    const lm_plan_request req = {
+    lm_plan_request req = {
         .ram_budget = p->ram_budget,
         .vram_budget = p->vram_budget,
         .n_ctx = p->n_ctx,
@@ -62,14 +62,16 @@ static int plan_for(const lm_model *m, const lm_engine_params *p, lm_device_use 
                             "CPU\n", lm_last_error());
         return plan_for(m, p, LM_USE_CPU, plan);
     }
+    /* --reprobe: everything afresh, what runs taught set aside */
+    lm_learned learned;
+    lm_learned_none(&learned);
+    if (!p->reprobe)
+        lm_learned_load(m, use != LM_USE_CPU ? dev.label : NULL, &learned);
+    req.learned = &learned;
     if (lm_plan_make(m, &req, &probes, use != LM_USE_CPU ? &dev : NULL, plan) != 0)
         return -1;
-    if (p->reprobe) { /* everything afresh: what runs taught is set aside */
-        plan->probe_token_ms = plan->token_ms;
-        plan->learned_factor = 1.0;
-    } else {
+    if (!p->reprobe)
         lm_plan_apply_learned(m, plan);
-    }
     return 0;
 }
 

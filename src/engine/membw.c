@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "probe.h"
 #include "timing.h"
 
 /* 256 MiB: far past any last-level cache of the machines we run on, small
@@ -26,14 +27,14 @@ static uint64_t read_range(const uint64_t *p, size_t n)
     return a ^ b ^ c ^ d;
 }
 
-double lm_ram_read_bandwidth(void)
+double lm_ram_read_bandwidth(bool *agreed)
 {
     const size_t n = PROBE_BYTES / sizeof(uint64_t);
     uint64_t *buf = malloc(PROBE_BYTES);
     if (!buf)
         return 0.0;
     memset(buf, 1, PROBE_BYTES); /* touch every page before timing */
-    double best = 0.0;
+    lm_repeats rep = {0};
     volatile uint64_t sink = 0;
     for (int pass = 0; pass < PROBE_PASSES; pass++) {
         uint64_t acc = 0;
@@ -46,10 +47,12 @@ double lm_ram_read_bandwidth(void)
         }
         const double dt = lm_now_seconds() - t0;
         sink ^= acc;
-        if (dt > 0 && PROBE_BYTES / dt > best)
-            best = PROBE_BYTES / dt;
+        if (dt > 0)
+            lm_repeats_add(&rep, dt);
     }
     (void)sink;
     free(buf);
-    return best;
+    if (agreed)
+        *agreed = lm_repeats_agree(&rep, LM_PROBE_AGREE);
+    return rep.n > 0 ? PROBE_BYTES / rep.best : 0.0;
 }

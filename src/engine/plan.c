@@ -10,7 +10,6 @@
 
 #include "backend.h"
 #include "error.h"
-#include "json_out.h"
 #include "streamer.h"
 
 #define MIB(x) ((double)(x) / (1024.0 * 1024.0))
@@ -155,6 +154,55 @@ static layer_cost cost_of(const lm_plan *plan, const lm_model *m, int il, int n_
     if (p == LM_PLACE_DISK || p == LM_PLACE_DEVICE_DISK)
         c.disk = ms_for(bytes, plan->probes.disk_bw);
     return c;
+}
+
+/* cost_of with each part corrected by what runs measured (plan->learned). */
+static layer_cost learned_cost(const lm_plan *plan, const lm_model *m, int il, int n_tok)
+{
+    layer_cost c = cost_of(plan, m, il, n_tok);
+    const double *f = plan->learned.factor;
+    c.cpu *= f[LM_FIG_CPU_LAYER];
+    c.device *= f[LM_FIG_DEVICE_LAYER];
+    c.disk *= f[LM_FIG_DISK];
+    c.copy *= f[LM_FIG_COPY];
+    return c;
+}
+
+/* The output head's time on the device or the CPU, corrected likewise. */
+static double head_ms_on(const lm_plan *plan, const lm_model *m, bool device)
+{
+    const double *f = plan->learned.factor;
+    return device ? plan->dev.head_ms * f[LM_FIG_DEVICE_HEAD]
+                  : cpu_head_ms(plan, m) * f[LM_FIG_CPU_HEAD];
+}
+
+double lm_plan_probe_compute_ms(const lm_model *m, const lm_plan *plan, int il)
+{
+    const layer_cost c = cost_of(plan, m, il, 1);
+    return c.cpu + c.device;
+}
+
+double lm_plan_probe_head_ms(const lm_model *m, const lm_plan *plan)
+{
+    return plan->head_on_device ? plan->dev.head_ms : cpu_head_ms(plan, m);
+}
+
+void lm_learned_none(lm_learned *l)
+{
+    for (int i = 0; i < LM_FIG_COUNT; i++) {
+        l->factor[i] = 1.0;
+        l->runs[i] = 0;
+    }
+}
+
+const char *lm_figure_key(lm_figure f)
+{
+    static const char *keys[LM_FIG_COUNT] = {
+        [LM_FIG_CPU_LAYER] = "cpu_layer",   [LM_FIG_DEVICE_LAYER] = "device_layer",
+        [LM_FIG_CPU_HEAD] = "cpu_head",     [LM_FIG_DEVICE_HEAD] = "device_head",
+        [LM_FIG_DISK] = "disk",             [LM_FIG_COPY] = "copy",
+    };
+    return keys[f];
 }
 
 /* The I/O thread reads and copies a layer while the one before computes:
@@ -362,14 +410,15 @@ static void predict(const lm_model *m, const lm_plan_request *req, lm_plan *plan
 {
     double first = 0;
     const int n_prompt = req->n_prompt > 0 ? req->n_prompt : 1;
-    plan->head_ms = plan->head_on_device ? plan->dev.head_ms : cpu_head_ms(plan, m);
+    plan->n_prompt = n_prompt;
+    plan->head_ms = head_ms_on(plan, m, plan->head_on_device);
     plan->token_ms = plan->head_ms;
     plan->cpu_ms = plan->device_ms = plan->disk_ms = plan->copy_ms = 0;
     for (int il = 0; il < plan->n_layer; il++) {
-        const layer_cost c = cost_of(plan, m, il, 1);
+        const layer_cost c = learned_cost(plan, m, il, 1);
         plan->layer_ms[il] = layer_ms(plan, c);
         plan->token_ms += plan->layer_ms[il];
-        first += layer_ms(plan, cost_of(plan, m, il, n_prompt));
+        first += layer_ms(plan, learned_cost(plan, m, il, n_prompt));
         plan->cpu_ms += c.cpu;
         plan->device_ms += c.device;
         plan->disk_ms += c.disk;
@@ -383,7 +432,7 @@ static void predict(const lm_model *m, const lm_plan_request *req, lm_plan *plan
     plan->parallel = b;
     plan->batch_pass_ms = plan->head_ms * (b > 1 ? batched_share(plan, b) : 1.0);
     for (int il = 0; il < plan->n_layer; il++)
-        plan->batch_pass_ms += layer_ms(plan, cost_of(plan, m, il, b));
+        plan->batch_pass_ms += layer_ms(plan, learned_cost(plan, m, il, b));
     plan->batch_tokens_per_s = plan->batch_pass_ms > 0 ? 1e3 * b / plan->batch_pass_ms : 0;
     const double io = plan->disk_ms + plan->copy_ms;
     if (!plan->prefetch && io > 0)
@@ -396,6 +445,12 @@ static void predict(const lm_model *m, const lm_plan_request *req, lm_plan *plan
         plan->bottleneck = "device compute on the weights";
     else
         plan->bottleneck = "CPU compute on the weights";
+}
+
+void lm_plan_predict(const lm_model *m, lm_plan *plan)
+{
+    const lm_plan_request req = {.n_prompt = plan->n_prompt, .n_parallel = plan->parallel};
+    predict(m, &req, plan);
 }
 
 /* Places every layer with the last n_dev on the device; 0, or -1 with a
@@ -411,7 +466,8 @@ static int place_split(const lm_model *m, const lm_plan_request *req, lm_plan *p
     /* the head goes with the layers when all are on the device, unless the
      * planner is choosing and the CPU runs it faster */
     const bool head = n_dev == n && n > 0 &&
-                      (req->use == LM_USE_DEVICE || plan->dev.head_ms < cpu_head_ms(plan, m));
+                      (req->use == LM_USE_DEVICE ||
+                       head_ms_on(plan, m, true) < head_ms_on(plan, m, false));
     int max_resident = n_dev;
 again:
     if (n_dev > 0 && place_device(m, req, plan, n_dev, max_resident, head) != 0 &&
@@ -485,6 +541,11 @@ int lm_plan_make(const lm_model *m, const lm_plan_request *req, const lm_probes 
     plan->n_layer = (int)m->hp.n_layer;
     plan->probes = *probes;
     plan->prefetch = req->prefetch;
+    if (req->learned)
+        plan->learned = *req->learned;
+    else
+        lm_learned_none(&plan->learned);
+    plan->learned_factor = 1.0;
     const bool device = req->use != LM_USE_CPU;
     if (device && !dev) {
         lm_set_error("internal: a device plan without the device's probes");
@@ -539,6 +600,14 @@ int lm_plan_make(const lm_model *m, const lm_plan_request *req, const lm_probes 
         lm_plan_free(plan);
         return -1;
     }
+    /* what the probes alone predict for this placement, for comparison */
+    const lm_learned learned = plan->learned;
+    lm_learned_none(&plan->learned);
+    predict(m, req, plan);
+    plan->probe_token_ms = plan->token_ms;
+    plan->learned = learned;
+    predict(m, req, plan);
+    plan->figures_token_ms = plan->token_ms;
     return 0;
 }
 
@@ -550,158 +619,4 @@ void lm_plan_free(lm_plan *plan)
     plan->place = NULL;
     plan->layer_bytes = NULL;
     plan->layer_ms = NULL;
-}
-
-static const char *place_name(lm_placement p)
-{
-    static const char *names[LM_PLACE_COUNT] = {
-        [LM_PLACE_RAM] = "cpu, weights in RAM",
-        [LM_PLACE_DISK] = "cpu, streamed from disk",
-        [LM_PLACE_DEVICE] = "device, resident",
-        [LM_PLACE_DEVICE_RAM] = "device, streamed from RAM",
-        [LM_PLACE_DEVICE_DISK] = "device, streamed from disk",
-    };
-    return names[p];
-}
-
-static const char *place_key(lm_placement p)
-{
-    static const char *keys[LM_PLACE_COUNT] = {
-        [LM_PLACE_RAM] = "ram",
-        [LM_PLACE_DISK] = "disk",
-        [LM_PLACE_DEVICE] = "device",
-        [LM_PLACE_DEVICE_RAM] = "device_from_ram",
-        [LM_PLACE_DEVICE_DISK] = "device_from_disk",
-    };
-    return keys[p];
-}
-
-/* Runs of consecutive layers with the same placement and size. */
-static int run_end(const lm_plan *plan, int start)
-{
-    int end = start + 1;
-    while (end < plan->n_layer && plan->place[end] == plan->place[start] &&
-           plan->layer_bytes[end] == plan->layer_bytes[start])
-        end++;
-    return end;
-}
-
-void lm_plan_print(const lm_plan *plan, FILE *f)
-{
-    fprintf(f, "%-12s %-26s %12s %14s\n", "layers", "placement", "MiB each", "ms/token each");
-    for (int a = 0; a < plan->n_layer;) {
-        const int b = run_end(plan, a);
-        char range[32];
-        snprintf(range, sizeof range, b - a > 1 ? "%d-%d" : "%d", a, b - 1);
-        fprintf(f, "%-12s %-26s %12.2f %14.3f\n", range, place_name(plan->place[a]),
-                MIB(plan->layer_bytes[a]), plan->layer_ms[a]);
-        a = b;
-    }
-    fprintf(f, "%-12s %-26s %12.2f %14.3f\n", "output",
-            plan->head_on_device ? "device, resident" : "cpu, in RAM", MIB(plan->head_bytes),
-            plan->head_ms);
-    fprintf(f, "\nRAM: %.1f MiB of a %.1f MiB budget (weights %.1f, output head %.1f, KV cache "
-               "%.1f, staging %.1f, activations %.1f, overhead %.1f",
-            MIB(plan->ram_total), MIB(plan->ram_budget), MIB(plan->ram_weights),
-            MIB(plan->head_bytes), MIB(plan->kv_bytes - plan->device_kv_bytes),
-            MIB(plan->staging_bytes), MIB(plan->activation_bytes), MIB(LM_PLAN_RAM_OVERHEAD));
-    if (plan->dev.is_cpu && plan->device_total)
-        fprintf(f, ", the CPU device's memory %.1f", MIB(plan->device_total));
-    fprintf(f, ")\n");
-    if (plan->device_total)
-        fprintf(f, "device: %.1f MiB of a %.1f MiB budget (weights %.1f, KV cache %.1f, layer "
-                   "slots %.1f, activations %.1f%s)\n",
-                MIB(plan->device_total), MIB(plan->vram_budget), MIB(plan->device_weights),
-                MIB(plan->device_kv_bytes), MIB(plan->device_slot_bytes),
-                MIB(plan->device_activation_bytes),
-                plan->head_on_device ? ", output head and logits" : "");
-    fprintf(f, "probes%s: RAM %.2f GB/s, disk %.2f GB/s (uncached)\n",
-            plan->probes.from_cache ? " (cached)" : "", plan->probes.ram_bw / 1e9,
-            plan->probes.disk_bw / 1e9);
-    if (plan->has_device)
-        fprintf(f, "device probes%s: %s, %.0f MiB%s; host->device %.2f GB/s, layer 0 %.3f "
-                   "ms/token\n",
-                plan->dev.from_cache ? " (cached)" : "", plan->dev.label, MIB(plan->dev.memory),
-                plan->dev.is_cpu ? " (the host's CPU cores: copies to it do not overlap its "
-                                   "compute)" : "",
-                plan->dev.h2d_bw / 1e9, plan->dev.layer_ms);
-    fprintf(f, "per token: CPU compute %.1f ms, device compute %.1f ms, disk reads %.1f ms, "
-               "copies to the device %.1f ms%s\n",
-            plan->cpu_ms, plan->device_ms, plan->disk_ms, plan->copy_ms,
-            plan->prefetch ? " (reads and copies overlap compute)" : "");
-    fprintf(f, "predicted: %.2f tokens/s decode (%.1f ms/token), first token after %.1f ms\n",
-            plan->tokens_per_s, plan->token_ms, plan->first_token_ms);
-    if (plan->learned_runs > 0)
-        fprintf(f, "  corrected by the last %d measured run%s: the probes alone predicted "
-                   "%.2f tokens/s (measured/predicted %.2f)\n",
-                plan->learned_runs, plan->learned_runs == 1 ? "" : "s",
-                plan->probe_token_ms > 0 ? 1e3 / plan->probe_token_ms : 0.0,
-                plan->learned_factor);
-    else
-        fprintf(f, "  from the probes alone (no run of this plan measured yet)\n");
-    if (plan->parallel > 1)
-        fprintf(f, "predicted with %d sequences: %.2f tokens/s decode in all (%.1f ms a pass, "
-                   "%.2f tokens/s each)\n",
-                plan->parallel, plan->batch_tokens_per_s, plan->batch_pass_ms,
-                plan->batch_tokens_per_s / plan->parallel);
-    fprintf(f, "bottleneck: %s\n", plan->bottleneck);
-}
-
-void lm_plan_print_json(const lm_plan *plan, FILE *f)
-{
-    json_t *layers = json_array();
-    for (int il = 0; layers && il < plan->n_layer; il++)
-        json_array_append_new(layers, json_pack("{s:i, s:s, s:I, s:f}", "layer", il, "placement",
-                                                place_key(plan->place[il]), "bytes",
-                                                (json_int_t)plan->layer_bytes[il], "ms_per_token",
-                                                plan->layer_ms[il]));
-    json_t *obj = json_pack(
-        "{s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:s, "
-        "s:b, s:b, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:i, s:f, s:f}",
-        "layers", layers, "output_head_bytes", (json_int_t)plan->head_bytes, "ram_budget_bytes",
-        (json_int_t)plan->ram_budget, "ram_bytes", (json_int_t)plan->ram_total,
-        "ram_weight_bytes", (json_int_t)plan->ram_weights, "kv_cache_bytes",
-        (json_int_t)plan->kv_bytes, "staging_bytes", (json_int_t)plan->staging_bytes,
-        "activation_bytes", (json_int_t)plan->activation_bytes, "overhead_bytes",
-        (json_int_t)LM_PLAN_RAM_OVERHEAD, "device_bytes", (json_int_t)plan->device_total,
-        "vram_budget_bytes", (json_int_t)plan->vram_budget, "ram_bandwidth_bytes_per_s",
-        (json_int_t)plan->probes.ram_bw, "disk_bandwidth_bytes_per_s",
-        (json_int_t)plan->probes.disk_bw, "predicted_decode_tokens_per_s", plan->tokens_per_s,
-        "predicted_ms_per_token", plan->token_ms, "predicted_time_to_first_token_ms",
-        plan->first_token_ms, "bottleneck", plan->bottleneck, "prefetch", plan->prefetch,
-        "output_head_on_device", plan->head_on_device, "device_weight_bytes",
-        (json_int_t)plan->device_weights, "device_kv_cache_bytes",
-        (json_int_t)plan->device_kv_bytes, "device_slot_bytes",
-        (json_int_t)plan->device_slot_bytes, "h2d_bandwidth_bytes_per_s",
-        (json_int_t)plan->dev.h2d_bw, "predicted_cpu_ms", plan->cpu_ms, "predicted_device_ms",
-        plan->device_ms, "predicted_disk_ms", plan->disk_ms, "predicted_copy_ms", plan->copy_ms,
-        "parallel", plan->parallel, "predicted_parallel_decode_tokens_per_s",
-        plan->batch_tokens_per_s, "predicted_parallel_ms_per_pass", plan->batch_pass_ms);
-    if (obj) {
-        json_object_set_new(obj, "learned_runs", json_integer(plan->learned_runs));
-        json_object_set_new(obj, "learned_factor", json_real(plan->learned_factor));
-        json_object_set_new(obj, "probe_predicted_decode_tokens_per_s",
-                            json_real(plan->probe_token_ms > 0 ? 1e3 / plan->probe_token_ms
-                                                               : 0.0));
-    }
-    if (lm_json_write(obj, f) != 0)
-        fprintf(stderr, "lamina: %s\n", lm_last_error());
-}
-
-void lm_plan_print_summary(const lm_plan *plan, FILE *f)
-{
-    int counts[LM_PLACE_COUNT] = {0};
-    for (int il = 0; il < plan->n_layer; il++)
-        counts[plan->place[il]]++;
-    fprintf(f, "lamina: plan: %d layers in RAM, %d streamed from disk, %d on the device",
-            counts[LM_PLACE_RAM], counts[LM_PLACE_DISK],
-            counts[LM_PLACE_DEVICE] + counts[LM_PLACE_DEVICE_RAM] + counts[LM_PLACE_DEVICE_DISK]);
-    if (counts[LM_PLACE_DEVICE_RAM] + counts[LM_PLACE_DEVICE_DISK])
-        fprintf(f, " (%d resident, %d streamed from RAM, %d from disk)", counts[LM_PLACE_DEVICE],
-                counts[LM_PLACE_DEVICE_RAM], counts[LM_PLACE_DEVICE_DISK]);
-    fprintf(f, "; RAM %.0f of %.0f MiB", MIB(plan->ram_total), MIB(plan->ram_budget));
-    if (plan->device_total)
-        fprintf(f, "; device %.0f of %.0f MiB", MIB(plan->device_total), MIB(plan->vram_budget));
-    fprintf(f, "; predicted %.2f tokens/s (%s%s)\n", plan->tokens_per_s, plan->bottleneck,
-            plan->learned_runs > 0 ? ", corrected by measured runs" : "");
 }

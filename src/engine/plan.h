@@ -49,6 +49,31 @@ typedef enum {
  * probe noise. */
 #define LM_PLAN_SWITCH_MARGIN 0.10
 
+/* The figures a prediction is made of, each from a probe and corrected by
+ * what runs measured (plan_learn.h): factor is the median of measured time
+ * over the probe's predicted time in the last runs that measured it (> 1:
+ * slower than the probe said), runs how many (0: the probe alone, factor
+ * 1). */
+typedef enum {
+    LM_FIG_CPU_LAYER,    /* a layer's compute on the CPU */
+    LM_FIG_DEVICE_LAYER, /* a layer's compute on the device */
+    LM_FIG_CPU_HEAD,     /* the output head on the CPU */
+    LM_FIG_DEVICE_HEAD,  /* the output head on the device */
+    LM_FIG_DISK,         /* uncached reads of the model file */
+    LM_FIG_COPY,         /* copies from pinned RAM to the device */
+    LM_FIG_COUNT
+} lm_figure;
+
+typedef struct {
+    double factor[LM_FIG_COUNT];
+    int runs[LM_FIG_COUNT];
+} lm_learned;
+
+/* Every figure from its probe alone. */
+void lm_learned_none(lm_learned *l);
+/* "cpu_layer", "disk", ...: the figure's name in JSON and in the cache. */
+const char *lm_figure_key(lm_figure f);
+
 typedef struct {
     uint64_t ram_budget;   /* 0: MemAvailable less a margin */
     uint64_t vram_budget;  /* 0: the device's memory less a margin */
@@ -59,6 +84,7 @@ typedef struct {
     int force_ram_layers;  /* -1: the planner decides; else keep this many in RAM */
     int n_prompt;          /* prompt length the time to first token is predicted for */
     int n_parallel;        /* sequences decoded together (0 or 1: one) */
+    const lm_learned *learned; /* what runs measured (NULL: the probes alone) */
 } lm_plan_request;
 
 typedef struct {
@@ -85,11 +111,18 @@ typedef struct {
     lm_probes probes;
     bool has_device;            /* dev holds the device's probes */
     lm_device_probes dev;
-    /* runs of this shape measured before (plan_learn.h): how many, the
-     * median of measured/predicted they gave (the figures above are scaled
-     * by it), and the probes' own ms per token */
+    int n_prompt;               /* the prompt first_token_ms is for */
+    /* the figures' corrections by measured runs (every prediction above
+     * uses them); ms per token from the probes alone, and from the
+     * corrected figures before the whole plan's own correction */
+    lm_learned learned;
+    double probe_token_ms, figures_token_ms;
+    /* runs of this very plan measured before (plan_learn.h): how many, and
+     * the median of measured/predicted (from the corrected figures) they
+     * gave; what the figures leave out (overlaps, overheads) is in it, and
+     * the predictions above are scaled by it */
     int learned_runs;
-    double learned_factor, probe_token_ms;
+    double learned_factor;
 } lm_plan;
 
 /* 0, or -1 with a one-line error (a budget that cannot hold even one layer
@@ -97,6 +130,14 @@ typedef struct {
 int lm_plan_make(const lm_model *m, const lm_plan_request *req, const lm_probes *probes,
                  const lm_device_probes *dev, lm_plan *plan);
 void lm_plan_free(lm_plan *plan);
+
+/* Predicts plan's placement again from its probes and plan->learned (as
+ * lm_plan_make did, without the whole plan's correction). */
+void lm_plan_predict(const lm_model *m, lm_plan *plan);
+/* From the probes alone: layer il's compute for one token where the plan
+ * puts it, and the output head's. */
+double lm_plan_probe_compute_ms(const lm_model *m, const lm_plan *plan, int il);
+double lm_plan_probe_head_ms(const lm_model *m, const lm_plan *plan);
 
 /* The table `lamina plan` prints; the same as JSON; one summary line. */
 void lm_plan_print(const lm_plan *plan, FILE *f);

@@ -4,29 +4,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "probe.h"
 #include "session.h"
+#include "streamer.h"
 
 /* Fewer one-token passes than this say too little. */
 #define LEARN_MIN_PASSES 8
+/* Fewer bytes read or copied than this time the calls, not the transfer. */
+#define LEARN_MIN_BYTES ((uint64_t)16 << 20)
 
-static void learned_key(const lm_model *m, const lm_plan *plan, char *key, size_t len)
-{
-    int counts[LM_PLACE_COUNT] = {0};
-    for (int il = 0; il < plan->n_layer; il++)
-        counts[plan->place[il]]++;
-    snprintf(key, len, "t%d|w%llu|l%d|e%u|ram%d|disk%d|dev%d|devram%d|devdisk%d|head%d|seq%d|pf%d",
-             omp_get_max_threads(), (unsigned long long)m->weight_bytes, plan->n_layer,
-             m->hp.n_embd, counts[LM_PLACE_RAM], counts[LM_PLACE_DISK], counts[LM_PLACE_DEVICE],
-             counts[LM_PLACE_DEVICE_RAM], counts[LM_PLACE_DEVICE_DISK], plan->head_on_device,
-             plan->parallel > 1 ? plan->parallel : 1, plan->prefetch);
-}
+/* ---- the cache: lines "KEY<tab>r1 r2 ... r5", the oldest first ---------- */
 
 typedef struct {
     int n;
     double ratio[LM_LEARN_RUNS];
 } learned;
+
+static bool sane(double r)
+{
+    return r > 0.01 && r < 100;
+}
 
 static bool parse_learned(const char *value, void *out)
 {
@@ -37,7 +36,7 @@ static bool parse_learned(const char *value, void *out)
         const double r = strtod(p, &end);
         if (end == p)
             break;
-        if (!(r > 0.01 && r < 100))
+        if (!sane(r))
             return false;
         got.ratio[got.n++] = r;
         p = end;
@@ -54,6 +53,7 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The median: one run far off (a hiccup) does not move it much. */
 static double median(const learned *l)
 {
     double v[LM_LEARN_RUNS];
@@ -62,13 +62,84 @@ static double median(const learned *l)
     return l->n % 2 ? v[l->n / 2] : (v[l->n / 2 - 1] + v[l->n / 2]) / 2;
 }
 
+/* Appends ratio to the runs kept under key (the oldest goes past
+ * LM_LEARN_RUNS). */
+static void record(const char *key, double ratio)
+{
+    if (!sane(ratio))
+        return;
+    learned l = {0};
+    lm_probe_cache_load("learned", key, parse_learned, &l);
+    if (l.n == LM_LEARN_RUNS) {
+        memmove(l.ratio, l.ratio + 1, (LM_LEARN_RUNS - 1) * sizeof *l.ratio);
+        l.n--;
+    }
+    l.ratio[l.n++] = ratio;
+    char value[256];
+    size_t at = 0;
+    for (int i = 0; i < l.n; i++)
+        at += (size_t)snprintf(value + at, sizeof value - at, "%s%.4f", i ? " " : "", l.ratio[i]);
+    lm_probe_cache_save("learned", key, value);
+}
+
+/* ---- the figures, keyed as the probes are ------------------------------ */
+
+static bool on_device(lm_figure f)
+{
+    return f == LM_FIG_DEVICE_LAYER || f == LM_FIG_DEVICE_HEAD || f == LM_FIG_COPY;
+}
+
+/* The thread count, the model file's disk and the model's shape, as the
+ * probes' key has them; the device's name for the device's figures. */
+static void figure_cache_key(const lm_model *m, const char *device, lm_figure f, char *key,
+                             size_t len)
+{
+    struct stat sb;
+    const unsigned long long dev =
+        fstat(lm_gguf_fd(m->gguf), &sb) == 0 ? (unsigned long long)sb.st_dev : 0;
+    snprintf(key, len, "figure=%s threads=%d dev=%llu shape=%ux%ux%ux%ux%u,%llu,%llu%s%s",
+             lm_figure_key(f), omp_get_max_threads(), dev, m->hp.n_layer, m->hp.n_embd,
+             m->hp.n_ff, m->hp.n_head, m->hp.n_head_kv, (unsigned long long)m->layers[0].nbytes,
+             (unsigned long long)m->output->nbytes, on_device(f) ? " device=" : "",
+             on_device(f) && device ? device : "");
+}
+
+void lm_learned_load(const lm_model *m, const char *device, lm_learned *l)
+{
+    lm_learned_none(l);
+    for (int i = 0; i < LM_FIG_COUNT; i++) {
+        if (on_device((lm_figure)i) && !device)
+            continue;
+        char key[512];
+        figure_cache_key(m, device, (lm_figure)i, key, sizeof key);
+        learned got;
+        if (lm_probe_cache_load("learned", key, parse_learned, &got)) {
+            l->factor[i] = median(&got);
+            l->runs[i] = got.n;
+        }
+    }
+}
+
+/* ---- the whole plan: what the figures leave out ------------------------- */
+
+static void plan_cache_key(const lm_model *m, const lm_plan *plan, char *key, size_t len)
+{
+    int counts[LM_PLACE_COUNT] = {0};
+    for (int il = 0; il < plan->n_layer; il++)
+        counts[plan->place[il]]++;
+    snprintf(key, len, "t%d|w%llu|l%d|e%u|ram%d|disk%d|dev%d|devram%d|devdisk%d|head%d|seq%d|pf%d",
+             omp_get_max_threads(), (unsigned long long)m->weight_bytes, plan->n_layer,
+             m->hp.n_embd, counts[LM_PLACE_RAM], counts[LM_PLACE_DISK], counts[LM_PLACE_DEVICE],
+             counts[LM_PLACE_DEVICE_RAM], counts[LM_PLACE_DEVICE_DISK], plan->head_on_device,
+             plan->parallel > 1 ? plan->parallel : 1, plan->prefetch);
+}
+
 void lm_plan_apply_learned(const lm_model *m, lm_plan *plan)
 {
-    plan->probe_token_ms = plan->token_ms;
     plan->learned_runs = 0;
     plan->learned_factor = 1.0;
     char key[512];
-    learned_key(m, plan, key, sizeof key);
+    plan_cache_key(m, plan, key, sizeof key);
     learned l;
     if (!lm_probe_cache_load("learned", key, parse_learned, &l))
         return;
@@ -77,8 +148,10 @@ void lm_plan_apply_learned(const lm_model *m, lm_plan *plan)
     plan->learned_factor = f;
     plan->token_ms *= f;
     plan->tokens_per_s = plan->token_ms > 0 ? 1e3 / plan->token_ms : 0;
+    plan->first_token_ms *= f;
     plan->batch_pass_ms *= f;
     plan->batch_tokens_per_s /= f;
+    plan->head_ms *= f;
     plan->cpu_ms *= f;
     plan->device_ms *= f;
     plan->disk_ms *= f;
@@ -87,28 +160,84 @@ void lm_plan_apply_learned(const lm_model *m, lm_plan *plan)
         plan->layer_ms[il] *= f;
 }
 
+/* ---- what a run measured ------------------------------------------------ */
+
+/* Measured/probed compute of the layers a processor ran: those whose
+ * weights stayed put if there were any (a streamed layer's compute shares
+ * the cores and the memory with its reads and copies), else all of them.
+ * 0 when it ran none. */
+static double compute_factor(const lm_session *s, bool device)
+{
+    const lm_plan *plan = &s->plan;
+    bool any_fixed = false;
+    for (int il = 0; il < plan->n_layer; il++)
+        any_fixed |= lm_place_on_device(plan->place[il]) == device &&
+                     !lm_place_streamed(plan->place[il]);
+    double measured = 0, probe = 0;
+    for (int il = 0; il < plan->n_layer; il++) {
+        const lm_placement p = plan->place[il];
+        if (lm_place_on_device(p) != device || (any_fixed && lm_place_streamed(p)))
+            continue;
+        measured += s->decode_compute_seconds[il] * 1e3;
+        probe += lm_plan_probe_compute_ms(s->model, plan, il);
+    }
+    measured /= (double)s->decode_passes;
+    return probe > 0 && measured > 0 ? measured / probe : 0;
+}
+
+/* This run's own figure of each (0: not measured). */
+static void measure_figures(const lm_session *s, double factor[LM_FIG_COUNT])
+{
+    const lm_plan *plan = &s->plan;
+    for (int i = 0; i < LM_FIG_COUNT; i++)
+        factor[i] = 0;
+    factor[LM_FIG_CPU_LAYER] = compute_factor(s, false);
+    factor[LM_FIG_DEVICE_LAYER] = compute_factor(s, true);
+    const double head_probe = lm_plan_probe_head_ms(s->model, plan);
+    if (head_probe > 0)
+        factor[plan->head_on_device ? LM_FIG_DEVICE_HEAD : LM_FIG_CPU_HEAD] =
+            s->decode_head_seconds * 1e3 / (double)s->decode_passes / head_probe;
+    if (!s->streamer)
+        return;
+    /* rates: the probe's over the run's is the factor its times grow by */
+    const lm_streamer_stats st = lm_streamer_get_stats(s->streamer);
+    if (st.bytes_read >= LEARN_MIN_BYTES && st.read_seconds > 0 && plan->probes.disk_bw > 0)
+        factor[LM_FIG_DISK] = plan->probes.disk_bw / ((double)st.bytes_read / st.read_seconds);
+    if (st.bytes_uploaded >= LEARN_MIN_BYTES && st.upload_seconds > 0 && plan->dev.h2d_bw > 0)
+        factor[LM_FIG_COPY] = plan->dev.h2d_bw / ((double)st.bytes_uploaded / st.upload_seconds);
+}
+
 void lm_session_learn(const lm_session *s)
 {
     const lm_plan *plan = &s->plan;
-    if (!plan->place || s->decode_passes < LEARN_MIN_PASSES || plan->probe_token_ms <= 0)
+    if (!plan->place || s->decode_passes < LEARN_MIN_PASSES || plan->figures_token_ms <= 0)
         return;
     if (!lm_probe_settled(&s->watch, NULL))
         return; /* the machine was busy: what the run took says little */
-    const double measured_ms = s->decode_seconds * 1e3 / (double)s->decode_passes;
-    const double ratio = measured_ms / plan->probe_token_ms;
-    if (!(ratio > 0.01 && ratio < 100))
-        return;
-    char key[512], value[256];
-    learned_key(s->model, plan, key, sizeof key);
-    learned l = {0};
-    lm_probe_cache_load("learned", key, parse_learned, &l);
-    if (l.n == LM_LEARN_RUNS) { /* the oldest goes */
-        memmove(l.ratio, l.ratio + 1, (LM_LEARN_RUNS - 1) * sizeof *l.ratio);
-        l.n--;
+    const lm_model *m = s->model;
+    const char *device = plan->has_device ? plan->dev.label : NULL;
+    double factor[LM_FIG_COUNT];
+    measure_figures(s, factor);
+    for (int i = 0; i < LM_FIG_COUNT; i++) {
+        if (!sane(factor[i]) || (on_device((lm_figure)i) && !device))
+            continue;
+        char key[512];
+        figure_cache_key(m, device, (lm_figure)i, key, sizeof key);
+        record(key, factor[i]);
     }
-    l.ratio[l.n++] = ratio;
-    size_t at = 0;
-    for (int i = 0; i < l.n; i++)
-        at += (size_t)snprintf(value + at, sizeof value - at, "%s%.4f", i ? " " : "", l.ratio[i]);
-    lm_probe_cache_save("learned", key, value);
+    /* the plan predicted again from the figures as the next plan will have
+     * them (this run's among them): what is left between that and the
+     * measured pass is the plan's own correction */
+    lm_plan now = *plan;
+    now.layer_ms = malloc((size_t)plan->n_layer * sizeof *now.layer_ms);
+    if (!now.layer_ms)
+        return;
+    lm_learned_load(m, device, &now.learned);
+    lm_plan_predict(m, &now);
+    const double measured_ms = s->decode_seconds * 1e3 / (double)s->decode_passes;
+    char key[512];
+    plan_cache_key(m, plan, key, sizeof key);
+    if (now.token_ms > 0)
+        record(key, measured_ms / now.token_ms);
+    free(now.layer_ms);
 }

@@ -1,12 +1,18 @@
 /* Runs teach the planner.  An engine that followed a plan records, when it
- * is freed, what its one-token passes took against what the probes
- * predicted; the next plan of the same shape (threads, model, placement of
- * every kind, sequences, prefetch) is scaled by the median of the last
- * LM_LEARN_RUNS such ratios, so that a prediction far from what runs
- * measured is corrected the next time.  Kept beside the probes in
- * $XDG_CACHE_HOME/lamina/learned; --reprobe ignores it.  A run during
- * which other processes held the cores teaches nothing (probe.h's
- * watch). */
+ * is freed, what its one-token passes took, part by part: the compute of
+ * its CPU layers and of its device layers, the output head, and the rates
+ * of its disk reads and copies to the device, each against what the probe
+ * behind it predicted.  Each figure keeps the last LM_LEARN_RUNS ratios,
+ * keyed as the probes are (threads, disk, model shape, device), and the
+ * next plan of any placement scales the probe by their median
+ * (lm_learned_load, then lm_plan_make).  What the figures cannot say (how
+ * reads and compute overlapped, the overheads of a pass) is learned per
+ * plan: measured over predicted from this run's own figures, the median of
+ * the last runs of the same plan (threads, model, placement of every kind,
+ * sequences, prefetch) scaling its prediction (lm_plan_apply_learned).
+ * Kept beside the probes in $XDG_CACHE_HOME/lamina/learned; --reprobe
+ * ignores it.  A run during which other processes held the cores teaches
+ * nothing (probe.h's watch). */
 #ifndef LM_PLAN_LEARN_H
 #define LM_PLAN_LEARN_H
 
@@ -17,8 +23,12 @@
 
 struct lm_session;
 
-/* Scales plan's predictions by what runs of its shape measured (sets
- * learned_runs, learned_factor, probe_token_ms). */
+/* Each figure's correction from the runs that measured it (device: the
+ * device's label, NULL for none: its figures stay the probes'). */
+void lm_learned_load(const lm_model *m, const char *device, lm_learned *l);
+
+/* Scales plan's predictions by what runs of this very plan measured (sets
+ * learned_runs, learned_factor). */
 void lm_plan_apply_learned(const lm_model *m, lm_plan *plan);
 
 /* Records what s's one-token passes took (if it ran enough of them on a

@@ -18,8 +18,12 @@
 #include "membw.h"
 
 #define DISK_PROBE_MAX ((uint64_t)256 << 20)
-#define DISK_PROBE_SECONDS 0.15 /* per pass */
-#define DISK_PROBE_PASSES 3
+#define DISK_PROBE_SECONDS 0.12 /* per pass */
+#define DISK_PROBE_PASSES 4
+/* A virtual disk's passes differ by up to 1.7x on a quiet machine
+ * (measured here: 0.6-1.2 GB/s from one pass to the next): its repeats
+ * agree when the next is within 2x of the best. */
+#define DISK_PROBE_AGREE 2.0
 #define DISK_CHUNK_MIN ((uint64_t)8 << 20)
 #define CPU_PROBE_BYTES ((size_t)64 << 20) /* past the caches: decode reads RAM */
 #define CPU_PROBE_BATCH 32
@@ -27,12 +31,13 @@
 /* Uncached reads of the model file: drop its pages from the page cache,
  * then time sequential preads of the tensor data, each the size of a layer,
  * as the streamer reads them (large reads go faster than readahead's).
- * Three passes over three stretches one after the other (none re-reads what
+ * Four passes over four stretches one after the other (none re-reads what
  * another read: a virtual disk's host may cache it), the best kept: what
  * slows a disk for a moment (another program's writes, the hypervisor)
  * only ever lowers a pass. */
-static double probe_disk(const lm_model *m)
+static double probe_disk(const lm_model *m, bool *agreed)
 {
+    *agreed = true;
     int fd = open(lm_gguf_path(m->gguf), O_RDONLY);
     if (fd < 0)
         return 0.0;
@@ -45,7 +50,7 @@ static double probe_disk(const lm_model *m)
     uint64_t chunk = m->layers[0].nbytes > DISK_CHUNK_MIN ? m->layers[0].nbytes : DISK_CHUNK_MIN;
     chunk = chunk < span / 2 ? chunk : (span / 2 > DISK_CHUNK_MIN ? span / 2 : span);
     char *buf = malloc(chunk);
-    double best = 0.0;
+    lm_repeats rep = {0};
     for (int pass = 0; buf && span > 0 && pass < DISK_PROBE_PASSES; pass++) {
         const uint64_t from = start + (uint64_t)pass * span;
         posix_fadvise(fd, (off_t)from, (off_t)span, POSIX_FADV_DONTNEED);
@@ -60,13 +65,14 @@ static double probe_disk(const lm_model *m)
             done += (uint64_t)got;
             dt = lm_now_seconds() - t0;
         }
-        if (dt > 0 && done > 0 && (double)done / dt > best)
-            best = (double)done / dt;
+        if (dt > 0 && done > 0)
+            lm_repeats_add(&rep, dt / (double)done);
     }
     posix_fadvise(fd, (off_t)start, (off_t)(span * DISK_PROBE_PASSES), POSIX_FADV_DONTNEED);
     free(buf);
     close(fd);
-    return best;
+    *agreed = lm_repeats_agree(&rep, DISK_PROBE_AGREE);
+    return rep.n > 0 ? 1.0 / rep.best : 0.0;
 }
 
 /* A buffer of valid blocks of type (one quantized random row, repeated), so
@@ -91,20 +97,21 @@ static void *synthetic_weights(uint32_t type, int64_t cols, int64_t rows)
 }
 
 static double best_seconds(uint32_t type, const void *w, int64_t rows, int64_t cols,
-                           const float *x, int64_t n_tok, float *y, void *scratch)
+                           const float *x, int64_t n_tok, float *y, void *scratch, bool *agreed)
 {
-    double best = 1e30;
-    for (int rep = 0; rep < 3; rep++) {
+    lm_repeats rep = {0};
+    for (int i = 0; i < 3; i++) {
         const double t0 = lm_now_seconds();
         lm_cpu_matmul(type, w, rows, cols, x, n_tok, y, scratch);
-        const double dt = lm_now_seconds() - t0;
-        best = dt < best ? dt : best;
+        lm_repeats_add(&rep, lm_now_seconds() - t0);
     }
-    return best;
+    *agreed = *agreed && lm_repeats_agree(&rep, LM_PROBE_AGREE);
+    return rep.best;
 }
 
 /* Weight bytes per second of lm_cpu_matmul on type, one token and a batch. */
-static int probe_cpu_type(uint32_t type, int64_t cols, double *decode_bw, double *prompt_bw)
+static int probe_cpu_type(uint32_t type, int64_t cols, double *decode_bw, double *prompt_bw,
+                          bool *agreed)
 {
     const size_t row = lm_row_size(type, cols);
     int64_t rows = (int64_t)(CPU_PROBE_BYTES / row);
@@ -118,10 +125,11 @@ static int probe_cpu_type(uint32_t type, int64_t cols, double *decode_bw, double
     if (w && x && y && scratch) {
         for (int64_t i = 0; i < cols * CPU_PROBE_BATCH; i++)
             x[i] = (float)(i % 13) - 6.0f;
-        *decode_bw = (double)row * rows / best_seconds(type, w, rows, cols, x, 1, y, scratch);
+        *decode_bw = (double)row * rows / best_seconds(type, w, rows, cols, x, 1, y, scratch, agreed);
         const int64_t prompt_rows = rows / 8 > 16 ? rows / 8 : rows;
         *prompt_bw = (double)row * prompt_rows * CPU_PROBE_BATCH /
-                     best_seconds(type, w, prompt_rows, cols, x, CPU_PROBE_BATCH, y, scratch);
+                     best_seconds(type, w, prompt_rows, cols, x, CPU_PROBE_BATCH, y, scratch,
+                                  agreed);
         rc = 0;
     } else {
         lm_set_error("out of memory for the CPU probe");
@@ -202,19 +210,26 @@ static int probe_cpu_layer(const lm_model *m, lm_probes *p)
     p->cpu_layer_ms = t.layer_ms;
     p->cpu_layer_prompt_ms = t.layer_prompt_ms;
     p->cpu_head_ms = t.head_ms;
+    if (t.disagreed)
+        lm_probe_note_disagreed(p->disagreed, sizeof p->disagreed, t.disagreed);
     return 0;
 }
 
 /* Fills in what the cache did not have. */
 static int measure(const lm_model *m, bool cached, lm_probes *p, bool *measured)
 {
+    bool agreed;
     if (!cached || p->ram_bw <= 0) {
-        p->ram_bw = lm_ram_read_bandwidth();
+        p->ram_bw = lm_ram_read_bandwidth(&agreed);
         *measured = true;
+        if (!agreed)
+            lm_probe_note_disagreed(p->disagreed, sizeof p->disagreed, "RAM bandwidth probe");
     }
     if (!cached || p->disk_bw <= 0) {
-        p->disk_bw = probe_disk(m);
+        p->disk_bw = probe_disk(m, &agreed);
         *measured = true;
+        if (!agreed)
+            lm_probe_note_disagreed(p->disagreed, sizeof p->disagreed, "disk probe");
     }
     /* every weight type the layers and the head use */
     for (uint32_t il = 0; il <= m->hp.n_layer; il++)
@@ -223,9 +238,15 @@ static int measure(const lm_model *m, bool cached, lm_probes *p, bool *measured)
                                       : (w == 0 ? m->output : NULL);
             if (!t || t->n_dims != 2 || p->cpu_decode_bw[t->type] > 0)
                 continue;
+            agreed = true;
             if (probe_cpu_type(t->type, (int64_t)t->ne[0], &p->cpu_decode_bw[t->type],
-                               &p->cpu_prompt_bw[t->type]) != 0)
+                               &p->cpu_prompt_bw[t->type], &agreed) != 0)
                 return -1;
+            if (!agreed) {
+                char name[32];
+                snprintf(name, sizeof name, "CPU %s probe", lm_type_get(t->type)->name);
+                lm_probe_note_disagreed(p->disagreed, sizeof p->disagreed, name);
+            }
             *measured = true;
         }
     if (!cached || p->cpu_layer_ms <= 0) {
@@ -283,8 +304,11 @@ int lm_probe(const lm_model *m, bool reprobe, lm_probes *p)
     if (measure_in_child(m, cached, p, &measured) != 0)
         return -1;
     p->from_cache = !measured;
-    if (measured && lm_probe_settled(&watch, "probes"))
-        cache_save(key, p);
+    if (measured) { /* both checks speak, whichever fails */
+        const bool quiet = lm_probe_settled(&watch, "probes");
+        if (lm_probe_agreed(p->disagreed, "probes") && quiet)
+            cache_save(key, p);
+    }
     return 0;
 }
 

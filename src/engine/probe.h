@@ -26,7 +26,12 @@ typedef struct {
      * barriers) is in these; other layers scale by their per-type cost */
     double cpu_layer_ms, cpu_layer_prompt_ms, cpu_head_ms;
     bool from_cache;
+    char disagreed[40]; /* the first probe whose repeats disagreed, or "" */
 } lm_probes;
+
+/* A probe repeats its measurement and keeps the best; its repeats agree
+ * when another comes within this factor of the best (timing.h). */
+#define LM_PROBE_AGREE 1.3
 
 /* Measures (or loads from the cache) what the model needs. */
 int lm_probe(const lm_model *m, bool reprobe, lm_probes *p);
@@ -45,6 +50,7 @@ typedef struct {
     bool is_cpu;            /* the device computes on the host's cores (PoCL): copies
                                to it take those same cores, so they cannot overlap */
     bool from_cache;
+    char disagreed[40];     /* the first probe whose repeats disagreed, or "" */
 } lm_device_probes;
 
 /* 0, or -1 with the device's error (no device, a failed build). */
@@ -72,6 +78,7 @@ typedef struct {
     double layer_ms;        /* one token through layer 0 */
     double layer_prompt_ms; /* one token of a batch of LM_PROBE_BATCH */
     double head_ms;         /* one token through the output head */
+    const char *disagreed;  /* "layer 0 probe", "output head probe" if its repeats disagreed, or NULL */
 } lm_layer_timing;
 
 struct lm_backend_share;
@@ -103,6 +110,13 @@ double lm_probe_watch_others(const lm_probe_watch *w);
 /* After probes: true when they may be cached; otherwise a warning on
  * stderr says why not (what: "probes", "device probes"; NULL: no warning). */
 bool lm_probe_settled(const lm_probe_watch *w, const char *what);
+
+/* After probes: true when none's repeats disagreed (disagreed: the first
+ * that did, or ""); otherwise a warning says which, and the figures are not
+ * to be cached.  LAMINA_PROBE_TRUST=1 trusts them anyway. */
+bool lm_probe_agreed(const char *disagreed, const char *what);
+/* Notes that probe `name` disagreed, unless one did before. */
+void lm_probe_note_disagreed(char *disagreed, size_t len, const char *name);
 
 /* Runs measure(arg, result) in a child process and copies its result
  * (size bytes) back: the probes' buffers and any driver they start stay out

@@ -72,7 +72,7 @@ void lm_probe_cache_save(const char *name, const char *key, const char *value)
  * position 0, fewer when they pass PROBE_LAYER_SECONDS (a 70B layer takes
  * tens of ms: the probe stays well under a second); -1 on a failure. */
 #define PROBE_LAYER_SECONDS 0.15
-static double time_layer(lm_backend *b, float *x, int n, int reps)
+static double time_layer(lm_backend *b, float *x, int n, int reps, bool *agreed)
 {
     lm_layer_view view;
     lm_model_layer_view(b->model, 0, &view);
@@ -80,17 +80,17 @@ static double time_layer(lm_backend *b, float *x, int n, int reps)
     for (int i = 0; i < LM_PROBE_BATCH; i++)
         pos[i] = i;
     const lm_rows rows = {n, seq, pos, NULL};
-    double best = -1;
+    lm_repeats rep = {0};
     const double start = lm_now_seconds();
     for (int i = 0; i < reps && (i == 0 || lm_now_seconds() - start < PROBE_LAYER_SECONDS); i++) {
         const double t0 = lm_now_seconds();
         if (b->ops->forward_layer(b, 0, &view, x, &rows) != 0)
             return -1;
-        const double dt = (lm_now_seconds() - t0) * 1e3;
-        if (best < 0 || dt < best)
-            best = dt;
+        lm_repeats_add(&rep, (lm_now_seconds() - t0) * 1e3);
     }
-    return best;
+    if (agreed)
+        *agreed = lm_repeats_agree(&rep, LM_PROBE_AGREE);
+    return rep.best;
 }
 
 static int time_layer0(lm_backend *b, lm_layer_timing *t)
@@ -106,20 +106,26 @@ static int time_layer0(lm_backend *b, lm_layer_timing *t)
     }
     for (size_t i = 0; i < (size_t)LM_PROBE_BATCH * m->hp.n_embd; i++)
         x[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
-    if (time_layer(b, x, 1, 2) < 0 || (t->layer_ms = time_layer(b, x, 1, 10)) < 0 ||
-        time_layer(b, x, LM_PROBE_BATCH, 1) < 0 ||
-        (batch_ms = time_layer(b, x, LM_PROBE_BATCH, 3)) < 0)
+    bool one_agreed, batch_agreed;
+    t->disagreed = NULL;
+    if (time_layer(b, x, 1, 2, NULL) < 0 || (t->layer_ms = time_layer(b, x, 1, 10, &one_agreed)) < 0 ||
+        time_layer(b, x, LM_PROBE_BATCH, 1, NULL) < 0 ||
+        (batch_ms = time_layer(b, x, LM_PROBE_BATCH, 3, &batch_agreed)) < 0)
         goto done;
+    if (!one_agreed || !batch_agreed)
+        t->disagreed = "layer 0 probe";
     t->layer_prompt_ms = batch_ms / LM_PROBE_BATCH;
-    t->head_ms = -1;
+    lm_repeats head = {0};
     for (int i = 0; i < 6; i++) {
         const double t0 = lm_now_seconds();
         if (b->ops->output(b, x, 1, logits) != 0)
             goto done;
-        const double dt = (lm_now_seconds() - t0) * 1e3;
-        if (i > 0 && (t->head_ms < 0 || dt < t->head_ms))
-            t->head_ms = dt;
+        if (i > 0) /* the first faults the weights in */
+            lm_repeats_add(&head, (lm_now_seconds() - t0) * 1e3);
     }
+    t->head_ms = head.best;
+    if (!t->disagreed && !lm_repeats_agree(&head, LM_PROBE_AGREE))
+        t->disagreed = "output head probe";
     rc = 0;
 done:
     free(x);
@@ -293,5 +299,24 @@ bool lm_probe_settled(const lm_probe_watch *w, const char *what)
     fprintf(stderr, "lamina: warning: other processes kept %.1f cores busy while the %s ran: "
                     "their figures are used for this run but not cached (run again on a quiet "
                     "machine)\n", others, what);
+    return false;
+}
+
+void lm_probe_note_disagreed(char *disagreed, size_t len, const char *name)
+{
+    if (!disagreed[0])
+        snprintf(disagreed, len, "%s", name);
+}
+
+bool lm_probe_agreed(const char *disagreed, const char *what)
+{
+    if (!disagreed[0])
+        return true;
+    const char *trust = getenv("LAMINA_PROBE_TRUST");
+    if (trust && *trust && strcmp(trust, "0") != 0)
+        return true;
+    fprintf(stderr, "lamina: warning: the %s's repeats disagreed (none came near the best: "
+                    "another program busy for a moment?): the %s are used for this run but not "
+                    "cached\n", disagreed, what);
     return false;
 }

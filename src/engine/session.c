@@ -77,11 +77,12 @@ static lm_session *session_alloc(const lm_model *m, int n_ctx, int n_seq, int n_
     s->logits = malloc((size_t)m->hp.n_vocab * sizeof(float));
     s->logits_rows = 1;
     s->layer_seconds = calloc(m->hp.n_layer, sizeof *s->layer_seconds);
+    s->decode_compute_seconds = calloc(m->hp.n_layer, sizeof *s->decode_compute_seconds);
     s->run_by = calloc(m->hp.n_layer, sizeof *s->run_by);
     s->history = malloc(cells * sizeof *s->history);
     s->batch_len = calloc(cells, sizeof *s->batch_len);
     if (!s->n_past || !s->x || !s->x_out || !s->row_seq || !s->row_pos || !s->logits ||
-        !s->layer_seconds || !s->run_by || !s->history || !s->batch_len) {
+        !s->layer_seconds || !s->decode_compute_seconds || !s->run_by || !s->history || !s->batch_len) {
         lm_set_error("out of memory for %d sequences of %d positions", n_seq, n_ctx);
         lm_session_free(s);
         return NULL;
@@ -131,6 +132,7 @@ void lm_session_free(lm_session *s)
     free(s->run_by);
     free(s->streamed);
     free(s->layer_seconds);
+    free(s->decode_compute_seconds);
     free(s->history);
     free(s->batch_len);
     free(s->n_past);
@@ -409,14 +411,18 @@ static int run_pass(lm_session *s, const int32_t *tokens, int n, const bool *wan
             *device_failed = lm_streamer_upload_failed(s->streamer);
             return -1;
         }
+        const double t1 = lm_now_seconds();
         const int rc = be->ops->forward_layer(be, (int)il, &view, s->x, &rows);
+        const double t2 = lm_now_seconds();
         if (streamed)
             lm_streamer_release(s->streamer);
         if (rc != 0) {
             *device_failed = be == s->device;
             return -1;
         }
-        s->layer_seconds[il] += lm_now_seconds() - t0;
+        s->layer_seconds[il] += t2 - t0;
+        if (s->timing_pass)
+            s->decode_compute_seconds[il] += t2 - t1;
     }
     s->passes++;
     if (n_out == 0)
@@ -431,10 +437,13 @@ static int run_pass(lm_session *s, const int32_t *tokens, int n, const bool *wan
                        n_embd * sizeof(float));
         xo = s->x_out;
     }
+    const double t0 = lm_now_seconds();
     if (s->head->ops->output(s->head, xo, n_out, s->logits) != 0) {
         *device_failed = s->head == s->device;
         return -1;
     }
+    if (s->timing_pass)
+        s->decode_head_seconds += lm_now_seconds() - t0;
     return 0;
 }
 
@@ -469,6 +478,7 @@ static int fall_back_to_cpu(lm_session *s)
 {
     fprintf(stderr, "lamina: warning: %s; continuing on the CPU\n", lm_last_error());
     s->cpu_fallback = false;
+    s->plan.figures_token_ms = 0; /* the plan no longer holds: nothing to learn */
     lm_backend *cpu = lm_backend_cpu_new(s->model, s->n_ctx, s->n_seq, s->n_batch, NULL);
     if (!cpu)
         return -1;
@@ -543,14 +553,17 @@ static int decode(lm_session *s, int n, const int32_t *tokens, const int *seq, c
         return -1;
     bool device_failed;
     const double t0 = lm_now_seconds();
-    if (run_pass(s, tokens, n, want, n_out, single, &device_failed) != 0) {
+    s->timing_pass = n == 1 && n_out == 1; /* decoding one sequence: what plans predict */
+    const int rc = run_pass(s, tokens, n, want, n_out, single, &device_failed);
+    s->timing_pass = false;
+    if (rc != 0) {
         /* only the device's own failures are worth going on without it */
         if (!s->cpu_fallback || !device_failed || fall_back_to_cpu(s) != 0 ||
             place_rows(s, n, tokens, seq) != 0 ||
             run_pass(s, tokens, n, want, n_out, single, &device_failed) != 0)
             return -1;
     }
-    if (n == 1 && n_out == 1) { /* decoding one sequence: what plans predict */
+    if (n == 1 && n_out == 1) {
         s->decode_seconds += lm_now_seconds() - t0;
         s->decode_passes++;
     }

@@ -42,6 +42,10 @@ typedef struct lm_session {
     uint64_t passes;              /* forward passes run */
     double decode_seconds;        /* one-token passes (decoding one sequence): their time */
     uint64_t decode_passes;       /* and how many */
+    double *decode_compute_seconds; /* per layer: its backend's time on it in those passes
+                                       (not waiting for its weights) */
+    double decode_head_seconds;   /* the output head's time in those passes */
+    bool timing_pass;             /* the pass running is one of those */
     lm_probe_watch watch;         /* from creation: was the machine quiet (plan_learn.h) */
     int32_t *history;             /* per sequence: n_ctx slots, the tokens in its cache */
     int *batch_len;               /* per sequence, per position: the length of the run

@@ -185,6 +185,7 @@ static int stage(lm_streamer *st, const lm_stream_layer *sl, int i, stage_buf *b
     }
     b->view.device_slot = i;
     stats->upload_seconds += lm_now_seconds() - t1;
+    stats->bytes_uploaded += st->m->layers[sl->layer].nbytes;
     return 0;
 }
 
@@ -212,6 +213,7 @@ static void *io_thread(void *arg)
         st->stats.bytes_read += got.bytes_read;
         st->stats.read_seconds += got.read_seconds;
         st->stats.upload_seconds += got.upload_seconds;
+        st->stats.bytes_uploaded += got.bytes_uploaded;
         pthread_cond_broadcast(&st->cv);
     }
     pthread_mutex_unlock(&st->mu);

@@ -33,6 +33,7 @@ typedef struct {
     double read_seconds;   /* time the reads took (on whichever thread) */
     double wait_seconds;   /* time the compute thread waited for a layer */
     double upload_seconds; /* time the copies to the device took */
+    uint64_t bytes_uploaded;
 } lm_streamer_stats;
 
 typedef struct {

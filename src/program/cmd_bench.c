@@ -129,7 +129,7 @@ int lm_cmd_bench(int argc, char **argv)
         }
     }
     const double rss = (double)lm_peak_rss_bytes(); /* before the RAM probe's buffer */
-    const double ram_bw = lm_ram_read_bandwidth();
+    const double ram_bw = lm_ram_read_bandwidth(NULL);
     const double bytes_per_token = (double)lm_model_bytes_per_token(m);
     /* a pass reads the weights once for all the sequences in it */
     const double passes_per_s = best.decode_tps / s->n_seq;

@@ -1,0 +1,254 @@
+/* How a plan is shown: the table and figures `lamina plan` prints, the
+ * same as JSON, and the one-line summary other commands print. */
+#include "plan.h"
+
+#include <jansson.h>
+
+#include "error.h"
+#include "json_out.h"
+
+#define MIB(x) ((double)(x) / (1024.0 * 1024.0))
+
+static const char *place_name(lm_placement p)
+{
+    static const char *names[LM_PLACE_COUNT] = {
+        [LM_PLACE_RAM] = "cpu, weights in RAM",
+        [LM_PLACE_DISK] = "cpu, streamed from disk",
+        [LM_PLACE_DEVICE] = "device, resident",
+        [LM_PLACE_DEVICE_RAM] = "device, streamed from RAM",
+        [LM_PLACE_DEVICE_DISK] = "device, streamed from disk",
+    };
+    return names[p];
+}
+
+static const char *place_key(lm_placement p)
+{
+    static const char *keys[LM_PLACE_COUNT] = {
+        [LM_PLACE_RAM] = "ram",
+        [LM_PLACE_DISK] = "disk",
+        [LM_PLACE_DEVICE] = "device",
+        [LM_PLACE_DEVICE_RAM] = "device_from_ram",
+        [LM_PLACE_DEVICE_DISK] = "device_from_disk",
+    };
+    return keys[p];
+}
+
+/* Runs of consecutive layers with the same placement and size. */
+static int run_end(const lm_plan *plan, int start)
+{
+    int end = start + 1;
+    while (end < plan->n_layer && plan->place[end] == plan->place[start] &&
+           plan->layer_bytes[end] == plan->layer_bytes[start])
+        end++;
+    return end;
+}
+
+/* One of the figures a prediction is made of: its probe's value and what
+ * the plan uses after the runs' correction. */
+typedef struct {
+    const char *label, *unit;
+    double probe, used;
+    bool in_plan; /* the plan has a part this figure times */
+} figure_view;
+
+static figure_view figure_of(const lm_plan *plan, lm_figure fig)
+{
+    bool cpu = false, device = false, disk = false, copy = false;
+    for (int il = 0; il < plan->n_layer; il++) {
+        const lm_placement p = plan->place[il];
+        cpu |= !lm_place_on_device(p);
+        device |= lm_place_on_device(p);
+        disk |= p == LM_PLACE_DISK || p == LM_PLACE_DEVICE_DISK;
+        copy |= p == LM_PLACE_DEVICE_RAM || p == LM_PLACE_DEVICE_DISK;
+    }
+    const double f = plan->learned.factor[fig];
+    figure_view v = {0};
+    switch (fig) {
+    case LM_FIG_CPU_LAYER:
+        v = (figure_view){"CPU, layer 0", "ms/token", plan->probes.cpu_layer_ms, 0, cpu};
+        break;
+    case LM_FIG_DEVICE_LAYER:
+        v = (figure_view){"device, layer 0", "ms/token", plan->dev.layer_ms, 0, device};
+        break;
+    case LM_FIG_CPU_HEAD:
+        v = (figure_view){"CPU, output head", "ms/token", plan->probes.cpu_head_ms, 0,
+                          !plan->head_on_device};
+        break;
+    case LM_FIG_DEVICE_HEAD:
+        v = (figure_view){"device, output head", "ms/token", plan->dev.head_ms, 0,
+                          plan->head_on_device};
+        break;
+    case LM_FIG_DISK:
+        v = (figure_view){"disk reads", "GB/s", plan->probes.disk_bw / 1e9, 0, disk};
+        break;
+    case LM_FIG_COPY:
+        v = (figure_view){"host->device copies", "GB/s", plan->dev.h2d_bw / 1e9, 0, copy};
+        break;
+    default:
+        break;
+    }
+    /* a time grows with the factor, a rate shrinks */
+    v.used = fig == LM_FIG_DISK || fig == LM_FIG_COPY ? v.probe / f : v.probe * f;
+    return v;
+}
+
+static void print_figures(const lm_plan *plan, FILE *f)
+{
+    fprintf(f, "figures (probes, corrected by what runs measured):\n");
+    for (int i = 0; i < LM_FIG_COUNT; i++) {
+        const figure_view v = figure_of(plan, (lm_figure)i);
+        if (!v.in_plan)
+            continue;
+        const int runs = plan->learned.runs[i];
+        fprintf(f, "  %-22s %9.3f %-9s", v.label, v.used, v.unit);
+        if (runs > 0)
+            fprintf(f, "from %d measured run%s (x%.2f of the probe's %.3f)\n", runs,
+                    runs == 1 ? "" : "s", plan->learned.factor[i], v.probe);
+        else
+            fprintf(f, "probe\n");
+    }
+}
+
+void lm_plan_print(const lm_plan *plan, FILE *f)
+{
+    fprintf(f, "%-12s %-26s %12s %14s\n", "layers", "placement", "MiB each", "ms/token each");
+    for (int a = 0; a < plan->n_layer;) {
+        const int b = run_end(plan, a);
+        char range[32];
+        snprintf(range, sizeof range, b - a > 1 ? "%d-%d" : "%d", a, b - 1);
+        fprintf(f, "%-12s %-26s %12.2f %14.3f\n", range, place_name(plan->place[a]),
+                MIB(plan->layer_bytes[a]), plan->layer_ms[a]);
+        a = b;
+    }
+    fprintf(f, "%-12s %-26s %12.2f %14.3f\n", "output",
+            plan->head_on_device ? "device, resident" : "cpu, in RAM", MIB(plan->head_bytes),
+            plan->head_ms);
+    fprintf(f, "\nRAM: %.1f MiB of a %.1f MiB budget (weights %.1f, output head %.1f, KV cache "
+               "%.1f, staging %.1f, activations %.1f, overhead %.1f",
+            MIB(plan->ram_total), MIB(plan->ram_budget), MIB(plan->ram_weights),
+            MIB(plan->head_bytes), MIB(plan->kv_bytes - plan->device_kv_bytes),
+            MIB(plan->staging_bytes), MIB(plan->activation_bytes), MIB(LM_PLAN_RAM_OVERHEAD));
+    if (plan->dev.is_cpu && plan->device_total)
+        fprintf(f, ", the CPU device's memory %.1f", MIB(plan->device_total));
+    fprintf(f, ")\n");
+    if (plan->device_total)
+        fprintf(f, "device: %.1f MiB of a %.1f MiB budget (weights %.1f, KV cache %.1f, layer "
+                   "slots %.1f, activations %.1f%s)\n",
+                MIB(plan->device_total), MIB(plan->vram_budget), MIB(plan->device_weights),
+                MIB(plan->device_kv_bytes), MIB(plan->device_slot_bytes),
+                MIB(plan->device_activation_bytes),
+                plan->head_on_device ? ", output head and logits" : "");
+    fprintf(f, "probes%s: RAM %.2f GB/s, disk %.2f GB/s (uncached)\n",
+            plan->probes.from_cache ? " (cached)" : "", plan->probes.ram_bw / 1e9,
+            plan->probes.disk_bw / 1e9);
+    if (plan->has_device)
+        fprintf(f, "device probes%s: %s, %.0f MiB%s; host->device %.2f GB/s, layer 0 %.3f "
+                   "ms/token\n",
+                plan->dev.from_cache ? " (cached)" : "", plan->dev.label, MIB(plan->dev.memory),
+                plan->dev.is_cpu ? " (the host's CPU cores: copies to it do not overlap its "
+                                   "compute)" : "",
+                plan->dev.h2d_bw / 1e9, plan->dev.layer_ms);
+    fprintf(f, "per token: CPU compute %.1f ms, device compute %.1f ms, disk reads %.1f ms, "
+               "copies to the device %.1f ms%s\n",
+            plan->cpu_ms, plan->device_ms, plan->disk_ms, plan->copy_ms,
+            plan->prefetch ? " (reads and copies overlap compute)" : "");
+    print_figures(plan, f);
+    fprintf(f, "predicted: %.2f tokens/s decode (%.1f ms/token), first token after %.1f ms\n",
+            plan->tokens_per_s, plan->token_ms, plan->first_token_ms);
+    if (plan->learned_runs > 0)
+        fprintf(f, "  corrected by the last %d measured run%s of this plan (measured/predicted "
+                   "%.2f); the probes alone predicted %.2f tokens/s\n",
+                plan->learned_runs, plan->learned_runs == 1 ? "" : "s", plan->learned_factor,
+                plan->probe_token_ms > 0 ? 1e3 / plan->probe_token_ms : 0.0);
+    else
+        fprintf(f, "  no run of this plan measured yet; the probes alone predicted %.2f "
+                   "tokens/s\n", plan->probe_token_ms > 0 ? 1e3 / plan->probe_token_ms : 0.0);
+    if (plan->parallel > 1)
+        fprintf(f, "predicted with %d sequences: %.2f tokens/s decode in all (%.1f ms a pass, "
+                   "%.2f tokens/s each)\n",
+                plan->parallel, plan->batch_tokens_per_s, plan->batch_pass_ms,
+                plan->batch_tokens_per_s / plan->parallel);
+    fprintf(f, "bottleneck: %s\n", plan->bottleneck);
+}
+
+void lm_plan_print_json(const lm_plan *plan, FILE *f)
+{
+    json_t *layers = json_array();
+    for (int il = 0; layers && il < plan->n_layer; il++)
+        json_array_append_new(layers, json_pack("{s:i, s:s, s:I, s:f}", "layer", il, "placement",
+                                                place_key(plan->place[il]), "bytes",
+                                                (json_int_t)plan->layer_bytes[il], "ms_per_token",
+                                                plan->layer_ms[il]));
+    json_t *obj = json_pack(
+        "{s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:s, "
+        "s:b, s:b, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:i, s:f, s:f}",
+        "layers", layers, "output_head_bytes", (json_int_t)plan->head_bytes, "ram_budget_bytes",
+        (json_int_t)plan->ram_budget, "ram_bytes", (json_int_t)plan->ram_total,
+        "ram_weight_bytes", (json_int_t)plan->ram_weights, "kv_cache_bytes",
+        (json_int_t)plan->kv_bytes, "staging_bytes", (json_int_t)plan->staging_bytes,
+        "activation_bytes", (json_int_t)plan->activation_bytes, "overhead_bytes",
+        (json_int_t)LM_PLAN_RAM_OVERHEAD, "device_bytes", (json_int_t)plan->device_total,
+        "vram_budget_bytes", (json_int_t)plan->vram_budget, "ram_bandwidth_bytes_per_s",
+        (json_int_t)plan->probes.ram_bw, "disk_bandwidth_bytes_per_s",
+        (json_int_t)plan->probes.disk_bw, "predicted_decode_tokens_per_s", plan->tokens_per_s,
+        "predicted_ms_per_token", plan->token_ms, "predicted_time_to_first_token_ms",
+        plan->first_token_ms, "bottleneck", plan->bottleneck, "prefetch", plan->prefetch,
+        "output_head_on_device", plan->head_on_device, "device_weight_bytes",
+        (json_int_t)plan->device_weights, "device_kv_cache_bytes",
+        (json_int_t)plan->device_kv_bytes, "device_slot_bytes",
+        (json_int_t)plan->device_slot_bytes, "h2d_bandwidth_bytes_per_s",
+        (json_int_t)plan->dev.h2d_bw, "predicted_cpu_ms", plan->cpu_ms, "predicted_device_ms",
+        plan->device_ms, "predicted_disk_ms", plan->disk_ms, "predicted_copy_ms", plan->copy_ms,
+        "parallel", plan->parallel, "predicted_parallel_decode_tokens_per_s",
+        plan->batch_tokens_per_s, "predicted_parallel_ms_per_pass", plan->batch_pass_ms);
+    if (obj) {
+        json_object_set_new(obj, "learned_runs", json_integer(plan->learned_runs));
+        json_object_set_new(obj, "learned_factor", json_real(plan->learned_factor));
+        json_object_set_new(obj, "probe_predicted_decode_tokens_per_s",
+                            json_real(plan->probe_token_ms > 0 ? 1e3 / plan->probe_token_ms
+                                                               : 0.0));
+        json_object_set_new(obj, "figures_predicted_decode_tokens_per_s",
+                            json_real(plan->figures_token_ms > 0 ? 1e3 / plan->figures_token_ms
+                                                                 : 0.0));
+        json_t *figures = json_object();
+        for (int i = 0; figures && i < LM_FIG_COUNT; i++) {
+            const figure_view v = figure_of(plan, (lm_figure)i);
+            json_object_set_new(
+                figures, lm_figure_key((lm_figure)i),
+                json_pack("{s:s, s:f, s:f, s:s, s:i, s:f, s:s, s:b}", "label", v.label, "probe",
+                          v.probe, "value", v.used, "unit", v.unit, "learned_runs",
+                          plan->learned.runs[i], "learned_factor", plan->learned.factor[i],
+                          "source", plan->learned.runs[i] > 0 ? "measured runs" : "probe",
+                          "in_plan", v.in_plan));
+        }
+        json_object_set_new(obj, "figures", figures);
+    }
+    if (lm_json_write(obj, f) != 0)
+        fprintf(stderr, "lamina: %s\n", lm_last_error());
+}
+
+static bool corrected(const lm_plan *plan)
+{
+    bool any = plan->learned_runs > 0;
+    for (int i = 0; i < LM_FIG_COUNT; i++)
+        any |= plan->learned.runs[i] > 0 && figure_of(plan, (lm_figure)i).in_plan;
+    return any;
+}
+
+void lm_plan_print_summary(const lm_plan *plan, FILE *f)
+{
+    int counts[LM_PLACE_COUNT] = {0};
+    for (int il = 0; il < plan->n_layer; il++)
+        counts[plan->place[il]]++;
+    fprintf(f, "lamina: plan: %d layers in RAM, %d streamed from disk, %d on the device",
+            counts[LM_PLACE_RAM], counts[LM_PLACE_DISK],
+            counts[LM_PLACE_DEVICE] + counts[LM_PLACE_DEVICE_RAM] + counts[LM_PLACE_DEVICE_DISK]);
+    if (counts[LM_PLACE_DEVICE_RAM] + counts[LM_PLACE_DEVICE_DISK])
+        fprintf(f, " (%d resident, %d streamed from RAM, %d from disk)", counts[LM_PLACE_DEVICE],
+                counts[LM_PLACE_DEVICE_RAM], counts[LM_PLACE_DEVICE_DISK]);
+    fprintf(f, "; RAM %.0f of %.0f MiB", MIB(plan->ram_total), MIB(plan->ram_budget));
+    if (plan->device_total)
+        fprintf(f, "; device %.0f of %.0f MiB", MIB(plan->device_total), MIB(plan->vram_budget));
+    fprintf(f, "; predicted %.2f tokens/s (%s%s)\n", plan->tokens_per_s, plan->bottleneck,
+            corrected(plan) ? ", corrected by measured runs" : "");
+}
