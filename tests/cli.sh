@@ -280,5 +280,19 @@ for f in 0.02 50; do
         ok || bad "poisoned x$f: learned layer, head factors and predicted/probe-predicted: $got"
 done
 
+# plan --lookup predicts speculation from the same figures: a verify pass of
+# more rows costs no less, and more accepted tokens give more tokens/s
+"$LAMINA" plan -m "$model" --backend cpu --lookup --draft-max 8 --json 2>"$tmp/err" |
+    python3 -c '
+import json, sys
+s = json.load(sys.stdin)["speculation"]
+ms = [s["target_ms_per_pass_by_rows"][str(r)] for r in range(1, 10)]
+tps = [a["tokens_per_s"] for a in s["by_acceptance"]]
+ok = s["mode"] == "lookup" and len(tps) == 4 and all(b >= a for a, b in zip(ms, ms[1:])) and \
+     all(b > a for a, b in zip(tps, tps[1:])) and all(1 <= a["draft_tokens"] <= 8 for a in s["by_acceptance"])
+sys.exit(0 if ok else 1)' && ok || bad "plan --lookup --json: no sound speculation prediction: $(cat "$tmp/err")"
+"$LAMINA" plan -m "$model" --backend cpu --draft "$model" | grep -q "^speculation (--draft): the draft" &&
+    ok || bad "plan --draft does not predict speculation"
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -66,7 +66,7 @@ static int plan_for(const lm_model *m, const lm_engine_params *p, lm_device_use 
     lm_learned learned;
     lm_learned_none(&learned);
     if (!p->reprobe)
-        lm_learned_load(m, use != LM_USE_CPU ? dev.label : NULL, &learned);
+        lm_learned_load(m, &probes, use != LM_USE_CPU ? &dev : NULL, &learned);
     req.learned = &learned;
     if (lm_plan_make(m, &req, &probes, use != LM_USE_CPU ? &dev : NULL, plan) != 0)
         return -1;

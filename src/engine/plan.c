@@ -406,6 +406,22 @@ static double batched_share(const lm_plan *plan, int b)
     return tokens_ms(p->cpu_layer_ms, p->cpu_layer_prompt_ms, b) / p->cpu_layer_ms;
 }
 
+/* One pass of b rows (b sequences decoding, or one sequence verifying b
+ * tokens): each layer read once, b rows computed at the probes' batched
+ * rate per row; the head over b rows scales the same way. */
+static double pass_ms(const lm_model *m, const lm_plan *plan, int b)
+{
+    double ms = head_ms_on(plan, m, plan->head_on_device) * (b > 1 ? batched_share(plan, b) : 1.0);
+    for (int il = 0; il < plan->n_layer; il++)
+        ms += layer_ms(plan, learned_cost(plan, m, il, b));
+    return ms;
+}
+
+double lm_plan_pass_ms(const lm_model *m, const lm_plan *plan, int n_rows)
+{
+    return pass_ms(m, plan, n_rows > 1 ? n_rows : 1) * plan->learned_factor;
+}
+
 static void predict(const lm_model *m, const lm_plan_request *req, lm_plan *plan)
 {
     double first = 0;
@@ -426,13 +442,9 @@ static void predict(const lm_model *m, const lm_plan_request *req, lm_plan *plan
     }
     plan->first_token_ms = first + plan->head_ms;
     plan->tokens_per_s = plan->token_ms > 0 ? 1e3 / plan->token_ms : 0;
-    /* B sequences: a pass reads each layer once and computes B rows (the
-     * probes' batched rate per row); the head over B rows scales the same way */
     const int b = req->n_parallel > 1 ? req->n_parallel : 1;
     plan->parallel = b;
-    plan->batch_pass_ms = plan->head_ms * (b > 1 ? batched_share(plan, b) : 1.0);
-    for (int il = 0; il < plan->n_layer; il++)
-        plan->batch_pass_ms += layer_ms(plan, learned_cost(plan, m, il, b));
+    plan->batch_pass_ms = pass_ms(m, plan, b);
     plan->batch_tokens_per_s = plan->batch_pass_ms > 0 ? 1e3 * b / plan->batch_pass_ms : 0;
     const double io = plan->disk_ms + plan->copy_ms;
     if (!plan->prefetch && io > 0)

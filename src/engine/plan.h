@@ -138,10 +138,17 @@ void lm_plan_predict(const lm_model *m, lm_plan *plan);
  * puts it, and the output head's. */
 double lm_plan_probe_compute_ms(const lm_model *m, const lm_plan *plan, int il);
 double lm_plan_probe_head_ms(const lm_model *m, const lm_plan *plan);
+/* Predicted ms of one pass of n_rows rows (sequences decoding together, or
+ * one sequence's tokens verified at once), with every correction. */
+double lm_plan_pass_ms(const lm_model *m, const lm_plan *plan, int n_rows);
 
 /* The table `lamina plan` prints; the same as JSON; one summary line. */
 void lm_plan_print(const lm_plan *plan, FILE *f);
 void lm_plan_print_json(const lm_plan *plan, FILE *f);
+/* The JSON object lm_plan_print_json prints (NULL: out of memory), for a
+ * caller to add to. */
+struct json_t;
+struct json_t *lm_plan_json(const lm_plan *plan);
 void lm_plan_print_summary(const lm_plan *plan, FILE *f);
 
 /* Whether a placement runs on the device; whether its weights come through

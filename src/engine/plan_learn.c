@@ -15,16 +15,24 @@
 /* Fewer bytes read or copied than this time the calls, not the transfer. */
 #define LEARN_MIN_BYTES ((uint64_t)16 << 20)
 
-/* ---- the cache: lines "KEY<tab>r1 r2 ... r5", the oldest first ---------- */
+/* ---- the cache: lines "KEY<tab>v1 v2 ... v5", the oldest first ---------- */
 
 typedef struct {
     int n;
     double ratio[LM_LEARN_RUNS];
 } learned;
 
+/* A factor past these says a broken clock or file, not a slow machine. */
 static bool sane(double r)
 {
-    return r > 0.01 && r < 100;
+    return r > 1e-3 && r < 1e3;
+}
+
+/* Figures are kept as what runs measured, in the probe's own unit (ms, or
+ * bytes/s), not as ratios to a probe that may since have been taken again. */
+static bool sane_value(double v)
+{
+    return v > 0 && v < 1e15;
 }
 
 static bool parse_learned(const char *value, void *out)
@@ -36,7 +44,7 @@ static bool parse_learned(const char *value, void *out)
         const double r = strtod(p, &end);
         if (end == p)
             break;
-        if (!sane(r))
+        if (!sane_value(r))
             return false;
         got.ratio[got.n++] = r;
         p = end;
@@ -62,11 +70,11 @@ static double median(const learned *l)
     return l->n % 2 ? v[l->n / 2] : (v[l->n / 2 - 1] + v[l->n / 2]) / 2;
 }
 
-/* Appends ratio to the runs kept under key (the oldest goes past
+/* Appends a run's value to those kept under key (the oldest goes past
  * LM_LEARN_RUNS). */
 static void record(const char *key, double ratio)
 {
-    if (!sane(ratio))
+    if (!sane_value(ratio))
         return;
     learned l = {0};
     lm_probe_cache_load("learned", key, parse_learned, &l);
@@ -78,7 +86,7 @@ static void record(const char *key, double ratio)
     char value[256];
     size_t at = 0;
     for (int i = 0; i < l.n; i++)
-        at += (size_t)snprintf(value + at, sizeof value - at, "%s%.4f", i ? " " : "", l.ratio[i]);
+        at += (size_t)snprintf(value + at, sizeof value - at, "%s%.6g", i ? " " : "", l.ratio[i]);
     lm_probe_cache_save("learned", key, value);
 }
 
@@ -87,6 +95,39 @@ static void record(const char *key, double ratio)
 static bool on_device(lm_figure f)
 {
     return f == LM_FIG_DEVICE_LAYER || f == LM_FIG_DEVICE_HEAD || f == LM_FIG_COPY;
+}
+
+/* A rate (bytes/s) rather than a time. */
+static bool is_rate(lm_figure f)
+{
+    return f == LM_FIG_DISK || f == LM_FIG_COPY;
+}
+
+/* The probe's value of figure f: ms for a time, bytes/s for a rate; 0
+ * when it has none. */
+static double probe_value(const lm_probes *p, const lm_device_probes *d, lm_figure f)
+{
+    switch (f) {
+    case LM_FIG_CPU_LAYER: return p->cpu_layer_ms;
+    case LM_FIG_CPU_HEAD: return p->cpu_head_ms;
+    case LM_FIG_DISK: return p->disk_bw;
+    case LM_FIG_DEVICE_LAYER: return d ? d->layer_ms : 0;
+    case LM_FIG_DEVICE_HEAD: return d ? d->head_ms : 0;
+    case LM_FIG_COPY: return d ? d->h2d_bw : 0;
+    default: return 0;
+    }
+}
+
+/* Converts between a figure's value and its factor over the probe (a time
+ * grows with the factor, a rate shrinks). */
+static double factor_of(double value, double probe, lm_figure f)
+{
+    return is_rate(f) ? probe / value : value / probe;
+}
+
+static double value_of(double factor, double probe, lm_figure f)
+{
+    return is_rate(f) ? probe / factor : probe * factor;
 }
 
 /* The thread count, the model file's disk and the model's shape, as the
@@ -104,18 +145,24 @@ static void figure_cache_key(const lm_model *m, const char *device, lm_figure f,
              on_device(f) && device ? device : "");
 }
 
-void lm_learned_load(const lm_model *m, const char *device, lm_learned *l)
+void lm_learned_load(const lm_model *m, const lm_probes *p, const lm_device_probes *d,
+                     lm_learned *l)
 {
     lm_learned_none(l);
+    const char *device = d ? d->label : NULL;
     for (int i = 0; i < LM_FIG_COUNT; i++) {
-        if (on_device((lm_figure)i) && !device)
+        const double probe = probe_value(p, d, (lm_figure)i);
+        if ((on_device((lm_figure)i) && !device) || probe <= 0)
             continue;
         char key[512];
         figure_cache_key(m, device, (lm_figure)i, key, sizeof key);
         learned got;
         if (lm_probe_cache_load("learned", key, parse_learned, &got)) {
-            l->factor[i] = median(&got);
-            l->runs[i] = got.n;
+            const double f = factor_of(median(&got), probe, (lm_figure)i);
+            if (sane(f)) {
+                l->factor[i] = f;
+                l->runs[i] = got.n;
+            }
         }
     }
 }
@@ -144,6 +191,8 @@ void lm_plan_apply_learned(const lm_model *m, lm_plan *plan)
     if (!lm_probe_cache_load("learned", key, parse_learned, &l))
         return;
     const double f = median(&l);
+    if (!sane(f))
+        return;
     plan->learned_runs = l.n;
     plan->learned_factor = f;
     plan->token_ms *= f;
@@ -215,15 +264,16 @@ void lm_session_learn(const lm_session *s)
     if (!lm_probe_settled(&s->watch, NULL))
         return; /* the machine was busy: what the run took says little */
     const lm_model *m = s->model;
-    const char *device = plan->has_device ? plan->dev.label : NULL;
+    const lm_device_probes *dev = plan->has_device ? &plan->dev : NULL;
     double factor[LM_FIG_COUNT];
     measure_figures(s, factor);
     for (int i = 0; i < LM_FIG_COUNT; i++) {
-        if (!sane(factor[i]) || (on_device((lm_figure)i) && !device))
+        const double probe = probe_value(&plan->probes, dev, (lm_figure)i);
+        if (!sane(factor[i]) || probe <= 0 || (on_device((lm_figure)i) && !dev))
             continue;
         char key[512];
-        figure_cache_key(m, device, (lm_figure)i, key, sizeof key);
-        record(key, factor[i]);
+        figure_cache_key(m, dev ? dev->label : NULL, (lm_figure)i, key, sizeof key);
+        record(key, value_of(factor[i], probe, (lm_figure)i));
     }
     /* the plan predicted again from the figures as the next plan will have
      * them (this run's among them): what is left between that and the
@@ -232,7 +282,7 @@ void lm_session_learn(const lm_session *s)
     now.layer_ms = malloc((size_t)plan->n_layer * sizeof *now.layer_ms);
     if (!now.layer_ms)
         return;
-    lm_learned_load(m, device, &now.learned);
+    lm_learned_load(m, &plan->probes, dev, &now.learned);
     lm_plan_predict(m, &now);
     const double measured_ms = s->decode_seconds * 1e3 / (double)s->decode_passes;
     char key[512];

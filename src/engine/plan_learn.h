@@ -2,10 +2,11 @@
  * is freed, what its one-token passes took, part by part: the compute of
  * its CPU layers and of its device layers, the output head, and the rates
  * of its disk reads and copies to the device, each against what the probe
- * behind it predicted.  Each figure keeps the last LM_LEARN_RUNS ratios,
- * keyed as the probes are (threads, disk, model shape, device), and the
- * next plan of any placement scales the probe by their median
- * (lm_learned_load, then lm_plan_make).  What the figures cannot say (how
+ * behind it predicted.  Each figure keeps what the last LM_LEARN_RUNS runs
+ * measured (in the probe's unit: layer 0's ms, the disk's bytes/s), keyed
+ * as the probes are (threads, disk, model shape, device), and the next plan
+ * of any placement scales the probe to their median (lm_learned_load, then
+ * lm_plan_make); a probe taken again later is corrected the same way.  What the figures cannot say (how
  * reads and compute overlapped, the overheads of a pass) is learned per
  * plan: measured over predicted from this run's own figures, the median of
  * the last runs of the same plan (threads, model, placement of every kind,
@@ -23,9 +24,10 @@
 
 struct lm_session;
 
-/* Each figure's correction from the runs that measured it (device: the
- * device's label, NULL for none: its figures stay the probes'). */
-void lm_learned_load(const lm_model *m, const char *device, lm_learned *l);
+/* Each figure's correction over the probe p or d (NULL: no device; its
+ * figures stay the probes') from the runs that measured it. */
+void lm_learned_load(const lm_model *m, const lm_probes *p, const lm_device_probes *d,
+                     lm_learned *l);
 
 /* Scales plan's predictions by what runs of this very plan measured (sets
  * learned_runs, learned_factor). */

@@ -171,7 +171,7 @@ void lm_plan_print(const lm_plan *plan, FILE *f)
     fprintf(f, "bottleneck: %s\n", plan->bottleneck);
 }
 
-void lm_plan_print_json(const lm_plan *plan, FILE *f)
+json_t *lm_plan_json(const lm_plan *plan)
 {
     json_t *layers = json_array();
     for (int il = 0; layers && il < plan->n_layer; il++)
@@ -223,7 +223,12 @@ void lm_plan_print_json(const lm_plan *plan, FILE *f)
         }
         json_object_set_new(obj, "figures", figures);
     }
-    if (lm_json_write(obj, f) != 0)
+    return obj;
+}
+
+void lm_plan_print_json(const lm_plan *plan, FILE *f)
+{
+    if (lm_json_write(lm_plan_json(plan), f) != 0)
         fprintf(stderr, "lamina: %s\n", lm_last_error());
 }
 
