@@ -280,6 +280,17 @@ for f in 0.02 50; do
         ok || bad "poisoned x$f: learned layer, head factors and predicted/probe-predicted: $got"
 done
 
+# batched passes teach the figures too (three sequences a pass, no pass of
+# one token alone)
+mkdir -p "$tmp/batch-cache"
+for r in a b c; do
+    printf '{"custom_id":"%s","method":"POST","url":"/v1/completions","body":{"prompt":"x %s","max_tokens":20,"temperature":0}}\n' "$r" "$r"
+done >"$tmp/learn.jsonl"
+XDG_CACHE_HOME="$tmp/batch-cache" "$LAMINA" batch -q -m "$model" -i "$tmp/learn.jsonl" \
+    -o "$tmp/learn.out" --backend cpu -np 3 >/dev/null 2>&1 || bad "batch for learning"
+grep -q '^figure=cpu_layer' "$tmp/batch-cache/lamina/learned" 2>/dev/null && ok ||
+    bad "a batch taught no figure"
+
 # plan --lookup predicts speculation from the same figures: a verify pass of
 # more rows costs no less, and more accepted tokens give more tokens/s
 "$LAMINA" plan -m "$model" --backend cpu --lookup --draft-max 8 --json 2>"$tmp/err" |

@@ -176,15 +176,18 @@ static double head_ms_on(const lm_plan *plan, const lm_model *m, bool device)
                   : cpu_head_ms(plan, m) * f[LM_FIG_CPU_HEAD];
 }
 
-double lm_plan_probe_compute_ms(const lm_model *m, const lm_plan *plan, int il)
+double lm_plan_probe_compute_ms(const lm_model *m, const lm_plan *plan, int il, int n_rows)
 {
-    const layer_cost c = cost_of(plan, m, il, 1);
+    const layer_cost c = cost_of(plan, m, il, n_rows > 1 ? n_rows : 1);
     return c.cpu + c.device;
 }
 
-double lm_plan_probe_head_ms(const lm_model *m, const lm_plan *plan)
+static double batched_share(const lm_plan *plan, int b);
+
+double lm_plan_probe_head_ms(const lm_model *m, const lm_plan *plan, int n_rows)
 {
-    return plan->head_on_device ? plan->dev.head_ms : cpu_head_ms(plan, m);
+    const double one = plan->head_on_device ? plan->dev.head_ms : cpu_head_ms(plan, m);
+    return n_rows > 1 ? one * batched_share(plan, n_rows) : one;
 }
 
 void lm_learned_none(lm_learned *l)

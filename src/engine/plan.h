@@ -134,10 +134,10 @@ void lm_plan_free(lm_plan *plan);
 /* Predicts plan's placement again from its probes and plan->learned (as
  * lm_plan_make did, without the whole plan's correction). */
 void lm_plan_predict(const lm_model *m, lm_plan *plan);
-/* From the probes alone: layer il's compute for one token where the plan
- * puts it, and the output head's. */
-double lm_plan_probe_compute_ms(const lm_model *m, const lm_plan *plan, int il);
-double lm_plan_probe_head_ms(const lm_model *m, const lm_plan *plan);
+/* From the probes alone: layer il's compute for a pass of n_rows rows
+ * where the plan puts it, and the output head's. */
+double lm_plan_probe_compute_ms(const lm_model *m, const lm_plan *plan, int il, int n_rows);
+double lm_plan_probe_head_ms(const lm_model *m, const lm_plan *plan, int n_rows);
 /* Predicted ms of one pass of n_rows rows (sequences decoding together, or
  * one sequence's tokens verified at once), with every correction. */
 double lm_plan_pass_ms(const lm_model *m, const lm_plan *plan, int n_rows);

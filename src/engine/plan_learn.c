@@ -227,10 +227,9 @@ static double compute_factor(const lm_session *s, bool device)
         const lm_placement p = plan->place[il];
         if (lm_place_on_device(p) != device || (any_fixed && lm_place_streamed(p)))
             continue;
-        measured += s->decode_compute_seconds[il] * 1e3;
-        probe += lm_plan_probe_compute_ms(s->model, plan, il);
+        measured += s->timed_compute_seconds[il] * 1e3;
+        probe += s->timed_probe_ms[il];
     }
-    measured /= (double)s->decode_passes;
     return probe > 0 && measured > 0 ? measured / probe : 0;
 }
 
@@ -240,12 +239,13 @@ static void measure_figures(const lm_session *s, double factor[LM_FIG_COUNT])
     const lm_plan *plan = &s->plan;
     for (int i = 0; i < LM_FIG_COUNT; i++)
         factor[i] = 0;
-    factor[LM_FIG_CPU_LAYER] = compute_factor(s, false);
-    factor[LM_FIG_DEVICE_LAYER] = compute_factor(s, true);
-    const double head_probe = lm_plan_probe_head_ms(s->model, plan);
-    if (head_probe > 0)
+    if (s->timed_passes >= LEARN_MIN_PASSES) {
+        factor[LM_FIG_CPU_LAYER] = compute_factor(s, false);
+        factor[LM_FIG_DEVICE_LAYER] = compute_factor(s, true);
+    }
+    if (s->timed_passes >= LEARN_MIN_PASSES && s->timed_head_probe_ms > 0)
         factor[plan->head_on_device ? LM_FIG_DEVICE_HEAD : LM_FIG_CPU_HEAD] =
-            s->decode_head_seconds * 1e3 / (double)s->decode_passes / head_probe;
+            s->timed_head_seconds * 1e3 / s->timed_head_probe_ms;
     if (!s->streamer)
         return;
     /* rates: the probe's over the run's is the factor its times grow by */
@@ -259,7 +259,7 @@ static void measure_figures(const lm_session *s, double factor[LM_FIG_COUNT])
 void lm_session_learn(const lm_session *s)
 {
     const lm_plan *plan = &s->plan;
-    if (!plan->place || s->decode_passes < LEARN_MIN_PASSES || plan->figures_token_ms <= 0)
+    if (!plan->place || plan->figures_token_ms <= 0)
         return;
     if (!lm_probe_settled(&s->watch, NULL))
         return; /* the machine was busy: what the run took says little */
@@ -277,7 +277,9 @@ void lm_session_learn(const lm_session *s)
     }
     /* the plan predicted again from the figures as the next plan will have
      * them (this run's among them): what is left between that and the
-     * measured pass is the plan's own correction */
+     * measured one-token pass is the plan's own correction */
+    if (s->decode_passes < LEARN_MIN_PASSES)
+        return;
     lm_plan now = *plan;
     now.layer_ms = malloc((size_t)plan->n_layer * sizeof *now.layer_ms);
     if (!now.layer_ms)

@@ -1,8 +1,9 @@
 /* Runs teach the planner.  An engine that followed a plan records, when it
- * is freed, what its one-token passes took, part by part: the compute of
- * its CPU layers and of its device layers, the output head, and the rates
- * of its disk reads and copies to the device, each against what the probe
- * behind it predicted.  Each figure keeps what the last LM_LEARN_RUNS runs
+ * is freed, what its passes took part by part (those whose every row wants
+ * logits: sequences decoding, alone or batched, and speculative
+ * verification): the compute of its CPU layers and of its device layers,
+ * the output head, and the rates of its disk reads and copies to the
+ * device, each against what the probe behind it predicted for those rows.  Each figure keeps what the last LM_LEARN_RUNS runs
  * measured (in the probe's unit: layer 0's ms, the disk's bytes/s), keyed
  * as the probes are (threads, disk, model shape, device), and the next plan
  * of any placement scales the probe to their median (lm_learned_load, then
@@ -10,7 +11,8 @@
  * reads and compute overlapped, the overheads of a pass) is learned per
  * plan: measured over predicted from this run's own figures, the median of
  * the last runs of the same plan (threads, model, placement of every kind,
- * sequences, prefetch) scaling its prediction (lm_plan_apply_learned).
+ * sequences, prefetch) scaling its prediction (lm_plan_apply_learned);
+ * that one is learned from one-token passes, what the plan predicts.
  * Kept beside the probes in $XDG_CACHE_HOME/lamina/learned; --reprobe
  * ignores it.  A run during which other processes held the cores teaches
  * nothing (probe.h's watch). */

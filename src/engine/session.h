@@ -42,9 +42,13 @@ typedef struct lm_session {
     uint64_t passes;              /* forward passes run */
     double decode_seconds;        /* one-token passes (decoding one sequence): their time */
     uint64_t decode_passes;       /* and how many */
-    double *decode_compute_seconds; /* per layer: its backend's time on it in those passes
-                                       (not waiting for its weights) */
-    double decode_head_seconds;   /* the output head's time in those passes */
+    /* passes whose every row wants logits (decoding, verifying), timed part
+     * by part for plan_learn.h: per layer its backend's time (not waiting
+     * for its weights) and what the probes alone predicted for those rows;
+     * the output head's likewise */
+    uint64_t timed_passes;
+    double *timed_compute_seconds, *timed_probe_ms;
+    double timed_head_seconds, timed_head_probe_ms;
     bool timing_pass;             /* the pass running is one of those */
     lm_probe_watch watch;         /* from creation: was the machine quiet (plan_learn.h) */
     int32_t *history;             /* per sequence: n_ctx slots, the tokens in its cache */
