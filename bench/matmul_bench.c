@@ -87,7 +87,7 @@ static const struct {
 /* With an argument, only that case (its index in the table). */
 int main(int argc, char **argv)
 {
-    printf("threads %d, avx2 %s\n", omp_get_max_threads(), lm_cpu_use_avx2() ? "yes" : "no");
+    printf("threads %d, kernels %s\n", omp_get_max_threads(), lm_cpu_path_name(lm_cpu_active_path()));
     const int n = (int)(sizeof cases / sizeof cases[0]);
     const int only = argc > 1 ? atoi(argv[1]) : -1;
     for (int i = 0; i < n; i++)

@@ -37,8 +37,31 @@ void lm_cpu_matmul(uint32_t weight_type, const void *W, int64_t rows, int64_t co
 void lm_cpu_matmul_portable(uint32_t weight_type, const void *W, int64_t rows, int64_t cols,
                             const float *x, int64_t n_tok, float *y, void *scratch);
 
-/* Whether the running CPU has AVX2+FMA+F16C and the AVX2 kernels are used.
- * LAMINA_NO_AVX2=1 in the environment forces the portable kernels. */
+/* The kernel paths, one table chosen at start (cpu_path.c): what the CPU
+ * has, and what LAMINA_CPU=portable|avx2|avx512 asks for. */
+typedef enum {
+    LM_CPU_PORTABLE, /* C for any CPU */
+    LM_CPU_AVX2,     /* AVX2 + FMA + F16C */
+    LM_CPU_AVX512,   /* AVX-512 F/BW/VL (AVX2 kernels where no AVX-512 one exists) */
+    LM_CPU_PATH_COUNT
+} lm_cpu_path;
+
+/* The path the kernels take: LAMINA_CPU's if set (a path the CPU lacks, or
+ * an unknown name, is refused: see lm_cpu_path_check), else the best the
+ * CPU has.  LAMINA_NO_AVX2=1, the older switch, means LAMINA_CPU=portable. */
+lm_cpu_path lm_cpu_active_path(void);
+/* The best path the running CPU has. */
+lm_cpu_path lm_cpu_detect_path(void);
+/* "portable", "avx2", "avx512". */
+const char *lm_cpu_path_name(lm_cpu_path p);
+/* What the path and the CPU are, for --version and bench: "avx2 (this CPU:
+ * AVX2 FMA F16C; AVX-512: no)". */
+void lm_cpu_path_describe(char *buf, size_t len);
+/* 0, or -1 with a one-line error when LAMINA_CPU names no path or one this
+ * CPU cannot run; programs check it at start. */
+int lm_cpu_path_check(void);
+
+/* Whether the AVX2 kernels are used (the AVX2 and AVX-512 paths). */
 bool lm_cpu_use_avx2(void);
 
 /* One row of weights dequantized to f32 (the embedding lookup uses it). */

@@ -5,8 +5,6 @@
  * to stay in L1/L2 while every token tile passes over them, so a prompt
  * loads each weight block once per LM_TILE_TOKS tokens instead of per token. */
 #include <omp.h>
-#include <cpuid.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,25 +40,6 @@ uint32_t lm_cpu_vec_dot_type(uint32_t weight_type)
 size_t lm_cpu_matmul_scratch_size(uint32_t weight_type, int64_t cols, int64_t n_tok)
 {
     return (size_t)n_tok * lm_row_size(lm_cpu_vec_dot_type(weight_type), cols) + SCRATCH_ALIGN;
-}
-
-bool lm_cpu_use_avx2(void)
-{
-    static atomic_int state = -1; /* -1 unknown, 0 no, 1 yes */
-    int s = atomic_load_explicit(&state, memory_order_relaxed);
-    if (s < 0) {
-        const char *no = getenv("LAMINA_NO_AVX2");
-        __builtin_cpu_init();
-        /* FMA and F16C from CPUID leaf 1 (clang's __builtin_cpu_supports
-         * does not know "f16c"); AVX2 from the builtin, which also checks
-         * that the OS saves the AVX state */
-        unsigned a, b, c = 0, d;
-        __get_cpuid(1, &a, &b, &c, &d);
-        s = !(no && no[0] && strcmp(no, "0") != 0) && __builtin_cpu_supports("avx2") &&
-            (c & bit_FMA) && (c & bit_F16C);
-        atomic_store_explicit(&state, s, memory_order_relaxed);
-    }
-    return s != 0;
 }
 
 /* The tile kernel for portable dots: the same contract, one dot at a time. */

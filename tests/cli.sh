@@ -305,5 +305,14 @@ sys.exit(0 if ok else 1)' && ok || bad "plan --lookup --json: no sound speculati
 "$LAMINA" plan -m "$model" --backend cpu --draft "$model" | grep -q "^speculation (--draft): the draft" &&
     ok || bad "plan --draft does not predict speculation"
 
+# LAMINA_CPU picks the kernels: --version says which; an unknown path or one
+# the CPU lacks is a one-line error
+LAMINA_CPU=portable "$LAMINA" --version | grep -q '^cpu kernels: portable' && ok ||
+    bad "LAMINA_CPU=portable: --version does not say portable"
+expect_error "LAMINA_CPU unknown" "LAMINA_CPU=sse: not a kernel path" env LAMINA_CPU=sse "$LAMINA" --version
+if ! "$LAMINA" --version | grep -q '^cpu kernels: avx512'; then
+    expect_error "LAMINA_CPU the CPU lacks" "this CPU cannot run it" env LAMINA_CPU=avx512 "$LAMINA" --version
+fi
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -205,7 +205,7 @@ static void matmul_one_type(uint32_t type)
             for (size_t ir = 0; ir < sizeof rows_list / sizeof rows_list[0]; ir++) {
                 problem p;
                 make_problem(&p, type, rows_list[ir], cols_list[ic], tok_list[it]);
-                check_matmul(&p, lm_cpu_matmul, lm_cpu_use_avx2() ? "avx2" : "default");
+                check_matmul(&p, lm_cpu_matmul, lm_cpu_path_name(lm_cpu_active_path()));
                 check_matmul(&p, lm_cpu_matmul_portable, "portable");
                 free_problem(&p);
             }
@@ -218,8 +218,16 @@ static void test_matmul_all_types(void **state)
         assert_true(lm_cpu_supports(weight_types[i]));
         matmul_one_type(weight_types[i]);
     }
-    print_message("worst error / sum|w*x| = %.3g (avx2: %s)\n", worst_rel,
-                  lm_cpu_use_avx2() ? "yes" : "no");
+    char path[256];
+    lm_cpu_path_describe(path, sizeof path);
+    print_message("worst error / sum|w*x| = %.3g (kernels: %s)\n", worst_rel, path);
+    /* the paths this CPU cannot run are not tested here: say so */
+    for (int p = lm_cpu_detect_path() + 1; p < LM_CPU_PATH_COUNT; p++)
+        print_message("skipped: the %s path (this CPU lacks it)\n", lm_cpu_path_name(p));
+    if (lm_cpu_active_path() < lm_cpu_detect_path())
+        print_message("skipped: the %s path (LAMINA_CPU asks for %s)\n",
+                      lm_cpu_path_name(lm_cpu_detect_path()),
+                      lm_cpu_path_name(lm_cpu_active_path()));
 }
 
 /* A prompt-sized product exercises the parallel paths and full tiles. */
@@ -230,7 +238,7 @@ static void test_matmul_prompt(void **state)
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         problem p;
         make_problem(&p, types[i], 193, 512, 64);
-        check_matmul(&p, lm_cpu_matmul, "avx2");
+        check_matmul(&p, lm_cpu_matmul, lm_cpu_path_name(lm_cpu_active_path()));
         check_matmul(&p, lm_cpu_matmul_portable, "portable");
         free_problem(&p);
     }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "cli.h"
+#include "kernels.h"
 #include "error.h"
 #include "json_out.h"
 #include "membw.h"
@@ -162,10 +163,15 @@ int lm_cmd_bench(int argc, char **argv)
             "decode_compute_ms_per_token", best.compute_ms, "decode_read_ms_per_token",
             best.read_ms, "decode_copy_ms_per_token", best.copy_ms,
             "streamed_to_device_bytes_per_token", (json_int_t)to_device);
+        if (obj)
+            json_object_set_new(obj, "cpu_path", json_string(lm_cpu_path_name(lm_cpu_active_path())));
         if (lm_json_write(obj, stdout) != 0)
             rc = lm_cli_fail();
     } else {
-        printf("backend %s, %d threads, best of %d\n", backend, threads, o.repetitions);
+        char path[256];
+        lm_cpu_path_describe(path, sizeof path);
+        printf("backend %s, %d threads, best of %d; cpu kernels %s\n", backend, threads,
+               o.repetitions, path);
         printf("prompt: %d tokens: %.2f tokens/s\n", n_prompt, best.prompt_tps);
         if (s->n_seq > 1)
             printf("decode: %d sequences x %d tokens: %.2f tokens/s in all (%.2f passes/s, "

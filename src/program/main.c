@@ -4,6 +4,8 @@
 
 #include "cli.h"
 #include "config.h"
+#include "error.h"
+#include "kernels.h"
 
 static const struct {
     const char *name;
@@ -48,8 +50,14 @@ int main(int argc, char **argv)
         print_help();
         return 0;
     }
+    if (lm_cpu_path_check() != 0) {
+        fprintf(stderr, "lamina: %s\n", lm_last_error());
+        return 1;
+    }
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
-        printf("lamina %s\n", PACKAGE_VERSION);
+        char path[256];
+        lm_cpu_path_describe(path, sizeof path);
+        printf("lamina %s\ncpu kernels: %s\n", PACKAGE_VERSION, path);
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
