@@ -53,13 +53,13 @@ const char *lm_cpu_path_name(lm_cpu_path p)
     return p < LM_CPU_PATH_COUNT ? names[p] : "?";
 }
 
-/* The path asked for by the environment: -1 none, -2 an unknown name. */
+/* The path asked for by the environment: -1 none, -2 an unknown name.
+ * LAMINA_CPU first; the older LAMINA_NO_AVX2=1 means portable. */
 static int asked_path(void)
 {
-    const char *no = getenv("LAMINA_NO_AVX2");
-    if (no && no[0] && strcmp(no, "0") != 0)
+    const char *want = getenv("LAMINA_CPU"), *no = getenv("LAMINA_NO_AVX2");
+    if ((!want || !want[0]) && no && no[0] && strcmp(no, "0") != 0)
         return LM_CPU_PORTABLE;
-    const char *want = getenv("LAMINA_CPU");
     if (!want || !want[0])
         return -1;
     for (int p = 0; p < LM_CPU_PATH_COUNT; p++)

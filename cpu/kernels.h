@@ -48,7 +48,8 @@ typedef enum {
 
 /* The path the kernels take: LAMINA_CPU's if set (a path the CPU lacks, or
  * an unknown name, is refused: see lm_cpu_path_check), else the best the
- * CPU has.  LAMINA_NO_AVX2=1, the older switch, means LAMINA_CPU=portable. */
+ * CPU has.  LAMINA_NO_AVX2=1, the older switch, means LAMINA_CPU=portable
+ * where LAMINA_CPU is not set. */
 lm_cpu_path lm_cpu_active_path(void);
 /* The best path the running CPU has. */
 lm_cpu_path lm_cpu_detect_path(void);

@@ -249,6 +249,11 @@ learned() {
 [ "$(learned --reprobe)" = "0 True" ] && ok || bad "plan --reprobe: learned '$(learned --reprobe)'"
 XDG_CACHE_HOME="$tmp/learn-cache" "$LAMINA" plan -m "$model" --backend cpu |
     grep -q 'corrected by the last 2 measured runs' && ok || bad "plan does not say it was corrected"
+# a run with --reprobe starts every figure afresh: its own value alone
+XDG_CACHE_HOME="$tmp/learn-cache" "$LAMINA" run -q -m "$model" -p "ab" -n 16 --temp 0 \
+    --backend cpu --reprobe >/dev/null 2>&1 || bad "run --reprobe for learning"
+values=$(grep '^figure=cpu_layer' "$tmp/learn-cache/lamina/learned" | tail -1 | cut -f2 | wc -w)
+[ "$values" -eq 1 ] && ok || bad "after run --reprobe the CPU layer figure keeps $values values, want 1"
 
 # a poisoned cached figure is corrected by one run: the probes' layer and
 # head times made 50x too fast, then 50x too slow (a later line wins)

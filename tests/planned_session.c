@@ -11,7 +11,8 @@ lm_session *test_planned_session(const lm_model *m, const lm_placement *place,
                                  int n_seq, int n_batch)
 {
     lm_plan plan = {.n_layer = (int)m->hp.n_layer, .prefetch = prefetch,
-                    .head_on_device = head_on_device};
+                    .head_on_device = head_on_device, .learned_factor = 1.0};
+    lm_learned_none(&plan.learned);
     plan.place = calloc((size_t)plan.n_layer, sizeof *plan.place);
     plan.layer_bytes = calloc((size_t)plan.n_layer, sizeof *plan.layer_bytes);
     plan.layer_ms = calloc((size_t)plan.n_layer, sizeof *plan.layer_ms);

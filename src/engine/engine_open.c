@@ -72,6 +72,7 @@ static int plan_for(const lm_model *m, const lm_engine_params *p, lm_device_use 
         return -1;
     if (!p->reprobe)
         lm_plan_apply_learned(m, plan);
+    plan->reprobed = p->reprobe;
     return 0;
 }
 

@@ -117,6 +117,7 @@ typedef struct {
      * corrected figures before the whole plan's own correction */
     lm_learned learned;
     double probe_token_ms, figures_token_ms;
+    bool reprobed; /* --reprobe: what this plan's run measures starts the learning afresh */
     /* runs of this very plan measured before (plan_learn.h): how many, and
      * the median of measured/predicted (from the corrected figures) they
      * gave; what the figures leave out (overlaps, overheads) is in it, and

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "kernels.h"
 #include "probe.h"
 #include "session.h"
 #include "streamer.h"
@@ -71,13 +72,14 @@ static double median(const learned *l)
 }
 
 /* Appends a run's value to those kept under key (the oldest goes past
- * LM_LEARN_RUNS). */
-static void record(const char *key, double ratio)
+ * LM_LEARN_RUNS); fresh: it starts them afresh (after --reprobe). */
+static void record(const char *key, double ratio, bool fresh)
 {
     if (!sane_value(ratio))
         return;
     learned l = {0};
-    lm_probe_cache_load("learned", key, parse_learned, &l);
+    if (!fresh)
+        lm_probe_cache_load("learned", key, parse_learned, &l);
     if (l.n == LM_LEARN_RUNS) {
         memmove(l.ratio, l.ratio + 1, (LM_LEARN_RUNS - 1) * sizeof *l.ratio);
         l.n--;
@@ -138,8 +140,8 @@ static void figure_cache_key(const lm_model *m, const char *device, lm_figure f,
     struct stat sb;
     const unsigned long long dev =
         fstat(lm_gguf_fd(m->gguf), &sb) == 0 ? (unsigned long long)sb.st_dev : 0;
-    snprintf(key, len, "figure=%s threads=%d dev=%llu shape=%ux%ux%ux%ux%u,%llu,%llu%s%s",
-             lm_figure_key(f), omp_get_max_threads(), dev, m->hp.n_layer, m->hp.n_embd,
+    snprintf(key, len, "figure=%s threads=%d cpu=%s dev=%llu shape=%ux%ux%ux%ux%u,%llu,%llu%s%s",
+             lm_figure_key(f), omp_get_max_threads(), lm_cpu_path_name(lm_cpu_active_path()), dev, m->hp.n_layer, m->hp.n_embd,
              m->hp.n_ff, m->hp.n_head, m->hp.n_head_kv, (unsigned long long)m->layers[0].nbytes,
              (unsigned long long)m->output->nbytes, on_device(f) ? " device=" : "",
              on_device(f) && device ? device : "");
@@ -174,8 +176,9 @@ static void plan_cache_key(const lm_model *m, const lm_plan *plan, char *key, si
     int counts[LM_PLACE_COUNT] = {0};
     for (int il = 0; il < plan->n_layer; il++)
         counts[plan->place[il]]++;
-    snprintf(key, len, "t%d|w%llu|l%d|e%u|ram%d|disk%d|dev%d|devram%d|devdisk%d|head%d|seq%d|pf%d",
-             omp_get_max_threads(), (unsigned long long)m->weight_bytes, plan->n_layer,
+    snprintf(key, len,
+             "plan=%s,t%d|w%llu|l%d|e%u|ram%d|disk%d|dev%d|devram%d|devdisk%d|head%d|seq%d|pf%d",
+             lm_cpu_path_name(lm_cpu_active_path()), omp_get_max_threads(), (unsigned long long)m->weight_bytes, plan->n_layer,
              m->hp.n_embd, counts[LM_PLACE_RAM], counts[LM_PLACE_DISK], counts[LM_PLACE_DEVICE],
              counts[LM_PLACE_DEVICE_RAM], counts[LM_PLACE_DEVICE_DISK], plan->head_on_device,
              plan->parallel > 1 ? plan->parallel : 1, plan->prefetch);
@@ -273,7 +276,7 @@ void lm_session_learn(const lm_session *s)
             continue;
         char key[512];
         figure_cache_key(m, dev ? dev->label : NULL, (lm_figure)i, key, sizeof key);
-        record(key, value_of(factor[i], probe, (lm_figure)i));
+        record(key, value_of(factor[i], probe, (lm_figure)i), plan->reprobed);
     }
     /* the plan predicted again from the figures as the next plan will have
      * them (this run's among them): what is left between that and the
@@ -289,7 +292,7 @@ void lm_session_learn(const lm_session *s)
     const double measured_ms = s->decode_seconds * 1e3 / (double)s->decode_passes;
     char key[512];
     plan_cache_key(m, plan, key, sizeof key);
-    if (now.token_ms > 0)
-        record(key, measured_ms / now.token_ms);
+    if (now.token_ms > 0 && sane(measured_ms / now.token_ms))
+        record(key, measured_ms / now.token_ms, plan->reprobed);
     free(now.layer_ms);
 }

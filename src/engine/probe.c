@@ -152,8 +152,8 @@ static void cache_key(const lm_model *m, char *key, size_t len)
     struct stat sb;
     unsigned long long dev = fstat(lm_gguf_fd(m->gguf), &sb) == 0 ? (unsigned long long)sb.st_dev : 0;
     const uint64_t data = lm_gguf_file_size(m->gguf) - lm_gguf_data_offset(m->gguf);
-    snprintf(key, len, "threads=%d dev=%llu span=%llu shape=%ux%ux%ux%u,%llu,%llu",
-             omp_get_max_threads(), dev,
+    snprintf(key, len, "threads=%d cpu=%s dev=%llu span=%llu shape=%ux%ux%ux%u,%llu,%llu",
+             omp_get_max_threads(), lm_cpu_path_name(lm_cpu_active_path()), dev,
              (unsigned long long)(data / DISK_PROBE_PASSES < DISK_PROBE_MAX ? data / DISK_PROBE_PASSES
                                                                    : DISK_PROBE_MAX) >> 20,
              m->hp.n_embd, m->hp.n_ff, m->hp.n_head, m->hp.n_head_kv,

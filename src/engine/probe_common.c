@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "backend.h"
 #include "error.h"
 #include "timing.h"
@@ -56,6 +57,47 @@ bool lm_probe_cache_load(const char *name, const char *key,
     return found;
 }
 
+/* Past this size a cache file is rewritten with only the last line of
+ * each key (later lines win, so nothing read changes). */
+#define CACHE_COMPACT_BYTES (64 << 10)
+
+static void compact(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    size_t n = 0, cap = 0;
+    char **lines = NULL, line[4096];
+    while (fgets(line, sizeof line, f)) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 256;
+            char **grown = realloc(lines, cap * sizeof *lines);
+            if (!grown)
+                break;
+            lines = grown;
+        }
+        if (!(lines[n] = strdup(line)))
+            break;
+        n++;
+    }
+    fclose(f);
+    lm_atomic_file a;
+    if (lm_atomic_open(&a, path) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            const size_t kl = strcspn(lines[i], "\t");
+            bool later = false; /* a later line has this key */
+            for (size_t j = i + 1; j < n && !later; j++)
+                later = strncmp(lines[i], lines[j], kl + 1) == 0;
+            if (!later)
+                fputs(lines[i], a.f);
+        }
+        lm_atomic_commit(&a, 0); /* failing, the old file stays: nothing lost */
+    }
+    for (size_t i = 0; i < n; i++)
+        free(lines[i]);
+    free(lines);
+}
+
 void lm_probe_cache_save(const char *name, const char *key, const char *value)
 {
     char path[4200];
@@ -65,7 +107,10 @@ void lm_probe_cache_save(const char *name, const char *key, const char *value)
     if (!f)
         return;
     fprintf(f, "%s\t%s\n", key, value);
+    const long size = ftell(f);
     fclose(f);
+    if (size > CACHE_COMPACT_BYTES)
+        compact(path);
 }
 
 /* Best time in ms of up to `reps` runs of layer 0 over n rows of x at

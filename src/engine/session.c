@@ -79,11 +79,14 @@ static lm_session *session_alloc(const lm_model *m, int n_ctx, int n_seq, int n_
     s->layer_seconds = calloc(m->hp.n_layer, sizeof *s->layer_seconds);
     s->timed_compute_seconds = calloc(m->hp.n_layer, sizeof *s->timed_compute_seconds);
     s->timed_probe_ms = calloc(m->hp.n_layer, sizeof *s->timed_probe_ms);
+    s->pass_compute_seconds = calloc(m->hp.n_layer, sizeof *s->pass_compute_seconds);
+    s->pass_probe_ms = calloc(m->hp.n_layer, sizeof *s->pass_probe_ms);
     s->run_by = calloc(m->hp.n_layer, sizeof *s->run_by);
     s->history = malloc(cells * sizeof *s->history);
     s->batch_len = calloc(cells, sizeof *s->batch_len);
     if (!s->n_past || !s->x || !s->x_out || !s->row_seq || !s->row_pos || !s->logits ||
-        !s->layer_seconds || !s->timed_compute_seconds || !s->timed_probe_ms || !s->run_by || !s->history || !s->batch_len) {
+        !s->layer_seconds || !s->timed_compute_seconds || !s->timed_probe_ms ||
+        !s->pass_compute_seconds || !s->pass_probe_ms || !s->run_by || !s->history || !s->batch_len) {
         lm_set_error("out of memory for %d sequences of %d positions", n_seq, n_ctx);
         lm_session_free(s);
         return NULL;
@@ -135,6 +138,8 @@ void lm_session_free(lm_session *s)
     free(s->layer_seconds);
     free(s->timed_compute_seconds);
     free(s->timed_probe_ms);
+    free(s->pass_compute_seconds);
+    free(s->pass_probe_ms);
     free(s->history);
     free(s->batch_len);
     free(s->n_past);
@@ -424,8 +429,8 @@ static int run_pass(lm_session *s, const int32_t *tokens, int n, const bool *wan
         }
         s->layer_seconds[il] += t2 - t0;
         if (s->timing_pass) {
-            s->timed_compute_seconds[il] += t2 - t1;
-            s->timed_probe_ms[il] += lm_plan_probe_compute_ms(m, &s->plan, (int)il, n);
+            s->pass_compute_seconds[il] = t2 - t1;
+            s->pass_probe_ms[il] = lm_plan_probe_compute_ms(m, &s->plan, (int)il, n);
         }
     }
     s->passes++;
@@ -446,9 +451,14 @@ static int run_pass(lm_session *s, const int32_t *tokens, int n, const bool *wan
         *device_failed = s->head == s->device;
         return -1;
     }
-    if (s->timing_pass) {
+    if (s->timing_pass) { /* the pass went through: its times count */
         s->timed_head_seconds += lm_now_seconds() - t0;
         s->timed_head_probe_ms += lm_plan_probe_head_ms(m, &s->plan, n_out);
+        for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+            s->timed_compute_seconds[il] += s->pass_compute_seconds[il];
+            s->timed_probe_ms[il] += s->pass_probe_ms[il];
+        }
+        s->timed_passes++;
     }
     return 0;
 }
@@ -559,11 +569,11 @@ static int decode(lm_session *s, int n, const int32_t *tokens, const int *seq, c
         return -1;
     bool device_failed;
     const double t0 = lm_now_seconds();
-    /* every row wants logits: sequences decoding, or one verifying drafted
-     * tokens (not a prompt's chunk); their parts' times teach the plan */
-    s->timing_pass = s->plan.place && n_out == n;
+    /* every row wants logits, and no more rows than the probes measured
+     * (sequences decoding, one verifying drafted tokens; not a prompt's
+     * chunk, nor perplexity's): their parts' times teach the plan */
+    s->timing_pass = s->plan.place && n_out == n && n <= LM_PROBE_BATCH + 1;
     const int rc = run_pass(s, tokens, n, want, n_out, single, &device_failed);
-    s->timed_passes += s->timing_pass && rc == 0;
     s->timing_pass = false;
     if (rc != 0) {
         /* only the device's own failures are worth going on without it */

@@ -48,6 +48,7 @@ typedef struct lm_session {
      * the output head's likewise */
     uint64_t timed_passes;
     double *timed_compute_seconds, *timed_probe_ms;
+    double *pass_compute_seconds, *pass_probe_ms; /* the pass running's, per layer */
     double timed_head_seconds, timed_head_probe_ms;
     bool timing_pass;             /* the pass running is one of those */
     lm_probe_watch watch;         /* from creation: was the machine quiet (plan_learn.h) */

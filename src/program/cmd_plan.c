@@ -31,7 +31,7 @@ static spec_choice best_round(const lm_model *m, const lm_plan *plan, double dra
     for (int k = 1; k <= k_max; k++) {
         const double tokens = (1 - pow(a, k + 1)) / (1 - a);
         const double ms = k * draft_ms + lm_plan_pass_ms(m, plan, k + 1);
-        const double tps = tokens * 1e3 / ms;
+        const double tps = ms > 0 ? tokens * 1e3 / ms : 0;
         if (tps > best.tokens_per_s)
             best = (spec_choice){k, tps, tps * plan->token_ms / 1e3};
     }
