@@ -184,6 +184,37 @@ INLINE void tile32(enum kind k, int64_t nb, const uint8_t *w, size_t ws, const u
 
 enum kkind { K_Q4_K, K_Q5_K };
 
+/* The 8 six-bit scales (low 128 bits) and 8 mins (high 128 bits) of a
+ * Q4_K/Q5_K block as int16 lanes: lm_k4_scales with four word operations
+ * (ggml's unpacking) instead of a byte loop. */
+INLINE __m256i k4_scales_mins(const uint8_t s[LM_K_SCALE_SIZE])
+{
+    uint32_t u[4];
+    memcpy(u, s, 12);
+    u[3] = ((u[2] >> 4) & 0x0f0f0f0f) | (((u[1] >> 6) & 0x03030303) << 4);
+    const uint32_t mins = u[1] & 0x3f3f3f3f;
+    u[1] = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
+    u[2] = mins;
+    u[0] &= 0x3f3f3f3f;
+    return _mm256_cvtepu8_epi16(_mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]));
+}
+
+/* Int16 lane j (< 8) of each 128-bit half of v, in every lane of that half
+ * (v holds the same 8 values in both halves). */
+INLINE __m256i lane16(__m256i v, const int j)
+{
+    return _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)(((2 * j + 1) << 8) | (2 * j))));
+}
+
+/* Sum of the 8 int32 lanes (exact). */
+INLINE int hsum_i32x8(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
 INLINE void tile_q45k(enum kkind k, int64_t nb, const uint8_t *w, const uint8_t *x, size_t xs,
                       float *y, int64_t ys, const int T)
 {
@@ -199,8 +230,9 @@ INLINE void tile_q45k(enum kkind k, int64_t nb, const uint8_t *w, const uint8_t 
         const lm_block_q4_k *b4 = (const lm_block_q4_k *)(w + i * bsize);
         const lm_block_q5_k *b5 = (const lm_block_q5_k *)(w + i * bsize);
         const uint8_t *qs = k == K_Q4_K ? b4->qs : b5->qs;
-        uint8_t sc[8], mn[8];
-        lm_k4_scales(k == K_Q4_K ? b4->scales : b5->scales, sc, mn);
+        const __m256i sm = k4_scales_mins(k == K_Q4_K ? b4->scales : b5->scales);
+        const __m128i mins = _mm256_extracti128_si256(sm, 1);
+        const __m256i scales = _mm256_permute2x128_si256(sm, sm, 0x00);
         const lm_block_q8_k *xb[4];
         __m256i sumi[4];
 #pragma GCC unroll 4
@@ -222,8 +254,8 @@ INLINE void tile_q45k(enum kkind k, int64_t nb, const uint8_t *w, const uint8_t 
                     qh, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), one), 4));
                 hbits = _mm256_srli_epi16(hbits, 2);
             }
-            const __m256i s_lo = _mm256_set1_epi16(sc[2 * c]);
-            const __m256i s_hi = _mm256_set1_epi16(sc[2 * c + 1]);
+            const __m256i s_lo = lane16(scales, 2 * c);
+            const __m256i s_hi = lane16(scales, 2 * c + 1);
 #pragma GCC unroll 4
             for (int t = 0; t < T; t++) {
                 const __m256i a0 = _mm256_loadu_si256((const __m256i *)(xb[t]->qs + 64 * c));
@@ -236,9 +268,14 @@ INLINE void tile_q45k(enum kkind k, int64_t nb, const uint8_t *w, const uint8_t 
         const float dw = h2f((const uint8_t *)&b4->d), dmin = h2f((const uint8_t *)&b4->dmin);
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++) {
-            int imin = 0;
-            for (int j = 0; j < 8; j++)
-                imin += mn[j] * (xb[t]->bsums[2 * j] + xb[t]->bsums[2 * j + 1]);
+            /* sum_j mins[j] * (bsums[2j] + bsums[2j+1]): exact in int32 */
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)xb[t]->bsums);
+            const __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs),
+                                                 _mm256_extracti128_si256(bs, 1));
+            __m128i p = _mm_madd_epi16(mins, pairs);
+            p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0x4E));
+            p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0xB1));
+            const int imin = _mm_cvtsi128_si32(p);
             acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(xb[t]->d * dw), _mm256_cvtepi32_ps(sumi[t]),
                                      acc[t]);
             summ[t] += xb[t]->d * dmin * (float)imin;
@@ -301,11 +338,12 @@ INLINE void tile_q6k(int64_t nb, const uint8_t *w, const uint8_t *x, size_t xs, 
                 }
         }
         const float dw = h2f((const uint8_t *)&b->d);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++) {
-            int ioff = 0;
-            for (int g = 0; g < 16; g++)
-                ioff += b->scales[g] * xb[t]->bsums[g];
+            /* sum_g scales[g] * bsums[g]: exact in int32 */
+            const int ioff = hsum_i32x8(_mm256_madd_epi16(
+                sc16, _mm256_loadu_si256((const __m256i *)xb[t]->bsums)));
             const __m256i off = _mm256_setr_epi32(-32 * ioff, 0, 0, 0, 0, 0, 0, 0);
             acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb[t]->d),
                                      _mm256_cvtepi32_ps(_mm256_add_epi32(sumi[t], off)), acc[t]);
