@@ -26,6 +26,12 @@ static const uint8_t vec_dot_type[LM_TYPE_COUNT] = {
 #define PARALLEL_MIN_MACS 65536
 /* Bytes of weight rows kept hot while the token tiles pass over them. */
 #define ROW_BLOCK_BYTES 24576
+/* Products of at most this many tokens split their rows into chunks that
+ * threads take as they come free, about CHUNKS_PER_THREAD each, whole
+ * 16-row groups (a chunk's y never shares a cache line with another's). */
+#define DYNAMIC_MAX_TOKS 1
+#define CHUNKS_PER_THREAD 8
+#define CHUNK_ROWS_ALIGN 16
 
 bool lm_cpu_supports(uint32_t weight_type)
 {
@@ -95,13 +101,28 @@ static void matmul(uint32_t type, const void *W, int64_t rows, int64_t cols, con
             lm_quantize_act(act, x + t * cols, xq + (size_t)t * x_row, cols);
         /* The implicit barrier above publishes xq to every thread. */
         const int nth = omp_get_num_threads(), ith = omp_get_thread_num();
-        const int64_t tiles = (rows + LM_TILE_ROWS - 1) / LM_TILE_ROWS;
-        const int64_t r0 = tiles * ith / nth * LM_TILE_ROWS;
-        int64_t r1 = tiles * (ith + 1) / nth * LM_TILE_ROWS;
-        if (r1 > rows)
-            r1 = rows;
-        if (r0 < r1)
-            sweep_rows(type, tile, W, w_row, rows, cols, xq, x_row, n_tok, y, r0, r1);
+        if (n_tok <= DYNAMIC_MAX_TOKS && nth > 1) {
+            /* decode: chunks taken as threads come free, so that a thread
+             * that lost its core for a moment does not hold the others at
+             * the barrier (a static split spent ~10% of a 1B decode there) */
+            int64_t chunk = (rows + (int64_t)nth * CHUNKS_PER_THREAD - 1) /
+                            ((int64_t)nth * CHUNKS_PER_THREAD);
+            chunk = (chunk + CHUNK_ROWS_ALIGN - 1) / CHUNK_ROWS_ALIGN * CHUNK_ROWS_ALIGN;
+            const int64_t n_chunks = (rows + chunk - 1) / chunk;
+#pragma omp for schedule(dynamic, 1) nowait
+            for (int64_t c = 0; c < n_chunks; c++) {
+                const int64_t r0 = c * chunk, r1 = r0 + chunk < rows ? r0 + chunk : rows;
+                sweep_rows(type, tile, W, w_row, rows, cols, xq, x_row, n_tok, y, r0, r1);
+            }
+        } else {
+            const int64_t tiles = (rows + LM_TILE_ROWS - 1) / LM_TILE_ROWS;
+            const int64_t r0 = tiles * ith / nth * LM_TILE_ROWS;
+            int64_t r1 = tiles * (ith + 1) / nth * LM_TILE_ROWS;
+            if (r1 > rows)
+                r1 = rows;
+            if (r0 < r1)
+                sweep_rows(type, tile, W, w_row, rows, cols, xq, x_row, n_tok, y, r0, r1);
+        }
     }
 }
 
