@@ -286,12 +286,6 @@ INLINE void tile_q45k(enum kkind k, int64_t nb, const uint8_t *w, const uint8_t 
         y[t * ys] = hsum8(acc[t]) - summ[t];
 }
 
-/* Scales for the two 16-value halves of a 32-byte vector, as int16 lanes. */
-INLINE __m256i scale_pair(int lo, int hi)
-{
-    return _mm256_set_m128i(_mm_set1_epi16((short)hi), _mm_set1_epi16((short)lo));
-}
-
 INLINE void tile_q6k(int64_t nb, const uint8_t *w, const uint8_t *x, size_t xs, float *y,
                      int64_t ys, const int T)
 {
@@ -302,6 +296,7 @@ INLINE void tile_q6k(int64_t nb, const uint8_t *w, const uint8_t *x, size_t xs, 
     const __m256i lo4 = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
     for (int64_t i = 0; i < nb; i++) {
         const lm_block_q6_k *b = (const lm_block_q6_k *)w + i;
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
         const lm_block_q8_k *xb[4];
         __m256i sumi[4];
 #pragma GCC unroll 4
@@ -324,10 +319,16 @@ INLINE void tile_q6k(int64_t nb, const uint8_t *w, const uint8_t *x, size_t xs, 
                 _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), lo4),
                                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), three), 4)),
             };
-            const int8_t *sc = b->scales + 8 * h;
+            /* scales 8h..8h+7 as int16 in both halves; s[j]: scale 8h+2j in
+             * the low half's lanes, 8h+2j+1 in the high half's */
+            const __m256i half = h == 0 ? _mm256_permute2x128_si256(sc16, sc16, 0x00)
+                                        : _mm256_permute2x128_si256(sc16, sc16, 0x11);
             __m256i s[4];
+#pragma GCC unroll 4
             for (int j = 0; j < 4; j++)
-                s[j] = scale_pair(sc[2 * j], sc[2 * j + 1]);
+                s[j] = _mm256_shuffle_epi8(
+                    half, _mm256_set_m128i(_mm_set1_epi16((short)(((4 * j + 3) << 8) | (4 * j + 2))),
+                                           _mm_set1_epi16((short)(((4 * j + 1) << 8) | (4 * j)))));
 #pragma GCC unroll 4
             for (int t = 0; t < T; t++)
                 for (int j = 0; j < 4; j++) {
@@ -338,7 +339,6 @@ INLINE void tile_q6k(int64_t nb, const uint8_t *w, const uint8_t *x, size_t xs, 
                 }
         }
         const float dw = h2f((const uint8_t *)&b->d);
-        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++) {
             /* sum_g scales[g] * bsums[g]: exact in int32 */
