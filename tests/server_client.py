@@ -188,10 +188,12 @@ while got.count(b"data: ") < 3:
     got += s.recv(4096)
 check(metric("lamina_slots_busy") == 1, "the streaming request holds a slot")
 s.close()
-deadline = time.time() + 2
+# freed, not finished: the request counts as failed below (finishing its 400
+# tokens would count as a success); the wait allows for a loaded machine
+deadline = time.time() + 30
 while time.time() < deadline and metric("lamina_slots_busy") != 0:
     time.sleep(0.05)
-check(metric("lamina_slots_busy") == 0, "a client gone mid-stream freed its slot within 2 s")
+check(metric("lamina_slots_busy") == 0, "a client gone mid-stream freed its slot")
 check(metric("lamina_requests_failed_total") == failed_before + 1,
       "the abandoned request counts as failed")
 
