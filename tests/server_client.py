@@ -6,6 +6,7 @@ Prints one line per failed check and exits 1 if any failed."""
 import concurrent.futures
 import http.client
 import json
+import os
 import socket
 import sys
 import time
@@ -16,7 +17,9 @@ port, key, refs_path, model = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 refs = json.load(open(refs_path))
 N = refs["n"]
 base = f"http://127.0.0.1:{port}"
-client = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0, timeout=120)
+# under ASan/UBSan on a slow 2-core machine a request takes minutes, not seconds
+TIMEOUT = 600 if os.environ.get("LAMINA_SANITIZED") else 120
+client = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0, timeout=TIMEOUT)
 failures = []
 
 
@@ -110,7 +113,7 @@ def raw(method, path, body=None, auth=True, headers=None):
     h = dict(headers or {})
     if auth:
         h["Authorization"] = f"Bearer {key}"
-    c = http.client.HTTPConnection("127.0.0.1", int(port), timeout=60)
+    c = http.client.HTTPConnection("127.0.0.1", int(port), timeout=TIMEOUT)
     try:
         c.request(method, path, body=body, headers=h)
         r = c.getresponse()
