@@ -198,6 +198,11 @@ void lm_learned_none(lm_learned *l)
     }
 }
 
+bool lm_figure_is_rate(lm_figure f)
+{
+    return f == LM_FIG_DISK || f == LM_FIG_COPY;
+}
+
 const char *lm_figure_key(lm_figure f)
 {
     static const char *keys[LM_FIG_COUNT] = {

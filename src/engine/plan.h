@@ -73,6 +73,9 @@ typedef struct {
 void lm_learned_none(lm_learned *l);
 /* "cpu_layer", "disk", ...: the figure's name in JSON and in the cache. */
 const char *lm_figure_key(lm_figure f);
+/* A rate (bytes/s: disk, copies) rather than a time: it shrinks as its
+ * factor grows. */
+bool lm_figure_is_rate(lm_figure f);
 
 typedef struct {
     uint64_t ram_budget;   /* 0: MemAvailable less a margin */

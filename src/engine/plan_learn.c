@@ -99,12 +99,6 @@ static bool on_device(lm_figure f)
     return f == LM_FIG_DEVICE_LAYER || f == LM_FIG_DEVICE_HEAD || f == LM_FIG_COPY;
 }
 
-/* A rate (bytes/s) rather than a time. */
-static bool is_rate(lm_figure f)
-{
-    return f == LM_FIG_DISK || f == LM_FIG_COPY;
-}
-
 /* The probe's value of figure f: ms for a time, bytes/s for a rate; 0
  * when it has none. */
 static double probe_value(const lm_probes *p, const lm_device_probes *d, lm_figure f)
@@ -124,12 +118,12 @@ static double probe_value(const lm_probes *p, const lm_device_probes *d, lm_figu
  * grows with the factor, a rate shrinks). */
 static double factor_of(double value, double probe, lm_figure f)
 {
-    return is_rate(f) ? probe / value : value / probe;
+    return lm_figure_is_rate(f) ? probe / value : value / probe;
 }
 
 static double value_of(double factor, double probe, lm_figure f)
 {
-    return is_rate(f) ? probe / factor : probe * factor;
+    return lm_figure_is_rate(f) ? probe / factor : probe * factor;
 }
 
 /* The thread count, the model file's disk and the model's shape, as the

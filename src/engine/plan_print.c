@@ -88,7 +88,7 @@ static figure_view figure_of(const lm_plan *plan, lm_figure fig)
         break;
     }
     /* a time grows with the factor, a rate shrinks */
-    v.used = fig == LM_FIG_DISK || fig == LM_FIG_COPY ? v.probe / f : v.probe * f;
+    v.used = lm_figure_is_rate(fig) ? v.probe / f : v.probe * f;
     return v;
 }
 
