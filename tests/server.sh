@@ -83,18 +83,31 @@ status=$?
 [ $status -eq 0 ] && ok || { bad "serve exited $status after SIGTERM"; cat "$tmp/main.err"; }
 
 # ---- the same client checks with prompt lookup in every slot: the same texts
-start_server lookup -np 4 -c $((4 * CTX)) --api-key "$KEY" --max-body 256K --lookup
+start_server lookup -np 4 -c $((4 * CTX)) --api-key "$KEY" --max-body 256K --lookup --drain 0
 "$venv/bin/python" "$(dirname "$0")/server_client.py" "$port" "$KEY" "$tmp/refs.json" \
     "$(basename "$model")"
 [ $? -eq 0 ] && ok || bad "the openai client's checks with --lookup (above)"
 proposed=$(curl -s -H "Authorization: Bearer $KEY" "http://127.0.0.1:$port/metrics" |
     sed -n 's/^lamina_lookup_proposed_total //p')
 [ "${proposed:-0}" -gt 0 ] && ok || bad "--lookup proposed nothing over the client's requests"
+# ---- --drain 0: a request running at SIGTERM ends at once with a 503 error
+curl -s -o "$tmp/b0" -w '%{http_code}' -H "Authorization: Bearer $KEY" \
+    "http://127.0.0.1:$port/v1/completions" \
+    -d '{"prompt": "Once upon a time", "max_tokens": 400, "temperature": 0}' >"$tmp/s0" &
+pids="$pids $!"
+i=0
+until curl -s -H "Authorization: Bearer $KEY" "http://127.0.0.1:$port/metrics" |
+    grep -q '^lamina_slots_busy 1' || [ $i -gt 100 ]; do sleep 0.05; i=$((i + 1)); done
 kill -TERM "$pid"
 wait "$pid" || bad "serve --lookup exited $? after SIGTERM"
+i=0; until [ -s "$tmp/s0" ] || [ $i -gt 600 ]; do sleep 0.1; i=$((i + 1)); done
+[ "$(cat "$tmp/s0")" = 503 ] && grep -q '"unavailable_error"' "$tmp/b0" && ok ||
+    bad "--drain 0: the request running at SIGTERM: $(cat "$tmp/s0") $(cat "$tmp/b0")"
 
 # ---- one slot, a queue of one: the third request at once gets 503
-start_server small -np 1 --queue 1 -c $CTX -n 200 --temp 0
+# (--drain: under the sanitizers on a loaded machine 64 tokens took past the
+# default 10 s; the deadline itself is checked below)
+start_server small -np 1 --queue 1 -c $CTX -n 200 --temp 0 --drain 600
 url=http://127.0.0.1:$port/v1/completions
 for i in 1 2 3; do
     curl -s -D "$tmp/h$i" -o "$tmp/b$i" -w '%{http_code}' "$url" \

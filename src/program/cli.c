@@ -26,7 +26,7 @@ enum {
     OPT_RAM, OPT_VRAM, OPT_NO_PREFETCH, OPT_REPROBE, OPT_RAM_LAYERS, OPT_GPU_LAYERS,
     OPT_SHAPE, OPT_TYPE, OPT_TOKENIZER_FROM, OPT_LAYERS, OPT_PARALLEL, OPT_RESUME,
     OPT_DRAFT, OPT_LOOKUP, OPT_DRAFT_MAX, OPT_DRAFT_MIN, OPT_DRAFT_P_MIN,
-    OPT_HOST, OPT_PORT, OPT_API_KEY, OPT_API_KEY_FILE, OPT_QUEUE, OPT_MAX_BODY,
+    OPT_HOST, OPT_PORT, OPT_API_KEY, OPT_API_KEY_FILE, OPT_QUEUE, OPT_MAX_BODY, OPT_DRAIN,
 };
 
 static const struct option long_options[] = {
@@ -85,6 +85,7 @@ static const struct option long_options[] = {
     {"api-key-file", required_argument, NULL, OPT_API_KEY_FILE},
     {"queue", required_argument, NULL, OPT_QUEUE},
     {"max-body", required_argument, NULL, OPT_MAX_BODY},
+    {"drain", required_argument, NULL, OPT_DRAIN},
     {NULL, 0, NULL, 0},
 };
 
@@ -209,8 +210,8 @@ static const struct {
               "/v1/completions (with \"stream\": true as Server-Sent Events), GET /v1/models,\n"
               "/health and /metrics (Prometheus). Every request is a sequence of one engine:\n"
               "--parallel of them share each pass over the weights, the rest wait in a queue.\n"
-              "SIGINT or SIGTERM: stop accepting, let running requests finish (10 s at\n"
-              "most), exit 0.\n\n"
+              "SIGINT or SIGTERM: stop accepting, let running requests finish (--drain\n"
+              "seconds at most), exit 0.\n\n"
               "  -m, --model FILE        GGUF model file\n"
               "      --host ADDR         address to listen on (default 127.0.0.1; 0.0.0.0\n"
               "                          or :: for every interface)\n"
@@ -222,6 +223,8 @@ static const struct {
               "      --queue N           requests waiting beyond those (default 64); more\n"
               "                          get 503 with Retry-After\n"
               "      --max-body SIZE     largest request body (default 8M); larger: 413\n"
+              "      --drain SECONDS     after SIGINT or SIGTERM, how long running requests\n"
+              "                          may go on (default 10); then they end with 503\n"
               "  -c, --ctx-size N        context shared by the N sequences, each gets\n"
               "                          N-th of it (default: the model's, at most 4096)\n"
               "  -b, --batch-size N      prompt tokens per run (default 512); greedy text\n"
@@ -337,6 +340,7 @@ static int parse_one(lm_cli *o, int c, const char *arg)
     case OPT_API_KEY_FILE: o->api_key_file = arg; return 0;
     case OPT_QUEUE: return lm_cli_int("--queue", arg, 1, 1 << 20, &o->queue);
     case OPT_MAX_BODY: return lm_parse_size(arg, &o->max_body);
+    case OPT_DRAIN: return lm_cli_int("--drain", arg, 0, 86400, &o->drain_seconds);
     case OPT_SHAPE: o->shape = arg; return 0;
     case OPT_TYPE: o->type = arg; return 0;
     case OPT_TOKENIZER_FROM: o->tokenizer_from = arg; return 0;
@@ -395,6 +399,7 @@ int lm_cli_parse(lm_cli *o, const char *command, int argc, char **argv)
     o->port = 8080;
     o->queue = 64;
     o->max_body = 8u << 20;
+    o->drain_seconds = 10;
     o->sampling = lm_sampler_default_params();
     /* llama.cpp's -ngl and -np are not getopt short options (they would read
      * as -n gl, -n p) */

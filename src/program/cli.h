@@ -64,6 +64,7 @@ typedef struct {
     const char *api_key_file;/* serve --api-key-file */
     int queue;               /* serve --queue: requests waiting beyond the slots */
     uint64_t max_body;       /* serve --max-body: bytes */
+    int drain_seconds;       /* serve --drain: running requests' time after a stop signal */
     int n_positional;
     char **positional;
 } lm_cli;

@@ -15,9 +15,6 @@
 #include "server.h"
 #include "session.h"
 
-/* Running requests get this long to finish after a stop signal. */
-#define DRAIN_SECONDS 10.0
-
 static volatile sig_atomic_t stop_requested;
 
 static void on_signal(int sig)
@@ -63,11 +60,17 @@ static int api_key(const lm_cli *o, char **key)
     return 0;
 }
 
-static void stop_listening(void *srv)
+typedef struct {
+    lm_server *srv;
+    int drain_seconds;
+} stop_context;
+
+static void stop_listening(void *arg)
 {
-    fprintf(stderr, "lamina serve: stopping: no new requests; running ones get %.0f s\n",
-            DRAIN_SECONDS);
-    lm_server_quiesce(srv);
+    const stop_context *c = arg;
+    fprintf(stderr, "lamina serve: stopping: no new requests; running ones get %d s\n",
+            c->drain_seconds);
+    lm_server_quiesce(c->srv);
 }
 
 int lm_cmd_serve(int argc, char **argv)
@@ -126,10 +129,11 @@ int lm_cmd_serve(int argc, char **argv)
     fprintf(stderr, "lamina serve: ready: %d slots of %d tokens, queue %d, model \"%s\"%s%s\n",
             n_seq, seq_ctx, o.queue, cfg.model_name, o.lookup ? ", prompt lookup" : "",
             prompts.chat_format < 0 ? " (no chat template: chat requests are refused)" : "");
+    stop_context stopping = {.srv = srv, .drain_seconds = o.drain_seconds};
     lm_engine_loop loop = {
         .jobs = lm_server_jobs(srv), .sched = &sched, .stop = &stop_requested,
-        .drain_seconds = DRAIN_SECONDS, .verbose = !o.quiet, .on_stop = stop_listening,
-        .on_stop_arg = srv,
+        .drain_seconds = o.drain_seconds, .verbose = !o.quiet, .on_stop = stop_listening,
+        .on_stop_arg = &stopping,
     };
     if (lm_engine_loop_run(&loop) != 0)
         goto done;
