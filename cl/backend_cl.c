@@ -1,5 +1,5 @@
-/* The OpenCL backend: a whole transformer layer on the device, mirroring
- * cpu/backend_cpu.c step by step.  A resident layer's weights are uploaded
+/* The OpenCL backend: the block's operations (src/arch/block.h) as kernels
+ * over device buffers, so a layer's activations stay on the device.  A resident layer's weights are uploaded
  * once at creation, as their GGUF bytes; a streamed layer's arrive each pass
  * in one of two device slots, copied asynchronously from a pinned staging
  * buffer on a second (transfer) queue by the streamer's I/O thread while the
@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch.h"
 #include "backend.h"
 #include "error.h"
 #include "kernels.h"
@@ -93,7 +94,8 @@ typedef struct {
     int n_pinned;
     cl_mem out_norm, out_w;
     cl_mem *k_cache, *v_cache;
-    cl_mem x, xn, q, k_cur, v_cur, att, gate, up, tmp, scores, rope_cs;
+    cl_mem act[LM_A_COUNT];    /* the block's activations, n_batch rows each */
+    cl_mem scores, rope_cs;
     cl_mem aq, ad, as, ab, af; /* quantized activations */
     cl_mem wf;                 /* a weight dequantized for SGEMM (made on first use) */
     size_t wf_floats;
@@ -109,6 +111,9 @@ typedef struct {
     long layer_calls;          /* ... and the layers run so far */
     struct { const char *name; double ms; long calls; } prof[MAX_PROFILE];
     int n_prof;
+    /* the layer and pass bound for the block's operations */
+    int il, n;
+    const cl_mem *w;           /* per role: the layer's weights (NULL: absent) */
 } cl_backend;
 
 /* ---- launching --------------------------------------------------------- */
@@ -300,11 +305,9 @@ static int upload_rows(cl_backend *cb, const lm_rows *rows)
     return 0;
 }
 
-static int rmsnorm(cl_backend *cb, cl_mem out, cl_mem x, cl_mem w, int n)
+static int rmsnorm(cl_backend *cb, cl_mem out, cl_mem x, cl_mem w, int n, int dim)
 {
-    const lm_hparams *hp = &cb->base.model->hp;
-    const int dim = (int)hp->n_embd;
-    const float eps = hp->norm_eps;
+    const float eps = cb->base.model->hp.norm_eps;
     return LAUNCH(cb, K_RMSNORM, 1, (size_t[]){(size_t)n}, A(out), A(x), A(w), A(dim), A(eps));
 }
 
@@ -318,8 +321,6 @@ static int rope(cl_backend *cb, cl_mem x, int n, int n_heads)
 
 static int add_bias(cl_backend *cb, cl_mem x, cl_mem b, int n, int dim)
 {
-    if (!b)
-        return 0;
     return LAUNCH(cb, K_ADD_BIAS, 1, (size_t[]){(size_t)n * dim}, A(x), A(b), A(dim));
 }
 
@@ -341,53 +342,90 @@ static bool injected_failure(cl_backend *cb)
     return true;
 }
 
+/* ---- the block's operations (src/arch/block.h) --------------------------- */
+
+static int op_rmsnorm(void *ctx, lm_act out, lm_act in, int w, int dim)
+{
+    cl_backend *cb = ctx;
+    return rmsnorm(cb, cb->act[out], cb->act[in], cb->w[w], cb->n, dim);
+}
+
+static int op_matmul(void *ctx, lm_act out, int w, lm_act in)
+{
+    cl_backend *cb = ctx;
+    return product(cb, cb->base.model->layers[cb->il].t[w], cb->w[w], cb->act[in], cb->n,
+                   cb->act[out]);
+}
+
+static int op_add_bias(void *ctx, lm_act x, int w, int dim)
+{
+    cl_backend *cb = ctx;
+    return add_bias(cb, cb->act[x], cb->w[w], cb->n, dim);
+}
+
+static int op_rope(void *ctx, lm_act x, int n_heads)
+{
+    cl_backend *cb = ctx;
+    return rope(cb, cb->act[x], cb->n, n_heads);
+}
+
+static int op_attention(void *ctx, lm_act out, lm_act q, lm_act k, lm_act v)
+{
+    cl_backend *cb = ctx;
+    const lm_hparams *hp = &cb->base.model->hp;
+    const int n_head = hp->n_head, n_head_kv = hp->n_head_kv, head_dim = hp->head_dim;
+    const int kv_dim = n_head_kv * head_dim, n_ctx = cb->base.n_ctx, n = cb->n;
+    cl_mem kc = cb->k_cache[cb->il], vc = cb->v_cache[cb->il];
+    return LAUNCH(cb, K_STORE_KV, 1, (size_t[]){(size_t)n * kv_dim}, A(kc), A(cb->act[k]),
+                  A(kv_dim), A(cb->rows_dev)) != 0 ||
+                   LAUNCH(cb, K_STORE_KV, 1, (size_t[]){(size_t)n * kv_dim}, A(vc),
+                          A(cb->act[v]), A(kv_dim), A(cb->rows_dev)) != 0 ||
+                   LAUNCH(cb, K_ATTENTION, 1, (size_t[]){(size_t)n * n_head}, A(cb->act[out]),
+                          A(cb->act[q]), A(kc), A(vc), A(cb->scores), A(cb->rows_dev),
+                          A(n_head), A(n_head_kv), A(head_dim), A(n_ctx)) != 0
+               ? -1
+               : 0;
+}
+
+static int op_swiglu(void *ctx, lm_act gate, lm_act up, int dim)
+{
+    cl_backend *cb = ctx;
+    return LAUNCH(cb, K_SWIGLU, 1, (size_t[]){(size_t)cb->n * dim}, A(cb->act[gate]),
+                  A(cb->act[up]));
+}
+
+static int op_add(void *ctx, lm_act x, lm_act y, int dim)
+{
+    cl_backend *cb = ctx;
+    return add(cb, cb->act[x], cb->act[y], (size_t)cb->n * dim);
+}
+
+static const lm_block_ops block_ops = {
+    .rmsnorm = op_rmsnorm, .matmul = op_matmul, .add_bias = op_add_bias, .rope = op_rope,
+    .attention = op_attention, .swiglu = op_swiglu, .add = op_add,
+};
+
 /* Layer il over the rows of x with its weights in w (NULL where the layer
  * has no such tensor). */
-static int run_layer(cl_backend *cb, int il, cl_mem *w, float *x, const lm_rows *rows)
+static int run_layer(cl_backend *cb, int il, const cl_mem *w, float *x, const lm_rows *rows)
 {
-    lm_backend *b = &cb->base;
-    const lm_model *m = b->model;
-    const lm_hparams *hp = &m->hp;
-    const lm_layer *L = &m->layers[il];
-    const int n = rows->n, n_embd = hp->n_embd, q_dim = hp->n_head * hp->head_dim;
-    const int kv_dim = hp->n_head_kv * hp->head_dim;
-    const int n_head = hp->n_head, n_head_kv = hp->n_head_kv, head_dim = hp->head_dim;
-    const int n_ctx = b->n_ctx;
+    const lm_model *m = cb->base.model;
     if (injected_failure(cb))
         return -1;
-    if (lm_backend_check_rows(b, rows) != 0)
+    if (lm_backend_check_rows(&cb->base, rows) != 0)
         return -1;
-    const size_t xbytes = (size_t)n * n_embd * sizeof(float);
-    if (write_buf(cb, cb->x, x, xbytes, "activations") != 0 || upload_rows(cb, rows) != 0)
+    const size_t xbytes = (size_t)rows->n * m->hp.n_embd * sizeof(float);
+    if (write_buf(cb, cb->act[LM_A_X], x, xbytes, "activations") != 0 ||
+        upload_rows(cb, rows) != 0)
         return -1;
-    /* attention */
-    if (rmsnorm(cb, cb->xn, cb->x, w[LM_W_ATTN_NORM], n) != 0 ||
-        product(cb, L->t[LM_W_Q], w[LM_W_Q], cb->xn, n, cb->q) != 0 ||
-        product(cb, L->t[LM_W_K], w[LM_W_K], cb->xn, n, cb->k_cur) != 0 ||
-        product(cb, L->t[LM_W_V], w[LM_W_V], cb->xn, n, cb->v_cur) != 0 ||
-        add_bias(cb, cb->q, w[LM_W_Q_BIAS], n, q_dim) != 0 ||
-        add_bias(cb, cb->k_cur, w[LM_W_K_BIAS], n, kv_dim) != 0 ||
-        add_bias(cb, cb->v_cur, w[LM_W_V_BIAS], n, kv_dim) != 0 ||
-        rope(cb, cb->q, n, n_head) != 0 || rope(cb, cb->k_cur, n, n_head_kv) != 0 ||
-        LAUNCH(cb, K_STORE_KV, 1, (size_t[]){(size_t)n * kv_dim}, A(cb->k_cache[il]),
-               A(cb->k_cur), A(kv_dim), A(cb->rows_dev)) != 0 ||
-        LAUNCH(cb, K_STORE_KV, 1, (size_t[]){(size_t)n * kv_dim}, A(cb->v_cache[il]),
-               A(cb->v_cur), A(kv_dim), A(cb->rows_dev)) != 0 ||
-        LAUNCH(cb, K_ATTENTION, 1, (size_t[]){(size_t)n * n_head}, A(cb->att), A(cb->q),
-               A(cb->k_cache[il]), A(cb->v_cache[il]), A(cb->scores), A(cb->rows_dev),
-               A(n_head), A(n_head_kv), A(head_dim), A(n_ctx)) != 0 ||
-        product(cb, L->t[LM_W_O], w[LM_W_O], cb->att, n, cb->tmp) != 0 ||
-        add(cb, cb->x, cb->tmp, (size_t)n * n_embd) != 0)
+    cb->il = il;
+    cb->n = rows->n;
+    cb->w = w;
+    const lm_block blk = {
+        .ops = &block_ops, .ctx = cb, .model = m, .layer = &m->layers[il], .il = il};
+    if (m->hp.arch->block(&blk) != 0)
         return -1;
-    /* feed-forward */
-    if (rmsnorm(cb, cb->xn, cb->x, w[LM_W_FFN_NORM], n) != 0 ||
-        product(cb, L->t[LM_W_GATE], w[LM_W_GATE], cb->xn, n, cb->gate) != 0 ||
-        product(cb, L->t[LM_W_UP], w[LM_W_UP], cb->xn, n, cb->up) != 0 ||
-        LAUNCH(cb, K_SWIGLU, 1, (size_t[]){(size_t)n * hp->n_ff}, A(cb->gate), A(cb->up)) != 0 ||
-        product(cb, L->t[LM_W_DOWN], w[LM_W_DOWN], cb->gate, n, cb->tmp) != 0 ||
-        add(cb, cb->x, cb->tmp, (size_t)n * n_embd) != 0)
-        return -1;
-    return read_buf(cb, cb->x, x, xbytes, "activations");
+    return read_buf(cb, cb->act[LM_A_X], x, xbytes, "activations");
 }
 
 static int cl_forward_layer(lm_backend *b, int il, const lm_layer_view *view, float *x,
@@ -415,7 +453,7 @@ static int cl_forward_layer(lm_backend *b, int il, const lm_layer_view *view, fl
     return -1;
 }
 
-static int cl_output(lm_backend *b, const float *x, int n, float *logits)
+static int cl_output(lm_backend *b, const float *x_host, int n, float *logits)
 {
     cl_backend *cb = (cl_backend *)b;
     const lm_model *m = b->model;
@@ -433,9 +471,10 @@ static int cl_output(lm_backend *b, const float *x, int n, float *logits)
             return -1;
         cb->logits_rows = n;
     }
-    if (write_buf(cb, cb->x, x, (size_t)n * m->hp.n_embd * sizeof(float), "activations") != 0 ||
-        rmsnorm(cb, cb->xn, cb->x, cb->out_norm, n) != 0 ||
-        product(cb, m->output, cb->out_w, cb->xn, n, cb->logits) != 0)
+    cl_mem x = cb->act[LM_A_X], xn = cb->act[LM_A_XN];
+    if (write_buf(cb, x, x_host, (size_t)n * m->hp.n_embd * sizeof(float), "activations") != 0 ||
+        rmsnorm(cb, xn, x, cb->out_norm, n, (int)m->hp.n_embd) != 0 ||
+        product(cb, m->output, cb->out_w, xn, n, cb->logits) != 0)
         return -1;
     return read_buf(cb, cb->logits, logits, (size_t)n * m->hp.n_vocab * sizeof(float), "logits");
 }
@@ -524,10 +563,10 @@ static void cl_free(lm_backend *b)
     free(cb->v_cache);
     lm_cl_release(&cb->mem, cb->out_w);
     lm_cl_release(&cb->mem, cb->out_norm);
-    cl_mem bufs[] = {cb->x,      cb->xn,  cb->q,      cb->k_cur,   cb->v_cur, cb->att,
-                     cb->gate,   cb->up,  cb->tmp,    cb->scores,  cb->rope_cs, cb->aq,
-                     cb->ad,     cb->as,  cb->ab,     cb->af,      cb->wf,    cb->logits,
-                     cb->rows_dev};
+    for (int a = 0; a < LM_A_COUNT; a++)
+        lm_cl_release(&cb->mem, cb->act[a]);
+    cl_mem bufs[] = {cb->scores, cb->rope_cs, cb->aq, cb->ad,     cb->as,      cb->ab,
+                     cb->af,     cb->wf,      cb->logits, cb->rows_dev};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         lm_cl_release(&cb->mem, bufs[i]);
     for (int i = 0; i < K_COUNT; i++)
@@ -772,16 +811,15 @@ static int create_buffers(cl_backend *cb)
             (!(cb->k_cache[il] = scratch(cb, cache_bytes, "the K cache")) ||
              !(cb->v_cache[il] = scratch(cb, cache_bytes, "the V cache"))))
             return -1;
-    return (cb->x = scratch(cb, nb * hp->n_embd * f, "activations")) &&
-                   (cb->xn = scratch(cb, nb * hp->n_embd * f, "activations")) &&
-                   (cb->tmp = scratch(cb, nb * hp->n_embd * f, "activations")) &&
-                   (cb->q = scratch(cb, nb * q_dim * f, "activations")) &&
-                   (cb->att = scratch(cb, nb * q_dim * f, "activations")) &&
-                   (cb->k_cur = scratch(cb, nb * kv_dim * f, "activations")) &&
-                   (cb->v_cur = scratch(cb, nb * kv_dim * f, "activations")) &&
-                   (cb->gate = scratch(cb, nb * hp->n_ff * f, "activations")) &&
-                   (cb->up = scratch(cb, nb * hp->n_ff * f, "activations")) &&
-                   (cb->scores = scratch(cb, nb * hp->n_head * cb->base.n_ctx * f,
+    const size_t width[LM_A_COUNT] = {
+        [LM_A_X] = hp->n_embd, [LM_A_XN] = hp->n_embd, [LM_A_TMP] = hp->n_embd,
+        [LM_A_Q] = q_dim,      [LM_A_ATT] = q_dim,     [LM_A_K] = kv_dim,
+        [LM_A_V] = kv_dim,     [LM_A_GATE] = hp->n_ff, [LM_A_UP] = hp->n_ff,
+    };
+    for (int a = 0; a < LM_A_COUNT; a++)
+        if (!(cb->act[a] = scratch(cb, nb * width[a] * f, "activations")))
+            return -1;
+    return (cb->scores = scratch(cb, nb * hp->n_head * cb->base.n_ctx * f,
                                          "attention scores")) &&
                    (cb->rope_cs = scratch(cb, nb * hp->n_rot * f, "rope table")) &&
                    (cb->rows_dev = scratch(cb, nb * ROW_INFO * sizeof(int), "row table")) &&

@@ -1,9 +1,11 @@
-/* The CPU backend: a transformer layer on the OpenMP threads, reading the
- * quantized weights where the executor says they are. */
+/* The CPU backend: the block's operations (src/arch/block.h) on the OpenMP
+ * threads over host arrays, reading the quantized weights where the
+ * executor says they are. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch.h"
 #include "backend.h"
 #include "error.h"
 #include "kernels.h"
@@ -14,21 +16,13 @@ typedef struct {
     lm_backend base;
     lm_fp16 **k_cache, **v_cache; /* per layer: n_seq x n_ctx rows of n_head_kv*head_dim */
     lm_run *runs;                 /* n_batch: the runs of the current pass */
-    float *xn, *q, *k, *v, *att, *gate, *up, *tmp; /* n_batch rows each */
+    float *act[LM_A_COUNT];       /* n_batch rows each; LM_A_X is the caller's */
     float *scores;                /* per thread: n_ctx */
     void *scratch;                /* lm_cpu_matmul's activation blocks */
+    /* the layer and pass bound for the block's operations */
+    int il, n, n_runs;
+    const lm_layer_view *w;
 } cpu_backend;
-
-static void matmul(cpu_backend *cb, const lm_gguf_tensor *t, const void *data, const float *x,
-                   int n, float *y)
-{
-    lm_cpu_matmul(t->type, data, (int64_t)t->ne[1], (int64_t)t->ne[0], x, n, y, cb->scratch);
-}
-
-static const float *f32_data(const void *p)
-{
-    return (const float *)p;
-}
 
 /* Where sequence seq's cache rows start in a layer's cache. */
 static size_t seq_base(const lm_backend *b, int seq)
@@ -37,59 +31,109 @@ static size_t seq_base(const lm_backend *b, int seq)
     return (size_t)seq * b->n_ctx * hp->n_head_kv * hp->head_dim;
 }
 
+/* ---- the block's operations (src/arch/block.h) over host arrays --------- */
+
+static const float *weight_f32(const cpu_backend *cb, int w)
+{
+    return (const float *)cb->w->data[w];
+}
+
+static int op_rmsnorm(void *ctx, lm_act out, lm_act in, int w, int dim)
+{
+    cpu_backend *cb = ctx;
+    lm_rmsnorm(cb->act[out], cb->act[in], weight_f32(cb, w), cb->n, dim,
+               cb->base.model->hp.norm_eps);
+    return 0;
+}
+
+static int op_matmul(void *ctx, lm_act out, int w, lm_act in)
+{
+    cpu_backend *cb = ctx;
+    const lm_gguf_tensor *t = cb->base.model->layers[cb->il].t[w];
+    lm_cpu_matmul(t->type, cb->w->data[w], (int64_t)t->ne[1], (int64_t)t->ne[0], cb->act[in],
+                  cb->n, cb->act[out], cb->scratch);
+    return 0;
+}
+
+static int op_add_bias(void *ctx, lm_act x, int w, int dim)
+{
+    cpu_backend *cb = ctx;
+    lm_add_bias(cb->act[x], weight_f32(cb, w), cb->n, dim);
+    return 0;
+}
+
+/* each run from its own first position, as if it were alone */
+static int op_rope(void *ctx, lm_act x, int n_heads)
+{
+    cpu_backend *cb = ctx;
+    const lm_model *m = cb->base.model;
+    const int head_dim = (int)m->hp.head_dim;
+    for (int i = 0; i < cb->n_runs; i++) {
+        const lm_run *r = &cb->runs[i];
+        lm_rope(cb->act[x] + (size_t)r->row0 * n_heads * head_dim, r->n, n_heads, head_dim,
+                r->pos0, &m->rope);
+    }
+    return 0;
+}
+
+/* each run over its own sequence's cache */
+static int op_attention(void *ctx, lm_act out, lm_act q, lm_act k, lm_act v)
+{
+    cpu_backend *cb = ctx;
+    const lm_backend *b = &cb->base;
+    const lm_hparams *hp = &b->model->hp;
+    const int q_dim = hp->n_head * hp->head_dim, kv_dim = hp->n_head_kv * hp->head_dim;
+    for (int i = 0; i < cb->n_runs; i++) {
+        const lm_run *r = &cb->runs[i];
+        lm_fp16 *kc = cb->k_cache[cb->il] + seq_base(b, r->seq);
+        lm_fp16 *vc = cb->v_cache[cb->il] + seq_base(b, r->seq);
+        lm_store_fp16(kc, cb->act[k] + (size_t)r->row0 * kv_dim, r->n, kv_dim, r->pos0);
+        lm_store_fp16(vc, cb->act[v] + (size_t)r->row0 * kv_dim, r->n, kv_dim, r->pos0);
+        lm_attention(cb->act[out] + (size_t)r->row0 * q_dim, cb->act[q] + (size_t)r->row0 * q_dim,
+                     kc, vc, r->n, r->pos0, hp->n_head, hp->n_head_kv, hp->head_dim, cb->scores,
+                     b->n_ctx);
+    }
+    return 0;
+}
+
+static int op_swiglu(void *ctx, lm_act gate, lm_act up, int dim)
+{
+    cpu_backend *cb = ctx;
+    lm_swiglu(cb->act[gate], cb->act[gate], cb->act[up], (int64_t)cb->n * dim);
+    return 0;
+}
+
+static int op_add(void *ctx, lm_act x, lm_act y, int dim)
+{
+    cpu_backend *cb = ctx;
+    lm_add(cb->act[x], cb->act[y], (int64_t)cb->n * dim);
+    return 0;
+}
+
+static const lm_block_ops block_ops = {
+    .rmsnorm = op_rmsnorm, .matmul = op_matmul, .add_bias = op_add_bias, .rope = op_rope,
+    .attention = op_attention, .swiglu = op_swiglu, .add = op_add,
+};
+
 static int cpu_forward_layer(lm_backend *b, int il, const lm_layer_view *w, float *x,
                              const lm_rows *rows)
 {
     cpu_backend *cb = (cpu_backend *)b;
     const lm_model *m = b->model;
-    const lm_hparams *hp = &m->hp;
-    const lm_layer *L = &m->layers[il];
-    const int n = rows->n, n_embd = hp->n_embd, q_dim = hp->n_head * hp->head_dim;
-    const int kv_dim = hp->n_head_kv * hp->head_dim;
-
     if (lm_backend_check_rows(b, rows) != 0)
         return -1;
     if (!cb->k_cache[il]) {
         lm_set_error("internal: layer %d is not one the CPU backend was given", il);
         return -1;
     }
-    const int n_runs = lm_rows_runs(rows, cb->runs);
-    /* attention */
-    lm_rmsnorm(cb->xn, x, f32_data(w->data[LM_W_ATTN_NORM]), n, n_embd, hp->norm_eps);
-    matmul(cb, L->t[LM_W_Q], w->data[LM_W_Q], cb->xn, n, cb->q);
-    matmul(cb, L->t[LM_W_K], w->data[LM_W_K], cb->xn, n, cb->k);
-    matmul(cb, L->t[LM_W_V], w->data[LM_W_V], cb->xn, n, cb->v);
-    if (w->data[LM_W_Q_BIAS])
-        lm_add_bias(cb->q, f32_data(w->data[LM_W_Q_BIAS]), n, q_dim);
-    if (w->data[LM_W_K_BIAS])
-        lm_add_bias(cb->k, f32_data(w->data[LM_W_K_BIAS]), n, kv_dim);
-    if (w->data[LM_W_V_BIAS])
-        lm_add_bias(cb->v, f32_data(w->data[LM_W_V_BIAS]), n, kv_dim);
-    /* each run over its own sequence's cache, as if it were alone */
-    for (int i = 0; i < n_runs; i++) {
-        const lm_run *r = &cb->runs[i];
-        float *q = cb->q + (size_t)r->row0 * q_dim, *k = cb->k + (size_t)r->row0 * kv_dim;
-        float *v = cb->v + (size_t)r->row0 * kv_dim, *att = cb->att + (size_t)r->row0 * q_dim;
-        lm_fp16 *kc = cb->k_cache[il] + seq_base(b, r->seq);
-        lm_fp16 *vc = cb->v_cache[il] + seq_base(b, r->seq);
-        lm_rope(q, r->n, hp->n_head, hp->head_dim, r->pos0, &m->rope);
-        lm_rope(k, r->n, hp->n_head_kv, hp->head_dim, r->pos0, &m->rope);
-        lm_store_fp16(kc, k, r->n, kv_dim, r->pos0);
-        lm_store_fp16(vc, v, r->n, kv_dim, r->pos0);
-        lm_attention(att, q, kc, vc, r->n, r->pos0, hp->n_head, hp->n_head_kv, hp->head_dim,
-                     cb->scores, b->n_ctx);
-    }
-    matmul(cb, L->t[LM_W_O], w->data[LM_W_O], cb->att, n, cb->tmp);
-    lm_add(x, cb->tmp, (int64_t)n * n_embd);
-
-    /* feed-forward */
-    lm_rmsnorm(cb->xn, x, f32_data(w->data[LM_W_FFN_NORM]), n, n_embd, hp->norm_eps);
-    matmul(cb, L->t[LM_W_GATE], w->data[LM_W_GATE], cb->xn, n, cb->gate);
-    matmul(cb, L->t[LM_W_UP], w->data[LM_W_UP], cb->xn, n, cb->up);
-    lm_swiglu(cb->gate, cb->gate, cb->up, (int64_t)n * hp->n_ff);
-    matmul(cb, L->t[LM_W_DOWN], w->data[LM_W_DOWN], cb->gate, n, cb->tmp);
-    lm_add(x, cb->tmp, (int64_t)n * n_embd);
-    return 0;
+    cb->il = il;
+    cb->w = w;
+    cb->n = rows->n;
+    cb->n_runs = lm_rows_runs(rows, cb->runs);
+    cb->act[LM_A_X] = x;
+    const lm_block blk = {
+        .ops = &block_ops, .ctx = cb, .model = m, .layer = &m->layers[il], .il = il};
+    return m->hp.arch->block(&blk);
 }
 
 static int cpu_output(lm_backend *b, const float *x, int n, float *logits)
@@ -100,8 +144,10 @@ static int cpu_output(lm_backend *b, const float *x, int n, float *logits)
         lm_set_error("internal: output batch of %d exceeds %d", n, b->n_batch);
         return -1;
     }
-    lm_rmsnorm(cb->xn, x, f32_data(m->output_norm->data), n, m->hp.n_embd, m->hp.norm_eps);
-    matmul(cb, m->output, m->output->data, cb->xn, n, logits);
+    float *xn = cb->act[LM_A_XN];
+    lm_rmsnorm(xn, x, (const float *)m->output_norm->data, n, m->hp.n_embd, m->hp.norm_eps);
+    lm_cpu_matmul(m->output->type, m->output->data, (int64_t)m->output->ne[1],
+                  (int64_t)m->output->ne[0], xn, n, logits, cb->scratch);
     return 0;
 }
 
@@ -131,9 +177,10 @@ static void cpu_free(lm_backend *b)
     }
     free(cb->k_cache);
     free(cb->v_cache);
-    float *bufs[] = {cb->xn, cb->q, cb->k, cb->v, cb->att, cb->gate, cb->up, cb->tmp, cb->scores};
-    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
-        free(bufs[i]);
+    for (int a = 0; a < LM_A_COUNT; a++)
+        if (a != LM_A_X)
+            free(cb->act[a]);
+    free(cb->scores);
     free(cb->scratch);
     free(cb->runs);
     free(cb);
@@ -187,21 +234,20 @@ lm_backend *lm_backend_cpu_new(const lm_model *m, int n_ctx, int n_seq, int n_ba
             goto oom;
     }
     const size_t nb = (size_t)n_batch;
-    cb->xn = malloc(nb * hp->n_embd * sizeof(float));
-    cb->tmp = malloc(nb * hp->n_embd * sizeof(float));
-    cb->q = malloc(nb * q_dim * sizeof(float));
-    cb->att = malloc(nb * q_dim * sizeof(float));
-    cb->k = malloc(nb * kv_dim * sizeof(float));
-    cb->v = malloc(nb * kv_dim * sizeof(float));
-    cb->gate = malloc(nb * hp->n_ff * sizeof(float));
-    cb->up = malloc(nb * hp->n_ff * sizeof(float));
+    const size_t width[LM_A_COUNT] = {
+        [LM_A_XN] = hp->n_embd, [LM_A_TMP] = hp->n_embd, [LM_A_Q] = q_dim, [LM_A_ATT] = q_dim,
+        [LM_A_K] = kv_dim,      [LM_A_V] = kv_dim,       [LM_A_GATE] = hp->n_ff,
+        [LM_A_UP] = hp->n_ff,
+    };
+    for (int a = 0; a < LM_A_COUNT; a++)
+        if (width[a] && !(cb->act[a] = malloc(nb * width[a] * sizeof(float))))
+            goto oom;
     cb->scores = malloc((size_t)omp_get_max_threads() *
                         lm_attention_scratch_floats(n_ctx, hp->n_head, hp->n_head_kv) *
                         sizeof(float));
     cb->scratch = malloc(max_scratch(m, n_batch) + 64);
     cb->runs = malloc(nb * sizeof *cb->runs);
-    if (!cb->runs || !cb->xn || !cb->tmp || !cb->q || !cb->att || !cb->k || !cb->v || !cb->gate || !cb->up ||
-        !cb->scores || !cb->scratch)
+    if (!cb->runs || !cb->scores || !cb->scratch)
         goto oom;
     return &cb->base;
 oom:

@@ -8,28 +8,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch.h"
 #include "error.h"
 #include "kernels.h"
 #include "quant.h"
 
-/* Per-layer tensor names (after "blk.N.") and whether the model needs them. */
-static const struct {
-    const char *name;
-    bool required;
-    bool bias; /* qwen2 only; a 1-D vector */
-} layer_tensor_names[LM_W_PER_LAYER] = {
-    [LM_W_ATTN_NORM] = {"attn_norm.weight", true, false},
-    [LM_W_Q] = {"attn_q.weight", true, false},
-    [LM_W_K] = {"attn_k.weight", true, false},
-    [LM_W_V] = {"attn_v.weight", true, false},
-    [LM_W_O] = {"attn_output.weight", true, false},
-    [LM_W_Q_BIAS] = {"attn_q.bias", false, true},
-    [LM_W_K_BIAS] = {"attn_k.bias", false, true},
-    [LM_W_V_BIAS] = {"attn_v.bias", false, true},
-    [LM_W_FFN_NORM] = {"ffn_norm.weight", true, false},
-    [LM_W_GATE] = {"ffn_gate.weight", true, false},
-    [LM_W_UP] = {"ffn_up.weight", true, false},
-    [LM_W_DOWN] = {"ffn_down.weight", true, false},
+/* Per-layer tensor names (after "blk.N."); which of them a model needs is
+ * its architecture's (src/arch/arch.c). */
+static const char *const layer_tensor_names[LM_W_PER_LAYER] = {
+    [LM_W_ATTN_NORM] = "attn_norm.weight",
+    [LM_W_Q] = "attn_q.weight",
+    [LM_W_K] = "attn_k.weight",
+    [LM_W_V] = "attn_v.weight",
+    [LM_W_O] = "attn_output.weight",
+    [LM_W_Q_BIAS] = "attn_q.bias",
+    [LM_W_K_BIAS] = "attn_k.bias",
+    [LM_W_V_BIAS] = "attn_v.bias",
+    [LM_W_FFN_NORM] = "ffn_norm.weight",
+    [LM_W_GATE] = "ffn_gate.weight",
+    [LM_W_UP] = "ffn_up.weight",
+    [LM_W_DOWN] = "ffn_down.weight",
 };
 
 static int arch_key_u32(const lm_gguf *g, const char *arch, const char *suffix, uint32_t *out,
@@ -60,17 +58,12 @@ static int read_hparams(lm_model *m)
         lm_set_error("%s: missing key 'general.architecture'", path);
         return -1;
     }
-    if (lm_gguf_str_eq(arch, "llama")) {
-        hp->arch = LM_ARCH_LLAMA;
-        hp->arch_name = "llama";
-    } else if (lm_gguf_str_eq(arch, "qwen2")) {
-        hp->arch = LM_ARCH_QWEN2;
-        hp->arch_name = "qwen2";
-    } else {
-        lm_set_error("%s: unsupported architecture '%.*s' (lamina runs llama and qwen2)", path,
-                     (int)(arch.len > 64 ? 64 : arch.len), arch.data);
+    if (!(hp->arch = lm_arch_find(arch.data, arch.len))) {
+        lm_set_error("%s: unsupported architecture '%.*s' (lamina runs %s)", path,
+                     (int)(arch.len > 64 ? 64 : arch.len), arch.data, lm_arch_names());
         return -1;
     }
+    hp->arch_name = hp->arch->name;
     const char *a = hp->arch_name;
     if (arch_key_u32(g, a, "block_count", &hp->n_layer, true) ||
         arch_key_u32(g, a, "embedding_length", &hp->n_embd, true) ||
@@ -83,11 +76,9 @@ static int read_hparams(lm_model *m)
     arch_key_u32(g, a, "context_length", &hp->n_ctx_train, false);
     hp->rope_base = 10000.0f;
     arch_key_f32(g, a, "rope.freq_base", &hp->rope_base);
-    hp->norm_eps = 1e-5f;
-    if (arch_key_f32(g, a, "attention.layer_norm_rms_epsilon", &hp->norm_eps) != 0 &&
-        hp->arch == LM_ARCH_QWEN2)
-        hp->norm_eps = 1e-6f;
-    hp->rope_neox = hp->arch == LM_ARCH_QWEN2;
+    hp->norm_eps = hp->arch->norm_eps;
+    arch_key_f32(g, a, "attention.layer_norm_rms_epsilon", &hp->norm_eps);
+    hp->rope_neox = hp->arch->rope_neox;
 
     if (hp->n_layer == 0 || hp->n_layer > 4096 || hp->n_embd == 0 || hp->n_embd > (1u << 20) ||
         hp->n_head == 0 || hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv != 0 ||
@@ -174,11 +165,14 @@ static int load_layers(lm_model *m)
     for (uint32_t il = 0; il < m->hp.n_layer; il++) {
         lm_layer *L = &m->layers[il];
         for (int w = 0; w < LM_W_PER_LAYER; w++) {
+            const uint32_t role = LM_ROLE(w);
+            if (!((m->hp.arch->required | m->hp.arch->optional) & role))
+                continue;
             char name[96];
-            snprintf(name, sizeof name, "blk.%u.%s", il, layer_tensor_names[w].name);
+            snprintf(name, sizeof name, "blk.%u.%s", il, layer_tensor_names[w]);
             const lm_gguf_tensor *t = lm_gguf_find_tensor(g, name);
             if (!t) {
-                if (layer_tensor_names[w].required) {
+                if (m->hp.arch->required & role) {
                     lm_set_error("%s: missing tensor '%s'", lm_gguf_path(g), name);
                     return -1;
                 }

@@ -1,8 +1,8 @@
 /* A model as the executor sees it: hyperparameters from the GGUF metadata,
  * and for every layer the tensors it needs (pointing into the file).
  *
- * Architectures: "llama" (Llama 2/3, TinyLlama, SmolLM2, Mistral) and
- * "qwen2" (biases on Q, K and V; NeoX-style RoPE). */
+ * The architectures are src/arch/'s: the table there says which tensors each
+ * reads and its block computes a layer. */
 #ifndef LM_MODEL_H
 #define LM_MODEL_H
 
@@ -13,10 +13,10 @@
 #include "ops.h"
 #include "tokenizer.h"
 
-typedef enum { LM_ARCH_LLAMA, LM_ARCH_QWEN2 } lm_arch;
+struct lm_arch_desc; /* src/arch/arch.h */
 
 typedef struct {
-    lm_arch arch;
+    const struct lm_arch_desc *arch; /* its block and what it reads */
     const char *arch_name;
     uint32_t n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab;
     uint32_t n_ctx_train;

@@ -1,0 +1,32 @@
+/* The architectures lamina runs: for each, what it reads from the GGUF
+ * (its tensors, its defaults) and its block (block.h).  Adding one is a
+ * file with its block and a row in arch.c's table. */
+#ifndef LM_ARCH_H
+#define LM_ARCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "block.h"
+
+#define LM_ROLE(w) (1u << (w))
+
+typedef struct lm_arch_desc {
+    const char *name;      /* general.architecture */
+    uint32_t required;     /* LM_ROLE()s every layer must have */
+    uint32_t optional;     /* ... and those it may have */
+    bool rope_neox;        /* RoPE turns the two halves of a head */
+    float norm_eps;        /* where the file gives none */
+    int (*block)(const lm_block *b);
+} lm_arch_desc;
+
+/* The row for general.architecture `name` (len bytes), or NULL. */
+const lm_arch_desc *lm_arch_find(const char *name, size_t len);
+
+/* "llama, qwen2": the names lamina runs, for messages. */
+const char *lm_arch_names(void);
+
+/* The blocks (one file each). */
+int lm_arch_llama_block(const lm_block *b);
+
+#endif

@@ -1,0 +1,68 @@
+/* A transformer block written once per architecture (one file each in
+ * src/arch/) from the operations every backend provides.
+ *
+ * An architecture's block reads like llama2.c's forward(): norms, products
+ * by weight role, RoPE, attention, activations, residual adds.  It names
+ * activations (lm_act), never memory: the backend keeps them where it
+ * computes (host arrays on the CPU, device buffers in OpenCL), so the
+ * activations of a layer never leave the device between its operations.
+ * Before calling the block the backend binds the layer (its weights, by
+ * role) and the pass (its rows); every operation covers all the pass's
+ * rows. */
+#ifndef LM_BLOCK_H
+#define LM_BLOCK_H
+
+#include "model.h"
+
+/* The activations of a pass, each rows x (its width). */
+typedef enum {
+    LM_A_X,    /* the residual stream: n_embd */
+    LM_A_XN,   /* a normed copy of it: n_embd */
+    LM_A_Q,    /* n_head * head_dim */
+    LM_A_K,    /* n_head_kv * head_dim: this pass's keys ... */
+    LM_A_V,    /* ... and values */
+    LM_A_ATT,  /* attention's output: n_head * head_dim */
+    LM_A_GATE, /* n_ff */
+    LM_A_UP,   /* n_ff */
+    LM_A_TMP,  /* a product back to n_embd */
+    LM_A_COUNT
+} lm_act;
+
+typedef struct lm_block_ops {
+    /* out = in * rsqrt(mean(in^2) + eps) * weight (role w), per row of dim */
+    int (*rmsnorm)(void *ctx, lm_act out, lm_act in, int w, int dim);
+    /* out = in x W^T for the layer's tensor of role w (dims from its shape) */
+    int (*matmul)(void *ctx, lm_act out, int w, lm_act in);
+    /* x += the bias vector of role w, per row of dim */
+    int (*add_bias)(void *ctx, lm_act x, int w, int dim);
+    /* rotates each of n_heads heads of every row at the row's position */
+    int (*rope)(void *ctx, lm_act x, int n_heads);
+    /* stores k and v at the rows' positions in the layer's cache, then out =
+     * each row's attention over its own sequence's cache up to its position */
+    int (*attention)(void *ctx, lm_act out, lm_act q, lm_act k, lm_act v);
+    /* gate = silu(gate) * up, per row of dim */
+    int (*swiglu)(void *ctx, lm_act gate, lm_act up, int dim);
+    /* x += y, per row of dim */
+    int (*add)(void *ctx, lm_act x, lm_act y, int dim);
+} lm_block_ops;
+
+/* One layer of one pass, bound by the backend. */
+typedef struct {
+    const lm_block_ops *ops;
+    void *ctx;            /* the backend's: weights and rows bound */
+    const lm_model *model;
+    const lm_layer *layer; /* which tensors this layer has */
+    int il;
+} lm_block;
+
+/* out = in x W^T (+ bias, where the layer has the role `bias`; -1: none). */
+static inline int lm_block_linear(const lm_block *b, lm_act out, int w, int bias, lm_act in)
+{
+    if (b->ops->matmul(b->ctx, out, w, in) != 0)
+        return -1;
+    if (bias < 0 || !b->layer->t[bias])
+        return 0;
+    return b->ops->add_bias(b->ctx, out, bias, (int)b->layer->t[bias]->ne[0]);
+}
+
+#endif

@@ -1,0 +1,38 @@
+/* The llama block (Llama 2/3, Mistral, SmolLM2; Qwen 2 with its biases):
+ * pre-norm attention with RoPE and grouped-query heads, then a pre-norm
+ * SwiGLU feed-forward, each added to the residual stream. */
+#include "arch.h"
+
+#define TRY(op)          \
+    do {                 \
+        if ((op) != 0)   \
+            return -1;   \
+    } while (0)
+
+int lm_arch_llama_block(const lm_block *b)
+{
+    const lm_block_ops *o = b->ops;
+    void *c = b->ctx;
+    const lm_hparams *hp = &b->model->hp;
+    const int n_embd = (int)hp->n_embd;
+
+    /* attention */
+    TRY(o->rmsnorm(c, LM_A_XN, LM_A_X, LM_W_ATTN_NORM, n_embd));
+    TRY(lm_block_linear(b, LM_A_Q, LM_W_Q, LM_W_Q_BIAS, LM_A_XN));
+    TRY(lm_block_linear(b, LM_A_K, LM_W_K, LM_W_K_BIAS, LM_A_XN));
+    TRY(lm_block_linear(b, LM_A_V, LM_W_V, LM_W_V_BIAS, LM_A_XN));
+    TRY(o->rope(c, LM_A_Q, (int)hp->n_head));
+    TRY(o->rope(c, LM_A_K, (int)hp->n_head_kv));
+    TRY(o->attention(c, LM_A_ATT, LM_A_Q, LM_A_K, LM_A_V));
+    TRY(o->matmul(c, LM_A_TMP, LM_W_O, LM_A_ATT));
+    TRY(o->add(c, LM_A_X, LM_A_TMP, n_embd));
+
+    /* feed-forward */
+    TRY(o->rmsnorm(c, LM_A_XN, LM_A_X, LM_W_FFN_NORM, n_embd));
+    TRY(o->matmul(c, LM_A_GATE, LM_W_GATE, LM_A_XN));
+    TRY(o->matmul(c, LM_A_UP, LM_W_UP, LM_A_XN));
+    TRY(o->swiglu(c, LM_A_GATE, LM_A_UP, (int)hp->n_ff));
+    TRY(o->matmul(c, LM_A_TMP, LM_W_DOWN, LM_A_GATE));
+    TRY(o->add(c, LM_A_X, LM_A_TMP, n_embd));
+    return 0;
+}
