@@ -406,8 +406,9 @@ static const lm_block_ops block_ops = {
 };
 
 /* Layer il over the rows of x with its weights in w (NULL where the layer
- * has no such tensor). */
-static int run_layer(cl_backend *cb, int il, const cl_mem *w, float *x, const lm_rows *rows)
+ * has no such tensor); x_flags: backend.h. */
+static int run_layer(cl_backend *cb, int il, const cl_mem *w, float *x, const lm_rows *rows,
+                     unsigned x_flags)
 {
     const lm_model *m = cb->base.model;
     if (injected_failure(cb))
@@ -415,7 +416,8 @@ static int run_layer(cl_backend *cb, int il, const cl_mem *w, float *x, const lm
     if (lm_backend_check_rows(&cb->base, rows) != 0)
         return -1;
     const size_t xbytes = (size_t)rows->n * m->hp.n_embd * sizeof(float);
-    if (write_buf(cb, cb->act[LM_A_X], x, xbytes, "activations") != 0 ||
+    if ((!(x_flags & LM_X_ON_BACKEND) &&
+         write_buf(cb, cb->act[LM_A_X], x, xbytes, "activations") != 0) ||
         upload_rows(cb, rows) != 0)
         return -1;
     cb->il = il;
@@ -425,11 +427,15 @@ static int run_layer(cl_backend *cb, int il, const cl_mem *w, float *x, const lm
         .ops = &block_ops, .ctx = cb, .model = m, .layer = &m->layers[il], .il = il};
     if (m->hp.arch->block(&blk) != 0)
         return -1;
-    return read_buf(cb, cb->act[LM_A_X], x, xbytes, "activations");
+    if (!(x_flags & LM_X_STAYS))
+        return read_buf(cb, cb->act[LM_A_X], x, xbytes, "activations");
+    /* done before returning all the same: a streamed layer's slot is
+     * refilled as soon as this returns, and the layer's time is its own */
+    return lm_cl_check(clFinish(cb->queue), "clFinish");
 }
 
 static int cl_forward_layer(lm_backend *b, int il, const lm_layer_view *view, float *x,
-                            const lm_rows *rows)
+                            const lm_rows *rows, unsigned x_flags)
 {
     cl_backend *cb = (cl_backend *)b;
     /* streamed: the slot upload_staged filled; resident: uploaded at creation */
@@ -445,7 +451,7 @@ static int cl_forward_layer(lm_backend *b, int il, const lm_layer_view *view, fl
         w[i] = !b->model->layers[il].t[i] ? NULL
                : staged                   ? cb->slot[view->device_slot].dev.w[i]
                                           : cb->layers[il].w[i];
-    if (run_layer(cb, il, w, x, rows) == 0)
+    if (run_layer(cb, il, w, x, rows, x_flags) == 0)
         return 0;
     /* the kernels already queued may still read the slot, which the caller
      * hands back to the I/O thread to refill as soon as this returns */

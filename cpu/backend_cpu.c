@@ -115,9 +115,11 @@ static const lm_block_ops block_ops = {
     .attention = op_attention, .swiglu = op_swiglu, .add = op_add,
 };
 
+/* x_flags do not matter here: x is always the host's */
 static int cpu_forward_layer(lm_backend *b, int il, const lm_layer_view *w, float *x,
-                             const lm_rows *rows)
+                             const lm_rows *rows, unsigned x_flags)
 {
+    (void)x_flags;
     cpu_backend *cb = (cpu_backend *)b;
     const lm_model *m = b->model;
     if (lm_backend_check_rows(b, rows) != 0)

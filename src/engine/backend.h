@@ -54,15 +54,26 @@ typedef struct {
 /* The runs of rows into runs (at most rows->n); returns how many. */
 int lm_rows_runs(const lm_rows *rows, lm_run *runs);
 
+/* forward_layer's x_flags: where the pass's activations are.  A device
+ * backend keeps them in its memory between consecutive layers it runs, so
+ * only the first layer of such a stretch copies them in and the last out. */
+enum {
+    LM_X_ON_BACKEND = 1, /* this backend's previous layer of the pass left x in its
+                            memory: the host's copy is stale, do not copy it in */
+    LM_X_STAYS = 2,      /* this backend runs the next layer too: x need not come
+                            back to the host */
+};
+
 typedef struct {
     const char *name;
-    /* x holds rows->n rows of n_embd floats on the host; the layer's output
-     * replaces them.  Each row attends over its own sequence's cache, and a
+    /* x holds rows->n rows of n_embd floats on the host (but see x_flags);
+     * the layer's output replaces them.  The layer's work is done when this
+     * returns: its weights may be refilled, its time is its own.  Each row attends over its own sequence's cache, and a
      * sequence's arithmetic depends only on its own run (the summation order
      * is chosen per run, never per pass), so its tokens do not depend on
      * what else is in the pass. */
     int (*forward_layer)(lm_backend *b, int il, const lm_layer_view *w, float *x,
-                         const lm_rows *rows);
+                         const lm_rows *rows, unsigned x_flags);
     /* Final norm and output head over n_tok rows of x: n_tok * n_vocab logits. */
     int (*output)(lm_backend *b, const float *x, int n_tok, float *logits);
     /* Sequence dst's first n positions become a copy of src's (a shared

@@ -129,7 +129,7 @@ static double time_layer(lm_backend *b, float *x, int n, int reps, bool *agreed)
     const double start = lm_now_seconds();
     for (int i = 0; i < reps && (i == 0 || lm_now_seconds() - start < PROBE_LAYER_SECONDS); i++) {
         const double t0 = lm_now_seconds();
-        if (b->ops->forward_layer(b, 0, &view, x, &rows) != 0)
+        if (b->ops->forward_layer(b, 0, &view, x, &rows, 0) != 0)
             return -1;
         lm_repeats_add(&rep, (lm_now_seconds() - t0) * 1e3);
     }

@@ -419,7 +419,11 @@ static int run_pass(lm_session *s, const int32_t *tokens, int n, const bool *wan
             return -1;
         }
         const double t1 = lm_now_seconds();
-        const int rc = be->ops->forward_layer(be, (int)il, &view, s->x, &rows);
+        /* the activations stay on a device between its consecutive layers */
+        const unsigned x_flags =
+            (il > 0 && s->run_by[il - 1] == be ? LM_X_ON_BACKEND : 0) |
+            (il + 1 < m->hp.n_layer && s->run_by[il + 1] == be ? LM_X_STAYS : 0);
+        const int rc = be->ops->forward_layer(be, (int)il, &view, s->x, &rows, x_flags);
         const double t2 = lm_now_seconds();
         if (streamed)
             lm_streamer_release(s->streamer);
