@@ -109,7 +109,8 @@ inline float8 v_lane(global const half *vb, global const float *s, int n_pos, in
 /* rows: ROW_INFO ints per row of the pass (common.cl) */
 kernel void attention(global float *out, global const float *q, global const half *k_all,
                       global const half *v_all, global float *scores, global const int *rows,
-                      int n_head, int n_head_kv, int head_dim, int n_ctx)
+                      int n_head, int n_head_kv, int head_dim, int n_ctx, int window,
+                      float kq_scale)
 {
     const int h = get_global_id(0) % n_head, t = get_global_id(0) / n_head;
     const int q_stride = n_head * head_dim, kv_stride = n_head_kv * head_dim;
@@ -120,20 +121,23 @@ kernel void attention(global float *out, global const float *q, global const hal
     global const float *qg = q + (size_t)t * q_stride + h * head_dim;
     global float *s = scores + get_global_id(0) * (size_t)n_ctx;
     global float *o = out + (size_t)t * q_stride + h * head_dim;
-    const float scale = 1.0f / sqrt((float)head_dim);
+    /* a sliding window masks the positions before `first`: probability 0 */
+    const int first = window > 0 && n_pos > window ? n_pos - window : 0;
     const int tiny_kq = batched && head_dim % 16 == 0, tiny_kqv = batched;
     float qh[MAX_HD];
     for (int i = 0; i < head_dim; i++)
         qh[i] = round_half(qg[i]);
     float max = -INFINITY;
-    for (int p = 0; p < n_pos; p++) {
+    for (int p = first; p < n_pos; p++) {
         global const half *kp = k_cache + (size_t)p * kv_stride + kvh * head_dim;
         s[p] = (head_dim % 16 == 0 ? kq_dot16(qh, kp, head_dim, tiny_kq)
                                    : kq_dot(qh, kp, head_dim, tiny_kq)) *
-               scale;
+               kq_scale;
         max = s[p] > max ? s[p] : max;
     }
-    for (int p = 0; p < n_pos; p++)
+    for (int p = 0; p < first; p++)
+        s[p] = 0.0f;
+    for (int p = first; p < n_pos; p++)
         s[p] = expf_ggml(s[p] - max);
     acc_t sum = 0;
     for (int c = 0; c < n_pos; c += 16) {

@@ -37,10 +37,10 @@
 
 /* Kernels with a fixed role, by name. */
 enum { K_QUANT_Q8_0, K_QUANT_Q8_K, K_ROUND_F16, K_ROUND_BF16, K_RMSNORM, K_ROPE, K_SWIGLU,
-       K_ADD, K_ADD_BIAS, K_STORE_KV, K_ATTENTION, K_COUNT };
+       K_ADD, K_ADD_BIAS, K_STORE_KV, K_ATTENTION, K_GEGLU, K_SCALE, K_COUNT };
 static const char *const kernel_names[K_COUNT] = {
     "quantize_q8_0", "quantize_q8_k", "round_to_f16", "round_to_bf16", "rmsnorm", "rope",
-    "swiglu", "add", "add_bias", "store_kv", "attention",
+    "swiglu", "add", "add_bias", "store_kv", "attention", "geglu", "scale",
 };
 
 /* Per weight type: the suffix of its matvec_ and dequant_ kernels. */
@@ -95,7 +95,10 @@ typedef struct {
     cl_mem out_norm, out_w;
     cl_mem *k_cache, *v_cache;
     cl_mem act[LM_A_COUNT];    /* the block's activations, n_batch rows each */
-    cl_mem scores, rope_cs;
+    int width[LM_A_COUNT];     /* floats per row of each */
+    cl_mem scores;
+    cl_mem rope_cs[2];         /* per lm_rope_kind: cos, sin of the pass's rows */
+    cl_mem gelu_table;         /* lm_gelu_table(), made on first use */
     cl_mem aq, ad, as, ab, af; /* quantized activations */
     cl_mem wf;                 /* a weight dequantized for SGEMM (made on first use) */
     size_t wf_floats;
@@ -269,6 +272,17 @@ static int read_buf(cl_backend *cb, cl_mem src, void *dst, size_t bytes, const c
     return 0;
 }
 
+/* A read-only buffer holding bytes from the host; NULL with an error. */
+static cl_mem upload_bytes(cl_backend *cb, const void *data, size_t bytes, const char *what)
+{
+    cl_mem buf = lm_cl_alloc(&cb->mem, cb->ctx, CL_MEM_READ_ONLY, bytes, what);
+    if (buf && write_buf(cb, buf, data, bytes, what) != 0) {
+        lm_cl_release(&cb->mem, buf);
+        return NULL;
+    }
+    return buf;
+}
+
 enum { ROW_INFO = 3 }; /* as in cl/common.cl */
 
 /* The rows of the pass for the kernels (ROW_INFO ints each), and the cos
@@ -293,14 +307,18 @@ static int upload_rows(cl_backend *cb, const lm_rows *rows)
         return 0;
     memcpy(cb->rows_host, info, bytes);
     cb->rows_n = -1; /* until both uploads are done */
-    for (int t = 0; t < n; t++) {
-        float *row = cb->rope_host + (size_t)t * hp->n_rot;
-        lm_rope_angles(&b->model->rope, rows->pos[t], row, row + half);
-    }
-    if (write_buf(cb, cb->rows_dev, cb->rows_host, bytes, "row table") != 0 ||
-        write_buf(cb, cb->rope_cs, cb->rope_host, (size_t)n * hp->n_rot * sizeof(float),
-                  "rope table") != 0)
+    if (write_buf(cb, cb->rows_dev, cb->rows_host, bytes, "row table") != 0)
         return -1;
+    const lm_rope_params *kinds[2] = {&b->model->rope, &b->model->rope_swa};
+    for (int k = 0; k < 2 && cb->rope_cs[k]; k++) {
+        for (int t = 0; t < n; t++) {
+            float *row = cb->rope_host + (size_t)t * hp->n_rot;
+            lm_rope_angles(kinds[k], rows->pos[t], row, row + half);
+        }
+        if (write_buf(cb, cb->rope_cs[k], cb->rope_host, (size_t)n * hp->n_rot * sizeof(float),
+                      "rope table") != 0)
+            return -1;
+    }
     cb->rows_n = n;
     return 0;
 }
@@ -311,12 +329,12 @@ static int rmsnorm(cl_backend *cb, cl_mem out, cl_mem x, cl_mem w, int n, int di
     return LAUNCH(cb, K_RMSNORM, 1, (size_t[]){(size_t)n}, A(out), A(x), A(w), A(dim), A(eps));
 }
 
-static int rope(cl_backend *cb, cl_mem x, int n, int n_heads)
+static int rope(cl_backend *cb, cl_mem x, int n, int n_heads, lm_rope_kind kind)
 {
     const lm_hparams *hp = &cb->base.model->hp;
     const int head_dim = (int)hp->head_dim, n_rot = (int)hp->n_rot, neox = hp->rope_neox;
     return LAUNCH(cb, K_ROPE, 1, (size_t[]){(size_t)n * n_heads * (n_rot / 2)}, A(x),
-                  A(cb->rope_cs), A(n_heads), A(head_dim), A(n_rot), A(neox));
+                  A(cb->rope_cs[kind]), A(n_heads), A(head_dim), A(n_rot), A(neox));
 }
 
 static int add_bias(cl_backend *cb, cl_mem x, cl_mem b, int n, int dim)
@@ -347,7 +365,7 @@ static bool injected_failure(cl_backend *cb)
 static int op_rmsnorm(void *ctx, lm_act out, lm_act in, int w, int dim)
 {
     cl_backend *cb = ctx;
-    return rmsnorm(cb, cb->act[out], cb->act[in], cb->w[w], cb->n, dim);
+    return rmsnorm(cb, cb->act[out], cb->act[in], cb->w[w], cb->n * (cb->width[in] / dim), dim);
 }
 
 static int op_matmul(void *ctx, lm_act out, int w, lm_act in)
@@ -363,13 +381,18 @@ static int op_add_bias(void *ctx, lm_act x, int w, int dim)
     return add_bias(cb, cb->act[x], cb->w[w], cb->n, dim);
 }
 
-static int op_rope(void *ctx, lm_act x, int n_heads)
+static int op_rope(void *ctx, lm_act x, int n_heads, lm_rope_kind kind)
 {
     cl_backend *cb = ctx;
-    return rope(cb, cb->act[x], cb->n, n_heads);
+    if (!cb->rope_cs[kind]) {
+        lm_set_error("internal: no table for RoPE kind %d", (int)kind);
+        return -1;
+    }
+    return rope(cb, cb->act[x], cb->n, n_heads, kind);
 }
 
-static int op_attention(void *ctx, lm_act out, lm_act q, lm_act k, lm_act v)
+static int op_attention(void *ctx, lm_act out, lm_act q, lm_act k, lm_act v, int window,
+                        float kq_scale)
 {
     cl_backend *cb = ctx;
     const lm_hparams *hp = &cb->base.model->hp;
@@ -382,7 +405,8 @@ static int op_attention(void *ctx, lm_act out, lm_act q, lm_act k, lm_act v)
                           A(cb->act[v]), A(kv_dim), A(cb->rows_dev)) != 0 ||
                    LAUNCH(cb, K_ATTENTION, 1, (size_t[]){(size_t)n * n_head}, A(cb->act[out]),
                           A(cb->act[q]), A(kc), A(vc), A(cb->scores), A(cb->rows_dev),
-                          A(n_head), A(n_head_kv), A(head_dim), A(n_ctx)) != 0
+                          A(n_head), A(n_head_kv), A(head_dim), A(n_ctx), A(window),
+                          A(kq_scale)) != 0
                ? -1
                : 0;
 }
@@ -394,6 +418,23 @@ static int op_swiglu(void *ctx, lm_act gate, lm_act up, int dim)
                   A(cb->act[up]));
 }
 
+static int op_geglu(void *ctx, lm_act gate, lm_act up, int dim)
+{
+    cl_backend *cb = ctx;
+    if (!cb->gelu_table &&
+        !(cb->gelu_table = upload_bytes(cb, lm_gelu_table(), (1u << 16) * sizeof(lm_fp16),
+                                        "the GELU table")))
+        return -1;
+    return LAUNCH(cb, K_GEGLU, 1, (size_t[]){(size_t)cb->n * dim}, A(cb->act[gate]),
+                  A(cb->act[up]), A(cb->gelu_table));
+}
+
+static int op_scale(void *ctx, lm_act x, float factor, int dim)
+{
+    cl_backend *cb = ctx;
+    return LAUNCH(cb, K_SCALE, 1, (size_t[]){(size_t)cb->n * dim}, A(cb->act[x]), A(factor));
+}
+
 static int op_add(void *ctx, lm_act x, lm_act y, int dim)
 {
     cl_backend *cb = ctx;
@@ -402,7 +443,8 @@ static int op_add(void *ctx, lm_act x, lm_act y, int dim)
 
 static const lm_block_ops block_ops = {
     .rmsnorm = op_rmsnorm, .matmul = op_matmul, .add_bias = op_add_bias, .rope = op_rope,
-    .attention = op_attention, .swiglu = op_swiglu, .add = op_add,
+    .attention = op_attention, .swiglu = op_swiglu, .geglu = op_geglu, .scale = op_scale,
+    .add = op_add,
 };
 
 /* Layer il over the rows of x with its weights in w (NULL where the layer
@@ -571,7 +613,7 @@ static void cl_free(lm_backend *b)
     lm_cl_release(&cb->mem, cb->out_norm);
     for (int a = 0; a < LM_A_COUNT; a++)
         lm_cl_release(&cb->mem, cb->act[a]);
-    cl_mem bufs[] = {cb->scores, cb->rope_cs, cb->aq, cb->ad,     cb->as,      cb->ab,
+    cl_mem bufs[] = {cb->scores, cb->rope_cs[0], cb->rope_cs[1], cb->gelu_table, cb->aq, cb->ad, cb->as, cb->ab,
                      cb->af,     cb->wf,      cb->logits, cb->rows_dev};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         lm_cl_release(&cb->mem, bufs[i]);
@@ -822,12 +864,17 @@ static int create_buffers(cl_backend *cb)
         [LM_A_Q] = q_dim,      [LM_A_ATT] = q_dim,     [LM_A_K] = kv_dim,
         [LM_A_V] = kv_dim,     [LM_A_GATE] = hp->n_ff, [LM_A_UP] = hp->n_ff,
     };
-    for (int a = 0; a < LM_A_COUNT; a++)
+    for (int a = 0; a < LM_A_COUNT; a++) {
+        cb->width[a] = (int)width[a];
         if (!(cb->act[a] = scratch(cb, nb * width[a] * f, "activations")))
             return -1;
+    }
+    if (hp->n_swa > 0 &&
+        !(cb->rope_cs[LM_ROPE_SWA] = scratch(cb, nb * hp->n_rot * f, "rope table")))
+        return -1;
     return (cb->scores = scratch(cb, nb * hp->n_head * cb->base.n_ctx * f,
                                          "attention scores")) &&
-                   (cb->rope_cs = scratch(cb, nb * hp->n_rot * f, "rope table")) &&
+                   (cb->rope_cs[LM_ROPE_GLOBAL] = scratch(cb, nb * hp->n_rot * f, "rope table")) &&
                    (cb->rows_dev = scratch(cb, nb * ROW_INFO * sizeof(int), "row table")) &&
                    (cb->aq = scratch(cb, nb * widest, "quantized activations")) &&
                    (cb->ad = scratch(cb, nb * widest / 32 * f, "quantized activations")) &&

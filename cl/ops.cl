@@ -41,6 +41,28 @@ kernel void swiglu(global float *gate, global const float *up)
     gate[i] = g / (1.0f + expf_ggml(0.0f - g)) * up[i];
 }
 
+/* lm_geglu: GELU of the input rounded to fp16, looked up in the CPU's table
+ * of fp16 results (65536 entries), times up. */
+kernel void geglu(global float *gate, global const float *up, global const ushort *table)
+{
+    const size_t i = get_global_id(0);
+    const float x = gate[i];
+    if (x <= -10.0f) {
+        gate[i] = 0.0f;
+    } else if (x >= 10.0f) {
+        gate[i] = x * up[i];
+    } else {
+        ushort h;
+        vstore_half_rte(x, 0, (private half *)&h);
+        gate[i] = h2f(table[h]) * up[i];
+    }
+}
+
+kernel void scale(global float *x, float factor)
+{
+    x[get_global_id(0)] *= factor;
+}
+
 kernel void add(global float *x, global const float *y)
 {
     const size_t i = get_global_id(0);

@@ -208,14 +208,18 @@ AVX2 static void kqv_avx2(float *out, const float *prob, int n_pos, const lm_fp1
  * double (chunks of padding add exact zeros and are skipped), then every
  * value scaled by (float)(1/sum) and rounded to fp16 (the KQ x V product
  * converts them).  tmp: n floats. */
-static void gg_softmax_half(float *s, int n, float *tmp)
+static void gg_softmax_half(float *s, int first, int n, float *tmp)
 {
+    /* positions before `first` are masked (a sliding window): probability
+     * 0, as ggml's -inf gives */
+    for (int p = 0; p < first; p++)
+        s[p] = 0.0f;
     float max = -INFINITY;
-    for (int p = 0; p < n; p++)
+    for (int p = first; p < n; p++)
         max = s[p] > max ? s[p] : max;
-    for (int p = 0; p < n; p++)
+    for (int p = first; p < n; p++)
         tmp[p] = s[p] - max;
-    lm_expf_ggml_n(s, tmp, n);
+    lm_expf_ggml_n(s + first, tmp + first, n - first);
     double sum = 0.0;
     for (int c = 0; c < n; c += GG_LANES) {
         float e[GG_LANES];
@@ -233,14 +237,14 @@ typedef void (*kqv_fn)(float *out, const float *prob, int n_pos, const lm_fp16 *
                        int kv_stride, int hd, int tiny, float *slots);
 
 /* The query heads [h0, h0+ng) of one token, which share one KV head, over
- * cache positions [0, n_pos).  batched: the batch has 2 or more tokens, so
+ * cache positions [first, n_pos) (those before are masked), the scores
+ * times kq_scale.  batched: the batch has 2 or more tokens, so
  * llama.cpp's matrix products go through tinyBLAS (which needs the inner
  * length to be a multiple of 16; otherwise ggml falls back to vec_dot). */
 static void attend_group(float *out, const float *q, const lm_fp16 *k_cache,
-                         const lm_fp16 *v_cache, int n_pos, int ng, int kv_stride, int head_dim,
-                         float *scratch, int batched)
+                         const lm_fp16 *v_cache, int first, int n_pos, int ng, int kv_stride,
+                         int head_dim, float kq_scale, float *scratch, int batched)
 {
-    const float scale = 1.0f / sqrtf((float)head_dim);
     const int tiny_kq = batched && head_dim % GG_LANES == 0;
     const int tiny_kqv = batched; /* the padded length is a multiple of 256 */
     kq_fn kq = kq_portable;
@@ -259,9 +263,9 @@ static void attend_group(float *out, const float *q, const lm_fp16 *k_cache,
     for (int g = 0; g < ng; g++) {
         for (int i = 0; i < head_dim; i++)
             qh[i] = round_half(q[g * head_dim + i]);
-        for (int p = 0; p < n_pos; p++)
-            sc[p] = kq(qh, k_cache + (size_t)p * kv_stride, head_dim, tiny_kq) * scale;
-        gg_softmax_half(sc, n_pos, tmp);
+        for (int p = first; p < n_pos; p++)
+            sc[p] = kq(qh, k_cache + (size_t)p * kv_stride, head_dim, tiny_kq) * kq_scale;
+        gg_softmax_half(sc, first, n_pos, tmp);
         kqv(out + g * head_dim, sc, n_pos, v_cache, kv_stride, head_dim, tiny_kqv, slots);
     }
 }
@@ -274,8 +278,8 @@ size_t lm_attention_scratch_floats(int n_ctx, int n_head, int n_head_kv)
 }
 
 void lm_attention(float *out, const float *q, const lm_fp16 *k_cache, const lm_fp16 *v_cache,
-                  int n, int pos0, int n_head, int n_head_kv, int head_dim, float *scratch,
-                  int n_ctx)
+                  int n, int pos0, int n_head, int n_head_kv, int head_dim, int window,
+                  float kq_scale, float *scratch, int n_ctx)
 {
     const int group = n_head / n_head_kv;
     const int chunk = group < MAX_GROUP ? group : MAX_GROUP;
@@ -291,9 +295,11 @@ void lm_attention(float *out, const float *q, const lm_fp16 *k_cache, const lm_f
         const int h0 = kvh * group + job % chunks_per_kv * chunk;
         const int ng = group - (h0 - kvh * group) < chunk ? group - (h0 - kvh * group) : chunk;
         float *scratch_t = scratch + (size_t)omp_get_thread_num() * per_thread;
+        const int n_pos = pos0 + t + 1;
+        const int first = window > 0 && n_pos > window ? n_pos - window : 0;
         attend_group(out + (size_t)t * q_stride + h0 * head_dim,
                      q + (size_t)t * q_stride + h0 * head_dim, k_cache + kvh * head_dim,
-                     v_cache + kvh * head_dim, pos0 + t + 1, ng, kv_stride, head_dim, scratch_t,
-                     n >= 2);
+                     v_cache + kvh * head_dim, first, n_pos, ng, kv_stride, head_dim, kq_scale,
+                     scratch_t, n >= 2);
     }
 }

@@ -17,6 +17,7 @@ typedef struct {
     lm_fp16 **k_cache, **v_cache; /* per layer: n_seq x n_ctx rows of n_head_kv*head_dim */
     lm_run *runs;                 /* n_batch: the runs of the current pass */
     float *act[LM_A_COUNT];       /* n_batch rows each; LM_A_X is the caller's */
+    int width[LM_A_COUNT];        /* floats per row of each */
     float *scores;                /* per thread: n_ctx */
     void *scratch;                /* lm_cpu_matmul's activation blocks */
     /* the layer and pass bound for the block's operations */
@@ -41,7 +42,7 @@ static const float *weight_f32(const cpu_backend *cb, int w)
 static int op_rmsnorm(void *ctx, lm_act out, lm_act in, int w, int dim)
 {
     cpu_backend *cb = ctx;
-    lm_rmsnorm(cb->act[out], cb->act[in], weight_f32(cb, w), cb->n, dim,
+    lm_rmsnorm(cb->act[out], cb->act[in], weight_f32(cb, w), cb->n * (cb->width[in] / dim), dim,
                cb->base.model->hp.norm_eps);
     return 0;
 }
@@ -63,21 +64,23 @@ static int op_add_bias(void *ctx, lm_act x, int w, int dim)
 }
 
 /* each run from its own first position, as if it were alone */
-static int op_rope(void *ctx, lm_act x, int n_heads)
+static int op_rope(void *ctx, lm_act x, int n_heads, lm_rope_kind kind)
 {
     cpu_backend *cb = ctx;
     const lm_model *m = cb->base.model;
+    const lm_rope_params *rp = kind == LM_ROPE_SWA ? &m->rope_swa : &m->rope;
     const int head_dim = (int)m->hp.head_dim;
     for (int i = 0; i < cb->n_runs; i++) {
         const lm_run *r = &cb->runs[i];
         lm_rope(cb->act[x] + (size_t)r->row0 * n_heads * head_dim, r->n, n_heads, head_dim,
-                r->pos0, &m->rope);
+                r->pos0, rp);
     }
     return 0;
 }
 
 /* each run over its own sequence's cache */
-static int op_attention(void *ctx, lm_act out, lm_act q, lm_act k, lm_act v)
+static int op_attention(void *ctx, lm_act out, lm_act q, lm_act k, lm_act v, int window,
+                        float kq_scale)
 {
     cpu_backend *cb = ctx;
     const lm_backend *b = &cb->base;
@@ -90,8 +93,8 @@ static int op_attention(void *ctx, lm_act out, lm_act q, lm_act k, lm_act v)
         lm_store_fp16(kc, cb->act[k] + (size_t)r->row0 * kv_dim, r->n, kv_dim, r->pos0);
         lm_store_fp16(vc, cb->act[v] + (size_t)r->row0 * kv_dim, r->n, kv_dim, r->pos0);
         lm_attention(cb->act[out] + (size_t)r->row0 * q_dim, cb->act[q] + (size_t)r->row0 * q_dim,
-                     kc, vc, r->n, r->pos0, hp->n_head, hp->n_head_kv, hp->head_dim, cb->scores,
-                     b->n_ctx);
+                     kc, vc, r->n, r->pos0, hp->n_head, hp->n_head_kv, hp->head_dim, window,
+                     kq_scale, cb->scores, b->n_ctx);
     }
     return 0;
 }
@@ -100,6 +103,20 @@ static int op_swiglu(void *ctx, lm_act gate, lm_act up, int dim)
 {
     cpu_backend *cb = ctx;
     lm_swiglu(cb->act[gate], cb->act[gate], cb->act[up], (int64_t)cb->n * dim);
+    return 0;
+}
+
+static int op_geglu(void *ctx, lm_act gate, lm_act up, int dim)
+{
+    cpu_backend *cb = ctx;
+    lm_geglu(cb->act[gate], cb->act[up], (int64_t)cb->n * dim);
+    return 0;
+}
+
+static int op_scale(void *ctx, lm_act x, float factor, int dim)
+{
+    cpu_backend *cb = ctx;
+    lm_scale(cb->act[x], factor, (int64_t)cb->n * dim);
     return 0;
 }
 
@@ -112,7 +129,8 @@ static int op_add(void *ctx, lm_act x, lm_act y, int dim)
 
 static const lm_block_ops block_ops = {
     .rmsnorm = op_rmsnorm, .matmul = op_matmul, .add_bias = op_add_bias, .rope = op_rope,
-    .attention = op_attention, .swiglu = op_swiglu, .add = op_add,
+    .attention = op_attention, .swiglu = op_swiglu, .geglu = op_geglu, .scale = op_scale,
+    .add = op_add,
 };
 
 /* x_flags do not matter here: x is always the host's */
@@ -237,13 +255,15 @@ lm_backend *lm_backend_cpu_new(const lm_model *m, int n_ctx, int n_seq, int n_ba
     }
     const size_t nb = (size_t)n_batch;
     const size_t width[LM_A_COUNT] = {
-        [LM_A_XN] = hp->n_embd, [LM_A_TMP] = hp->n_embd, [LM_A_Q] = q_dim, [LM_A_ATT] = q_dim,
-        [LM_A_K] = kv_dim,      [LM_A_V] = kv_dim,       [LM_A_GATE] = hp->n_ff,
-        [LM_A_UP] = hp->n_ff,
+        [LM_A_X] = hp->n_embd,  [LM_A_XN] = hp->n_embd, [LM_A_TMP] = hp->n_embd,
+        [LM_A_Q] = q_dim,       [LM_A_ATT] = q_dim,     [LM_A_K] = kv_dim,
+        [LM_A_V] = kv_dim,      [LM_A_GATE] = hp->n_ff, [LM_A_UP] = hp->n_ff,
     };
-    for (int a = 0; a < LM_A_COUNT; a++)
-        if (width[a] && !(cb->act[a] = malloc(nb * width[a] * sizeof(float))))
+    for (int a = 0; a < LM_A_COUNT; a++) {
+        cb->width[a] = (int)width[a];
+        if (a != LM_A_X && !(cb->act[a] = malloc(nb * width[a] * sizeof(float))))
             goto oom;
+    }
     cb->scores = malloc((size_t)omp_get_max_threads() *
                         lm_attention_scratch_floats(n_ctx, hp->n_head, hp->n_head_kv) *
                         sizeof(float));

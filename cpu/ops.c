@@ -2,6 +2,8 @@
 
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels.h"
@@ -173,6 +175,51 @@ void lm_add(float *x, const float *y, int64_t count)
 {
     for (int64_t i = 0; i < count; i++)
         x[i] += y[i];
+}
+
+/* ggml_gelu_f32, whose values over every fp16 input ggml tabulates */
+static float gelu_tanh(float x)
+{
+    const float sqrt_2_over_pi = 0.79788456080286535587989211986876f, coef_a = 0.044715f;
+    return 0.5f * x * (1.0f + tanhf(sqrt_2_over_pi * x * (1.0f + coef_a * x * x)));
+}
+
+/* gelu_tanh of every fp16 value, rounded to fp16 (ggml_table_gelu_f16) */
+static lm_fp16 gelu_table[1 << 16];
+
+static void make_gelu_table(void)
+{
+    for (uint32_t i = 0; i < (1u << 16); i++)
+        gelu_table[i] = lm_float_to_half(gelu_tanh(lm_half_to_float((lm_fp16)i)));
+}
+
+const lm_fp16 *lm_gelu_table(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, make_gelu_table);
+    return gelu_table;
+}
+
+void lm_geglu(float *gate, const float *up, int64_t count)
+{
+    const lm_fp16 *table = lm_gelu_table();
+#pragma omp parallel for if (count >= 16384)
+    for (int64_t i = 0; i < count; i++) {
+        const float x = gate[i];
+        /* ggml_vec_geglu_f32 with GGML_GELU_FP16 (its default) */
+        if (x <= -10.0f)
+            gate[i] = 0.0f;
+        else if (x >= 10.0f)
+            gate[i] = x * up[i];
+        else
+            gate[i] = lm_half_to_float(table[lm_float_to_half(x)]) * up[i];
+    }
+}
+
+void lm_scale(float *x, float factor, int64_t count)
+{
+    for (int64_t i = 0; i < count; i++)
+        x[i] *= factor;
 }
 
 void lm_add_bias(float *x, const float *b, int n, int dim)

@@ -44,16 +44,28 @@ void lm_swiglu(float *out, const float *gate, const float *up, int64_t count);
 /* x[i] += y[i] */
 void lm_add(float *x, const float *y, int64_t count);
 
+/* gate = gelu(gate) * up over count values, GELU's tanh form as ggml's CPU
+ * computes it: on the input rounded to fp16, the result rounded to fp16. */
+void lm_geglu(float *gate, const float *up, int64_t count);
+
+/* The fp16 GELU of every fp16 input that lm_geglu looks up (65536). */
+const lm_fp16 *lm_gelu_table(void);
+
+/* x *= factor over count values. */
+void lm_scale(float *x, float factor, int64_t count);
+
 /* out[t] = b + x[t] for n rows of dim (the qwen2 biases). */
 void lm_add_bias(float *x, const float *b, int n, int dim);
 
 /* Causal attention for n query rows at positions pos0.., against a cache
  * holding positions 0..pos0+n-1 (rows of n_head_kv*head_dim fp16, k and v).
- * q: n rows of n_head*head_dim; out likewise.  scratch: one
- * lm_attention_scratch_floats() area per OpenMP thread. */
+ * q: n rows of n_head*head_dim; out likewise.  window > 0: a row sees only
+ * the last `window` positions (its own included).  The scores are q.k times
+ * kq_scale.  scratch: one lm_attention_scratch_floats() area per OpenMP
+ * thread. */
 void lm_attention(float *out, const float *q, const lm_fp16 *k_cache, const lm_fp16 *v_cache,
-                  int n, int pos0, int n_head, int n_head_kv, int head_dim, float *scratch,
-                  int n_ctx);
+                  int n, int pos0, int n_head, int n_head_kv, int head_dim, int window,
+                  float kq_scale, float *scratch, int n_ctx);
 
 size_t lm_attention_scratch_floats(int n_ctx, int n_head, int n_head_kv);
 

@@ -11,9 +11,14 @@
 
 static const lm_arch_desc archs[] = {
     /* Llama 2/3, TinyLlama, SmolLM2, Mistral */
-    {"llama", LLAMA_TENSORS, QKV_BIASES, false, 1e-5f, lm_arch_llama_block},
+    {"llama", LLAMA_TENSORS, QKV_BIASES, false, 1e-5f, NULL, lm_arch_llama_block},
     /* Qwen 2 and 2.5: biases on Q, K and V, NeoX RoPE */
-    {"qwen2", LLAMA_TENSORS, QKV_BIASES, true, 1e-6f, lm_arch_llama_block},
+    {"qwen2", LLAMA_TENSORS, QKV_BIASES, true, 1e-6f, NULL, lm_arch_llama_block},
+    /* Gemma 3 (text): Q/K norms, post-norms, GELU, sliding windows */
+    {"gemma3",
+     LLAMA_TENSORS | LM_ROLE(LM_W_Q_NORM) | LM_ROLE(LM_W_K_NORM) |
+         LM_ROLE(LM_W_ATTN_POST_NORM) | LM_ROLE(LM_W_FFN_POST_NORM),
+     0, true, 1e-6f, lm_arch_gemma3_hparams, lm_arch_gemma3_block},
 };
 
 const lm_arch_desc *lm_arch_find(const char *name, size_t len)
@@ -26,5 +31,5 @@ const lm_arch_desc *lm_arch_find(const char *name, size_t len)
 
 const char *lm_arch_names(void)
 {
-    return "llama, qwen2";
+    return "llama, qwen2, gemma3";
 }

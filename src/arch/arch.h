@@ -17,6 +17,9 @@ typedef struct lm_arch_desc {
     uint32_t optional;     /* ... and those it may have */
     bool rope_neox;        /* RoPE turns the two halves of a head */
     float norm_eps;        /* where the file gives none */
+    /* the architecture's own hyperparameters, after the common ones (NULL:
+     * none); 0 or -1 with an error */
+    int (*read_hparams)(lm_model *m);
     int (*block)(const lm_block *b);
 } lm_arch_desc;
 
@@ -26,7 +29,9 @@ const lm_arch_desc *lm_arch_find(const char *name, size_t len);
 /* "llama, qwen2": the names lamina runs, for messages. */
 const char *lm_arch_names(void);
 
-/* The blocks (one file each). */
+/* The blocks and hyperparameter readers (one file each). */
 int lm_arch_llama_block(const lm_block *b);
+int lm_arch_gemma3_hparams(lm_model *m);
+int lm_arch_gemma3_block(const lm_block *b);
 
 #endif

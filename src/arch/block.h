@@ -28,20 +28,32 @@ typedef enum {
     LM_A_COUNT
 } lm_act;
 
+/* Which RoPE a layer turns its heads with. */
+typedef enum { LM_ROPE_GLOBAL, LM_ROPE_SWA } lm_rope_kind;
+
 typedef struct lm_block_ops {
-    /* out = in * rsqrt(mean(in^2) + eps) * weight (role w), per row of dim */
+    /* out = in * rsqrt(mean(in^2) + eps) * weight (role w), over each dim
+     * values of in (a row, or with dim = head_dim each head); in place is
+     * allowed */
     int (*rmsnorm)(void *ctx, lm_act out, lm_act in, int w, int dim);
     /* out = in x W^T for the layer's tensor of role w (dims from its shape) */
     int (*matmul)(void *ctx, lm_act out, int w, lm_act in);
     /* x += the bias vector of role w, per row of dim */
     int (*add_bias)(void *ctx, lm_act x, int w, int dim);
     /* rotates each of n_heads heads of every row at the row's position */
-    int (*rope)(void *ctx, lm_act x, int n_heads);
+    int (*rope)(void *ctx, lm_act x, int n_heads, lm_rope_kind kind);
     /* stores k and v at the rows' positions in the layer's cache, then out =
-     * each row's attention over its own sequence's cache up to its position */
-    int (*attention)(void *ctx, lm_act out, lm_act q, lm_act k, lm_act v);
+     * each row's attention over its own sequence's cache up to its position
+     * (window > 0: only the last `window` positions, its own included), the
+     * scores q.k times kq_scale */
+    int (*attention)(void *ctx, lm_act out, lm_act q, lm_act k, lm_act v, int window,
+                     float kq_scale);
     /* gate = silu(gate) * up, per row of dim */
     int (*swiglu)(void *ctx, lm_act gate, lm_act up, int dim);
+    /* gate = gelu(gate) * up (GELU's tanh form), per row of dim */
+    int (*geglu)(void *ctx, lm_act gate, lm_act up, int dim);
+    /* x *= factor, per row of dim */
+    int (*scale)(void *ctx, lm_act x, float factor, int dim);
     /* x += y, per row of dim */
     int (*add)(void *ctx, lm_act x, lm_act y, int dim);
 } lm_block_ops;

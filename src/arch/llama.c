@@ -1,6 +1,8 @@
 /* The llama block (Llama 2/3, Mistral, SmolLM2; Qwen 2 with its biases):
  * pre-norm attention with RoPE and grouped-query heads, then a pre-norm
  * SwiGLU feed-forward, each added to the residual stream. */
+#include <math.h>
+
 #include "arch.h"
 
 #define TRY(op)          \
@@ -21,9 +23,9 @@ int lm_arch_llama_block(const lm_block *b)
     TRY(lm_block_linear(b, LM_A_Q, LM_W_Q, LM_W_Q_BIAS, LM_A_XN));
     TRY(lm_block_linear(b, LM_A_K, LM_W_K, LM_W_K_BIAS, LM_A_XN));
     TRY(lm_block_linear(b, LM_A_V, LM_W_V, LM_W_V_BIAS, LM_A_XN));
-    TRY(o->rope(c, LM_A_Q, (int)hp->n_head));
-    TRY(o->rope(c, LM_A_K, (int)hp->n_head_kv));
-    TRY(o->attention(c, LM_A_ATT, LM_A_Q, LM_A_K, LM_A_V));
+    TRY(o->rope(c, LM_A_Q, (int)hp->n_head, LM_ROPE_GLOBAL));
+    TRY(o->rope(c, LM_A_K, (int)hp->n_head_kv, LM_ROPE_GLOBAL));
+    TRY(o->attention(c, LM_A_ATT, LM_A_Q, LM_A_K, LM_A_V, 0, 1.0f / sqrtf((float)hp->head_dim)));
     TRY(o->matmul(c, LM_A_TMP, LM_W_O, LM_A_ATT));
     TRY(o->add(c, LM_A_X, LM_A_TMP, n_embd));
 

@@ -28,6 +28,10 @@ static const char *const layer_tensor_names[LM_W_PER_LAYER] = {
     [LM_W_GATE] = "ffn_gate.weight",
     [LM_W_UP] = "ffn_up.weight",
     [LM_W_DOWN] = "ffn_down.weight",
+    [LM_W_Q_NORM] = "attn_q_norm.weight",
+    [LM_W_K_NORM] = "attn_k_norm.weight",
+    [LM_W_ATTN_POST_NORM] = "post_attention_norm.weight",
+    [LM_W_FFN_POST_NORM] = "post_ffw_norm.weight",
 };
 
 static int arch_key_u32(const lm_gguf *g, const char *arch, const char *suffix, uint32_t *out,
@@ -45,6 +49,16 @@ static int arch_key_f32(const lm_gguf *g, const char *arch, const char *suffix, 
     char key[128];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
     return lm_gguf_get_f32(g, key, out);
+}
+
+int lm_model_key_u32(const lm_model *m, const char *suffix, uint32_t *out)
+{
+    return arch_key_u32(m->gguf, m->hp.arch_name, suffix, out, false);
+}
+
+int lm_model_key_f32(const lm_model *m, const char *suffix, float *out)
+{
+    return arch_key_f32(m->gguf, m->hp.arch_name, suffix, out);
 }
 
 static int read_hparams(lm_model *m)
@@ -81,22 +95,25 @@ static int read_hparams(lm_model *m)
     hp->rope_neox = hp->arch->rope_neox;
 
     if (hp->n_layer == 0 || hp->n_layer > 4096 || hp->n_embd == 0 || hp->n_embd > (1u << 20) ||
-        hp->n_head == 0 || hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv != 0 ||
-        hp->n_embd % hp->n_head != 0 || hp->n_ff == 0 || hp->n_ff > (1u << 22)) {
+        hp->n_head == 0 || hp->n_head > 4096 || hp->n_head_kv == 0 ||
+        hp->n_head % hp->n_head_kv != 0 || hp->n_ff == 0 || hp->n_ff > (1u << 22)) {
         lm_set_error("%s: inconsistent hyperparameters (layers %u, embedding %u, heads %u/%u, "
                      "ffn %u)", path, hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->n_ff);
         return -1;
     }
+    /* the head size is embedding/heads unless the file says otherwise */
     hp->head_dim = hp->n_embd / hp->n_head;
-    if (hp->head_dim > 1024) {
-        lm_set_error("%s: head size %u is larger than lamina supports (1024)", path, hp->head_dim);
+    const bool key_length = arch_key_u32(g, a, "attention.key_length", &hp->head_dim, false) == 0;
+    uint32_t value_length = hp->head_dim;
+    arch_key_u32(g, a, "attention.value_length", &value_length, false);
+    if ((!key_length && hp->n_embd % hp->n_head != 0) || hp->head_dim == 0 ||
+        value_length != hp->head_dim) {
+        lm_set_error("%s: head size: embedding %u, %u heads, key length %u, value length %u "
+                     "(unsupported)", path, hp->n_embd, hp->n_head, hp->head_dim, value_length);
         return -1;
     }
-    uint32_t head_dim_key;
-    if (arch_key_u32(g, a, "attention.key_length", &head_dim_key, false) == 0 &&
-        head_dim_key != hp->head_dim) {
-        lm_set_error("%s: attention.key_length %u differs from embedding/heads %u (unsupported)",
-                     path, head_dim_key, hp->head_dim);
+    if (hp->head_dim > 1024) {
+        lm_set_error("%s: head size %u is larger than lamina supports (1024)", path, hp->head_dim);
         return -1;
     }
     hp->n_rot = hp->head_dim;
@@ -106,7 +123,9 @@ static int read_hparams(lm_model *m)
                      hp->head_dim);
         return -1;
     }
-    return 0;
+    hp->embd_scale = 1.0f;
+    hp->rope_base_swa = hp->rope_base;
+    return hp->arch->read_hparams ? hp->arch->read_hparams(m) : 0;
 }
 
 /* Checks a tensor's type and shape; ne1 == 0 means a vector. */
@@ -142,13 +161,15 @@ static const lm_gguf_tensor *need_tensor(const lm_gguf *g, const char *name)
 static void layer_tensor_shape(const lm_hparams *hp, int w, uint64_t *ne0, uint64_t *ne1)
 {
     uint64_t q = (uint64_t)hp->n_head * hp->head_dim, kv = (uint64_t)hp->n_head_kv * hp->head_dim;
-    uint64_t shapes[LM_W_PER_LAYER][2] = {
+    const uint64_t shapes[LM_W_PER_LAYER][2] = {
         [LM_W_ATTN_NORM] = {hp->n_embd, 0}, [LM_W_Q] = {hp->n_embd, q},
         [LM_W_K] = {hp->n_embd, kv},        [LM_W_V] = {hp->n_embd, kv},
         [LM_W_O] = {q, hp->n_embd},         [LM_W_Q_BIAS] = {q, 0},
         [LM_W_K_BIAS] = {kv, 0},            [LM_W_V_BIAS] = {kv, 0},
         [LM_W_FFN_NORM] = {hp->n_embd, 0},  [LM_W_GATE] = {hp->n_embd, hp->n_ff},
         [LM_W_UP] = {hp->n_embd, hp->n_ff}, [LM_W_DOWN] = {hp->n_ff, hp->n_embd},
+        [LM_W_Q_NORM] = {hp->head_dim, 0},  [LM_W_K_NORM] = {hp->head_dim, 0},
+        [LM_W_ATTN_POST_NORM] = {hp->n_embd, 0}, [LM_W_FFN_POST_NORM] = {hp->n_embd, 0},
     };
     *ne0 = shapes[w][0];
     *ne1 = shapes[w][1];
@@ -311,6 +332,19 @@ static int init_rope(lm_model *m)
     return 0;
 }
 
+/* The sliding-window layers' RoPE: their own base, never scaled (as
+ * llama.cpp turns Gemma 3's local layers). */
+static void init_rope_swa(lm_model *m)
+{
+    const lm_hparams *hp = &m->hp;
+    m->rope_swa = m->rope;
+    if (hp->rope_base_swa == hp->rope_base)
+        return;
+    m->rope_swa.theta_scale = powf(hp->rope_base_swa, -2.0f / (float)hp->n_rot);
+    m->rope_swa.freq_scale = 1.0f;
+    m->rope_swa.freq_div = NULL;
+}
+
 lm_model *lm_model_load(const char *path)
 {
     lm_model *m = calloc(1, sizeof *m);
@@ -321,6 +355,7 @@ lm_model *lm_model_load(const char *path)
     m->gguf = lm_gguf_open(path);
     if (!m->gguf || read_hparams(m) || load_globals(m) || load_layers(m) || init_rope(m))
         goto fail;
+    init_rope_swa(m);
     m->tokenizer = lm_tokenizer_from_gguf(m->gguf);
     if (!m->tokenizer)
         goto fail;

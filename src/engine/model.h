@@ -25,7 +25,19 @@ typedef struct {
     float rope_base;
     float norm_eps;
     bool tied_embeddings; /* output head reuses token_embd */
+    float embd_scale;     /* the embeddings are multiplied by this (1: not) */
+    float attn_scale;     /* an architecture's scale of the queries (gemma3) */
+    /* sliding-window attention: layer il sees only the last n_swa positions
+     * unless swa_period is 0 or (il + 1) is a multiple of it */
+    uint32_t n_swa, swa_period;
+    float rope_base_swa;  /* RoPE base of the sliding-window layers */
 } lm_hparams;
+
+/* Whether layer il attends over a sliding window (hp->n_swa positions). */
+static inline bool lm_layer_is_swa(const lm_hparams *hp, int il)
+{
+    return hp->n_swa > 0 && hp->swa_period > 0 && (uint32_t)(il + 1) % hp->swa_period != 0;
+}
 
 /* One tensor of a layer: where its bytes are and what they are. */
 typedef struct {
@@ -35,6 +47,8 @@ typedef struct {
 enum {
     LM_W_ATTN_NORM, LM_W_Q, LM_W_K, LM_W_V, LM_W_O, LM_W_Q_BIAS, LM_W_K_BIAS, LM_W_V_BIAS,
     LM_W_FFN_NORM, LM_W_GATE, LM_W_UP, LM_W_DOWN,
+    LM_W_Q_NORM, LM_W_K_NORM,                /* per head, before RoPE */
+    LM_W_ATTN_POST_NORM, LM_W_FFN_POST_NORM, /* on attention's and the FFN's output */
     LM_W_PER_LAYER
 };
 
@@ -57,11 +71,17 @@ typedef struct lm_model {
     lm_layer *layers;
     const lm_gguf_tensor *tok_embd, *output_norm, *output;
     lm_rope_params rope;
+    lm_rope_params rope_swa; /* the sliding-window layers' (hp.rope_base_swa) */
     float *rope_freq_div; /* what rope.freq_div points to, or NULL */
     uint64_t weight_bytes; /* every tensor */
 } lm_model;
 
 lm_model *lm_model_load(const char *path);
+
+/* The metadata key "ARCH.suffix" of m's file: 0, or -1 when absent (or of
+ * another type), leaving *out as it was. */
+int lm_model_key_u32(const lm_model *m, const char *suffix, uint32_t *out);
+int lm_model_key_f32(const lm_model *m, const char *suffix, float *out);
 void lm_model_free(lm_model *m);
 
 /* The view of layer il's tensors inside the file mapping. */

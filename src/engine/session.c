@@ -377,6 +377,8 @@ static void embed(lm_session *s, const int32_t *tokens, int n)
     for (int t = 0; t < n; t++)
         lm_cpu_get_row(m->tok_embd->type, m->tok_embd->data, m->hp.n_embd, tokens[t],
                        s->x + (size_t)t * m->hp.n_embd);
+    if (m->hp.embd_scale != 1.0f) /* Gemma's sqrt(n_embd) */
+        lm_scale(s->x, m->hp.embd_scale, (int64_t)n * m->hp.n_embd);
 }
 
 /* Logits for a whole batch are only kept when asked for (perplexity): for
