@@ -79,7 +79,9 @@ int lm_cmd_perplexity(int argc, char **argv)
     lm_session *s = NULL;
     rc = 1;
     if (!m || !(text = lm_read_file(o.file, &len)) ||
-        lm_tokenize(m->tokenizer, text, len, false, false, &ids, &n_ids) != 0)
+        /* as llama-perplexity: with BOS where the model adds one (the windows
+         * start one token later than without) */
+        lm_tokenize(m->tokenizer, text, len, true, false, &ids, &n_ids) != 0)
         goto done;
     int n_windows = (int)(n_ids / (size_t)n_ctx);
     if (o.n_chunks > 0 && o.n_chunks < n_windows)
