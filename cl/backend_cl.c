@@ -37,10 +37,10 @@
 
 /* Kernels with a fixed role, by name. */
 enum { K_QUANT_Q8_0, K_QUANT_Q8_K, K_ROUND_F16, K_ROUND_BF16, K_RMSNORM, K_ROPE, K_SWIGLU,
-       K_ADD, K_ADD_BIAS, K_STORE_KV, K_ATTENTION, K_GEGLU, K_SCALE, K_COUNT };
+       K_ADD, K_ADD_BIAS, K_STORE_KV, K_ATTENTION, K_GEGLU, K_SCALE, K_COLUMNS, K_COUNT };
 static const char *const kernel_names[K_COUNT] = {
     "quantize_q8_0", "quantize_q8_k", "round_to_f16", "round_to_bf16", "rmsnorm", "rope",
-    "swiglu", "add", "add_bias", "store_kv", "attention", "geglu", "scale",
+    "swiglu", "add", "add_bias", "store_kv", "attention", "geglu", "scale", "columns",
 };
 
 /* Per weight type: the suffix of its matvec_ and dequant_ kernels. */
@@ -429,6 +429,13 @@ static int op_geglu(void *ctx, lm_act gate, lm_act up, int dim)
                   A(cb->act[up]), A(cb->gelu_table));
 }
 
+static int op_columns(void *ctx, lm_act out, lm_act in, int in_width, int col0, int width)
+{
+    cl_backend *cb = ctx;
+    return LAUNCH(cb, K_COLUMNS, 1, (size_t[]){(size_t)cb->n * width}, A(cb->act[out]),
+                  A(cb->act[in]), A(in_width), A(col0), A(width));
+}
+
 static int op_scale(void *ctx, lm_act x, float factor, int dim)
 {
     cl_backend *cb = ctx;
@@ -444,6 +451,7 @@ static int op_add(void *ctx, lm_act x, lm_act y, int dim)
 static const lm_block_ops block_ops = {
     .rmsnorm = op_rmsnorm, .matmul = op_matmul, .add_bias = op_add_bias, .rope = op_rope,
     .attention = op_attention, .swiglu = op_swiglu, .geglu = op_geglu, .scale = op_scale,
+    .columns = op_columns,
     .add = op_add,
 };
 
@@ -863,10 +871,11 @@ static int create_buffers(cl_backend *cb)
         [LM_A_X] = hp->n_embd, [LM_A_XN] = hp->n_embd, [LM_A_TMP] = hp->n_embd,
         [LM_A_Q] = q_dim,      [LM_A_ATT] = q_dim,     [LM_A_K] = kv_dim,
         [LM_A_V] = kv_dim,     [LM_A_GATE] = hp->n_ff, [LM_A_UP] = hp->n_ff,
+        [LM_A_WIDE] = lm_arch_wide_width(cb->base.model),
     };
     for (int a = 0; a < LM_A_COUNT; a++) {
         cb->width[a] = (int)width[a];
-        if (!(cb->act[a] = scratch(cb, nb * width[a] * f, "activations")))
+        if (width[a] && !(cb->act[a] = scratch(cb, nb * width[a] * f, "activations")))
             return -1;
     }
     if (hp->n_swa > 0 &&

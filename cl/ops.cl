@@ -58,6 +58,13 @@ kernel void geglu(global float *gate, global const float *up, global const ushor
     }
 }
 
+/* out = columns [col0, col0 + width) of in's rows (of in_width) */
+kernel void columns(global float *out, global const float *in, int in_width, int col0, int width)
+{
+    const size_t i = get_global_id(0), t = i / width;
+    out[i] = in[t * in_width + col0 + i % width];
+}
+
 kernel void scale(global float *x, float factor)
 {
     x[get_global_id(0)] *= factor;

@@ -113,6 +113,15 @@ static int op_geglu(void *ctx, lm_act gate, lm_act up, int dim)
     return 0;
 }
 
+static int op_columns(void *ctx, lm_act out, lm_act in, int in_width, int col0, int width)
+{
+    cpu_backend *cb = ctx;
+    for (int t = 0; t < cb->n; t++)
+        memcpy(cb->act[out] + (size_t)t * cb->width[out],
+               cb->act[in] + (size_t)t * in_width + col0, (size_t)width * sizeof(float));
+    return 0;
+}
+
 static int op_scale(void *ctx, lm_act x, float factor, int dim)
 {
     cpu_backend *cb = ctx;
@@ -130,6 +139,7 @@ static int op_add(void *ctx, lm_act x, lm_act y, int dim)
 static const lm_block_ops block_ops = {
     .rmsnorm = op_rmsnorm, .matmul = op_matmul, .add_bias = op_add_bias, .rope = op_rope,
     .attention = op_attention, .swiglu = op_swiglu, .geglu = op_geglu, .scale = op_scale,
+    .columns = op_columns,
     .add = op_add,
 };
 
@@ -258,10 +268,11 @@ lm_backend *lm_backend_cpu_new(const lm_model *m, int n_ctx, int n_seq, int n_ba
         [LM_A_X] = hp->n_embd,  [LM_A_XN] = hp->n_embd, [LM_A_TMP] = hp->n_embd,
         [LM_A_Q] = q_dim,       [LM_A_ATT] = q_dim,     [LM_A_K] = kv_dim,
         [LM_A_V] = kv_dim,      [LM_A_GATE] = hp->n_ff, [LM_A_UP] = hp->n_ff,
+        [LM_A_WIDE] = lm_arch_wide_width(m),
     };
     for (int a = 0; a < LM_A_COUNT; a++) {
         cb->width[a] = (int)width[a];
-        if (a != LM_A_X && !(cb->act[a] = malloc(nb * width[a] * sizeof(float))))
+        if (a != LM_A_X && width[a] && !(cb->act[a] = malloc(nb * width[a] * sizeof(float))))
             goto oom;
     }
     cb->scores = malloc((size_t)omp_get_max_threads() *

@@ -98,6 +98,12 @@ static int add_vocab(lm_gguf_writer *w)
 static int add_hparams(lm_gguf_writer *w, const test_model_shape *s)
 {
     char key[96];
+    const bool gemma3 = strcmp(s->arch, "gemma3") == 0;
+    if (s->head_dim && (lm_gguf_add_u32(w, ARCH_KEY("attention.key_length"), s->head_dim) ||
+                        lm_gguf_add_u32(w, ARCH_KEY("attention.value_length"), s->head_dim)))
+        return -1;
+    if (gemma3 && lm_gguf_add_u32(w, ARCH_KEY("attention.sliding_window"), s->n_swa ? s->n_swa : 4))
+        return -1;
     return lm_gguf_add_str(w, "general.architecture", s->arch) ||
            lm_gguf_add_str(w, "general.name", s->name ? s->name : "lamina test model") ||
            lm_gguf_add_u32(w, ARCH_KEY("block_count"), s->n_layer) ||
@@ -106,7 +112,8 @@ static int add_hparams(lm_gguf_writer *w, const test_model_shape *s)
            lm_gguf_add_u32(w, ARCH_KEY("feed_forward_length"), s->n_ff) ||
            lm_gguf_add_u32(w, ARCH_KEY("attention.head_count"), s->n_head) ||
            lm_gguf_add_u32(w, ARCH_KEY("attention.head_count_kv"), s->n_head_kv) ||
-           lm_gguf_add_f32(w, ARCH_KEY("rope.freq_base"), 10000.0f) ||
+           /* gemma3's local layers turn with 10000: the global ones differ */
+           lm_gguf_add_f32(w, ARCH_KEY("rope.freq_base"), gemma3 ? 1e6f : 10000.0f) ||
            lm_gguf_add_f32(w, ARCH_KEY("attention.layer_norm_rms_epsilon"), 1e-5f);
 }
 
@@ -148,9 +155,12 @@ int test_write_model(const char *path, const test_model_shape *s)
     if (!w)
         return -1;
     uint64_t seed = s->seed;
-    const uint64_t hd = s->n_embd / s->n_head, q = s->n_head * hd, kv = s->n_head_kv * hd;
+    const uint64_t hd = s->head_dim ? s->head_dim : s->n_embd / s->n_head;
+    const uint64_t q = s->n_head * hd, kv = s->n_head_kv * hd;
     const float in_scale = 1.0f / sqrtf((float)s->n_embd), ff_scale = 1.0f / sqrtf((float)s->n_ff);
-    const bool qwen2 = strcmp(s->arch, "qwen2") == 0;
+    const bool qwen2 = strcmp(s->arch, "qwen2") == 0, phi3 = strcmp(s->arch, "phi3") == 0;
+    const bool gemma3 = strcmp(s->arch, "gemma3") == 0;
+    const bool qk_norm = gemma3 || strcmp(s->arch, "qwen3") == 0;
     int rc = add_hparams(w, s) || add_rope_scaling(w, s) || add_vocab(w) ||
              add_matrix(w, "token_embd.weight", s->weight_type, s->n_embd, TEST_N_VOCAB, 1.0f,
                         &seed) ||
@@ -159,13 +169,26 @@ int test_write_model(const char *path, const test_model_shape *s)
         rc = add_matrix(w, "output.weight", s->weight_type, s->n_embd, TEST_N_VOCAB, in_scale,
                         &seed);
     for (uint32_t il = 0; il < s->n_layer && !rc; il++) {
-        char n[12][64];
-        const char *suffix[12] = {"attn_norm.weight", "attn_q.weight", "attn_k.weight",
+        char n[17][64];
+        const char *suffix[17] = {"attn_norm.weight", "attn_q.weight", "attn_k.weight",
                                   "attn_v.weight", "attn_output.weight", "ffn_norm.weight",
                                   "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight",
-                                  "attn_q.bias", "attn_k.bias", "attn_v.bias"};
-        for (int i = 0; i < 12; i++)
+                                  "attn_q.bias", "attn_k.bias", "attn_v.bias",
+                                  "attn_q_norm.weight", "attn_k_norm.weight",
+                                  "post_attention_norm.weight", "post_ffw_norm.weight",
+                                  "attn_qkv.weight"};
+        for (int i = 0; i < 17; i++)
             snprintf(n[i], sizeof n[i], "blk.%u.%s", il, suffix[i]);
+        if (phi3) { /* Q|K|V and gate|up fused */
+            rc = add_vector(w, n[0], s->n_embd, 1.0f, 0.2f, &seed) ||
+                 add_matrix(w, n[16], s->weight_type, s->n_embd, q + 2 * kv, 2.0f * in_scale,
+                            &seed) ||
+                 add_matrix(w, n[4], s->weight_type, q, s->n_embd, in_scale, &seed) ||
+                 add_vector(w, n[5], s->n_embd, 1.0f, 0.2f, &seed) ||
+                 add_matrix(w, n[7], s->weight_type, s->n_embd, 2 * s->n_ff, in_scale, &seed) ||
+                 add_matrix(w, n[8], s->weight_type, s->n_ff, s->n_embd, ff_scale, &seed);
+            continue;
+        }
         rc = add_vector(w, n[0], s->n_embd, 1.0f, 0.2f, &seed) ||
              add_matrix(w, n[1], s->weight_type, s->n_embd, q, 2.0f * in_scale, &seed) ||
              add_matrix(w, n[2], s->weight_type, s->n_embd, kv, 2.0f * in_scale, &seed) ||
@@ -175,6 +198,12 @@ int test_write_model(const char *path, const test_model_shape *s)
              add_matrix(w, n[6], s->weight_type, s->n_embd, s->n_ff, in_scale, &seed) ||
              add_matrix(w, n[7], s->weight_type, s->n_embd, s->n_ff, in_scale, &seed) ||
              add_matrix(w, n[8], s->weight_type, s->n_ff, s->n_embd, ff_scale, &seed);
+        if (!rc && qk_norm)
+            rc = add_vector(w, n[12], hd, 1.0f, 0.2f, &seed) ||
+                 add_vector(w, n[13], hd, 1.0f, 0.2f, &seed);
+        if (!rc && gemma3)
+            rc = add_vector(w, n[14], s->n_embd, 1.0f, 0.2f, &seed) ||
+                 add_vector(w, n[15], s->n_embd, 1.0f, 0.2f, &seed);
         if (!rc && qwen2)
             rc = add_vector(w, n[9], q, 0.0f, 0.1f, &seed) ||
                  add_vector(w, n[10], kv, 0.0f, 0.1f, &seed) ||

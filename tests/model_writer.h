@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 typedef struct {
-    const char *arch;     /* "llama" or "qwen2" */
+    const char *arch;     /* "llama", "qwen2", "qwen3", "phi3" or "gemma3" */
     uint32_t weight_type; /* lm_type of the 2-D matrices */
     uint32_t n_layer, n_embd, n_head, n_head_kv, n_ff;
     bool tied;            /* no output.weight */
@@ -17,6 +17,8 @@ typedef struct {
     const char *rope_scaling; /* NULL, "linear" or "llama3" */
     float rope_factor;
     const char *name;     /* general.name; NULL: "lamina test model" */
+    uint32_t head_dim;    /* attention.key_length; 0: n_embd / n_head, no key */
+    uint32_t n_swa;       /* gemma3's attention.sliding_window (0: 4) */
 } test_model_shape;
 
 /* The vocabulary the writer uses: 64 tokens, the byte-level forms of

@@ -81,7 +81,24 @@ static void add_bias(double *x, const lm_gguf_tensor *b, int n)
         x[i] += f[i];
 }
 
-/* Logits (n_tokens x n_vocab) of a whole sequence, position by position. */
+/* RMS norm of each of n_heads heads of head_dim in place (Q/K norms). */
+static void ref_head_norms(double *x, const lm_gguf_tensor *w, int n_heads, int head_dim,
+                           float eps)
+{
+    for (int h = 0; h < n_heads; h++)
+        ref_rmsnorm(x + h * head_dim, x + h * head_dim, w, head_dim, eps);
+}
+
+static double gelu_tanh(double x)
+{
+    return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * x * (1 + 0.044715 * x * x)));
+}
+
+/* Logits (n_tokens x n_vocab) of a whole sequence, position by position, by
+ * the papers' formulas for every architecture lamina runs: llama, qwen2
+ * (Q/K/V biases), qwen3 (Q/K norms), phi3 (fused Q|K|V and gate|up), gemma3
+ * (scaled embeddings, Q/K norms, post-norms, GELU, sliding windows with
+ * their own RoPE base). */
 static double *ref_forward(const lm_model *m, const int32_t *tokens, int n_tokens)
 {
     const lm_hparams *hp = &m->hp;
@@ -93,50 +110,81 @@ static double *ref_forward(const lm_model *m, const int32_t *tokens, int n_token
     double *q = malloc(Q * sizeof(double)), *att = malloc(Q * sizeof(double));
     double *tmp = malloc(E * sizeof(double)), *g = malloc(hp->n_ff * sizeof(double));
     double *u = malloc(hp->n_ff * sizeof(double)), *sc = malloc(n_tokens * sizeof(double));
+    double *wide = malloc((Q + 2 * KV + 2 * hp->n_ff) * sizeof(double));
     double *emb = dequant(m->tok_embd);
+    const bool gelu = strcmp(hp->arch_name, "gemma3") == 0;
+    const bool fused_up = strcmp(hp->arch_name, "phi3") == 0;
+    /* gemma3 scales its queries by its own factor; the others by 1/sqrt(HD) */
+    const double kq_scale = hp->attn_scale > 0 ? hp->attn_scale : 1 / sqrt((double)HD);
     for (int t = 0; t < n_tokens; t++) {
         memcpy(x, emb + (size_t)tokens[t] * E, E * sizeof(double));
+        for (int i = 0; i < E; i++)
+            x[i] *= hp->embd_scale;
         for (uint32_t il = 0; il < hp->n_layer; il++) {
             const lm_layer *L = &m->layers[il];
             double *k = kc + ((size_t)il * n_tokens + t) * KV, *v = vc + ((size_t)il * n_tokens + t) * KV;
+            const bool swa = lm_layer_is_swa(hp, (int)il);
+            const int first = swa && t >= (int)hp->n_swa ? t - (int)hp->n_swa + 1 : 0;
             ref_rmsnorm(xn, x, L->t[LM_W_ATTN_NORM], E, hp->norm_eps);
-            ref_matvec(L->t[LM_W_Q], xn, q);
-            ref_matvec(L->t[LM_W_K], xn, k);
-            ref_matvec(L->t[LM_W_V], xn, v);
+            if (L->t[LM_W_QKV]) {
+                ref_matvec(L->t[LM_W_QKV], xn, wide);
+                memcpy(q, wide, Q * sizeof(double));
+                memcpy(k, wide + Q, KV * sizeof(double));
+                memcpy(v, wide + Q + KV, KV * sizeof(double));
+            } else {
+                ref_matvec(L->t[LM_W_Q], xn, q);
+                ref_matvec(L->t[LM_W_K], xn, k);
+                ref_matvec(L->t[LM_W_V], xn, v);
+            }
             add_bias(q, L->t[LM_W_Q_BIAS], Q);
             add_bias(k, L->t[LM_W_K_BIAS], KV);
             add_bias(v, L->t[LM_W_V_BIAS], KV);
-            ref_rope(q, hp->n_head, HD, t, hp->rope_neox, hp->rope_base);
-            ref_rope(k, hp->n_head_kv, HD, t, hp->rope_neox, hp->rope_base);
+            if (L->t[LM_W_Q_NORM]) {
+                ref_head_norms(q, L->t[LM_W_Q_NORM], hp->n_head, HD, hp->norm_eps);
+                ref_head_norms(k, L->t[LM_W_K_NORM], hp->n_head_kv, HD, hp->norm_eps);
+            }
+            const float base = swa ? hp->rope_base_swa : hp->rope_base;
+            ref_rope(q, hp->n_head, HD, t, hp->rope_neox, base);
+            ref_rope(k, hp->n_head_kv, HD, t, hp->rope_neox, base);
             for (uint32_t h = 0; h < hp->n_head; h++) {
                 const int kvh = h / (hp->n_head / hp->n_head_kv);
                 double max = -INFINITY, sum = 0;
-                for (int p = 0; p <= t; p++) {
+                for (int p = first; p <= t; p++) {
                     const double *kp = kc + ((size_t)il * n_tokens + p) * KV + kvh * HD;
                     double s = 0;
                     for (int i = 0; i < HD; i++)
                         s += q[h * HD + i] * kp[i];
-                    sc[p] = s / sqrt((double)HD);
+                    sc[p] = s * kq_scale;
                     max = fmax(max, sc[p]);
                 }
-                for (int p = 0; p <= t; p++)
+                for (int p = first; p <= t; p++)
                     sum += (sc[p] = exp(sc[p] - max));
                 for (int i = 0; i < HD; i++) {
                     double o = 0;
-                    for (int p = 0; p <= t; p++)
+                    for (int p = first; p <= t; p++)
                         o += sc[p] / sum * vc[((size_t)il * n_tokens + p) * KV + kvh * HD + i];
                     att[h * HD + i] = o;
                 }
             }
             ref_matvec(L->t[LM_W_O], att, tmp);
+            if (L->t[LM_W_ATTN_POST_NORM])
+                ref_rmsnorm(tmp, tmp, L->t[LM_W_ATTN_POST_NORM], E, hp->norm_eps);
             for (int i = 0; i < E; i++)
                 x[i] += tmp[i];
             ref_rmsnorm(xn, x, L->t[LM_W_FFN_NORM], E, hp->norm_eps);
-            ref_matvec(L->t[LM_W_GATE], xn, g);
-            ref_matvec(L->t[LM_W_UP], xn, u);
+            if (fused_up) {
+                ref_matvec(L->t[LM_W_UP], xn, wide);
+                memcpy(g, wide, hp->n_ff * sizeof(double));
+                memcpy(u, wide + hp->n_ff, hp->n_ff * sizeof(double));
+            } else {
+                ref_matvec(L->t[LM_W_GATE], xn, g);
+                ref_matvec(L->t[LM_W_UP], xn, u);
+            }
             for (uint32_t i = 0; i < hp->n_ff; i++)
-                g[i] = g[i] / (1 + exp(-g[i])) * u[i];
+                g[i] = (gelu ? gelu_tanh(g[i]) : g[i] / (1 + exp(-g[i]))) * u[i];
             ref_matvec(L->t[LM_W_DOWN], g, tmp);
+            if (L->t[LM_W_FFN_POST_NORM])
+                ref_rmsnorm(tmp, tmp, L->t[LM_W_FFN_POST_NORM], E, hp->norm_eps);
             for (int i = 0; i < E; i++)
                 x[i] += tmp[i];
         }
@@ -144,7 +192,7 @@ static double *ref_forward(const lm_model *m, const int32_t *tokens, int n_token
         ref_matvec(m->output, xn, logits + (size_t)t * hp->n_vocab);
     }
     free(kc); free(vc); free(x); free(xn); free(q); free(att); free(tmp); free(g); free(u);
-    free(sc); free(emb);
+    free(sc); free(emb); free(wide);
     return logits;
 }
 
@@ -213,35 +261,76 @@ static void check_against_reference(const test_model_shape *shape, double tolera
 static void llama_f32(void **state)
 {
     (void)state;
-    test_model_shape shape = {"llama", LM_TYPE_F32, 2, 64, 4, 2, 96, false, 1, NULL, 0, NULL};
+    test_model_shape shape = {"llama", LM_TYPE_F32, 2, 64, 4, 2, 96, false, 1, NULL, 0, NULL, 0, 0};
     check_against_reference(&shape, 2e-3); /* fp16 KV cache and fp16 probabilities */
 }
 
 static void llama_tied_q8_0(void **state)
 {
     (void)state;
-    test_model_shape shape = {"llama", LM_TYPE_Q8_0, 2, 64, 4, 1, 96, true, 2, NULL, 0, NULL};
+    test_model_shape shape = {"llama", LM_TYPE_Q8_0, 2, 64, 4, 1, 96, true, 2, NULL, 0, NULL, 0, 0};
     check_against_reference(&shape, 2e-2); /* activations quantized to 8 bits */
 }
 
 static void llama_q4_1(void **state)
 {
     (void)state;
-    test_model_shape shape = {"llama", LM_TYPE_Q4_1, 3, 64, 2, 2, 128, false, 3, NULL, 0, NULL};
+    test_model_shape shape = {"llama", LM_TYPE_Q4_1, 3, 64, 2, 2, 128, false, 3, NULL, 0, NULL, 0, 0};
     check_against_reference(&shape, 2e-2);
 }
 
 static void qwen2_f16(void **state)
 {
     (void)state;
-    test_model_shape shape = {"qwen2", LM_TYPE_F16, 2, 64, 4, 2, 96, false, 4, NULL, 0, NULL};
+    test_model_shape shape = {"qwen2", LM_TYPE_F16, 2, 64, 4, 2, 96, false, 4, NULL, 0, NULL, 0, 0};
     check_against_reference(&shape, 2e-3);
 }
 
 static void qwen2_q5_0(void **state)
 {
     (void)state;
-    test_model_shape shape = {"qwen2", LM_TYPE_Q5_0, 2, 64, 4, 2, 96, true, 5, NULL, 0, NULL};
+    test_model_shape shape = {"qwen2", LM_TYPE_Q5_0, 2, 64, 4, 2, 96, true, 5, NULL, 0, NULL, 0, 0};
+    check_against_reference(&shape, 3e-2);
+}
+
+static void qwen3_q8_0(void **state)
+{
+    (void)state;
+    /* a head size that is not embedding/heads (attention.key_length) */
+    test_model_shape shape = {"qwen3", LM_TYPE_Q8_0, 2, 64, 4, 2, 96, false, 8, NULL, 0, NULL,
+                              32, 0};
+    check_against_reference(&shape, 2e-2);
+}
+
+static void phi3_f16(void **state)
+{
+    (void)state;
+    test_model_shape shape = {"phi3", LM_TYPE_F16, 2, 64, 4, 4, 96, false, 9, NULL, 0, NULL, 0, 0};
+    check_against_reference(&shape, 2e-3);
+}
+
+static void phi3_q4_0_gqa(void **state)
+{
+    (void)state;
+    test_model_shape shape = {"phi3", LM_TYPE_Q4_0, 2, 64, 4, 2, 96, true, 10, NULL, 0, NULL, 0, 0};
+    check_against_reference(&shape, 3e-2);
+}
+
+/* gemma3 with 7 layers: layer 5 global, the others sliding windows of 4
+ * positions, which the 12-token prompt goes past */
+static void gemma3_f32(void **state)
+{
+    (void)state;
+    test_model_shape shape = {"gemma3", LM_TYPE_F32, 7, 64, 4, 1, 96, true, 11, NULL, 0, NULL,
+                              32, 4};
+    check_against_reference(&shape, 5e-3); /* and fp16 GELU */
+}
+
+static void gemma3_q8_0(void **state)
+{
+    (void)state;
+    test_model_shape shape = {"gemma3", LM_TYPE_Q8_0, 7, 64, 2, 2, 96, true, 12, NULL, 0, NULL,
+                              0, 3};
     check_against_reference(&shape, 3e-2);
 }
 
@@ -250,7 +339,7 @@ static void qwen2_q5_0(void **state)
 static void rope_scaling_keys(void **state)
 {
     (void)state;
-    test_model_shape plain = {"llama", LM_TYPE_F32, 1, 64, 4, 2, 96, false, 7, NULL, 0, NULL};
+    test_model_shape plain = {"llama", LM_TYPE_F32, 1, 64, 4, 2, 96, false, 7, NULL, 0, NULL, 0, 0};
     lm_model *m = write_and_load(&plain);
     assert_float_equal(m->rope.freq_scale, 1.0f, 0.0);
     assert_null(m->rope.freq_div);
@@ -287,7 +376,7 @@ static void rope_scaling_keys(void **state)
 static void errors_are_reported(void **state)
 {
     (void)state;
-    test_model_shape shape = {"llama", LM_TYPE_F32, 1, 64, 4, 2, 96, false, 6, NULL, 0, NULL};
+    test_model_shape shape = {"llama", LM_TYPE_F32, 1, 64, 4, 2, 96, false, 6, NULL, 0, NULL, 0, 0};
     lm_model *m = write_and_load(&shape);
     lm_session *s = lm_session_new(m, 8, 4);
     assert_non_null(s);
@@ -307,7 +396,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(llama_f32),     cmocka_unit_test(llama_tied_q8_0),
         cmocka_unit_test(llama_q4_1),    cmocka_unit_test(qwen2_f16),
-        cmocka_unit_test(qwen2_q5_0),    cmocka_unit_test(rope_scaling_keys),
+        cmocka_unit_test(qwen2_q5_0),    cmocka_unit_test(qwen3_q8_0),
+        cmocka_unit_test(phi3_f16),      cmocka_unit_test(phi3_q4_0_gqa),
+        cmocka_unit_test(gemma3_f32),    cmocka_unit_test(gemma3_q8_0),
+        cmocka_unit_test(rope_scaling_keys),
         cmocka_unit_test(errors_are_reported),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

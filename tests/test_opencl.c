@@ -264,7 +264,7 @@ static void test_backend_llama(void **state)
     (void)state;
     for (uint32_t t = 0; t < 3; t++) {
         const uint32_t wt[] = {LM_TYPE_F32, LM_TYPE_Q4_1, LM_TYPE_Q4_K};
-        test_model_shape s = {"llama", wt[t], 2, 256, 4, 2, 512, t == 1, 5 + t, NULL, 0, NULL};
+        test_model_shape s = {"llama", wt[t], 2, 256, 4, 2, 512, t == 1, 5 + t, NULL, 0, NULL, 0, 0};
         compare_backends(&s);
     }
 }
@@ -272,8 +272,25 @@ static void test_backend_llama(void **state)
 static void test_backend_qwen2(void **state)
 {
     (void)state;
-    test_model_shape s = {"qwen2", LM_TYPE_Q8_0, 2, 256, 4, 2, 512, false, 11, NULL, 0, NULL};
+    test_model_shape s = {"qwen2", LM_TYPE_Q8_0, 2, 256, 4, 2, 512, false, 11, NULL, 0, NULL, 0, 0};
     compare_backends(&s);
+}
+
+/* The other architectures' operations on the device: per-head norms, a
+ * head size of its own, fused products, GELU, sliding windows (gemma3's
+ * window of 3 over the 10-token prompt, five local layers to a global one) */
+static void test_backend_archs(void **state)
+{
+    (void)state;
+    test_model_shape qwen3 = {"qwen3", LM_TYPE_Q8_0, 2, 256, 4, 2, 512, false, 12, NULL, 0, NULL,
+                              32, 0};
+    test_model_shape phi3 = {"phi3", LM_TYPE_Q4_K, 2, 256, 4, 2, 512, true, 13, NULL, 0, NULL,
+                             0, 0};
+    test_model_shape gemma3 = {"gemma3", LM_TYPE_Q4_0, 7, 256, 4, 1, 512, true, 14, NULL, 0,
+                               NULL, 128, 3};
+    compare_backends(&qwen3);
+    compare_backends(&phi3);
+    compare_backends(&gemma3);
 }
 
 /* A layer streamed to the device from a file cut short under it: the I/O
@@ -281,7 +298,7 @@ static void test_backend_qwen2(void **state)
 static void test_streamed_short_read(void **state)
 {
     (void)state;
-    test_model_shape shape = {"llama", LM_TYPE_Q4_0, 2, 256, 4, 2, 512, false, 3, NULL, 0, NULL};
+    test_model_shape shape = {"llama", LM_TYPE_Q4_0, 2, 256, 4, 2, 512, false, 3, NULL, 0, NULL, 0, 0};
     char path[256];
     assert_int_equal(test_write_model_tmp(&shape, path, sizeof path), 0);
     lm_model *m = lm_model_load(path);
@@ -338,6 +355,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dequant),      cmocka_unit_test(test_matvec),
         cmocka_unit_test(test_backend_llama), cmocka_unit_test(test_backend_qwen2),
+        cmocka_unit_test(test_backend_archs),
         cmocka_unit_test(test_streamed_short_read), cmocka_unit_test(test_errors),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

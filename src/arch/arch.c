@@ -8,17 +8,29 @@
      LM_ROLE(LM_W_O) | LM_ROLE(LM_W_FFN_NORM) | LM_ROLE(LM_W_GATE) | LM_ROLE(LM_W_UP) |   \
      LM_ROLE(LM_W_DOWN))
 #define QKV_BIASES (LM_ROLE(LM_W_Q_BIAS) | LM_ROLE(LM_W_K_BIAS) | LM_ROLE(LM_W_V_BIAS))
+#define QK_NORMS (LM_ROLE(LM_W_Q_NORM) | LM_ROLE(LM_W_K_NORM))
 
 static const lm_arch_desc archs[] = {
     /* Llama 2/3, TinyLlama, SmolLM2, Mistral */
-    {"llama", LLAMA_TENSORS, QKV_BIASES, false, 1e-5f, NULL, lm_arch_llama_block},
+    {.name = "llama", .required = LLAMA_TENSORS, .optional = QKV_BIASES, .norm_eps = 1e-5f,
+     .block = lm_arch_llama_block},
     /* Qwen 2 and 2.5: biases on Q, K and V, NeoX RoPE */
-    {"qwen2", LLAMA_TENSORS, QKV_BIASES, true, 1e-6f, NULL, lm_arch_llama_block},
+    {.name = "qwen2", .required = LLAMA_TENSORS, .optional = QKV_BIASES, .rope_neox = true,
+     .norm_eps = 1e-6f, .block = lm_arch_llama_block},
+    /* Qwen 3 (dense): Q and K normed per head, no biases */
+    {.name = "qwen3", .required = LLAMA_TENSORS | QK_NORMS, .rope_neox = true,
+     .norm_eps = 1e-6f, .block = lm_arch_qwen3_block},
+    /* Phi-3: Q, K, V in one matrix, gate and up in one */
+    {.name = "phi3",
+     .required = LM_ROLE(LM_W_ATTN_NORM) | LM_ROLE(LM_W_QKV) | LM_ROLE(LM_W_O) |
+                 LM_ROLE(LM_W_FFN_NORM) | LM_ROLE(LM_W_UP) | LM_ROLE(LM_W_DOWN),
+     .rope_neox = true, .fused_gate_up = true, .norm_eps = 1e-5f, .block = lm_arch_phi3_block},
     /* Gemma 3 (text): Q/K norms, post-norms, GELU, sliding windows */
-    {"gemma3",
-     LLAMA_TENSORS | LM_ROLE(LM_W_Q_NORM) | LM_ROLE(LM_W_K_NORM) |
-         LM_ROLE(LM_W_ATTN_POST_NORM) | LM_ROLE(LM_W_FFN_POST_NORM),
-     0, true, 1e-6f, lm_arch_gemma3_hparams, lm_arch_gemma3_block},
+    {.name = "gemma3",
+     .required = LLAMA_TENSORS | QK_NORMS | LM_ROLE(LM_W_ATTN_POST_NORM) |
+                 LM_ROLE(LM_W_FFN_POST_NORM),
+     .rope_neox = true, .norm_eps = 1e-6f, .read_hparams = lm_arch_gemma3_hparams,
+     .block = lm_arch_gemma3_block},
 };
 
 const lm_arch_desc *lm_arch_find(const char *name, size_t len)
@@ -29,7 +41,18 @@ const lm_arch_desc *lm_arch_find(const char *name, size_t len)
     return NULL;
 }
 
+uint32_t lm_arch_wide_width(const lm_model *m)
+{
+    const lm_hparams *hp = &m->hp;
+    uint32_t wide = 0;
+    if (hp->arch->required & LM_ROLE(LM_W_QKV))
+        wide = (hp->n_head + 2 * hp->n_head_kv) * hp->head_dim;
+    if (hp->arch->fused_gate_up && 2 * hp->n_ff > wide)
+        wide = 2 * hp->n_ff;
+    return wide;
+}
+
 const char *lm_arch_names(void)
 {
-    return "llama, qwen2, gemma3";
+    return "llama, qwen2, qwen3, phi3, gemma3";
 }

@@ -16,6 +16,7 @@ typedef struct lm_arch_desc {
     uint32_t required;     /* LM_ROLE()s every layer must have */
     uint32_t optional;     /* ... and those it may have */
     bool rope_neox;        /* RoPE turns the two halves of a head */
+    bool fused_gate_up;    /* ffn_up holds the gate's rows, then the up's */
     float norm_eps;        /* where the file gives none */
     /* the architecture's own hyperparameters, after the common ones (NULL:
      * none); 0 or -1 with an error */
@@ -29,9 +30,15 @@ const lm_arch_desc *lm_arch_find(const char *name, size_t len);
 /* "llama, qwen2": the names lamina runs, for messages. */
 const char *lm_arch_names(void);
 
+/* Floats per row of the fused products (LM_A_WIDE) of m's architecture: 0
+ * when it has none. */
+uint32_t lm_arch_wide_width(const lm_model *m);
+
 /* The blocks and hyperparameter readers (one file each). */
 int lm_arch_llama_block(const lm_block *b);
 int lm_arch_gemma3_hparams(lm_model *m);
 int lm_arch_gemma3_block(const lm_block *b);
+int lm_arch_qwen3_block(const lm_block *b);
+int lm_arch_phi3_block(const lm_block *b);
 
 #endif

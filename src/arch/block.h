@@ -25,6 +25,7 @@ typedef enum {
     LM_A_GATE, /* n_ff */
     LM_A_UP,   /* n_ff */
     LM_A_TMP,  /* a product back to n_embd */
+    LM_A_WIDE, /* a fused product (Q|K|V, gate|up), for the archs that have one */
     LM_A_COUNT
 } lm_act;
 
@@ -52,6 +53,9 @@ typedef struct lm_block_ops {
     int (*swiglu)(void *ctx, lm_act gate, lm_act up, int dim);
     /* gate = gelu(gate) * up (GELU's tanh form), per row of dim */
     int (*geglu)(void *ctx, lm_act gate, lm_act up, int dim);
+    /* out = columns [col0, col0 + width) of each row of in, whose rows hold
+     * in_width floats (a fused product's, not the buffer's widest) */
+    int (*columns)(void *ctx, lm_act out, lm_act in, int in_width, int col0, int width);
     /* x *= factor, per row of dim */
     int (*scale)(void *ctx, lm_act x, float factor, int dim);
     /* x += y, per row of dim */

@@ -32,6 +32,7 @@ static const char *const layer_tensor_names[LM_W_PER_LAYER] = {
     [LM_W_K_NORM] = "attn_k_norm.weight",
     [LM_W_ATTN_POST_NORM] = "post_attention_norm.weight",
     [LM_W_FFN_POST_NORM] = "post_ffw_norm.weight",
+    [LM_W_QKV] = "attn_qkv.weight",
 };
 
 static int arch_key_u32(const lm_gguf *g, const char *arch, const char *suffix, uint32_t *out,
@@ -160,6 +161,8 @@ static const lm_gguf_tensor *need_tensor(const lm_gguf *g, const char *name)
 /* Expected [ne0, ne1] of each layer tensor. */
 static void layer_tensor_shape(const lm_hparams *hp, int w, uint64_t *ne0, uint64_t *ne1)
 {
+    /* an architecture whose ffn_up holds the gate's rows, then the up's */
+    const uint64_t up = hp->arch->fused_gate_up ? 2 * (uint64_t)hp->n_ff : hp->n_ff;
     uint64_t q = (uint64_t)hp->n_head * hp->head_dim, kv = (uint64_t)hp->n_head_kv * hp->head_dim;
     const uint64_t shapes[LM_W_PER_LAYER][2] = {
         [LM_W_ATTN_NORM] = {hp->n_embd, 0}, [LM_W_Q] = {hp->n_embd, q},
@@ -167,9 +170,10 @@ static void layer_tensor_shape(const lm_hparams *hp, int w, uint64_t *ne0, uint6
         [LM_W_O] = {q, hp->n_embd},         [LM_W_Q_BIAS] = {q, 0},
         [LM_W_K_BIAS] = {kv, 0},            [LM_W_V_BIAS] = {kv, 0},
         [LM_W_FFN_NORM] = {hp->n_embd, 0},  [LM_W_GATE] = {hp->n_embd, hp->n_ff},
-        [LM_W_UP] = {hp->n_embd, hp->n_ff}, [LM_W_DOWN] = {hp->n_ff, hp->n_embd},
+        [LM_W_UP] = {hp->n_embd, up},       [LM_W_DOWN] = {hp->n_ff, hp->n_embd},
         [LM_W_Q_NORM] = {hp->head_dim, 0},  [LM_W_K_NORM] = {hp->head_dim, 0},
         [LM_W_ATTN_POST_NORM] = {hp->n_embd, 0}, [LM_W_FFN_POST_NORM] = {hp->n_embd, 0},
+        [LM_W_QKV] = {hp->n_embd, q + 2 * kv},
     };
     *ne0 = shapes[w][0];
     *ne1 = shapes[w][1];

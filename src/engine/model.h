@@ -49,6 +49,7 @@ enum {
     LM_W_FFN_NORM, LM_W_GATE, LM_W_UP, LM_W_DOWN,
     LM_W_Q_NORM, LM_W_K_NORM,                /* per head, before RoPE */
     LM_W_ATTN_POST_NORM, LM_W_FFN_POST_NORM, /* on attention's and the FFN's output */
+    LM_W_QKV,                                /* Q, K and V in one matrix (phi3) */
     LM_W_PER_LAYER
 };
 
