@@ -26,7 +26,7 @@ enum {
     OPT_RAM, OPT_VRAM, OPT_NO_PREFETCH, OPT_REPROBE, OPT_RAM_LAYERS, OPT_GPU_LAYERS,
     OPT_SHAPE, OPT_TYPE, OPT_TOKENIZER_FROM, OPT_LAYERS, OPT_PARALLEL, OPT_RESUME,
     OPT_DRAFT, OPT_LOOKUP, OPT_DRAFT_MAX, OPT_DRAFT_MIN, OPT_DRAFT_P_MIN,
-    OPT_HOST, OPT_PORT, OPT_API_KEY, OPT_API_KEY_FILE, OPT_QUEUE, OPT_MAX_BODY, OPT_DRAIN,
+    OPT_HOST, OPT_PORT, OPT_API_KEY, OPT_API_KEY_FILE, OPT_QUEUE, OPT_MAX_BODY, OPT_DRAIN, OPT_ARCH,
 };
 
 static const struct option long_options[] = {
@@ -86,6 +86,7 @@ static const struct option long_options[] = {
     {"queue", required_argument, NULL, OPT_QUEUE},
     {"max-body", required_argument, NULL, OPT_MAX_BODY},
     {"drain", required_argument, NULL, OPT_DRAIN},
+    {"arch", required_argument, NULL, OPT_ARCH},
     {NULL, 0, NULL, 0},
 };
 
@@ -249,10 +250,12 @@ static const struct {
     {"info", "Usage: lamina info -m MODEL\n"
              "Architecture, hyperparameters and a summary of tensor types.\n"},
     {"synth", "Usage: lamina synth -o OUT.gguf --shape NAME [--type Q4_0] [options]\n"
-              "Write a llama-shaped model with random weights (it runs, and its text means\n"
-              "nothing), for tests and benchmarks at any size. Prints the path on stdout.\n\n"
+              "Write a model with random weights (it runs, and its text means nothing), for\n"
+              "tests and benchmarks at any size. Prints the path on stdout.\n\n"
               "  -o, --output FILE       the GGUF file to write\n"
               "      --shape NAME        tiny, smollm2-135m, 1b, 7b, 13b or 70b\n"
+              "      --arch A            llama (default), qwen2, qwen3, phi3 or gemma3: the\n"
+              "                          architecture's tensors and keys at the shape's sizes\n"
               "      --type T            type of every matrix, token_embd and output included:\n"
               "                          F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K,\n"
               "                          Q5_K or Q6_K (default Q4_0; K types need widths that\n"
@@ -342,6 +345,7 @@ static int parse_one(lm_cli *o, int c, const char *arg)
     case OPT_MAX_BODY: return lm_parse_size(arg, &o->max_body);
     case OPT_DRAIN: return lm_cli_int("--drain", arg, 0, 86400, &o->drain_seconds);
     case OPT_SHAPE: o->shape = arg; return 0;
+    case OPT_ARCH: o->arch = arg; return 0;
     case OPT_TYPE: o->type = arg; return 0;
     case OPT_TOKENIZER_FROM: o->tokenizer_from = arg; return 0;
     case OPT_LAYERS: return lm_cli_int("--layers", arg, 1, 4096, &o->n_layers);

@@ -65,6 +65,7 @@ typedef struct {
     int queue;               /* serve --queue: requests waiting beyond the slots */
     uint64_t max_body;       /* serve --max-body: bytes */
     int drain_seconds;       /* serve --drain: running requests' time after a stop signal */
+    const char *arch;        /* synth --arch */
     int n_positional;
     char **positional;
 } lm_cli;

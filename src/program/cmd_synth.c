@@ -1,5 +1,6 @@
-/* lamina synth: a llama-shaped model with random weights at a chosen shape
- * and type, for tests and benchmarks at sizes no one wants to download.
+/* lamina synth: a model with random weights at a chosen shape, type and
+ * architecture (--arch: llama, qwen2, qwen3, phi3, gemma3), for tests and
+ * benchmarks at sizes no one wants to download.
  *
  * The tokenizer is copied from a real model, so every subcommand works on
  * the result; the weights are random, scaled so that activations stay O(1)
@@ -280,22 +281,53 @@ static int copy_tokenizer(lm_gguf_writer *w, const char *path, uint32_t *n_vocab
     return rc;
 }
 
-static int add_hparams(lm_gguf_writer *w, const synth_shape *sh, uint32_t n_layer)
+/* The architectures synth writes, and what each adds to llama's tensors. */
+typedef enum { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_PHI3, ARCH_GEMMA3 } synth_arch;
+static const char *const arch_names[] = {"llama", "qwen2", "qwen3", "phi3", "gemma3"};
+#define N_ARCHS (sizeof arch_names / sizeof *arch_names)
+
+static int find_arch(const char *name, synth_arch *arch)
 {
-    char name[96];
+    for (size_t i = 0; i < N_ARCHS; i++)
+        if (strcasecmp(arch_names[i], name) == 0) {
+            *arch = (synth_arch)i;
+            return 0;
+        }
+    lm_set_error("unknown architecture '%s' for --arch (llama, qwen2, qwen3, phi3, gemma3)",
+                 name);
+    return -1;
+}
+
+/* "<arch>.<suffix>" */
+static const char *arch_key(char *key, size_t size, synth_arch arch, const char *suffix)
+{
+    snprintf(key, size, "%s.%s", arch_names[arch], suffix);
+    return key;
+}
+
+static int add_hparams(lm_gguf_writer *w, const synth_shape *sh, uint32_t n_layer,
+                       synth_arch arch)
+{
+    char name[96], k[96];
+#define KEY(suffix) arch_key(k, sizeof k, arch, suffix)
     snprintf(name, sizeof name, "lamina synthetic %s", sh->name);
-    return lm_gguf_add_str(w, "general.architecture", "llama") ||
+    /* gemma3: windows of 512 positions (its 270M's) and a global base of 1e6 */
+    if (arch == ARCH_GEMMA3 && lm_gguf_add_u32(w, KEY("attention.sliding_window"), 512))
+        return -1;
+    return lm_gguf_add_str(w, "general.architecture", arch_names[arch]) ||
            lm_gguf_add_str(w, "general.name", name) ||
            lm_gguf_add_u32(w, "general.quantization_version", 2) ||
-           lm_gguf_add_u32(w, "llama.block_count", n_layer) ||
-           lm_gguf_add_u32(w, "llama.context_length", 4096) ||
-           lm_gguf_add_u32(w, "llama.embedding_length", sh->n_embd) ||
-           lm_gguf_add_u32(w, "llama.feed_forward_length", sh->n_ff) ||
-           lm_gguf_add_u32(w, "llama.attention.head_count", sh->n_head) ||
-           lm_gguf_add_u32(w, "llama.attention.head_count_kv", sh->n_head_kv) ||
-           lm_gguf_add_u32(w, "llama.rope.dimension_count", sh->n_embd / sh->n_head) ||
-           lm_gguf_add_f32(w, "llama.rope.freq_base", 10000.0f) ||
-           lm_gguf_add_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+           lm_gguf_add_u32(w, KEY("block_count"), n_layer) ||
+           lm_gguf_add_u32(w, KEY("context_length"), 4096) ||
+           lm_gguf_add_u32(w, KEY("embedding_length"), sh->n_embd) ||
+           lm_gguf_add_u32(w, KEY("feed_forward_length"), sh->n_ff) ||
+           lm_gguf_add_u32(w, KEY("attention.head_count"), sh->n_head) ||
+           lm_gguf_add_u32(w, KEY("attention.head_count_kv"), sh->n_head_kv) ||
+           lm_gguf_add_u32(w, KEY("rope.dimension_count"), sh->n_embd / sh->n_head) ||
+           lm_gguf_add_f32(w, KEY("rope.freq_base"), arch == ARCH_GEMMA3 ? 1e6f : 10000.0f) ||
+           lm_gguf_add_f32(w, KEY("attention.layer_norm_rms_epsilon"),
+                           arch == ARCH_LLAMA || arch == ARCH_PHI3 ? 1e-5f : 1e-6f);
+#undef KEY
 }
 
 typedef struct {
@@ -323,32 +355,64 @@ static int add(lm_gguf_writer *w, tensor_list *tl, const char *name, uint32_t ty
     return 0;
 }
 
-static int add_tensors(lm_gguf_writer *w, tensor_list *tl, const synth_shape *sh,
-                       uint32_t n_layer, uint32_t n_vocab, uint32_t type)
+/* A layer's tensors beyond llama's: biases (qwen2), per-head norms (qwen3,
+ * gemma3), post-norms (gemma3). */
+static int add_extras(lm_gguf_writer *w, tensor_list *tl, synth_arch arch, uint32_t il,
+                      uint64_t embd, uint64_t head_dim, uint64_t kv)
 {
-    const uint64_t embd = sh->n_embd, ff = sh->n_ff;
-    const uint64_t kv = (uint64_t)sh->n_head_kv * (sh->n_embd / sh->n_head);
+    char n[64];
+#define NAME(suffix) (snprintf(n, sizeof n, "blk.%u." suffix, il), n)
+    const uint32_t L = il + 1;
+    if (arch == ARCH_QWEN2)
+        return add(w, tl, NAME("attn_q.bias"), LM_TYPE_F32, embd, 0, 0.1f, 0, L) ||
+               add(w, tl, NAME("attn_k.bias"), LM_TYPE_F32, kv, 0, 0.1f, 0, L) ||
+               add(w, tl, NAME("attn_v.bias"), LM_TYPE_F32, kv, 0, 0.1f, 0, L);
+    if ((arch == ARCH_QWEN3 || arch == ARCH_GEMMA3) &&
+        (add(w, tl, NAME("attn_q_norm.weight"), LM_TYPE_F32, head_dim, 0, 0.2f, 1.0f, L) ||
+         add(w, tl, NAME("attn_k_norm.weight"), LM_TYPE_F32, head_dim, 0, 0.2f, 1.0f, L)))
+        return -1;
+    if (arch == ARCH_GEMMA3)
+        return add(w, tl, NAME("post_attention_norm.weight"), LM_TYPE_F32, embd, 0, 0.2f, 1.0f,
+                   L) ||
+               add(w, tl, NAME("post_ffw_norm.weight"), LM_TYPE_F32, embd, 0, 0.2f, 1.0f, L);
+    return 0;
+#undef NAME
+}
+
+static int add_tensors(lm_gguf_writer *w, tensor_list *tl, const synth_shape *sh,
+                       uint32_t n_layer, uint32_t n_vocab, uint32_t type, synth_arch arch)
+{
+    const uint64_t embd = sh->n_embd, ff = sh->n_ff, head_dim = sh->n_embd / sh->n_head;
+    const uint64_t kv = (uint64_t)sh->n_head_kv * head_dim;
     const float in = 1.0f / sqrtf((float)embd), fs = 1.0f / sqrtf((float)ff);
     if (add(w, tl, "token_embd.weight", type, embd, n_vocab, 1.0f, 0, 0))
         return -1;
     for (uint32_t il = 0; il < n_layer; il++) {
-        char n[9][64];
-        static const char *const suffix[9] = {
+        char n[10][64];
+        static const char *const suffix[10] = {
             "attn_norm.weight", "attn_q.weight", "attn_k.weight", "attn_v.weight",
             "attn_output.weight", "ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight",
-            "ffn_down.weight"};
-        for (int i = 0; i < 9; i++)
+            "ffn_down.weight", "attn_qkv.weight"};
+        for (int i = 0; i < 10; i++)
             snprintf(n[i], sizeof n[i], "blk.%u.%s", il, suffix[i]);
         const uint32_t L = il + 1;
-        if (add(w, tl, n[0], LM_TYPE_F32, embd, 0, 0.2f, 1.0f, L) ||
-            add(w, tl, n[1], type, embd, embd, 2 * in, 0, L) ||
-            add(w, tl, n[2], type, embd, kv, 2 * in, 0, L) ||
-            add(w, tl, n[3], type, embd, kv, in, 0, L) ||
-            add(w, tl, n[4], type, embd, embd, in, 0, L) ||
-            add(w, tl, n[5], LM_TYPE_F32, embd, 0, 0.2f, 1.0f, L) ||
-            add(w, tl, n[6], type, embd, ff, in, 0, L) ||
-            add(w, tl, n[7], type, embd, ff, in, 0, L) ||
-            add(w, tl, n[8], type, ff, embd, fs, 0, L))
+        if (add(w, tl, n[0], LM_TYPE_F32, embd, 0, 0.2f, 1.0f, L))
+            return -1;
+        if (arch == ARCH_PHI3 ? add(w, tl, n[9], type, embd, embd + 2 * kv, 2 * in, 0, L)
+                              : add(w, tl, n[1], type, embd, embd, 2 * in, 0, L) ||
+                                    add(w, tl, n[2], type, embd, kv, 2 * in, 0, L) ||
+                                    add(w, tl, n[3], type, embd, kv, in, 0, L))
+            return -1;
+        if (add(w, tl, n[4], type, embd, embd, in, 0, L) ||
+            add(w, tl, n[5], LM_TYPE_F32, embd, 0, 0.2f, 1.0f, L))
+            return -1;
+        /* phi3: ffn_up holds the gate's rows, then the up's */
+        if (arch == ARCH_PHI3 ? add(w, tl, n[7], type, embd, 2 * ff, in, 0, L)
+                              : add(w, tl, n[6], type, embd, ff, in, 0, L) ||
+                                    add(w, tl, n[7], type, embd, ff, in, 0, L))
+            return -1;
+        if (add(w, tl, n[8], type, ff, embd, fs, 0, L) ||
+            add_extras(w, tl, arch, il, embd, head_dim, kv))
             return -1;
     }
     return add(w, tl, "output_norm.weight", LM_TYPE_F32, embd, 0, 0.2f, 1.0f, n_layer) ||
@@ -384,7 +448,9 @@ static int synth(const lm_cli *o)
         return -1;
     }
     uint32_t type = LM_TYPE_Q4_0;
-    if ((o->type && parse_type(o->type, &type) != 0) || check_widths(sh, type) != 0)
+    synth_arch arch = ARCH_LLAMA;
+    if ((o->type && parse_type(o->type, &type) != 0) || check_widths(sh, type) != 0 ||
+        (o->arch && find_arch(o->arch, &arch) != 0))
         return -1;
     const char *tok = o->tokenizer_from;
     if (!tok)
@@ -395,7 +461,7 @@ static int synth(const lm_cli *o)
 
     progress prog = {.n_layer = n_layer, .quiet = o->quiet, .tty = isatty(2) == 1};
     tensor_list tl = {.seed = o->seed_given ? o->sampling.seed : 1, .prog = &prog};
-    tl.cap = 3 + 9 * (size_t)n_layer;
+    tl.cap = 3 + 15 * (size_t)n_layer;
     tl.gens = calloc(tl.cap, sizeof *tl.gens);
     lm_gguf_writer *w = lm_gguf_writer_new();
     uint32_t n_vocab = 0;
@@ -404,9 +470,10 @@ static int synth(const lm_cli *o)
         lm_set_error("out of memory");
         goto done;
     }
-    if (add_hparams(w, sh, n_layer) != 0)
+    if (add_hparams(w, sh, n_layer, arch) != 0)
         goto done;
-    if (copy_tokenizer(w, tok, &n_vocab) != 0 || add_tensors(w, &tl, sh, n_layer, n_vocab, type))
+    if (copy_tokenizer(w, tok, &n_vocab) != 0 ||
+        add_tensors(w, &tl, sh, n_layer, n_vocab, type, arch))
         goto done;
     prog.t0 = prog.last = lm_now_seconds();
     if (lm_gguf_write(w, o->output) != 0)
