@@ -65,9 +65,14 @@ expect_error "perplexity on a short text" "fewer than one window" \
     "$LAMINA" perplexity -q -m "$model" -f "$tmp/short.txt" -c 64
 expect_error "tokenize without text" "exactly one TEXT" "$LAMINA" tokenize -m "$model"
 
+# info describes a model lamina cannot run, and says so; run refuses it
 "$MAKE_TEST_MODEL" "$tmp/falcon.gguf" falcon Q8_0
-expect_error "unsupported architecture" "unsupported architecture 'falcon'" \
-    "$LAMINA" info -m "$tmp/falcon.gguf"
+expect_ok "info on an architecture lamina does not run" "$LAMINA" info -m "$tmp/falcon.gguf"
+grep -q '^architecture: *falcon$' "$tmp/out" && grep -q '^layers: *2$' "$tmp/out" &&
+    grep -q "^lamina runs it: no: .*unsupported architecture 'falcon'" "$tmp/out" &&
+    grep -q '^  Q8_0 ' "$tmp/out" && ok || bad "info on falcon: $(cat "$tmp/out")"
+expect_error "run on an unsupported architecture" "unsupported architecture 'falcon'" \
+    "$LAMINA" run -m "$tmp/falcon.gguf" -p x
 
 # hostile input (issue 8): a FIFO named as the model is refused, not waited
 # on; strings from a model file reach the terminal without control bytes;
@@ -81,8 +86,22 @@ grep -q '^name: *evil?]0;pwned??\[31mred?$' "$tmp/out" && ! has_controls "$tmp/o
     bad "info printed the name's control bytes: $(od -c "$tmp/out" | head -5)"
 "$MAKE_TEST_MODEL" "$tmp/evil2.gguf" "$(printf 'fal\033[2Jcon\nx')" Q8_0
 expect_error "hostile architecture name" "unsupported architecture 'fal?\[2Jcon?x'" \
-    "$LAMINA" info -m "$tmp/evil2.gguf"
+    "$LAMINA" run -m "$tmp/evil2.gguf" -p x
 ! has_controls "$tmp/err" && ok || bad "an error message carried control bytes: $(od -c "$tmp/err" | head -5)"
+expect_ok "info on a hostile architecture name" "$LAMINA" info -m "$tmp/evil2.gguf"
+grep -q "^architecture: *fal?\[2Jcon?x$" "$tmp/out" && ! has_controls "$tmp/out" && ok ||
+    bad "info printed the architecture's control bytes: $(od -c "$tmp/out" | head -5)"
+# synth writes every architecture lamina runs, and each runs
+for arch in qwen2 qwen3 phi3 gemma3; do
+    expect_ok "synth --arch $arch" "$LAMINA" synth -q -o "$tmp/synth-$arch.gguf" --shape tiny \
+        --layers 2 --type Q8_0 --arch "$arch" --tokenizer-from "$model"
+    expect_ok "run on synth $arch" "$LAMINA" run -q -m "$tmp/synth-$arch.gguf" -p ab -n 4 --temp 0
+    expect_ok "info on synth $arch" "$LAMINA" info -m "$tmp/synth-$arch.gguf"
+    grep -q "^architecture: *$arch\$" "$tmp/out" && grep -q '^lamina runs it: yes' "$tmp/out" && ok ||
+        bad "info on synth $arch: $(cat "$tmp/out")"
+done
+expect_error "synth --arch unknown" "unknown architecture 'falcon'" \
+    "$LAMINA" synth -q -o "$tmp/x.gguf" --shape tiny --arch falcon --tokenizer-from "$model"
 printf 'ab \000cd' >"$tmp/nul.txt"
 expect_error "prompt file with a NUL" "NUL byte at offset 3" "$LAMINA" run -q -m "$model" -f "$tmp/nul.txt"
 printf 'ab\000cd\nab\n' >"$tmp/chat-nul.in"

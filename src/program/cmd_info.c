@@ -1,15 +1,19 @@
-/* lamina info: what a model file holds. */
+/* lamina info: what a model file holds, whether or not lamina runs it.  Any
+ * well-formed GGUF is described from its metadata; a model lamina runs also
+ * gets what loading it found (head size, RoPE, windows, bytes per token),
+ * and one it does not gets the reason. */
 #include <stdio.h>
 
+#include "arch.h"
 #include "cli.h"
 #include "error.h"
 #include "quant.h"
 
-static void print_type_summary(const lm_model *m)
+static void print_type_summary(const lm_gguf *g)
 {
     uint64_t count[LM_TYPE_COUNT] = {0}, bytes[LM_TYPE_COUNT] = {0};
-    for (uint64_t i = 0; i < lm_gguf_n_tensors(m->gguf); i++) {
-        const lm_gguf_tensor *t = lm_gguf_tensor_at(m->gguf, i);
+    for (uint64_t i = 0; i < lm_gguf_n_tensors(g); i++) {
+        const lm_gguf_tensor *t = lm_gguf_tensor_at(g, i);
         count[t->type]++;
         bytes[t->type] += t->nbytes;
     }
@@ -20,24 +24,39 @@ static void print_type_summary(const lm_model *m)
                    (unsigned long long)count[ty], (double)bytes[ty] / (1024.0 * 1024.0));
 }
 
-int lm_cmd_info(int argc, char **argv)
+/* "ARCH.suffix" as a number, or "?" when the file has no such key. */
+static const char *arch_u32(const lm_gguf *g, const char *arch, const char *suffix, char *buf,
+                            size_t size)
 {
-    lm_cli o;
-    int rc = lm_cli_parse(&o, "info", argc, argv);
-    if (rc)
-        return rc == 2 ? 0 : 1;
-    o.quiet = true;
-    lm_model *m = lm_cli_load_model(&o);
-    if (!m)
-        return lm_cli_fail();
+    char key[160];
+    uint32_t v;
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    if (lm_gguf_get_u32(g, key, &v) != 0)
+        return "?";
+    snprintf(buf, size, "%u", v);
+    return buf;
+}
+
+/* What the metadata says of a model lamina cannot load. */
+static void print_metadata_only(const lm_gguf *g, const char *arch)
+{
+    char a[16], b[16], c[16];
+    printf("layers:         %s\n", arch_u32(g, arch, "block_count", a, sizeof a));
+    printf("embedding:      %s\n", arch_u32(g, arch, "embedding_length", a, sizeof a));
+    printf("feed-forward:   %s\n", arch_u32(g, arch, "feed_forward_length", a, sizeof a));
+    printf("heads:          %s (kv %s, head size %s)\n",
+           arch_u32(g, arch, "attention.head_count", a, sizeof a),
+           arch_u32(g, arch, "attention.head_count_kv", b, sizeof b),
+           arch_u32(g, arch, "attention.key_length", c, sizeof c));
+    printf("context:        %s (trained)\n", arch_u32(g, arch, "context_length", a, sizeof a));
+    printf("experts:        %s (used %s)\n", arch_u32(g, arch, "expert_count", a, sizeof a),
+           arch_u32(g, arch, "expert_used_count", b, sizeof b));
+    printf("tensors:        %llu\n", (unsigned long long)lm_gguf_n_tensors(g));
+}
+
+static void print_model(const lm_model *m)
+{
     const lm_hparams *hp = &m->hp;
-    lm_gguf_str name = {"", 0};
-    lm_gguf_get_str(m->gguf, "general.name", &name);
-    printf("file:           %s (GGUF v%u, %.2f MiB)\n", o.model, lm_gguf_version(m->gguf),
-           (double)lm_gguf_file_size(m->gguf) / (1024.0 * 1024.0));
-    char shown[256];
-    printf("name:           %s\n", lm_printable(name.data, (size_t)name.len, shown, sizeof shown));
-    printf("architecture:   %s\n", hp->arch_name);
     printf("layers:         %u\n", hp->n_layer);
     printf("embedding:      %u\n", hp->n_embd);
     printf("feed-forward:   %u\n", hp->n_ff);
@@ -46,11 +65,48 @@ int lm_cmd_info(int argc, char **argv)
     printf("context:        %u (trained)\n", hp->n_ctx_train);
     printf("rope:           base %g, %u dims, %s\n", hp->rope_base, hp->n_rot,
            hp->rope_neox ? "neox" : "normal");
+    if (hp->n_swa > 0)
+        printf("sliding window: %u positions on %u of every %u layers (RoPE base %g)\n",
+               hp->n_swa, hp->swa_period - 1, hp->swa_period, hp->rope_base_swa);
     printf("rms norm eps:   %g\n", hp->norm_eps);
     printf("output head:    %s\n", hp->tied_embeddings ? "tied to token_embd" : "output.weight");
     printf("bytes/token:    %.2f MiB of weights read per decoded token\n",
            (double)lm_model_bytes_per_token(m) / (1024.0 * 1024.0));
-    print_type_summary(m);
+}
+
+int lm_cmd_info(int argc, char **argv)
+{
+    lm_cli o;
+    int rc = lm_cli_parse(&o, "info", argc, argv);
+    if (rc)
+        return rc == 2 ? 0 : 1;
+    if (!o.model) {
+        lm_set_error("no model given (use -m MODEL.gguf)");
+        return lm_cli_fail();
+    }
+    lm_gguf *g = lm_gguf_open(o.model);
+    if (!g)
+        return lm_cli_fail();
+    lm_gguf_str name = {"", 0}, arch = {"", 0};
+    lm_gguf_get_str(g, "general.name", &name);
+    lm_gguf_get_str(g, "general.architecture", &arch);
+    char shown_name[256], shown_arch[80];
+    lm_printable(arch.data, (size_t)arch.len, shown_arch, sizeof shown_arch);
+    printf("file:           %s (GGUF v%u, %.2f MiB)\n", o.model, lm_gguf_version(g),
+           (double)lm_gguf_file_size(g) / (1024.0 * 1024.0));
+    printf("name:           %s\n", lm_printable(name.data, (size_t)name.len, shown_name,
+                                                sizeof shown_name));
+    printf("architecture:   %s\n", arch.len ? shown_arch : "(none given)");
+    lm_model *m = lm_model_load(o.model);
+    if (m) {
+        print_model(m);
+        printf("lamina runs it: yes\n");
+    } else {
+        print_metadata_only(g, shown_arch);
+        printf("lamina runs it: no: %s\n", lm_last_error());
+    }
+    print_type_summary(g);
     lm_model_free(m);
+    lm_gguf_close(g);
     return 0;
 }
