@@ -71,6 +71,13 @@ typedef struct {
     int il;
 } lm_block;
 
+/* In a block: an operation, returning -1 (its error set) if it fails. */
+#define LM_TRY(op)         \
+    do {                   \
+        if ((op) != 0)     \
+            return -1;     \
+    } while (0)
+
 /* out = in x W^T (+ bias, where the layer has the role `bias`; -1: none). */
 static inline int lm_block_linear(const lm_block *b, lm_act out, int w, int bias, lm_act in)
 {

@@ -8,12 +8,6 @@
 #include "arch.h"
 #include "error.h"
 
-#define TRY(op)          \
-    do {                 \
-        if ((op) != 0)   \
-            return -1;   \
-    } while (0)
-
 int lm_arch_gemma3_hparams(lm_model *m)
 {
     lm_hparams *hp = &m->hp;
@@ -44,27 +38,27 @@ int lm_arch_gemma3_block(const lm_block *b)
     const lm_rope_kind rope = swa ? LM_ROPE_SWA : LM_ROPE_GLOBAL;
 
     /* attention */
-    TRY(o->rmsnorm(c, LM_A_XN, LM_A_X, LM_W_ATTN_NORM, n_embd));
-    TRY(o->matmul(c, LM_A_Q, LM_W_Q, LM_A_XN));
-    TRY(o->matmul(c, LM_A_K, LM_W_K, LM_A_XN));
-    TRY(o->matmul(c, LM_A_V, LM_W_V, LM_A_XN));
-    TRY(o->rmsnorm(c, LM_A_Q, LM_A_Q, LM_W_Q_NORM, head_dim));
-    TRY(o->rmsnorm(c, LM_A_K, LM_A_K, LM_W_K_NORM, head_dim));
-    TRY(o->rope(c, LM_A_Q, (int)hp->n_head, rope));
-    TRY(o->rope(c, LM_A_K, (int)hp->n_head_kv, rope));
-    TRY(o->scale(c, LM_A_Q, hp->attn_scale, q_dim));
-    TRY(o->attention(c, LM_A_ATT, LM_A_Q, LM_A_K, LM_A_V, swa ? (int)hp->n_swa : 0, 1.0f));
-    TRY(o->matmul(c, LM_A_TMP, LM_W_O, LM_A_ATT));
-    TRY(o->rmsnorm(c, LM_A_TMP, LM_A_TMP, LM_W_ATTN_POST_NORM, n_embd));
-    TRY(o->add(c, LM_A_X, LM_A_TMP, n_embd));
+    LM_TRY(o->rmsnorm(c, LM_A_XN, LM_A_X, LM_W_ATTN_NORM, n_embd));
+    LM_TRY(o->matmul(c, LM_A_Q, LM_W_Q, LM_A_XN));
+    LM_TRY(o->matmul(c, LM_A_K, LM_W_K, LM_A_XN));
+    LM_TRY(o->matmul(c, LM_A_V, LM_W_V, LM_A_XN));
+    LM_TRY(o->rmsnorm(c, LM_A_Q, LM_A_Q, LM_W_Q_NORM, head_dim));
+    LM_TRY(o->rmsnorm(c, LM_A_K, LM_A_K, LM_W_K_NORM, head_dim));
+    LM_TRY(o->rope(c, LM_A_Q, (int)hp->n_head, rope));
+    LM_TRY(o->rope(c, LM_A_K, (int)hp->n_head_kv, rope));
+    LM_TRY(o->scale(c, LM_A_Q, hp->attn_scale, q_dim));
+    LM_TRY(o->attention(c, LM_A_ATT, LM_A_Q, LM_A_K, LM_A_V, swa ? (int)hp->n_swa : 0, 1.0f));
+    LM_TRY(o->matmul(c, LM_A_TMP, LM_W_O, LM_A_ATT));
+    LM_TRY(o->rmsnorm(c, LM_A_TMP, LM_A_TMP, LM_W_ATTN_POST_NORM, n_embd));
+    LM_TRY(o->add(c, LM_A_X, LM_A_TMP, n_embd));
 
     /* feed-forward */
-    TRY(o->rmsnorm(c, LM_A_XN, LM_A_X, LM_W_FFN_NORM, n_embd));
-    TRY(o->matmul(c, LM_A_GATE, LM_W_GATE, LM_A_XN));
-    TRY(o->matmul(c, LM_A_UP, LM_W_UP, LM_A_XN));
-    TRY(o->geglu(c, LM_A_GATE, LM_A_UP, (int)hp->n_ff));
-    TRY(o->matmul(c, LM_A_TMP, LM_W_DOWN, LM_A_GATE));
-    TRY(o->rmsnorm(c, LM_A_TMP, LM_A_TMP, LM_W_FFN_POST_NORM, n_embd));
-    TRY(o->add(c, LM_A_X, LM_A_TMP, n_embd));
+    LM_TRY(o->rmsnorm(c, LM_A_XN, LM_A_X, LM_W_FFN_NORM, n_embd));
+    LM_TRY(o->matmul(c, LM_A_GATE, LM_W_GATE, LM_A_XN));
+    LM_TRY(o->matmul(c, LM_A_UP, LM_W_UP, LM_A_XN));
+    LM_TRY(o->geglu(c, LM_A_GATE, LM_A_UP, (int)hp->n_ff));
+    LM_TRY(o->matmul(c, LM_A_TMP, LM_W_DOWN, LM_A_GATE));
+    LM_TRY(o->rmsnorm(c, LM_A_TMP, LM_A_TMP, LM_W_FFN_POST_NORM, n_embd));
+    LM_TRY(o->add(c, LM_A_X, LM_A_TMP, n_embd));
     return 0;
 }

@@ -5,12 +5,6 @@
 
 #include "arch.h"
 
-#define TRY(op)          \
-    do {                 \
-        if ((op) != 0)   \
-            return -1;   \
-    } while (0)
-
 int lm_arch_llama_block(const lm_block *b)
 {
     const lm_block_ops *o = b->ops;
@@ -19,22 +13,22 @@ int lm_arch_llama_block(const lm_block *b)
     const int n_embd = (int)hp->n_embd;
 
     /* attention */
-    TRY(o->rmsnorm(c, LM_A_XN, LM_A_X, LM_W_ATTN_NORM, n_embd));
-    TRY(lm_block_linear(b, LM_A_Q, LM_W_Q, LM_W_Q_BIAS, LM_A_XN));
-    TRY(lm_block_linear(b, LM_A_K, LM_W_K, LM_W_K_BIAS, LM_A_XN));
-    TRY(lm_block_linear(b, LM_A_V, LM_W_V, LM_W_V_BIAS, LM_A_XN));
-    TRY(o->rope(c, LM_A_Q, (int)hp->n_head, LM_ROPE_GLOBAL));
-    TRY(o->rope(c, LM_A_K, (int)hp->n_head_kv, LM_ROPE_GLOBAL));
-    TRY(o->attention(c, LM_A_ATT, LM_A_Q, LM_A_K, LM_A_V, 0, 1.0f / sqrtf((float)hp->head_dim)));
-    TRY(o->matmul(c, LM_A_TMP, LM_W_O, LM_A_ATT));
-    TRY(o->add(c, LM_A_X, LM_A_TMP, n_embd));
+    LM_TRY(o->rmsnorm(c, LM_A_XN, LM_A_X, LM_W_ATTN_NORM, n_embd));
+    LM_TRY(lm_block_linear(b, LM_A_Q, LM_W_Q, LM_W_Q_BIAS, LM_A_XN));
+    LM_TRY(lm_block_linear(b, LM_A_K, LM_W_K, LM_W_K_BIAS, LM_A_XN));
+    LM_TRY(lm_block_linear(b, LM_A_V, LM_W_V, LM_W_V_BIAS, LM_A_XN));
+    LM_TRY(o->rope(c, LM_A_Q, (int)hp->n_head, LM_ROPE_GLOBAL));
+    LM_TRY(o->rope(c, LM_A_K, (int)hp->n_head_kv, LM_ROPE_GLOBAL));
+    LM_TRY(o->attention(c, LM_A_ATT, LM_A_Q, LM_A_K, LM_A_V, 0, 1.0f / sqrtf((float)hp->head_dim)));
+    LM_TRY(o->matmul(c, LM_A_TMP, LM_W_O, LM_A_ATT));
+    LM_TRY(o->add(c, LM_A_X, LM_A_TMP, n_embd));
 
     /* feed-forward */
-    TRY(o->rmsnorm(c, LM_A_XN, LM_A_X, LM_W_FFN_NORM, n_embd));
-    TRY(o->matmul(c, LM_A_GATE, LM_W_GATE, LM_A_XN));
-    TRY(o->matmul(c, LM_A_UP, LM_W_UP, LM_A_XN));
-    TRY(o->swiglu(c, LM_A_GATE, LM_A_UP, (int)hp->n_ff));
-    TRY(o->matmul(c, LM_A_TMP, LM_W_DOWN, LM_A_GATE));
-    TRY(o->add(c, LM_A_X, LM_A_TMP, n_embd));
+    LM_TRY(o->rmsnorm(c, LM_A_XN, LM_A_X, LM_W_FFN_NORM, n_embd));
+    LM_TRY(o->matmul(c, LM_A_GATE, LM_W_GATE, LM_A_XN));
+    LM_TRY(o->matmul(c, LM_A_UP, LM_W_UP, LM_A_XN));
+    LM_TRY(o->swiglu(c, LM_A_GATE, LM_A_UP, (int)hp->n_ff));
+    LM_TRY(o->matmul(c, LM_A_TMP, LM_W_DOWN, LM_A_GATE));
+    LM_TRY(o->add(c, LM_A_X, LM_A_TMP, n_embd));
     return 0;
 }

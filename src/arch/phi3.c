@@ -6,12 +6,6 @@
 
 #include "arch.h"
 
-#define TRY(op)          \
-    do {                 \
-        if ((op) != 0)   \
-            return -1;   \
-    } while (0)
-
 int lm_arch_phi3_block(const lm_block *b)
 {
     const lm_block_ops *o = b->ops;
@@ -21,26 +15,26 @@ int lm_arch_phi3_block(const lm_block *b)
     const int q_dim = (int)hp->n_head * head_dim, kv_dim = (int)hp->n_head_kv * head_dim;
 
     /* attention */
-    TRY(o->rmsnorm(c, LM_A_XN, LM_A_X, LM_W_ATTN_NORM, n_embd));
-    TRY(o->matmul(c, LM_A_WIDE, LM_W_QKV, LM_A_XN));
+    LM_TRY(o->rmsnorm(c, LM_A_XN, LM_A_X, LM_W_ATTN_NORM, n_embd));
+    LM_TRY(o->matmul(c, LM_A_WIDE, LM_W_QKV, LM_A_XN));
     const int qkv_dim = q_dim + 2 * kv_dim;
-    TRY(o->columns(c, LM_A_Q, LM_A_WIDE, qkv_dim, 0, q_dim));
-    TRY(o->columns(c, LM_A_K, LM_A_WIDE, qkv_dim, q_dim, kv_dim));
-    TRY(o->columns(c, LM_A_V, LM_A_WIDE, qkv_dim, q_dim + kv_dim, kv_dim));
-    TRY(o->rope(c, LM_A_Q, (int)hp->n_head, LM_ROPE_GLOBAL));
-    TRY(o->rope(c, LM_A_K, (int)hp->n_head_kv, LM_ROPE_GLOBAL));
-    TRY(o->scale(c, LM_A_Q, 1.0f / sqrtf((float)head_dim), q_dim));
-    TRY(o->attention(c, LM_A_ATT, LM_A_Q, LM_A_K, LM_A_V, 0, 1.0f));
-    TRY(o->matmul(c, LM_A_TMP, LM_W_O, LM_A_ATT));
-    TRY(o->add(c, LM_A_X, LM_A_TMP, n_embd));
+    LM_TRY(o->columns(c, LM_A_Q, LM_A_WIDE, qkv_dim, 0, q_dim));
+    LM_TRY(o->columns(c, LM_A_K, LM_A_WIDE, qkv_dim, q_dim, kv_dim));
+    LM_TRY(o->columns(c, LM_A_V, LM_A_WIDE, qkv_dim, q_dim + kv_dim, kv_dim));
+    LM_TRY(o->rope(c, LM_A_Q, (int)hp->n_head, LM_ROPE_GLOBAL));
+    LM_TRY(o->rope(c, LM_A_K, (int)hp->n_head_kv, LM_ROPE_GLOBAL));
+    LM_TRY(o->scale(c, LM_A_Q, 1.0f / sqrtf((float)head_dim), q_dim));
+    LM_TRY(o->attention(c, LM_A_ATT, LM_A_Q, LM_A_K, LM_A_V, 0, 1.0f));
+    LM_TRY(o->matmul(c, LM_A_TMP, LM_W_O, LM_A_ATT));
+    LM_TRY(o->add(c, LM_A_X, LM_A_TMP, n_embd));
 
     /* feed-forward */
-    TRY(o->rmsnorm(c, LM_A_XN, LM_A_X, LM_W_FFN_NORM, n_embd));
-    TRY(o->matmul(c, LM_A_WIDE, LM_W_UP, LM_A_XN));
-    TRY(o->columns(c, LM_A_GATE, LM_A_WIDE, 2 * n_ff, 0, n_ff));
-    TRY(o->columns(c, LM_A_UP, LM_A_WIDE, 2 * n_ff, n_ff, n_ff));
-    TRY(o->swiglu(c, LM_A_GATE, LM_A_UP, n_ff));
-    TRY(o->matmul(c, LM_A_TMP, LM_W_DOWN, LM_A_GATE));
-    TRY(o->add(c, LM_A_X, LM_A_TMP, n_embd));
+    LM_TRY(o->rmsnorm(c, LM_A_XN, LM_A_X, LM_W_FFN_NORM, n_embd));
+    LM_TRY(o->matmul(c, LM_A_WIDE, LM_W_UP, LM_A_XN));
+    LM_TRY(o->columns(c, LM_A_GATE, LM_A_WIDE, 2 * n_ff, 0, n_ff));
+    LM_TRY(o->columns(c, LM_A_UP, LM_A_WIDE, 2 * n_ff, n_ff, n_ff));
+    LM_TRY(o->swiglu(c, LM_A_GATE, LM_A_UP, n_ff));
+    LM_TRY(o->matmul(c, LM_A_TMP, LM_W_DOWN, LM_A_GATE));
+    LM_TRY(o->add(c, LM_A_X, LM_A_TMP, n_embd));
     return 0;
 }
