@@ -24,7 +24,8 @@ static const lm_arch_desc archs[] = {
     {.name = "phi3",
      .required = LM_ROLE(LM_W_ATTN_NORM) | LM_ROLE(LM_W_QKV) | LM_ROLE(LM_W_O) |
                  LM_ROLE(LM_W_FFN_NORM) | LM_ROLE(LM_W_UP) | LM_ROLE(LM_W_DOWN),
-     .rope_neox = true, .fused_gate_up = true, .norm_eps = 1e-5f, .block = lm_arch_phi3_block},
+     .rope_neox = true, .fused_gate_up = true, .norm_eps = 1e-5f,
+     .read_hparams = lm_arch_phi3_hparams, .block = lm_arch_phi3_block},
     /* Gemma 3 (text): Q/K norms, post-norms, GELU, sliding windows */
     {.name = "gemma3",
      .required = LLAMA_TENSORS | QK_NORMS | LM_ROLE(LM_W_ATTN_POST_NORM) |

@@ -39,6 +39,7 @@ int lm_arch_llama_block(const lm_block *b);
 int lm_arch_gemma3_hparams(lm_model *m);
 int lm_arch_gemma3_block(const lm_block *b);
 int lm_arch_qwen3_block(const lm_block *b);
+int lm_arch_phi3_hparams(lm_model *m);
 int lm_arch_phi3_block(const lm_block *b);
 
 #endif

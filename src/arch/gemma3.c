@@ -24,6 +24,14 @@ int lm_arch_gemma3_hparams(lm_model *m)
         lm_set_error("gemma3: attention.sliding_window is missing or 0");
         return -1;
     }
+    /* Gemma 2's soft-capped logits; no Gemma 3 has them, and lamina's output
+     * head does not cap: refused rather than answered wrongly */
+    float softcap = 0.0f;
+    lm_model_key_f32(m, "final_logit_softcapping", &softcap);
+    if (softcap != 0.0f) {
+        lm_set_error("gemma3: final_logit_softcapping %g is not supported", softcap);
+        return -1;
+    }
     return 0;
 }
 

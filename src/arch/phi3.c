@@ -5,6 +5,20 @@
 #include <math.h>
 
 #include "arch.h"
+#include "error.h"
+
+/* Phi-3's 128k-context files turn RoPE by per-frequency factors (LongRoPE,
+ * rope_factors_long/short) that lamina does not apply: refused rather than
+ * answered wrongly.  The 4k-context files have none. */
+int lm_arch_phi3_hparams(lm_model *m)
+{
+    if (lm_gguf_find_tensor(m->gguf, "rope_factors_long.weight") ||
+        lm_gguf_find_tensor(m->gguf, "rope_factors_short.weight")) {
+        lm_set_error("phi3: LongRoPE factors (rope_factors_long/short) are not supported");
+        return -1;
+    }
+    return 0;
+}
 
 int lm_arch_phi3_block(const lm_block *b)
 {
