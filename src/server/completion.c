@@ -256,5 +256,9 @@ enum MHD_Result lm_serve_completion(lm_request *r)
         return reject(r, 503, "unavailable_error", NULL, NULL,
                       queued > 0 ? "the server is shutting down"
                                  : "the queue is full (--queue); retry later");
+    /* a queued or long request sends nothing while it waits (a stream, until
+     * its first token; a whole answer, until the end): the idle timeout must
+     * not cut it.  A client that leaves is still noticed (lm_client_gone). */
+    MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)0);
     return stream ? start_stream(r) : wait_and_reply(r);
 }

@@ -284,10 +284,12 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     lm_server *srv = cls;
     lm_request *r = *con_cls;
-    (void)conn;
     (void)why;
     if (!r)
         return;
+    if (r->job && conn) /* waiting is over: idle again, a kept-alive connection times out */
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                  (unsigned)LM_SERVER_IDLE_SECONDS);
     pthread_mutex_lock(&srv->jobs.lock);
     if (r->job) {
         if (r->job->state != LM_JOB_DONE) {
@@ -356,7 +358,7 @@ lm_server *lm_server_start(const lm_server_config *cfg)
         MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL, /* first, to catch every message */
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)LM_SERVER_IDLE_SECONDS,
         MHD_OPTION_NOTIFY_COMPLETED, completed, srv,
         MHD_OPTION_END);
     if (!srv->daemon) {

@@ -22,6 +22,11 @@ typedef enum {
     ROUTE_NONE, ROUTE_CHAT, ROUTE_COMPLETION, ROUTE_MODELS, ROUTE_HEALTH, ROUTE_METRICS,
 } lm_route;
 
+/* Seconds a connection may sit idle (no bytes either way) before
+ * libmicrohttpd closes it.  A request waiting for its answer is not idle:
+ * its connection has no timeout until the request is over. */
+#define LM_SERVER_IDLE_SECONDS 120
+
 /* One request on a connection. */
 typedef struct {
     lm_server *srv;
