@@ -78,6 +78,10 @@ typedef struct {
             return -1;     \
     } while (0)
 
+/* TMP = the SwiGLU feed-forward of XN (GATE, UP, DOWN), which the llama-like
+ * blocks share (src/arch/ffn.c). */
+int lm_block_swiglu_ffn(const lm_block *b);
+
 /* out = in x W^T (+ bias, where the layer has the role `bias`; -1: none). */
 static inline int lm_block_linear(const lm_block *b, lm_act out, int w, int bias, lm_act in)
 {

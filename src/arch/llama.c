@@ -25,10 +25,7 @@ int lm_arch_llama_block(const lm_block *b)
 
     /* feed-forward */
     LM_TRY(o->rmsnorm(c, LM_A_XN, LM_A_X, LM_W_FFN_NORM, n_embd));
-    LM_TRY(o->matmul(c, LM_A_GATE, LM_W_GATE, LM_A_XN));
-    LM_TRY(o->matmul(c, LM_A_UP, LM_W_UP, LM_A_XN));
-    LM_TRY(o->swiglu(c, LM_A_GATE, LM_A_UP, (int)hp->n_ff));
-    LM_TRY(o->matmul(c, LM_A_TMP, LM_W_DOWN, LM_A_GATE));
+    LM_TRY(lm_block_swiglu_ffn(b));
     LM_TRY(o->add(c, LM_A_X, LM_A_TMP, n_embd));
     return 0;
 }
