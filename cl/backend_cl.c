@@ -932,6 +932,10 @@ lm_backend *lm_backend_opencl_new(const lm_model *m, int n_ctx, int n_seq, int n
     const char *fail = getenv("LAMINA_CL_FAIL_AFTER");
     cb->fail_after = fail && *fail ? strtol(fail, NULL, 10) : -1;
     cb->gemm_min = lm_backend_opencl_gemm_min();
+    if (m->hp.n_expert) { /* the planner then keeps every layer on the CPU */
+        lm_set_error("OpenCL does not run mixture-of-experts layers yet");
+        goto fail;
+    }
     if (m->hp.head_dim > 256) { /* MAX_HD in cl/attention.cl */
         lm_set_error("OpenCL attention supports head sizes up to 256, not %u",
                      (unsigned)m->hp.head_dim);

@@ -19,6 +19,13 @@ typedef struct {
     float *act[LM_A_COUNT];       /* n_batch rows each; LM_A_X is the caller's */
     int width[LM_A_COUNT];        /* floats per row of each */
     float *scores;                /* per thread: n_ctx */
+    /* a mixture of experts' scratch (NULL for a dense model): the router's
+     * logits and probabilities, each row's picks and weights, the rows one
+     * expert takes (gathered), its FFN, and every (row, pick)'s output */
+    float *moe_logits, *moe_probs, *moe_weights, *moe_x, *moe_gate, *moe_up, *moe_down;
+    float *moe_out;
+    int32_t *moe_picked;
+    int *moe_slots;
     void *scratch;                /* lm_cpu_matmul's activation blocks */
     /* the layer and pass bound for the block's operations */
     int il, n, n_runs;
@@ -122,6 +129,70 @@ static int op_columns(void *ctx, lm_act out, lm_act in, int in_width, int col0, 
     return 0;
 }
 
+/* expert e's matrix of a stacked (3-D) tensor of role w */
+static const void *expert_matrix(const cpu_backend *cb, int w, int e)
+{
+    const lm_gguf_tensor *t = cb->base.model->layers[cb->il].t[w];
+    return (const uint8_t *)cb->w->data[w] +
+           (size_t)e * t->ne[1] * lm_row_size(t->type, (int64_t)t->ne[0]);
+}
+
+static void expert_matmul(cpu_backend *cb, int w, int e, const float *x, int n, float *y)
+{
+    const lm_gguf_tensor *t = cb->base.model->layers[cb->il].t[w];
+    lm_cpu_matmul(t->type, expert_matrix(cb, w, e), (int64_t)t->ne[1], (int64_t)t->ne[0], x, n,
+                  y, cb->scratch);
+}
+
+static int op_moe(void *ctx, lm_act out, lm_act in)
+{
+    cpu_backend *cb = ctx;
+    const lm_model *m = cb->base.model;
+    const lm_hparams *hp = &m->hp;
+    const int n = cb->n, E = (int)hp->n_expert, K = (int)hp->n_expert_used;
+    const int D = (int)hp->n_embd, F = (int)hp->n_ff_exp;
+    const float *x = cb->act[in];
+    const lm_gguf_tensor *router = m->layers[cb->il].t[LM_W_FFN_ROUTER];
+    lm_cpu_matmul(router->type, cb->w->data[LM_W_FFN_ROUTER], E, D, x, n, cb->moe_logits,
+                  cb->scratch);
+    for (int t = 0; t < n; t++)
+        lm_moe_route(cb->moe_logits + (size_t)t * E, E, K, hp->expert_norm, cb->moe_probs,
+                     cb->moe_picked + (size_t)t * K, cb->moe_weights + (size_t)t * K);
+    /* each expert once, over the rows that picked it */
+    for (int e = 0; e < E; e++) {
+        int rows = 0;
+        for (int s = 0; s < n * K; s++)
+            if (cb->moe_picked[s] == e) {
+                memcpy(cb->moe_x + (size_t)rows * D, x + (size_t)(s / K) * D, D * sizeof(float));
+                cb->moe_slots[rows++] = s;
+            }
+        if (!rows)
+            continue;
+        expert_matmul(cb, LM_W_GATE_EXPS, e, cb->moe_x, rows, cb->moe_gate);
+        expert_matmul(cb, LM_W_UP_EXPS, e, cb->moe_x, rows, cb->moe_up);
+        lm_swiglu(cb->moe_gate, cb->moe_gate, cb->moe_up, (int64_t)rows * F);
+        expert_matmul(cb, LM_W_DOWN_EXPS, e, cb->moe_gate, rows, cb->moe_down);
+        for (int i = 0; i < rows; i++)
+            memcpy(cb->moe_out + (size_t)cb->moe_slots[i] * D, cb->moe_down + (size_t)i * D,
+                   D * sizeof(float));
+    }
+    /* per row: each pick's output times its weight, added highest first */
+    for (int t = 0; t < n; t++) {
+        float *o = cb->act[out] + (size_t)t * D;
+        const float *w = cb->moe_weights + (size_t)t * K;
+        const float *eo = cb->moe_out + (size_t)t * K * D;
+        for (int d = 0; d < D; d++) {
+            float acc = eo[d] * w[0];
+            for (int k = 1; k < K; k++) {
+                const float p = eo[(size_t)k * D + d] * w[k];
+                acc = acc + p;
+            }
+            o[d] = acc;
+        }
+    }
+    return 0;
+}
+
 static int op_scale(void *ctx, lm_act x, float factor, int dim)
 {
     cpu_backend *cb = ctx;
@@ -139,7 +210,7 @@ static int op_add(void *ctx, lm_act x, lm_act y, int dim)
 static const lm_block_ops block_ops = {
     .rmsnorm = op_rmsnorm, .matmul = op_matmul, .add_bias = op_add_bias, .rope = op_rope,
     .attention = op_attention, .swiglu = op_swiglu, .geglu = op_geglu, .scale = op_scale,
-    .columns = op_columns,
+    .columns = op_columns, .moe = op_moe,
     .add = op_add,
 };
 
@@ -210,6 +281,12 @@ static void cpu_free(lm_backend *b)
     for (int a = 0; a < LM_A_COUNT; a++)
         if (a != LM_A_X)
             free(cb->act[a]);
+    float *moe[] = {cb->moe_logits, cb->moe_probs, cb->moe_weights, cb->moe_x,
+                    cb->moe_gate,   cb->moe_up,    cb->moe_down,    cb->moe_out};
+    for (size_t i = 0; i < sizeof moe / sizeof *moe; i++)
+        free(moe[i]);
+    free(cb->moe_picked);
+    free(cb->moe_slots);
     free(cb->scores);
     free(cb->scratch);
     free(cb->runs);
@@ -231,7 +308,7 @@ static size_t max_scratch(const lm_model *m, int n_batch)
     for (uint32_t il = 0; il < m->hp.n_layer; il++)
         for (int w = 0; w < LM_W_PER_LAYER; w++) {
             const lm_gguf_tensor *t = m->layers[il].t[w];
-            if (t && t->n_dims == 2) {
+            if (t && t->n_dims >= 2) {
                 size_t s = lm_cpu_matmul_scratch_size(t->type, (int64_t)t->ne[0], n_batch);
                 if (s > most)
                     most = s;
@@ -282,6 +359,24 @@ lm_backend *lm_backend_cpu_new(const lm_model *m, int n_ctx, int n_seq, int n_ba
     cb->runs = malloc(nb * sizeof *cb->runs);
     if (!cb->runs || !cb->scores || !cb->scratch)
         goto oom;
+    if (hp->n_expert) {
+        const size_t E = hp->n_expert, K = hp->n_expert_used, F = hp->n_ff_exp;
+        const size_t slots = nb * K, f = sizeof(float);
+        cb->moe_logits = malloc(nb * E * f);
+        cb->moe_probs = malloc(E * f);
+        cb->moe_weights = malloc(slots * f);
+        cb->moe_x = malloc(nb * hp->n_embd * f); /* an expert takes a row at most once */
+        cb->moe_gate = malloc(nb * F * f);
+        cb->moe_up = malloc(nb * F * f);
+        cb->moe_down = malloc(nb * hp->n_embd * f);
+        cb->moe_out = malloc(slots * hp->n_embd * f);
+        cb->moe_picked = malloc(slots * sizeof *cb->moe_picked);
+        cb->moe_slots = malloc(nb * sizeof *cb->moe_slots);
+        if (!cb->moe_logits || !cb->moe_probs || !cb->moe_weights || !cb->moe_x ||
+            !cb->moe_gate || !cb->moe_up || !cb->moe_down || !cb->moe_out || !cb->moe_picked ||
+            !cb->moe_slots)
+            goto oom;
+    }
     return &cb->base;
 oom:
     lm_set_error("out of memory for the CPU backend (%d sequences of %d positions, batch %d)",

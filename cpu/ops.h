@@ -51,6 +51,12 @@ void lm_geglu(float *gate, const float *up, int64_t count);
 /* The fp16 GELU of every fp16 input that lm_geglu looks up (65536). */
 const lm_fp16 *lm_gelu_table(void);
 
+/* One row's routing among n_expert experts (cpu/moe.c): probs (n_expert)
+ * the router's softmax, selected the n_used highest (highest first) and
+ * weights their probabilities, renormalized to sum 1 when norm. */
+void lm_moe_route(const float *logits, int n_expert, int n_used, bool norm, float *probs,
+                  int32_t *selected, float *weights);
+
 /* x *= factor over count values. */
 void lm_scale(float *x, float factor, int64_t count);
 

@@ -100,6 +100,16 @@ for arch in qwen2 qwen3 phi3 gemma3; do
     grep -q "^architecture: *$arch\$" "$tmp/out" && grep -q '^lamina runs it: yes' "$tmp/out" && ok ||
         bad "info on synth $arch: $(cat "$tmp/out")"
 done
+# mixtures of experts: Mixtral's layout and qwen3moe run (on the CPU)
+for arch in llama qwen3moe; do
+    expect_ok "synth moe-tiny --arch $arch" "$LAMINA" synth -q -o "$tmp/moe-$arch.gguf" \
+        --shape moe-tiny --layers 2 --type Q8_0 --arch "$arch" --tokenizer-from "$model"
+    expect_ok "run on moe-tiny $arch" "$LAMINA" run -q -m "$tmp/moe-$arch.gguf" -p ab -n 4 --temp 0
+    expect_ok "info on moe-tiny $arch" "$LAMINA" info -m "$tmp/moe-$arch.gguf"
+    grep -q '^experts: *8 (2 used' "$tmp/out" && ok || bad "info on moe-tiny $arch: $(cat "$tmp/out")"
+done
+expect_error "synth experts with a dense architecture" "has experts" \
+    "$LAMINA" synth -q -o "$tmp/x.gguf" --shape moe-tiny --arch qwen3 --tokenizer-from "$model"
 expect_error "synth --arch unknown" "unknown architecture 'falcon'" \
     "$LAMINA" synth -q -o "$tmp/x.gguf" --shape tiny --arch falcon --tokenizer-from "$model"
 printf 'ab \000cd' >"$tmp/nul.txt"
@@ -209,7 +219,7 @@ grep -q '^layers: *1$' "$tmp/info" && grep -q 'Q4_K' "$tmp/info" && ok ||
 expect_ok "run on a Q4_K synth model" "$LAMINA" run -q -m "$tmp/k.gguf" -p "ab" -n 4 --seed 1
 synth -o "$tmp/k2.gguf" --shape tiny --type Q4_K --layers 1 --seed 5 >/dev/null 2>&1
 cmp -s "$tmp/k.gguf" "$tmp/k2.gguf" && ok || bad "synth: the same seed gives a different file"
-expect_error "synth unknown shape" "unknown shape 'huge' (tiny, smollm2-135m, 1b, 7b, 13b, 70b)" \
+expect_error "synth unknown shape" "unknown shape 'huge' (tiny, smollm2-135m, 1b, 7b, 13b, 70b, moe-tiny, mixtral-8x7b, qwen3-30b-a3b)" \
     synth -o "$tmp/x.gguf" --shape huge
 expect_error "synth unknown type" "unknown type 'Q3_K' for --type (F32, F16, Q4_0" \
     synth -o "$tmp/x.gguf" --shape tiny --type Q3_K

@@ -14,7 +14,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: make_test_model PATH [llama|qwen2] [TYPE] [NAME]\n");
         return 2;
     }
-    test_model_shape shape = {"llama", LM_TYPE_Q8_0, 2, 64, 4, 2, 96, false, 42, NULL, 0, NULL, 0, 0};
+    test_model_shape shape = {"llama", LM_TYPE_Q8_0, 2, 64, 4, 2, 96, false, 42, NULL, 0, NULL, 0, 0, 0, 0};
     if (argc > 2)
         shape.arch = argv[2];
     if (argc > 3) {

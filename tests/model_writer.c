@@ -20,9 +20,11 @@ float test_random(uint64_t *state)
     return (float)((double)(z >> 11) / (double)(1ull << 53)) * 2.0f - 1.0f;
 }
 
-static int add_matrix(lm_gguf_writer *w, const char *name, uint32_t type, uint64_t cols,
-                      uint64_t rows, float scale, uint64_t *seed)
+/* depth matrices of rows x cols stacked (a 3-D tensor when depth > 1) */
+static int add_stack(lm_gguf_writer *w, const char *name, uint32_t type, uint64_t cols,
+                     uint64_t rows, uint64_t depth, float scale, uint64_t *seed)
 {
+    rows *= depth;
     float *f = malloc(cols * rows * sizeof(float));
     size_t bytes = lm_row_size(type, (int64_t)cols) * rows;
     void *q = malloc(bytes);
@@ -34,11 +36,17 @@ static int add_matrix(lm_gguf_writer *w, const char *name, uint32_t type, uint64
     for (uint64_t i = 0; i < cols * rows; i++)
         f[i] = scale * test_random(seed);
     lm_type_get(type)->quantize(f, q, (int64_t)(cols * rows));
-    uint64_t ne[2] = {cols, rows};
-    int rc = lm_gguf_add_tensor(w, name, type, 2, ne, q);
+    uint64_t ne[3] = {cols, rows / depth, depth};
+    int rc = lm_gguf_add_tensor(w, name, type, depth > 1 ? 3 : 2, ne, q);
     free(f);
     free(q);
     return rc;
+}
+
+static int add_matrix(lm_gguf_writer *w, const char *name, uint32_t type, uint64_t cols,
+                      uint64_t rows, float scale, uint64_t *seed)
+{
+    return add_stack(w, name, type, cols, rows, 1, scale, seed);
 }
 
 static int add_vector(lm_gguf_writer *w, const char *name, uint64_t n, float base, float spread,
@@ -92,6 +100,21 @@ static int add_vocab(lm_gguf_writer *w)
            lm_gguf_add_bool(w, "tokenizer.ggml.add_bos_token", false);
 }
 
+/* A layer's router (F32) and its experts' gate, up and down, stacked */
+static int add_experts(lm_gguf_writer *w, uint32_t il, const test_model_shape *s, float in_scale,
+                       float ff_scale, uint64_t *seed)
+{
+    char n[4][64];
+    const char *suffix[4] = {"ffn_gate_inp.weight", "ffn_gate_exps.weight",
+                             "ffn_up_exps.weight", "ffn_down_exps.weight"};
+    for (int i = 0; i < 4; i++)
+        snprintf(n[i], sizeof n[i], "blk.%u.%s", il, suffix[i]);
+    return add_stack(w, n[0], LM_TYPE_F32, s->n_embd, s->n_expert, 1, 4.0f * in_scale, seed) ||
+           add_stack(w, n[1], s->weight_type, s->n_embd, s->n_ff, s->n_expert, in_scale, seed) ||
+           add_stack(w, n[2], s->weight_type, s->n_embd, s->n_ff, s->n_expert, in_scale, seed) ||
+           add_stack(w, n[3], s->weight_type, s->n_ff, s->n_embd, s->n_expert, ff_scale, seed);
+}
+
 /* "<arch>.<suffix>" in the caller's key buffer */
 #define ARCH_KEY(suffix) (snprintf(key, sizeof key, "%s." suffix, s->arch), key)
 
@@ -103,6 +126,10 @@ static int add_hparams(lm_gguf_writer *w, const test_model_shape *s)
                         lm_gguf_add_u32(w, ARCH_KEY("attention.value_length"), s->head_dim)))
         return -1;
     if (gemma3 && lm_gguf_add_u32(w, ARCH_KEY("attention.sliding_window"), s->n_swa ? s->n_swa : 4))
+        return -1;
+    if (s->n_expert && (lm_gguf_add_u32(w, ARCH_KEY("expert_count"), s->n_expert) ||
+                        lm_gguf_add_u32(w, ARCH_KEY("expert_used_count"), s->n_expert_used) ||
+                        lm_gguf_add_u32(w, ARCH_KEY("expert_feed_forward_length"), s->n_ff)))
         return -1;
     return lm_gguf_add_str(w, "general.architecture", s->arch) ||
            lm_gguf_add_str(w, "general.name", s->name ? s->name : "lamina test model") ||
@@ -160,7 +187,7 @@ int test_write_model(const char *path, const test_model_shape *s)
     const float in_scale = 1.0f / sqrtf((float)s->n_embd), ff_scale = 1.0f / sqrtf((float)s->n_ff);
     const bool qwen2 = strcmp(s->arch, "qwen2") == 0, phi3 = strcmp(s->arch, "phi3") == 0;
     const bool gemma3 = strcmp(s->arch, "gemma3") == 0;
-    const bool qk_norm = gemma3 || strcmp(s->arch, "qwen3") == 0;
+    const bool qk_norm = gemma3 || strncmp(s->arch, "qwen3", 5) == 0;
     int rc = add_hparams(w, s) || add_rope_scaling(w, s) || add_vocab(w) ||
              add_matrix(w, "token_embd.weight", s->weight_type, s->n_embd, TEST_N_VOCAB, 1.0f,
                         &seed) ||
@@ -194,8 +221,11 @@ int test_write_model(const char *path, const test_model_shape *s)
              add_matrix(w, n[2], s->weight_type, s->n_embd, kv, 2.0f * in_scale, &seed) ||
              add_matrix(w, n[3], s->weight_type, s->n_embd, kv, in_scale, &seed) ||
              add_matrix(w, n[4], s->weight_type, q, s->n_embd, in_scale, &seed) ||
-             add_vector(w, n[5], s->n_embd, 1.0f, 0.2f, &seed) ||
-             add_matrix(w, n[6], s->weight_type, s->n_embd, s->n_ff, in_scale, &seed) ||
+             add_vector(w, n[5], s->n_embd, 1.0f, 0.2f, &seed);
+        if (!rc && s->n_expert)
+            rc = add_experts(w, il, s, in_scale, ff_scale, &seed);
+        else if (!rc)
+            rc = add_matrix(w, n[6], s->weight_type, s->n_embd, s->n_ff, in_scale, &seed) ||
              add_matrix(w, n[7], s->weight_type, s->n_embd, s->n_ff, in_scale, &seed) ||
              add_matrix(w, n[8], s->weight_type, s->n_ff, s->n_embd, ff_scale, &seed);
         if (!rc && qk_norm)

@@ -21,7 +21,7 @@ static char path[256];
 static int write_model(void **state)
 {
     (void)state;
-    test_model_shape shape = {"llama", LM_TYPE_Q4_0, 2, 64, 4, 2, 96, false, 11, NULL, 0, NULL, 0, 0};
+    test_model_shape shape = {"llama", LM_TYPE_Q4_0, 2, 64, 4, 2, 96, false, 11, NULL, 0, NULL, 0, 0, 0, 0};
     return test_write_model_tmp(&shape, path, sizeof path);
 }
 

@@ -156,7 +156,7 @@ static int make_fixture(fixture *f, lm_model *m, int32_t lo, int32_t hi)
 static int setup(void **state)
 {
     (void)state;
-    test_model_shape shape = {"llama", LM_TYPE_Q4_0, 4, 256, 4, 2, 512, false, 17, NULL, 0, NULL, 0, 0};
+    test_model_shape shape = {"llama", LM_TYPE_Q4_0, 4, 256, 4, 2, 512, false, 17, NULL, 0, NULL, 0, 0, 0, 0};
     lm_model *m;
     if (test_write_model_tmp(&shape, g_path, sizeof g_path) != 0 || !(m = lm_model_load(g_path)) ||
         make_fixture(&g_tiny, m, 1, TEST_N_VOCAB - 1) != 0)

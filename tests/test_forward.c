@@ -24,7 +24,7 @@
 
 static double *dequant(const lm_gguf_tensor *t)
 {
-    const uint64_t n = t->ne[0] * (t->n_dims > 1 ? t->ne[1] : 1);
+    const uint64_t n = t->ne[0] * (t->n_dims > 1 ? t->ne[1] : 1) * (t->n_dims > 2 ? t->ne[2] : 1);
     float *f = malloc(n * sizeof(float));
     double *d = malloc(n * sizeof(double));
     lm_type_get(t->type)->dequantize(t->data, f, (int64_t)n);
@@ -46,6 +46,66 @@ static void ref_matvec(const lm_gguf_tensor *t, const double *x, double *y)
         y[r] = s;
     }
     free(w);
+}
+
+/* y = W_e x for expert e of a stacked tensor */
+static void ref_expert_matvec(const lm_gguf_tensor *t, int e, const double *x, double *y)
+{
+    double *w = dequant(t);
+    const uint64_t cols = t->ne[0], rows = t->ne[1];
+    const double *we = w + (uint64_t)e * rows * cols;
+    for (uint64_t r = 0; r < rows; r++) {
+        double s = 0;
+        for (uint64_t c = 0; c < cols; c++)
+            s += we[r * cols + c] * x[c];
+        y[r] = s;
+    }
+    free(w);
+}
+
+/* The mixture of experts' SwiGLU FFN of xn into out: the router's softmax,
+ * the n_used most probable experts, their weights renormalized where the
+ * model says so. */
+static void ref_moe(const lm_model *m, const lm_layer *L, const double *xn, double *out)
+{
+    const lm_hparams *hp = &m->hp;
+    const int E = (int)hp->n_expert, K = (int)hp->n_expert_used, F = (int)hp->n_ff_exp;
+    double probs[64], w[64], max = -INFINITY, sum = 0, wsum = 0;
+    int picked[64];
+    assert_true(E <= 64);
+    ref_matvec(L->t[LM_W_FFN_ROUTER], xn, probs);
+    for (int e = 0; e < E; e++)
+        max = fmax(max, probs[e]);
+    for (int e = 0; e < E; e++)
+        sum += (probs[e] = exp(probs[e] - max));
+    for (int k = 0; k < K; k++) {
+        int best = -1;
+        for (int e = 0; e < E; e++) {
+            bool taken = false;
+            for (int j = 0; j < k; j++)
+                taken |= picked[j] == e;
+            if (!taken && (best < 0 || probs[e] > probs[best]))
+                best = e;
+        }
+        picked[k] = best;
+        wsum += (w[k] = probs[best] / sum);
+    }
+    double *g = malloc(F * sizeof(double)), *u = malloc(F * sizeof(double));
+    double *d = malloc(hp->n_embd * sizeof(double));
+    for (uint32_t i = 0; i < hp->n_embd; i++)
+        out[i] = 0;
+    for (int k = 0; k < K; k++) {
+        ref_expert_matvec(L->t[LM_W_GATE_EXPS], picked[k], xn, g);
+        ref_expert_matvec(L->t[LM_W_UP_EXPS], picked[k], xn, u);
+        for (int i = 0; i < F; i++)
+            g[i] = g[i] / (1 + exp(-g[i])) * u[i];
+        ref_expert_matvec(L->t[LM_W_DOWN_EXPS], picked[k], g, d);
+        for (uint32_t i = 0; i < hp->n_embd; i++)
+            out[i] += d[i] * (hp->expert_norm ? w[k] / wsum : w[k]);
+    }
+    free(g);
+    free(u);
+    free(d);
 }
 
 static void ref_rmsnorm(double *out, const double *x, const lm_gguf_tensor *w, int n, float eps)
@@ -172,6 +232,12 @@ static double *ref_forward(const lm_model *m, const int32_t *tokens, int n_token
             for (int i = 0; i < E; i++)
                 x[i] += tmp[i];
             ref_rmsnorm(xn, x, L->t[LM_W_FFN_NORM], E, hp->norm_eps);
+            if (hp->n_expert) {
+                ref_moe(m, L, xn, tmp);
+                for (int i = 0; i < E; i++)
+                    x[i] += tmp[i];
+                continue;
+            }
             if (fused_up) {
                 ref_matvec(L->t[LM_W_UP], xn, wide);
                 memcpy(g, wide, hp->n_ff * sizeof(double));
@@ -261,35 +327,35 @@ static void check_against_reference(const test_model_shape *shape, double tolera
 static void llama_f32(void **state)
 {
     (void)state;
-    test_model_shape shape = {"llama", LM_TYPE_F32, 2, 64, 4, 2, 96, false, 1, NULL, 0, NULL, 0, 0};
+    test_model_shape shape = {"llama", LM_TYPE_F32, 2, 64, 4, 2, 96, false, 1, NULL, 0, NULL, 0, 0, 0, 0};
     check_against_reference(&shape, 2e-3); /* fp16 KV cache and fp16 probabilities */
 }
 
 static void llama_tied_q8_0(void **state)
 {
     (void)state;
-    test_model_shape shape = {"llama", LM_TYPE_Q8_0, 2, 64, 4, 1, 96, true, 2, NULL, 0, NULL, 0, 0};
+    test_model_shape shape = {"llama", LM_TYPE_Q8_0, 2, 64, 4, 1, 96, true, 2, NULL, 0, NULL, 0, 0, 0, 0};
     check_against_reference(&shape, 2e-2); /* activations quantized to 8 bits */
 }
 
 static void llama_q4_1(void **state)
 {
     (void)state;
-    test_model_shape shape = {"llama", LM_TYPE_Q4_1, 3, 64, 2, 2, 128, false, 3, NULL, 0, NULL, 0, 0};
+    test_model_shape shape = {"llama", LM_TYPE_Q4_1, 3, 64, 2, 2, 128, false, 3, NULL, 0, NULL, 0, 0, 0, 0};
     check_against_reference(&shape, 2e-2);
 }
 
 static void qwen2_f16(void **state)
 {
     (void)state;
-    test_model_shape shape = {"qwen2", LM_TYPE_F16, 2, 64, 4, 2, 96, false, 4, NULL, 0, NULL, 0, 0};
+    test_model_shape shape = {"qwen2", LM_TYPE_F16, 2, 64, 4, 2, 96, false, 4, NULL, 0, NULL, 0, 0, 0, 0};
     check_against_reference(&shape, 2e-3);
 }
 
 static void qwen2_q5_0(void **state)
 {
     (void)state;
-    test_model_shape shape = {"qwen2", LM_TYPE_Q5_0, 2, 64, 4, 2, 96, true, 5, NULL, 0, NULL, 0, 0};
+    test_model_shape shape = {"qwen2", LM_TYPE_Q5_0, 2, 64, 4, 2, 96, true, 5, NULL, 0, NULL, 0, 0, 0, 0};
     check_against_reference(&shape, 3e-2);
 }
 
@@ -298,21 +364,21 @@ static void qwen3_q8_0(void **state)
     (void)state;
     /* a head size that is not embedding/heads (attention.key_length) */
     test_model_shape shape = {"qwen3", LM_TYPE_Q8_0, 2, 64, 4, 2, 96, false, 8, NULL, 0, NULL,
-                              32, 0};
+                              32, 0, 0, 0};
     check_against_reference(&shape, 2e-2);
 }
 
 static void phi3_f16(void **state)
 {
     (void)state;
-    test_model_shape shape = {"phi3", LM_TYPE_F16, 2, 64, 4, 4, 96, false, 9, NULL, 0, NULL, 0, 0};
+    test_model_shape shape = {"phi3", LM_TYPE_F16, 2, 64, 4, 4, 96, false, 9, NULL, 0, NULL, 0, 0, 0, 0};
     check_against_reference(&shape, 2e-3);
 }
 
 static void phi3_q4_0_gqa(void **state)
 {
     (void)state;
-    test_model_shape shape = {"phi3", LM_TYPE_Q4_0, 2, 64, 4, 2, 96, true, 10, NULL, 0, NULL, 0, 0};
+    test_model_shape shape = {"phi3", LM_TYPE_Q4_0, 2, 64, 4, 2, 96, true, 10, NULL, 0, NULL, 0, 0, 0, 0};
     check_against_reference(&shape, 3e-2);
 }
 
@@ -322,7 +388,7 @@ static void gemma3_f32(void **state)
 {
     (void)state;
     test_model_shape shape = {"gemma3", LM_TYPE_F32, 7, 64, 4, 1, 96, true, 11, NULL, 0, NULL,
-                              32, 4};
+                              32, 4, 0, 0};
     check_against_reference(&shape, 5e-3); /* and fp16 GELU */
 }
 
@@ -330,8 +396,26 @@ static void gemma3_q8_0(void **state)
 {
     (void)state;
     test_model_shape shape = {"gemma3", LM_TYPE_Q8_0, 7, 64, 2, 2, 96, true, 12, NULL, 0, NULL,
-                              0, 3};
+                              0, 3, 0, 0};
     check_against_reference(&shape, 3e-2);
+}
+
+/* Mixtures of experts: Mixtral's layout (llama with experts) and qwen3moe;
+ * 8 experts, 2 used: the 12 rows of the prompt go to different ones */
+static void mixtral_q8_0(void **state)
+{
+    (void)state;
+    test_model_shape shape = {"llama", LM_TYPE_Q8_0, 2, 64, 4, 2, 96, false, 13, NULL, 0, NULL,
+                              0, 0, 8, 2};
+    check_against_reference(&shape, 2e-2);
+}
+
+static void qwen3moe_f16(void **state)
+{
+    (void)state;
+    test_model_shape shape = {"qwen3moe", LM_TYPE_F16, 2, 64, 4, 2, 64, true, 14, NULL, 0,
+                              NULL, 32, 0, 8, 3};
+    check_against_reference(&shape, 2e-3);
 }
 
 /* RoPE scaling keys: linear divides every frequency by the factor; llama3
@@ -339,7 +423,7 @@ static void gemma3_q8_0(void **state)
 static void rope_scaling_keys(void **state)
 {
     (void)state;
-    test_model_shape plain = {"llama", LM_TYPE_F32, 1, 64, 4, 2, 96, false, 7, NULL, 0, NULL, 0, 0};
+    test_model_shape plain = {"llama", LM_TYPE_F32, 1, 64, 4, 2, 96, false, 7, NULL, 0, NULL, 0, 0, 0, 0};
     lm_model *m = write_and_load(&plain);
     assert_float_equal(m->rope.freq_scale, 1.0f, 0.0);
     assert_null(m->rope.freq_div);
@@ -376,7 +460,7 @@ static void rope_scaling_keys(void **state)
 static void errors_are_reported(void **state)
 {
     (void)state;
-    test_model_shape shape = {"llama", LM_TYPE_F32, 1, 64, 4, 2, 96, false, 6, NULL, 0, NULL, 0, 0};
+    test_model_shape shape = {"llama", LM_TYPE_F32, 1, 64, 4, 2, 96, false, 6, NULL, 0, NULL, 0, 0, 0, 0};
     lm_model *m = write_and_load(&shape);
     lm_session *s = lm_session_new(m, 8, 4);
     assert_non_null(s);
@@ -399,6 +483,7 @@ int main(void)
         cmocka_unit_test(qwen2_q5_0),    cmocka_unit_test(qwen3_q8_0),
         cmocka_unit_test(phi3_f16),      cmocka_unit_test(phi3_q4_0_gqa),
         cmocka_unit_test(gemma3_f32),    cmocka_unit_test(gemma3_q8_0),
+        cmocka_unit_test(mixtral_q8_0),  cmocka_unit_test(qwen3moe_f16),
         cmocka_unit_test(rope_scaling_keys),
         cmocka_unit_test(errors_are_reported),
     };

@@ -264,7 +264,7 @@ static void test_backend_llama(void **state)
     (void)state;
     for (uint32_t t = 0; t < 3; t++) {
         const uint32_t wt[] = {LM_TYPE_F32, LM_TYPE_Q4_1, LM_TYPE_Q4_K};
-        test_model_shape s = {"llama", wt[t], 2, 256, 4, 2, 512, t == 1, 5 + t, NULL, 0, NULL, 0, 0};
+        test_model_shape s = {"llama", wt[t], 2, 256, 4, 2, 512, t == 1, 5 + t, NULL, 0, NULL, 0, 0, 0, 0};
         compare_backends(&s);
     }
 }
@@ -272,7 +272,7 @@ static void test_backend_llama(void **state)
 static void test_backend_qwen2(void **state)
 {
     (void)state;
-    test_model_shape s = {"qwen2", LM_TYPE_Q8_0, 2, 256, 4, 2, 512, false, 11, NULL, 0, NULL, 0, 0};
+    test_model_shape s = {"qwen2", LM_TYPE_Q8_0, 2, 256, 4, 2, 512, false, 11, NULL, 0, NULL, 0, 0, 0, 0};
     compare_backends(&s);
 }
 
@@ -283,11 +283,11 @@ static void test_backend_archs(void **state)
 {
     (void)state;
     test_model_shape qwen3 = {"qwen3", LM_TYPE_Q8_0, 2, 256, 4, 2, 512, false, 12, NULL, 0, NULL,
-                              32, 0};
+                              32, 0, 0, 0};
     test_model_shape phi3 = {"phi3", LM_TYPE_Q4_K, 2, 256, 4, 2, 512, true, 13, NULL, 0, NULL,
-                             0, 0};
+                             0, 0, 0, 0};
     test_model_shape gemma3 = {"gemma3", LM_TYPE_Q4_0, 7, 256, 4, 1, 512, true, 14, NULL, 0,
-                               NULL, 128, 3};
+                               NULL, 128, 3, 0, 0};
     compare_backends(&qwen3);
     compare_backends(&phi3);
     compare_backends(&gemma3);
@@ -298,7 +298,7 @@ static void test_backend_archs(void **state)
 static void test_streamed_short_read(void **state)
 {
     (void)state;
-    test_model_shape shape = {"llama", LM_TYPE_Q4_0, 2, 256, 4, 2, 512, false, 3, NULL, 0, NULL, 0, 0};
+    test_model_shape shape = {"llama", LM_TYPE_Q4_0, 2, 256, 4, 2, 512, false, 3, NULL, 0, NULL, 0, 0, 0, 0};
     char path[256];
     assert_int_equal(test_write_model_tmp(&shape, path, sizeof path), 0);
     lm_model *m = lm_model_load(path);
@@ -330,6 +330,21 @@ static void test_errors(void **state)
     assert_string_equal(lm_cl_error_name(CL_OUT_OF_RESOURCES), "CL_OUT_OF_RESOURCES");
     assert_int_equal(lm_cl_check(CL_INVALID_KERNEL_NAME, "clCreateKernel"), -1);
     assert_string_equal(lm_last_error(), "clCreateKernel: CL_INVALID_KERNEL_NAME (-46)");
+
+    /* a mixture of experts is refused on the device (the CPU runs it) */
+    test_model_shape moe = {"qwen3moe", LM_TYPE_Q8_0, 2, 256, 4, 2, 512, false, 15, NULL, 0,
+                            NULL, 0, 0, 8, 2};
+    char path[256];
+    assert_int_equal(test_write_model_tmp(&moe, path, sizeof path), 0);
+    lm_model *m = lm_model_load(path);
+    assert_non_null(m);
+    assert_null(lm_session_new_backend(m, 32, 1, 8, "opencl", NULL));
+    assert_non_null(strstr(lm_last_error(), "mixture-of-experts"));
+    lm_session *cpu = lm_session_new_backend(m, 32, 1, 8, "cpu", NULL);
+    assert_non_null(cpu);
+    lm_session_free(cpu);
+    lm_model_free(m);
+    test_remove_model_tmp(path);
 }
 
 int main(void)

@@ -44,8 +44,8 @@ static const int32_t g_prompt[] = {5, 17, 33, 2, 40, 41, 9, 5, 17, 33};
 static int setup(void **state)
 {
     (void)state;
-    test_model_shape target = {"llama", LM_TYPE_Q8_0, 4, 256, 4, 2, 512, false, 17, NULL, 0, NULL, 0, 0};
-    test_model_shape draft = {"llama", LM_TYPE_Q4_0, 2, 128, 4, 2, 256, false, 18, NULL, 0, NULL, 0, 0};
+    test_model_shape target = {"llama", LM_TYPE_Q8_0, 4, 256, 4, 2, 512, false, 17, NULL, 0, NULL, 0, 0, 0, 0};
+    test_model_shape draft = {"llama", LM_TYPE_Q4_0, 2, 128, 4, 2, 256, false, 18, NULL, 0, NULL, 0, 0, 0, 0};
     if (test_write_model_tmp(&target, g_target_path, sizeof g_target_path) != 0 ||
         test_write_model_tmp(&draft, g_draft_path, sizeof g_draft_path) != 0 ||
         !(g_target = lm_model_load(g_target_path)) || !(g_draft = lm_model_load(g_draft_path)))

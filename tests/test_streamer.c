@@ -30,7 +30,7 @@ static const int32_t prompt[] = {5, 12, 63, 40, 1, 2, 33, 20, 9};
 static int write_model(void **state)
 {
     (void)state;
-    test_model_shape shape = {"llama", LM_TYPE_Q4_1, N_LAYER, 64, 4, 2, 96, false, 21, NULL, 0, NULL, 0, 0};
+    test_model_shape shape = {"llama", LM_TYPE_Q4_1, N_LAYER, 64, 4, 2, 96, false, 21, NULL, 0, NULL, 0, 0, 0, 0};
     return test_write_model_tmp(&shape, path, sizeof path);
 }
 

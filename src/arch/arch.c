@@ -9,17 +9,27 @@
      LM_ROLE(LM_W_DOWN))
 #define QKV_BIASES (LM_ROLE(LM_W_Q_BIAS) | LM_ROLE(LM_W_K_BIAS) | LM_ROLE(LM_W_V_BIAS))
 #define QK_NORMS (LM_ROLE(LM_W_Q_NORM) | LM_ROLE(LM_W_K_NORM))
+#define DENSE_FFN (LM_ROLE(LM_W_GATE) | LM_ROLE(LM_W_UP) | LM_ROLE(LM_W_DOWN))
+#define EXPERT_FFN                                                                        \
+    (LM_ROLE(LM_W_FFN_ROUTER) | LM_ROLE(LM_W_GATE_EXPS) | LM_ROLE(LM_W_UP_EXPS) |         \
+     LM_ROLE(LM_W_DOWN_EXPS))
 
 static const lm_arch_desc archs[] = {
-    /* Llama 2/3, TinyLlama, SmolLM2, Mistral */
+    /* Llama 2/3, TinyLlama, SmolLM2, Mistral; Mixtral (experts, their weights
+     * renormalized) */
     {.name = "llama", .required = LLAMA_TENSORS, .optional = QKV_BIASES, .norm_eps = 1e-5f,
-     .block = lm_arch_llama_block},
+     .moe = LM_MOE_MAYBE, .expert_norm = true, .block = lm_arch_llama_block},
     /* Qwen 2 and 2.5: biases on Q, K and V, NeoX RoPE */
     {.name = "qwen2", .required = LLAMA_TENSORS, .optional = QKV_BIASES, .rope_neox = true,
      .norm_eps = 1e-6f, .block = lm_arch_llama_block},
     /* Qwen 3 (dense): Q and K normed per head, no biases */
     {.name = "qwen3", .required = LLAMA_TENSORS | QK_NORMS, .rope_neox = true,
      .norm_eps = 1e-6f, .block = lm_arch_qwen3_block},
+    /* Qwen 3 MoE (30B-A3B, 235B-A22B): qwen3's attention, experts only */
+    {.name = "qwen3moe", .required = (LLAMA_TENSORS & ~DENSE_FFN) | QK_NORMS | EXPERT_FFN,
+     .rope_neox = true, .moe = LM_MOE_ALWAYS, .expert_norm = true, .expert_ff_key = true,
+     .norm_eps = 1e-6f,
+     .block = lm_arch_qwen3_block},
     /* Phi-3: Q, K, V in one matrix, gate and up in one */
     {.name = "phi3",
      .required = LM_ROLE(LM_W_ATTN_NORM) | LM_ROLE(LM_W_QKV) | LM_ROLE(LM_W_O) |
@@ -42,6 +52,11 @@ const lm_arch_desc *lm_arch_find(const char *name, size_t len)
     return NULL;
 }
 
+uint32_t lm_arch_required(const lm_hparams *hp)
+{
+    return hp->n_expert ? (hp->arch->required & ~DENSE_FFN) | EXPERT_FFN : hp->arch->required;
+}
+
 uint32_t lm_arch_wide_width(const lm_model *m)
 {
     const lm_hparams *hp = &m->hp;
@@ -55,5 +70,5 @@ uint32_t lm_arch_wide_width(const lm_model *m)
 
 const char *lm_arch_names(void)
 {
-    return "llama, qwen2, qwen3, phi3, gemma3";
+    return "llama, qwen2, qwen3, qwen3moe, phi3, gemma3";
 }

@@ -56,6 +56,12 @@ typedef struct lm_block_ops {
     /* out = columns [col0, col0 + width) of each row of in, whose rows hold
      * in_width floats (a fused product's, not the buffer's widest) */
     int (*columns)(void *ctx, lm_act out, lm_act in, int in_width, int col0, int width);
+    /* out = the mixture of experts' feed-forward of in (roles LM_W_FFN_ROUTER,
+     * LM_W_GATE_EXPS, LM_W_UP_EXPS, LM_W_DOWN_EXPS): per row the router's
+     * softmax picks the model's n_expert_used experts (the highest first),
+     * their weights renormalized where hp->expert_norm; each picked
+     * expert's SwiGLU FFN times its weight, added in that order */
+    int (*moe)(void *ctx, lm_act out, lm_act in);
     /* x *= factor, per row of dim */
     int (*scale)(void *ctx, lm_act x, float factor, int dim);
     /* x += y, per row of dim */
@@ -78,8 +84,8 @@ typedef struct {
             return -1;     \
     } while (0)
 
-/* TMP = the SwiGLU feed-forward of XN (GATE, UP, DOWN), which the llama-like
- * blocks share (src/arch/ffn.c). */
+/* TMP = the SwiGLU feed-forward of XN: the dense one (GATE, UP, DOWN), or
+ * the mixture of experts where the model has them (src/arch/ffn.c). */
 int lm_block_swiglu_ffn(const lm_block *b);
 
 /* out = in x W^T (+ bias, where the layer has the role `bias`; -1: none). */

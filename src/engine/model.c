@@ -33,6 +33,10 @@ static const char *const layer_tensor_names[LM_W_PER_LAYER] = {
     [LM_W_ATTN_POST_NORM] = "post_attention_norm.weight",
     [LM_W_FFN_POST_NORM] = "post_ffw_norm.weight",
     [LM_W_QKV] = "attn_qkv.weight",
+    [LM_W_FFN_ROUTER] = "ffn_gate_inp.weight",
+    [LM_W_GATE_EXPS] = "ffn_gate_exps.weight",
+    [LM_W_UP_EXPS] = "ffn_up_exps.weight",
+    [LM_W_DOWN_EXPS] = "ffn_down_exps.weight",
 };
 
 static int arch_key_u32(const lm_gguf *g, const char *arch, const char *suffix, uint32_t *out,
@@ -60,6 +64,40 @@ int lm_model_key_u32(const lm_model *m, const char *suffix, uint32_t *out)
 int lm_model_key_f32(const lm_model *m, const char *suffix, float *out)
 {
     return arch_key_f32(m->gguf, m->hp.arch_name, suffix, out);
+}
+
+/* A mixture of experts' counts and widths, for the architectures that can
+ * have one; 0 or -1 with an error. */
+static int read_experts(lm_model *m)
+{
+    lm_hparams *hp = &m->hp;
+    const char *path = lm_gguf_path(m->gguf);
+    arch_key_u32(m->gguf, hp->arch_name, "expert_count", &hp->n_expert, false);
+    if (hp->n_expert == 0) {
+        if (hp->arch->moe == LM_MOE_ALWAYS) {
+            lm_set_error("%s: %s needs %s.expert_count", path, hp->arch_name, hp->arch_name);
+            return -1;
+        }
+        return 0;
+    }
+    if (hp->arch->moe == LM_MOE_NEVER) {
+        lm_set_error("%s: lamina runs %s without experts (expert_count %u)", path, hp->arch_name,
+                     hp->n_expert);
+        return -1;
+    }
+    hp->n_ff_exp = hp->n_ff;
+    if (hp->arch->expert_ff_key)
+        arch_key_u32(m->gguf, hp->arch_name, "expert_feed_forward_length", &hp->n_ff_exp, false);
+    if (arch_key_u32(m->gguf, hp->arch_name, "expert_used_count", &hp->n_expert_used, true) != 0)
+        return -1;
+    if (hp->n_expert > LM_MAX_EXPERTS || hp->n_expert_used == 0 ||
+        hp->n_expert_used > hp->n_expert || hp->n_ff_exp == 0 || hp->n_ff_exp > (1u << 22)) {
+        lm_set_error("%s: inconsistent experts (%u experts, %u used, width %u; at most %d)",
+                     path, hp->n_expert, hp->n_expert_used, hp->n_ff_exp, LM_MAX_EXPERTS);
+        return -1;
+    }
+    hp->expert_norm = hp->arch->expert_norm;
+    return 0;
 }
 
 static int read_hparams(lm_model *m)
@@ -126,19 +164,24 @@ static int read_hparams(lm_model *m)
     }
     hp->embd_scale = 1.0f;
     hp->rope_base_swa = hp->rope_base;
+    if (read_experts(m) != 0)
+        return -1;
     return hp->arch->read_hparams ? hp->arch->read_hparams(m) : 0;
 }
 
-/* Checks a tensor's type and shape; ne1 == 0 means a vector. */
-static int check_tensor(const lm_gguf *g, const lm_gguf_tensor *t, uint64_t ne0, uint64_t ne1)
+/* Checks a tensor's type and shape; ne1 == 0 means a vector, ne2 != 0 a
+ * stack of ne2 matrices (experts). */
+static int check_tensor3(const lm_gguf *g, const lm_gguf_tensor *t, uint64_t ne0, uint64_t ne1,
+                         uint64_t ne2)
 {
-    uint64_t want_dims = ne1 ? 2 : 1;
-    uint64_t got1 = t->n_dims > 1 ? t->ne[1] : 0;
-    if (t->n_dims != want_dims || t->ne[0] != ne0 || got1 != ne1) {
-        lm_set_error("%s: tensor '%.*s' has shape [%llu, %llu], expected [%llu, %llu]",
-                     lm_gguf_path(g), (int)t->name.len, t->name.data,
+    uint64_t want_dims = ne2 ? 3 : ne1 ? 2 : 1;
+    uint64_t got1 = t->n_dims > 1 ? t->ne[1] : 0, got2 = t->n_dims > 2 ? t->ne[2] : 0;
+    if (t->n_dims != want_dims || t->ne[0] != ne0 || got1 != ne1 || got2 != ne2) {
+        lm_set_error("%s: tensor '%.*s' has shape [%llu, %llu, %llu], expected [%llu, %llu, "
+                     "%llu]", lm_gguf_path(g), (int)t->name.len, t->name.data,
                      (unsigned long long)t->ne[0], (unsigned long long)got1,
-                     (unsigned long long)ne0, (unsigned long long)ne1);
+                     (unsigned long long)got2, (unsigned long long)ne0,
+                     (unsigned long long)ne1, (unsigned long long)ne2);
         return -1;
     }
     bool is_vector = ne1 == 0;
@@ -150,6 +193,11 @@ static int check_tensor(const lm_gguf *g, const lm_gguf_tensor *t, uint64_t ne0,
     return 0;
 }
 
+static int check_tensor(const lm_gguf *g, const lm_gguf_tensor *t, uint64_t ne0, uint64_t ne1)
+{
+    return check_tensor3(g, t, ne0, ne1, 0);
+}
+
 static const lm_gguf_tensor *need_tensor(const lm_gguf *g, const char *name)
 {
     const lm_gguf_tensor *t = lm_gguf_find_tensor(g, name);
@@ -159,7 +207,8 @@ static const lm_gguf_tensor *need_tensor(const lm_gguf *g, const char *name)
 }
 
 /* Expected [ne0, ne1] of each layer tensor. */
-static void layer_tensor_shape(const lm_hparams *hp, int w, uint64_t *ne0, uint64_t *ne1)
+static void layer_tensor_shape(const lm_hparams *hp, int w, uint64_t *ne0, uint64_t *ne1,
+                               uint64_t *ne2)
 {
     /* an architecture whose ffn_up holds the gate's rows, then the up's */
     const uint64_t up = hp->arch->fused_gate_up ? 2 * (uint64_t)hp->n_ff : hp->n_ff;
@@ -174,9 +223,14 @@ static void layer_tensor_shape(const lm_hparams *hp, int w, uint64_t *ne0, uint6
         [LM_W_Q_NORM] = {hp->head_dim, 0},  [LM_W_K_NORM] = {hp->head_dim, 0},
         [LM_W_ATTN_POST_NORM] = {hp->n_embd, 0}, [LM_W_FFN_POST_NORM] = {hp->n_embd, 0},
         [LM_W_QKV] = {hp->n_embd, q + 2 * kv},
+        [LM_W_FFN_ROUTER] = {hp->n_embd, hp->n_expert},
+        [LM_W_GATE_EXPS] = {hp->n_embd, hp->n_ff_exp},
+        [LM_W_UP_EXPS] = {hp->n_embd, hp->n_ff_exp},
+        [LM_W_DOWN_EXPS] = {hp->n_ff_exp, hp->n_embd},
     };
     *ne0 = shapes[w][0];
     *ne1 = shapes[w][1];
+    *ne2 = w == LM_W_GATE_EXPS || w == LM_W_UP_EXPS || w == LM_W_DOWN_EXPS ? hp->n_expert : 0;
 }
 
 static int load_layers(lm_model *m)
@@ -190,22 +244,22 @@ static int load_layers(lm_model *m)
     for (uint32_t il = 0; il < m->hp.n_layer; il++) {
         lm_layer *L = &m->layers[il];
         for (int w = 0; w < LM_W_PER_LAYER; w++) {
-            const uint32_t role = LM_ROLE(w);
-            if (!((m->hp.arch->required | m->hp.arch->optional) & role))
+            const uint32_t role = LM_ROLE(w), required = lm_arch_required(&m->hp);
+            if (!((required | m->hp.arch->optional) & role))
                 continue;
             char name[96];
             snprintf(name, sizeof name, "blk.%u.%s", il, layer_tensor_names[w]);
             const lm_gguf_tensor *t = lm_gguf_find_tensor(g, name);
             if (!t) {
-                if (m->hp.arch->required & role) {
+                if (required & role) {
                     lm_set_error("%s: missing tensor '%s'", lm_gguf_path(g), name);
                     return -1;
                 }
                 continue;
             }
-            uint64_t ne0, ne1;
-            layer_tensor_shape(&m->hp, w, &ne0, &ne1);
-            if (check_tensor(g, t, ne0, ne1) != 0)
+            uint64_t ne0, ne1, ne2;
+            layer_tensor_shape(&m->hp, w, &ne0, &ne1, &ne2);
+            if (check_tensor3(g, t, ne0, ne1, ne2) != 0)
                 return -1;
             L->t[w] = t;
             L->nbytes += t->nbytes;

@@ -31,7 +31,13 @@ typedef struct {
      * unless swa_period is 0 or (il + 1) is a multiple of it */
     uint32_t n_swa, swa_period;
     float rope_base_swa;  /* RoPE base of the sliding-window layers */
+    /* mixture of experts (0 experts: a dense feed-forward) */
+    uint32_t n_expert, n_expert_used; /* experts, and how many each token uses */
+    uint32_t n_ff_exp;    /* an expert's feed-forward width */
+    bool expert_norm;     /* the used experts' weights are renormalized to sum 1 */
 } lm_hparams;
+
+#define LM_MAX_EXPERTS 512
 
 /* Whether layer il attends over a sliding window (hp->n_swa positions). */
 static inline bool lm_layer_is_swa(const lm_hparams *hp, int il)
@@ -50,6 +56,8 @@ enum {
     LM_W_Q_NORM, LM_W_K_NORM,                /* per head, before RoPE */
     LM_W_ATTN_POST_NORM, LM_W_FFN_POST_NORM, /* on attention's and the FFN's output */
     LM_W_QKV,                                /* Q, K and V in one matrix (phi3) */
+    LM_W_FFN_ROUTER,                         /* mixture of experts: the router ... */
+    LM_W_GATE_EXPS, LM_W_UP_EXPS, LM_W_DOWN_EXPS, /* ... and every expert's FFN (3-D) */
     LM_W_PER_LAYER
 };
 

@@ -68,6 +68,9 @@ static void print_model(const lm_model *m)
     if (hp->n_swa > 0)
         printf("sliding window: %u positions on %u of every %u layers (RoPE base %g)\n",
                hp->n_swa, hp->swa_period - 1, hp->swa_period, hp->rope_base_swa);
+    if (hp->n_expert > 0)
+        printf("experts:        %u (%u used per token, feed-forward %u each)\n", hp->n_expert,
+               hp->n_expert_used, hp->n_ff_exp);
     printf("rms norm eps:   %g\n", hp->norm_eps);
     printf("output head:    %s\n", hp->tied_embeddings ? "tied to token_embd" : "output.weight");
     printf("bytes/token:    %.2f MiB of weights read per decoded token\n",

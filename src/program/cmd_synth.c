@@ -27,15 +27,22 @@
 typedef struct {
     const char *name;
     uint32_t n_layer, n_embd, n_ff, n_head, n_head_kv;
+    uint32_t head_dim;              /* 0: n_embd / n_head */
+    uint32_t n_expert, n_expert_used; /* a mixture of experts (0: dense) ... */
+    uint32_t n_ff_exp;              /* ... and an expert's width (0: n_ff) */
 } synth_shape;
 
 static const synth_shape shapes[] = {
-    {"tiny", 4, 256, 768, 8, 4},
-    {"smollm2-135m", 30, 576, 1536, 9, 3},
-    {"1b", 16, 2048, 8192, 32, 8},      /* Llama 3.2 1B */
-    {"7b", 32, 4096, 11008, 32, 32},    /* Llama 2 7B */
-    {"13b", 40, 5120, 13824, 40, 40},   /* Llama 2 13B */
-    {"70b", 80, 8192, 28672, 64, 8},    /* Llama 2/3 70B */
+    {"tiny", 4, 256, 768, 8, 4, 0, 0, 0, 0},
+    {"smollm2-135m", 30, 576, 1536, 9, 3, 0, 0, 0, 0},
+    {"1b", 16, 2048, 8192, 32, 8, 0, 0, 0, 0},      /* Llama 3.2 1B */
+    {"7b", 32, 4096, 11008, 32, 32, 0, 0, 0, 0},    /* Llama 2 7B */
+    {"13b", 40, 5120, 13824, 40, 40, 0, 0, 0, 0},   /* Llama 2 13B */
+    {"70b", 80, 8192, 28672, 64, 8, 0, 0, 0, 0},    /* Llama 2/3 70B */
+    /* mixtures of experts, for --arch llama (Mixtral's layout) or qwen3moe */
+    {"moe-tiny", 4, 256, 512, 8, 4, 0, 8, 2, 256},
+    {"mixtral-8x7b", 32, 4096, 14336, 32, 8, 0, 8, 2, 0},
+    {"qwen3-30b-a3b", 48, 2048, 6144, 32, 4, 128, 128, 8, 768},
 };
 #define N_SHAPES (sizeof shapes / sizeof *shapes)
 
@@ -245,7 +252,8 @@ static int check_widths(const synth_shape *sh, uint32_t type)
 {
     const lm_type_info *info = lm_type_get(type);
     const struct { const char *what; uint32_t n; } widths[] = {
-        {"embedding", sh->n_embd}, {"feed-forward", sh->n_ff}};
+        {"embedding", sh->n_embd}, {"feed-forward", sh->n_ff},
+        {"expert feed-forward", sh->n_ff_exp}};
     for (size_t i = 0; i < sizeof widths / sizeof *widths; i++) {
         if (widths[i].n % (uint32_t)info->block_size != 0) {
             lm_set_error("type %s needs row lengths that are multiples of %d, and shape '%s' has "
@@ -282,8 +290,10 @@ static int copy_tokenizer(lm_gguf_writer *w, const char *path, uint32_t *n_vocab
 }
 
 /* The architectures synth writes, and what each adds to llama's tensors. */
-typedef enum { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_PHI3, ARCH_GEMMA3 } synth_arch;
-static const char *const arch_names[] = {"llama", "qwen2", "qwen3", "phi3", "gemma3"};
+typedef enum {
+    ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_PHI3, ARCH_GEMMA3, ARCH_QWEN3MOE
+} synth_arch;
+static const char *const arch_names[] = {"llama", "qwen2", "qwen3", "phi3", "gemma3", "qwen3moe"};
 #define N_ARCHS (sizeof arch_names / sizeof *arch_names)
 
 static int find_arch(const char *name, synth_arch *arch)
@@ -293,8 +303,8 @@ static int find_arch(const char *name, synth_arch *arch)
             *arch = (synth_arch)i;
             return 0;
         }
-    lm_set_error("unknown architecture '%s' for --arch (llama, qwen2, qwen3, phi3, gemma3)",
-                 name);
+    lm_set_error("unknown architecture '%s' for --arch (llama, qwen2, qwen3, phi3, gemma3, "
+                 "qwen3moe)", name);
     return -1;
 }
 
@@ -303,6 +313,18 @@ static const char *arch_key(char *key, size_t size, synth_arch arch, const char 
 {
     snprintf(key, size, "%s.%s", arch_names[arch], suffix);
     return key;
+}
+
+static uint32_t head_dim_of(const synth_shape *sh)
+{
+    return sh->head_dim ? sh->head_dim : sh->n_embd / sh->n_head;
+}
+
+/* an expert's width: Mixtral's layout (--arch llama) has no key for it and
+ * uses feed_forward_length */
+static uint32_t ff_exp_of(const synth_shape *sh, synth_arch arch)
+{
+    return sh->n_ff_exp && arch != ARCH_LLAMA ? sh->n_ff_exp : sh->n_ff;
 }
 
 static int add_hparams(lm_gguf_writer *w, const synth_shape *sh, uint32_t n_layer,
@@ -314,6 +336,12 @@ static int add_hparams(lm_gguf_writer *w, const synth_shape *sh, uint32_t n_laye
     /* gemma3: windows of 512 positions (its 270M's) and a global base of 1e6 */
     if (arch == ARCH_GEMMA3 && lm_gguf_add_u32(w, KEY("attention.sliding_window"), 512))
         return -1;
+    if (sh->n_expert &&
+        (lm_gguf_add_u32(w, KEY("expert_count"), sh->n_expert) ||
+         lm_gguf_add_u32(w, KEY("expert_used_count"), sh->n_expert_used) ||
+         (arch != ARCH_LLAMA &&
+          lm_gguf_add_u32(w, KEY("expert_feed_forward_length"), ff_exp_of(sh, arch)))))
+        return -1;
     return lm_gguf_add_str(w, "general.architecture", arch_names[arch]) ||
            lm_gguf_add_str(w, "general.name", name) ||
            lm_gguf_add_u32(w, "general.quantization_version", 2) ||
@@ -323,7 +351,9 @@ static int add_hparams(lm_gguf_writer *w, const synth_shape *sh, uint32_t n_laye
            lm_gguf_add_u32(w, KEY("feed_forward_length"), sh->n_ff) ||
            lm_gguf_add_u32(w, KEY("attention.head_count"), sh->n_head) ||
            lm_gguf_add_u32(w, KEY("attention.head_count_kv"), sh->n_head_kv) ||
-           lm_gguf_add_u32(w, KEY("rope.dimension_count"), sh->n_embd / sh->n_head) ||
+           lm_gguf_add_u32(w, KEY("rope.dimension_count"), head_dim_of(sh)) ||
+           lm_gguf_add_u32(w, KEY("attention.key_length"), head_dim_of(sh)) ||
+           lm_gguf_add_u32(w, KEY("attention.value_length"), head_dim_of(sh)) ||
            lm_gguf_add_f32(w, KEY("rope.freq_base"), arch == ARCH_GEMMA3 ? 1e6f : 10000.0f) ||
            lm_gguf_add_f32(w, KEY("attention.layer_norm_rms_epsilon"),
                            arch == ARCH_LLAMA || arch == ARCH_PHI3 ? 1e-5f : 1e-6f);
@@ -337,9 +367,11 @@ typedef struct {
     progress *prog;
 } tensor_list;
 
-/* A matrix of rows x cols (ne = {cols, rows}), or a vector when rows is 0. */
-static int add(lm_gguf_writer *w, tensor_list *tl, const char *name, uint32_t type,
-               uint64_t cols, uint64_t rows, float scale, float base, uint32_t layer)
+/* A matrix of rows x cols (ne = {cols, rows}), or a vector when rows is 0,
+ * or (depth > 1) depth such matrices stacked. */
+static int add_stack(lm_gguf_writer *w, tensor_list *tl, const char *name, uint32_t type,
+                     uint64_t cols, uint64_t rows, uint64_t depth, float scale, float base,
+                     uint32_t layer)
 {
     gen *g = &tl->gens[tl->n];
     uint64_t seed = tl->seed + tl->n * 0x9E3779B97F4A7C15ull;
@@ -347,12 +379,24 @@ static int add(lm_gguf_writer *w, tensor_list *tl, const char *name, uint32_t ty
                .scale = scale, .base = base, .seed = lm_splitmix64(&seed), .layer = layer,
                .prog = tl->prog};
     gen_scales(g);
-    const uint64_t ne[2] = {cols, rows};
-    if (lm_gguf_add_tensor_fill(w, name, type, rows ? 2 : 1, ne, gen_fill, g) != 0)
+    const uint64_t ne[3] = {cols, rows, depth};
+    if (lm_gguf_add_tensor_fill(w, name, type, depth > 1 ? 3 : rows ? 2 : 1, ne, gen_fill, g) != 0)
         return -1;
     tl->n++;
-    tl->total_bytes += g->row_bytes * (rows ? rows : 1);
+    tl->total_bytes += g->row_bytes * (rows ? rows : 1) * depth;
     return 0;
+}
+
+static int add(lm_gguf_writer *w, tensor_list *tl, const char *name, uint32_t type,
+               uint64_t cols, uint64_t rows, float scale, float base, uint32_t layer)
+{
+    return add_stack(w, tl, name, type, cols, rows, 1, scale, base, layer);
+}
+
+static int add3(lm_gguf_writer *w, tensor_list *tl, const char *name, uint32_t type,
+                uint64_t cols, uint64_t rows, uint64_t depth, float scale, uint32_t layer)
+{
+    return add_stack(w, tl, name, type, cols, rows, depth, scale, 0, layer);
 }
 
 /* A layer's tensors beyond llama's: biases (qwen2), per-head norms (qwen3,
@@ -367,7 +411,7 @@ static int add_extras(lm_gguf_writer *w, tensor_list *tl, synth_arch arch, uint3
         return add(w, tl, NAME("attn_q.bias"), LM_TYPE_F32, embd, 0, 0.1f, 0, L) ||
                add(w, tl, NAME("attn_k.bias"), LM_TYPE_F32, kv, 0, 0.1f, 0, L) ||
                add(w, tl, NAME("attn_v.bias"), LM_TYPE_F32, kv, 0, 0.1f, 0, L);
-    if ((arch == ARCH_QWEN3 || arch == ARCH_GEMMA3) &&
+    if ((arch == ARCH_QWEN3 || arch == ARCH_QWEN3MOE || arch == ARCH_GEMMA3) &&
         (add(w, tl, NAME("attn_q_norm.weight"), LM_TYPE_F32, head_dim, 0, 0.2f, 1.0f, L) ||
          add(w, tl, NAME("attn_k_norm.weight"), LM_TYPE_F32, head_dim, 0, 0.2f, 1.0f, L)))
         return -1;
@@ -379,11 +423,28 @@ static int add_extras(lm_gguf_writer *w, tensor_list *tl, synth_arch arch, uint3
 #undef NAME
 }
 
+/* A layer's mixture of experts: ffn_gate_inp [embd, n_expert] and each
+ * expert's gate, up and down stacked (3-D) */
+static int add_experts(lm_gguf_writer *w, tensor_list *tl, uint32_t il, uint64_t embd,
+                       uint64_t ff, uint32_t n_expert, uint32_t type, float in, float fs)
+{
+    char n[4][64];
+    static const char *const suffix[4] = {"ffn_gate_inp.weight", "ffn_gate_exps.weight",
+                                          "ffn_up_exps.weight", "ffn_down_exps.weight"};
+    for (int i = 0; i < 4; i++)
+        snprintf(n[i], sizeof n[i], "blk.%u.%s", il, suffix[i]);
+    const uint32_t L = il + 1;
+    return add(w, tl, n[0], LM_TYPE_F32, embd, n_expert, 4 * in, 0, L) ||
+           add3(w, tl, n[1], type, embd, ff, n_expert, in, L) ||
+           add3(w, tl, n[2], type, embd, ff, n_expert, in, L) ||
+           add3(w, tl, n[3], type, ff, embd, n_expert, fs, L);
+}
+
 static int add_tensors(lm_gguf_writer *w, tensor_list *tl, const synth_shape *sh,
                        uint32_t n_layer, uint32_t n_vocab, uint32_t type, synth_arch arch)
 {
-    const uint64_t embd = sh->n_embd, ff = sh->n_ff, head_dim = sh->n_embd / sh->n_head;
-    const uint64_t kv = (uint64_t)sh->n_head_kv * head_dim;
+    const uint64_t embd = sh->n_embd, ff = sh->n_ff, head_dim = head_dim_of(sh);
+    const uint64_t q = (uint64_t)sh->n_head * head_dim, kv = (uint64_t)sh->n_head_kv * head_dim;
     const float in = 1.0f / sqrtf((float)embd), fs = 1.0f / sqrtf((float)ff);
     if (add(w, tl, "token_embd.weight", type, embd, n_vocab, 1.0f, 0, 0))
         return -1;
@@ -398,14 +459,21 @@ static int add_tensors(lm_gguf_writer *w, tensor_list *tl, const synth_shape *sh
         const uint32_t L = il + 1;
         if (add(w, tl, n[0], LM_TYPE_F32, embd, 0, 0.2f, 1.0f, L))
             return -1;
-        if (arch == ARCH_PHI3 ? add(w, tl, n[9], type, embd, embd + 2 * kv, 2 * in, 0, L)
-                              : add(w, tl, n[1], type, embd, embd, 2 * in, 0, L) ||
+        if (arch == ARCH_PHI3 ? add(w, tl, n[9], type, embd, q + 2 * kv, 2 * in, 0, L)
+                              : add(w, tl, n[1], type, embd, q, 2 * in, 0, L) ||
                                     add(w, tl, n[2], type, embd, kv, 2 * in, 0, L) ||
                                     add(w, tl, n[3], type, embd, kv, in, 0, L))
             return -1;
-        if (add(w, tl, n[4], type, embd, embd, in, 0, L) ||
+        if (add(w, tl, n[4], type, q, embd, in, 0, L) ||
             add(w, tl, n[5], LM_TYPE_F32, embd, 0, 0.2f, 1.0f, L))
             return -1;
+        if (sh->n_expert) { /* the router (F32, as llama-quantize keeps it), the experts */
+            const uint64_t fe = ff_exp_of(sh, arch);
+            if (add_experts(w, tl, il, embd, fe, sh->n_expert, type, in, 1.0f / sqrtf((float)fe)) ||
+                add_extras(w, tl, arch, il, embd, head_dim, kv))
+                return -1;
+            continue;
+        }
         /* phi3: ffn_up holds the gate's rows, then the up's */
         if (arch == ARCH_PHI3 ? add(w, tl, n[7], type, embd, 2 * ff, in, 0, L)
                               : add(w, tl, n[6], type, embd, ff, in, 0, L) ||
@@ -452,6 +520,14 @@ static int synth(const lm_cli *o)
     if ((o->type && parse_type(o->type, &type) != 0) || check_widths(sh, type) != 0 ||
         (o->arch && find_arch(o->arch, &arch) != 0))
         return -1;
+    if (sh->n_expert ? arch != ARCH_LLAMA && arch != ARCH_QWEN3MOE : arch == ARCH_QWEN3MOE) {
+        lm_set_error(sh->n_expert ? "shape '%s' has experts: use --arch llama (Mixtral's layout) "
+                                    "or qwen3moe"
+                                  : "--arch qwen3moe needs a shape with experts, not '%s' "
+                                    "(moe-tiny, mixtral-8x7b, qwen3-30b-a3b)",
+                     sh->name);
+        return -1;
+    }
     const char *tok = o->tokenizer_from;
     if (!tok)
         tok = getenv("LAMINA_TEST_MODEL");
@@ -461,7 +537,7 @@ static int synth(const lm_cli *o)
 
     progress prog = {.n_layer = n_layer, .quiet = o->quiet, .tty = isatty(2) == 1};
     tensor_list tl = {.seed = o->seed_given ? o->sampling.seed : 1, .prog = &prog};
-    tl.cap = 3 + 15 * (size_t)n_layer;
+    tl.cap = 3 + 19 * (size_t)n_layer;
     tl.gens = calloc(tl.cap, sizeof *tl.gens);
     lm_gguf_writer *w = lm_gguf_writer_new();
     uint32_t n_vocab = 0;
