@@ -8,6 +8,7 @@
 #include "arch.h"
 #include "backend.h"
 #include "error.h"
+#include "expert_cache.h"
 #include "kernels.h"
 #include "ops.h"
 #include "quant.h"
@@ -130,6 +131,7 @@ static int op_columns(void *ctx, lm_act out, lm_act in, int in_width, int col0, 
 }
 
 /* expert e's matrix of a stacked (3-D) tensor of role w */
+/* Expert e's matrix of stacked tensor w, in the layer's view. */
 static const void *expert_matrix(const cpu_backend *cb, int w, int e)
 {
     const lm_gguf_tensor *t = cb->base.model->layers[cb->il].t[w];
@@ -137,11 +139,33 @@ static const void *expert_matrix(const cpu_backend *cb, int w, int e)
            (size_t)e * t->ne[1] * lm_row_size(t->type, (int64_t)t->ne[0]);
 }
 
-static void expert_matmul(cpu_backend *cb, int w, int e, const float *x, int n, float *y)
+static void expert_matmul(cpu_backend *cb, int w, const void *matrix, const float *x, int n,
+                          float *y)
 {
     const lm_gguf_tensor *t = cb->base.model->layers[cb->il].t[w];
-    lm_cpu_matmul(t->type, expert_matrix(cb, w, e), (int64_t)t->ne[1], (int64_t)t->ne[0], x, n,
-                  y, cb->scratch);
+    lm_cpu_matmul(t->type, matrix, (int64_t)t->ne[1], (int64_t)t->ne[0], x, n, y, cb->scratch);
+}
+
+/* Expert e's SwiGLU FFN (matrices gate, up, down) over the rows of x that
+ * picked it, each output into its pick's place in moe_out. */
+static void run_expert(cpu_backend *cb, int e, const float *x, const void *const mats[3])
+{
+    const lm_hparams *hp = &cb->base.model->hp;
+    const int n = cb->n, K = (int)hp->n_expert_used, D = (int)hp->n_embd;
+    const int F = (int)hp->n_ff_exp;
+    int rows = 0;
+    for (int s = 0; s < n * K; s++)
+        if (cb->moe_picked[s] == e) {
+            memcpy(cb->moe_x + (size_t)rows * D, x + (size_t)(s / K) * D, D * sizeof(float));
+            cb->moe_slots[rows++] = s;
+        }
+    expert_matmul(cb, LM_W_GATE_EXPS, mats[0], cb->moe_x, rows, cb->moe_gate);
+    expert_matmul(cb, LM_W_UP_EXPS, mats[1], cb->moe_x, rows, cb->moe_up);
+    lm_swiglu(cb->moe_gate, cb->moe_gate, cb->moe_up, (int64_t)rows * F);
+    expert_matmul(cb, LM_W_DOWN_EXPS, mats[2], cb->moe_gate, rows, cb->moe_down);
+    for (int i = 0; i < rows; i++)
+        memcpy(cb->moe_out + (size_t)cb->moe_slots[i] * D, cb->moe_down + (size_t)i * D,
+               D * sizeof(float));
 }
 
 static int op_moe(void *ctx, lm_act out, lm_act in)
@@ -150,7 +174,7 @@ static int op_moe(void *ctx, lm_act out, lm_act in)
     const lm_model *m = cb->base.model;
     const lm_hparams *hp = &m->hp;
     const int n = cb->n, E = (int)hp->n_expert, K = (int)hp->n_expert_used;
-    const int D = (int)hp->n_embd, F = (int)hp->n_ff_exp;
+    const int D = (int)hp->n_embd;
     const float *x = cb->act[in];
     const lm_gguf_tensor *router = m->layers[cb->il].t[LM_W_FFN_ROUTER];
     lm_cpu_matmul(router->type, cb->w->data[LM_W_FFN_ROUTER], E, D, x, n, cb->moe_logits,
@@ -158,23 +182,30 @@ static int op_moe(void *ctx, lm_act out, lm_act in)
     for (int t = 0; t < n; t++)
         lm_moe_route(cb->moe_logits + (size_t)t * E, E, K, hp->expert_norm, cb->moe_probs,
                      cb->moe_picked + (size_t)t * K, cb->moe_weights + (size_t)t * K);
-    /* each expert once, over the rows that picked it */
-    for (int e = 0; e < E; e++) {
-        int rows = 0;
-        for (int s = 0; s < n * K; s++)
-            if (cb->moe_picked[s] == e) {
-                memcpy(cb->moe_x + (size_t)rows * D, x + (size_t)(s / K) * D, D * sizeof(float));
-                cb->moe_slots[rows++] = s;
-            }
-        if (!rows)
-            continue;
-        expert_matmul(cb, LM_W_GATE_EXPS, e, cb->moe_x, rows, cb->moe_gate);
-        expert_matmul(cb, LM_W_UP_EXPS, e, cb->moe_x, rows, cb->moe_up);
-        lm_swiglu(cb->moe_gate, cb->moe_gate, cb->moe_up, (int64_t)rows * F);
-        expert_matmul(cb, LM_W_DOWN_EXPS, e, cb->moe_gate, rows, cb->moe_down);
-        for (int i = 0; i < rows; i++)
-            memcpy(cb->moe_out + (size_t)cb->moe_slots[i] * D, cb->moe_down + (size_t)i * D,
-                   D * sizeof(float));
+    /* the experts any row picked, each computed once over its rows (the
+     * order does not change a number: each writes its own picks' places) */
+    int32_t used[LM_MAX_EXPERTS];
+    bool picked[LM_MAX_EXPERTS] = {false};
+    int n_used = 0;
+    for (int s = 0; s < n * K; s++)
+        picked[cb->moe_picked[s]] = true;
+    for (int e = 0; e < E; e++)
+        if (picked[e])
+            used[n_used++] = e;
+    lm_expert_cache *cache = cb->w->experts;
+    if (cache) /* read what is not cached while the rest computes */
+        lm_expert_cache_want(cache, cb->il, used, n_used);
+    for (int i = 0; i < n_used; i++) {
+        const void *mats[3];
+        if (!cache) {
+            for (int r = 0; r < 3; r++)
+                mats[r] = expert_matrix(cb, LM_W_GATE_EXPS + r, used[i]);
+        } else if (lm_expert_cache_acquire(cache, cb->il, used[i], mats) != 0) {
+            return -1;
+        }
+        run_expert(cb, used[i], x, mats);
+        if (cache)
+            lm_expert_cache_release(cache, cb->il, used[i]);
     }
     /* per row: each pick's output times its weight, added highest first */
     for (int t = 0; t < n; t++) {

@@ -51,6 +51,8 @@ static int plan_for(const lm_model *m, const lm_engine_params *p, lm_device_use 
         .force_ram_layers = p->ram_layers,
         .n_prompt = p->n_prompt,
         .n_parallel = p->n_seq,
+        .whole_layers = p->whole_layers,
+        .expert_cache_bytes = p->expert_cache,
     };
     if (lm_probe(m, p->reprobe, &probes) != 0)
         return -1;

@@ -25,6 +25,8 @@ typedef struct {
     uint64_t vram_budget; /* 0: the device's memory less a margin */
     int ram_layers;       /* -1: the planner decides; else keep this many in RAM */
     bool no_prefetch;     /* reads and compute in turn */
+    bool whole_layers;    /* mixtures of experts: read every expert of a streamed layer */
+    uint64_t expert_cache; /* bytes for the expert cache; 0: what the RAM budget leaves */
     bool reprobe;         /* measure the probes again */
     bool quiet;           /* no plan summary or loading lines on stderr */
 } lm_engine_params;

@@ -448,6 +448,7 @@ void lm_model_layer_view(const lm_model *m, int il, lm_layer_view *view)
         view->data[w] = t ? t->data : NULL;
     }
     view->device_slot = -1;
+    view->experts = NULL;
 }
 
 uint64_t lm_model_bytes_per_token(const lm_model *m)

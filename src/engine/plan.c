@@ -10,6 +10,7 @@
 
 #include "backend.h"
 #include "error.h"
+#include "expert_cache.h"
 #include "streamer.h"
 
 #define MIB(x) ((double)(x) / (1024.0 * 1024.0))
@@ -134,6 +135,26 @@ static double cpu_head_ms(const lm_plan *plan, const lm_model *m)
                                         : compute_ms(&plan->probes, out, 1, 1);
 }
 
+bool lm_plan_layer_experts_apart(const lm_model *m, const lm_plan *plan, int il)
+{
+    return plan->experts_apart && plan->place[il] == LM_PLACE_DISK && lm_expert_bytes(m, il) > 0;
+}
+
+/* Bytes a pass of n_tok rows reads from disk for layer il (placed there):
+ * the whole layer, or without the experts, only the distinct experts the
+ * rows pick (n_used of n_expert each, as if at random) that the cache
+ * misses. */
+static double disk_bytes(const lm_plan *plan, const lm_model *m, int il, int n_tok)
+{
+    if (!lm_plan_layer_experts_apart(m, plan, il))
+        return (double)plan->layer_bytes[il];
+    const double E = m->hp.n_expert, K = m->hp.n_expert_used;
+    const double distinct = E * (1.0 - pow(1.0 - K / E, n_tok));
+    const double expert = (double)lm_expert_bytes(m, il);
+    return (double)plan->layer_bytes[il] - E * expert + distinct * expert *
+           (1.0 - plan->expert_hit_rate);
+}
+
 static layer_cost cost_of(const lm_plan *plan, const lm_model *m, int il, int n_tok)
 {
     layer_cost c = {0};
@@ -152,7 +173,7 @@ static layer_cost cost_of(const lm_plan *plan, const lm_model *m, int il, int n_
         c.cpu = cpu_layer_ms(plan, m, il, n_tok);
     }
     if (p == LM_PLACE_DISK || p == LM_PLACE_DEVICE_DISK)
-        c.disk = ms_for(bytes, plan->probes.disk_bw);
+        c.disk = ms_for((uint64_t)disk_bytes(plan, m, il, n_tok), plan->probes.disk_bw);
     return c;
 }
 
@@ -286,7 +307,8 @@ static uint64_t staging_bytes(const lm_plan *plan, const lm_model *m)
     uint64_t most = 0;
     for (int il = 0; il < plan->n_layer; il++)
         if (plan->place[il] == LM_PLACE_DISK || plan->place[il] == LM_PLACE_DEVICE_DISK) {
-            const uint64_t b = lm_streamer_layer_bytes(m, il);
+            const uint64_t b =
+                lm_streamer_layer_bytes(m, il, !lm_plan_layer_experts_apart(m, plan, il));
             most = b > most ? b : most;
         }
     return most * (plan->prefetch ? 2 : 1);
@@ -349,8 +371,52 @@ static int place_device(const lm_model *m, const lm_plan_request *req, lm_plan *
  * device's layer its pinned copy (the file's stretch, gaps and all). */
 static uint64_t ram_bytes(const lm_plan *plan, const lm_model *m, int il)
 {
-    return lm_place_on_device(plan->place[il]) ? lm_streamer_layer_bytes(m, il)
+    return lm_place_on_device(plan->place[il]) ? lm_streamer_layer_bytes(m, il, true)
                                                : plan->layer_bytes[il];
+}
+
+/* The experts of the layers read from disk without them: all of them,
+ * and the number of such layers. */
+static uint64_t apart_expert_bytes(const lm_plan *plan, const lm_model *m, int *n_layers)
+{
+    uint64_t bytes = 0;
+    *n_layers = 0;
+    for (int il = 0; il < plan->n_layer; il++)
+        if (lm_plan_layer_experts_apart(m, plan, il)) {
+            bytes += lm_expert_bytes(m, il) * m->hp.n_expert;
+            ++*n_layers;
+        }
+    return bytes;
+}
+
+/* The expert cache the placement needs at least: two slots (one
+ * computing, one reading), or the size asked for. */
+static uint64_t expert_cache_least(const lm_plan *plan, const lm_model *m,
+                                   const lm_plan_request *req)
+{
+    int n_apart;
+    if (!apart_expert_bytes(plan, m, &n_apart))
+        return 0;
+    const uint64_t two = 2 * lm_expert_slot_bytes(m);
+    return req->expert_cache_bytes > two ? req->expert_cache_bytes : two;
+}
+
+/* After placing: the expert cache takes what the RAM budget leaves (no
+ * more than every expert it could hold), and its hit rate is predicted as
+ * the share of the experts it holds. */
+static void size_expert_cache(lm_plan *plan, const lm_model *m, const lm_plan_request *req)
+{
+    int n_apart;
+    const uint64_t all = apart_expert_bytes(plan, m, &n_apart);
+    const uint64_t least = expert_cache_least(plan, m, req);
+    uint64_t cache = least;
+    if (least && !req->expert_cache_bytes && plan->ram_budget > plan->ram_total)
+        cache += plan->ram_budget - plan->ram_total;
+    cache = cache > all && all >= least ? all : cache;
+    plan->ram_total += cache - least;
+    plan->expert_cache_bytes = cache;
+    const uint64_t slot = lm_expert_slot_bytes(m);
+    plan->expert_hit_rate = all ? (double)(cache / slot) / (double)(all / slot) : 0.0;
 }
 
 /* Host side: the layers not resident on the device keep their weights in
@@ -379,7 +445,8 @@ static int place_host(const lm_model *m, const lm_plan_request *req, lm_plan *pl
                                   : (ram ? LM_PLACE_RAM : LM_PLACE_DISK);
             in_ram += ram ? ram_bytes(plan, m, il) : 0;
         }
-        const uint64_t total = fixed + in_ram + staging_bytes(plan, m);
+        const uint64_t total = fixed + in_ram + staging_bytes(plan, m) +
+                               expert_cache_least(plan, m, req);
         if (total <= plan->ram_budget && (req->force_ram_layers < 0 || k <= req->force_ram_layers))
             keep = k;
         if (k == keep)
@@ -401,6 +468,7 @@ static int place_host(const lm_model *m, const lm_plan_request *req, lm_plan *pl
     }
     plan->staging_bytes = staging_bytes(plan, m);
     plan->ram_total = best_total;
+    size_expert_cache(plan, m, req);
     return 0;
 }
 
@@ -438,7 +506,12 @@ static void predict(const lm_model *m, const lm_plan_request *req, lm_plan *plan
     plan->head_ms = head_ms_on(plan, m, plan->head_on_device);
     plan->token_ms = plan->head_ms;
     plan->cpu_ms = plan->device_ms = plan->disk_ms = plan->copy_ms = 0;
+    plan->read_bytes_per_token = plan->dense_read_bytes_per_token = 0;
     for (int il = 0; il < plan->n_layer; il++) {
+        if (plan->place[il] == LM_PLACE_DISK || plan->place[il] == LM_PLACE_DEVICE_DISK) {
+            plan->read_bytes_per_token += (uint64_t)disk_bytes(plan, m, il, 1);
+            plan->dense_read_bytes_per_token += plan->layer_bytes[il];
+        }
         const layer_cost c = learned_cost(plan, m, il, 1);
         plan->layer_ms[il] = layer_ms(plan, c);
         plan->token_ms += plan->layer_ms[il];
@@ -519,7 +592,7 @@ again:
                 plan->place[il] = lm_place_on_device(plan->place[il]) ? LM_PLACE_DEVICE_DISK
                                                                       : LM_PLACE_DISK;
         const uint64_t kv = kv_per_layer(plan) * (uint64_t)(n - n_dev);
-        const uint64_t stage = staging_bytes(plan, m);
+        const uint64_t stage = staging_bytes(plan, m) + expert_cache_least(plan, m, req);
         const uint64_t shared = plan->dev.is_cpu ? plan->device_total : 0;
         const uint64_t need = kv + plan->activation_bytes + plan->head_bytes + stage +
                               LM_PLAN_RAM_OVERHEAD + shared;
@@ -559,6 +632,10 @@ int lm_plan_make(const lm_model *m, const lm_plan_request *req, const lm_probes 
 {
     memset(plan, 0, sizeof *plan);
     plan->n_layer = (int)m->hp.n_layer;
+    plan->experts_apart = m->hp.n_expert > 0 && !req->whole_layers;
+    plan->n_expert = (int)m->hp.n_expert;
+    plan->n_expert_used = (int)m->hp.n_expert_used;
+    plan->expert_slot_bytes = m->hp.n_expert ? lm_expert_slot_bytes(m) : 0;
     plan->probes = *probes;
     plan->prefetch = req->prefetch;
     if (req->learned)

@@ -88,6 +88,10 @@ typedef struct {
     int n_prompt;          /* prompt length the time to first token is predicted for */
     int n_parallel;        /* sequences decoded together (0 or 1: one) */
     const lm_learned *learned; /* what runs measured (NULL: the probes alone) */
+    /* mixtures of experts: stream every expert of a layer read from disk
+     * (whole layers, as for a dense model) rather than only the routed ones */
+    bool whole_layers;
+    uint64_t expert_cache_bytes; /* 0: what the RAM budget leaves */
 } lm_plan_request;
 
 typedef struct {
@@ -127,6 +131,16 @@ typedef struct {
      * the predictions above are scaled by it */
     int learned_runs;
     double learned_factor;
+    /* a mixture of experts' layers read from disk on the CPU: only the
+     * routed experts are read (experts_apart), through an expert cache of
+     * expert_cache_bytes (expert_cache.h); the hit rate predicted for it if
+     * every expert were as likely as any other; bytes read from disk per
+     * decoded token, and what reading every expert would read */
+    bool experts_apart;
+    int n_expert, n_expert_used; /* the model's (0: no experts) */
+    uint64_t expert_cache_bytes, expert_slot_bytes;
+    double expert_hit_rate;
+    uint64_t read_bytes_per_token, dense_read_bytes_per_token;
 } lm_plan;
 
 /* 0, or -1 with a one-line error (a budget that cannot hold even one layer
@@ -159,6 +173,9 @@ void lm_plan_print_summary(const lm_plan *plan, FILE *f);
  * the streamer each pass. */
 bool lm_place_on_device(lm_placement p);
 bool lm_place_streamed(lm_placement p);
+/* Whether layer il is read from disk for the CPU with only its routed
+ * experts (they come through the expert cache). */
+bool lm_plan_layer_experts_apart(const lm_model *m, const lm_plan *plan, int il);
 
 /* "512M", "4G", "1.5GiB", "2000000" -> bytes; -1 with an error. */
 int lm_parse_size(const char *text, uint64_t *bytes);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "expert_cache.h"
 #include "kernels.h"
 #include "probe.h"
 #include "session.h"
@@ -171,11 +172,12 @@ static void plan_cache_key(const lm_model *m, const lm_plan *plan, char *key, si
     for (int il = 0; il < plan->n_layer; il++)
         counts[plan->place[il]]++;
     snprintf(key, len,
-             "plan=%s,t%d|w%llu|l%d|e%u|ram%d|disk%d|dev%d|devram%d|devdisk%d|head%d|seq%d|pf%d",
+             "plan=%s,t%d|w%llu|l%d|e%u|ram%d|disk%d|dev%d|devram%d|devdisk%d|head%d|seq%d|pf%d%s",
              lm_cpu_path_name(lm_cpu_active_path()), omp_get_max_threads(), (unsigned long long)m->weight_bytes, plan->n_layer,
              m->hp.n_embd, counts[LM_PLACE_RAM], counts[LM_PLACE_DISK], counts[LM_PLACE_DEVICE],
              counts[LM_PLACE_DEVICE_RAM], counts[LM_PLACE_DEVICE_DISK], plan->head_on_device,
-             plan->parallel > 1 ? plan->parallel : 1, plan->prefetch);
+             plan->parallel > 1 ? plan->parallel : 1, plan->prefetch,
+             plan->expert_cache_bytes ? "|experts-apart" : "");
 }
 
 void lm_plan_apply_learned(const lm_model *m, lm_plan *plan)
@@ -246,7 +248,12 @@ static void measure_figures(const lm_session *s, double factor[LM_FIG_COUNT])
     if (!s->streamer)
         return;
     /* rates: the probe's over the run's is the factor its times grow by */
-    const lm_streamer_stats st = lm_streamer_get_stats(s->streamer);
+    lm_streamer_stats st = lm_streamer_get_stats(s->streamer);
+    if (s->experts) { /* the routed experts' reads are the disk's too */
+        const lm_expert_cache_stats ex = lm_expert_cache_get_stats(s->experts);
+        st.bytes_read += ex.bytes_read;
+        st.read_seconds += ex.read_seconds;
+    }
     if (st.bytes_read >= LEARN_MIN_BYTES && st.read_seconds > 0 && plan->probes.disk_bw > 0)
         factor[LM_FIG_DISK] = plan->probes.disk_bw / ((double)st.bytes_read / st.read_seconds);
     if (st.bytes_uploaded >= LEARN_MIN_BYTES && st.upload_seconds > 0 && plan->dev.h2d_bw > 0)

@@ -109,6 +109,31 @@ static void print_figures(const lm_plan *plan, FILE *f)
     }
 }
 
+/* How a mixture of experts' layers read from disk are read. */
+static void print_experts(const lm_plan *plan, FILE *f)
+{
+    if (!plan->n_expert || !plan->dense_read_bytes_per_token)
+        return;
+    if (!plan->expert_cache_bytes) {
+        fprintf(f, "experts: the layers from disk are read whole, all %d experts each "
+                   "(--whole-layers): %.1f MiB per token\n",
+                plan->n_expert, MIB(plan->dense_read_bytes_per_token));
+        return;
+    }
+    fprintf(f, "experts: the layers from disk read only the experts routed to (%d of %d per "
+               "token), through a cache of %.1f MiB (%llu experts; predicted hit rate %.0f%%, "
+               "were every expert as likely)\n",
+            plan->n_expert_used, plan->n_expert, MIB(plan->expert_cache_bytes),
+            (unsigned long long)(plan->expert_cache_bytes / plan->expert_slot_bytes),
+            100.0 * plan->expert_hit_rate);
+    fprintf(f, "  per token %.1f MiB read from disk, against %.1f MiB reading every expert "
+               "(%.1fx fewer)\n",
+            MIB(plan->read_bytes_per_token), MIB(plan->dense_read_bytes_per_token),
+            plan->read_bytes_per_token ? (double)plan->dense_read_bytes_per_token /
+                                             (double)plan->read_bytes_per_token
+                                       : 0.0);
+}
+
 void lm_plan_print(const lm_plan *plan, FILE *f)
 {
     fprintf(f, "%-12s %-26s %12s %14s\n", "layers", "placement", "MiB each", "ms/token each");
@@ -128,9 +153,12 @@ void lm_plan_print(const lm_plan *plan, FILE *f)
             MIB(plan->ram_total), MIB(plan->ram_budget), MIB(plan->ram_weights),
             MIB(plan->head_bytes), MIB(plan->kv_bytes - plan->device_kv_bytes),
             MIB(plan->staging_bytes), MIB(plan->activation_bytes), MIB(LM_PLAN_RAM_OVERHEAD));
+    if (plan->expert_cache_bytes)
+        fprintf(f, ", expert cache %.1f", MIB(plan->expert_cache_bytes));
     if (plan->dev.is_cpu && plan->device_total)
         fprintf(f, ", the CPU device's memory %.1f", MIB(plan->device_total));
     fprintf(f, ")\n");
+    print_experts(plan, f);
     if (plan->device_total)
         fprintf(f, "device: %.1f MiB of a %.1f MiB budget (weights %.1f, KV cache %.1f, layer "
                    "slots %.1f, activations %.1f%s)\n",
@@ -203,6 +231,18 @@ json_t *lm_plan_json(const lm_plan *plan)
         plan->batch_tokens_per_s, "predicted_parallel_ms_per_pass", plan->batch_pass_ms);
     if (obj) {
         json_object_set_new(obj, "learned_runs", json_integer(plan->learned_runs));
+        json_object_set_new(obj, "predicted_read_bytes_per_token",
+                            json_integer((json_int_t)plan->read_bytes_per_token));
+        json_object_set_new(obj, "dense_read_bytes_per_token",
+                            json_integer((json_int_t)plan->dense_read_bytes_per_token));
+        if (plan->n_expert) {
+            json_object_set_new(obj, "experts", json_integer(plan->n_expert));
+            json_object_set_new(obj, "experts_per_token", json_integer(plan->n_expert_used));
+            json_object_set_new(obj, "expert_cache_bytes",
+                                json_integer((json_int_t)plan->expert_cache_bytes));
+            json_object_set_new(obj, "predicted_expert_cache_hit_rate",
+                                json_real(plan->expert_hit_rate));
+        }
         json_object_set_new(obj, "learned_factor", json_real(plan->learned_factor));
         json_object_set_new(obj, "probe_predicted_decode_tokens_per_s",
                             json_real(plan->probe_token_ms > 0 ? 1e3 / plan->probe_token_ms

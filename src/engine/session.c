@@ -8,6 +8,7 @@
 
 #include "timing.h"
 #include "error.h"
+#include "expert_cache.h"
 #include "streamer.h"
 #include "kernels.h"
 
@@ -128,6 +129,7 @@ void lm_session_free(lm_session *s)
     lm_session_learn(s); /* what its passes took, for the next plan */
     /* the streamer first: its staging memory may be the device's */
     lm_streamer_free(s->streamer);
+    lm_expert_cache_free(s->experts);
     if (s->device)
         s->device->ops->free(s->device);
     if (s->cpu)
@@ -209,9 +211,17 @@ static int stream_planned(lm_session *s)
                 .layer = il,
                 .from_disk = p == LM_PLACE_DISK || p == LM_PLACE_DEVICE_DISK,
                 .to_device = lm_place_on_device(p),
+                .no_experts = lm_plan_layer_experts_apart(s->model, plan, il),
             };
     }
-    const int rc = start_streamer(s, list, n, plan->prefetch);
+    lm_expert_cache_free(s->experts);
+    s->experts = NULL;
+    int rc = 0;
+    if (plan->expert_cache_bytes &&
+        !(s->experts = lm_expert_cache_new(s->model, plan->expert_cache_bytes, true)))
+        rc = -1;
+    if (rc == 0)
+        rc = start_streamer(s, list, n, plan->prefetch);
     free(list);
     return rc;
 }
@@ -419,6 +429,8 @@ static int run_pass(lm_session *s, const int32_t *tokens, int n, const bool *wan
         else if (lm_streamer_acquire(s->streamer, (int)il, &view) != 0) {
             *device_failed = lm_streamer_upload_failed(s->streamer);
             return -1;
+        } else if (s->experts && lm_plan_layer_experts_apart(m, &s->plan, (int)il)) {
+            view.experts = s->experts;
         }
         const double t1 = lm_now_seconds();
         /* the activations stay on a device between its consecutive layers */

@@ -38,6 +38,8 @@ typedef struct lm_session {
     lm_plan plan;                 /* the plan followed (plan.place NULL: none) */
     struct lm_streamer *streamer; /* layers read from disk each pass, or NULL */
     bool *streamed;               /* per layer: comes through the streamer */
+    struct lm_expert_cache *experts; /* the routed experts of the layers the
+                                        streamer reads without them, or NULL */
     double *layer_seconds;        /* per layer: time spent in it, all passes */
     uint64_t passes;              /* forward passes run */
     double decode_seconds;        /* one-token passes (decoding one sequence): their time */

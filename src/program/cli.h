@@ -30,6 +30,8 @@ typedef struct {
     uint64_t vram_budget;    /* --vram; 0: the device's memory less a margin */
     int gpu_layers;          /* --gpu-layers / -ngl N; -1: the planner decides */
     bool no_prefetch;        /* --no-prefetch: reads and compute in turn */
+    bool whole_layers;       /* --whole-layers: read every expert of a streamed layer */
+    uint64_t expert_cache;   /* --expert-cache SIZE; 0: what the RAM budget leaves */
     bool reprobe;            /* --reprobe: measure the probes again */
     int ram_layers;          /* --ram-layers N: keep N layers in RAM; -1: plan */
     int n_predict;           /* -n; -1: until end of generation or context;

@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "kernels.h"
 #include "error.h"
+#include "expert_cache.h"
 #include "json_out.h"
 #include "membw.h"
 #include "session.h"
@@ -18,6 +19,10 @@ typedef struct {
     /* decoding, per token, in ms: the streamer's I/O thread (reads, copies to
      * the device) and the compute thread's work (its time less its waits) */
     double read_ms, copy_ms, compute_ms, token_ms;
+    /* decoding, per pass: bytes read from disk (layers and experts), and
+     * for a mixture of experts' layers read without them, the experts they
+     * used (per layer) and the share found in the expert cache */
+    double read_bytes, experts, hit_rate;
 } bench_result;
 
 static lm_streamer_stats streamer_stats(const lm_session *s)
@@ -26,8 +31,23 @@ static lm_streamer_stats streamer_stats(const lm_session *s)
     return s->streamer ? lm_streamer_get_stats(s->streamer) : none;
 }
 
+static lm_expert_cache_stats expert_stats(const lm_session *s)
+{
+    lm_expert_cache_stats none = {0};
+    return s->experts ? lm_expert_cache_get_stats(s->experts) : none;
+}
+
+/* Layers whose experts come through the expert cache. */
+static int layers_apart(const lm_session *s)
+{
+    int n = 0;
+    for (int il = 0; s->experts && il < s->plan.n_layer; il++)
+        n += lm_plan_layer_experts_apart(s->model, &s->plan, il);
+    return n;
+}
+
 /* One repetition: a fresh cache, the prompt in one pass, then n_gen tokens
- * one at a time (the same token ids as llamacpp-ref.py's bench).  With
+ * one at a time (the prompt as llamacpp-ref.py's bench; each step a new token).  With
  * --parallel B, every sequence starts from a copy of the first's prompt and
  * each decode pass carries one token of each: decode_tps is then the
  * aggregate of the B sequences. */
@@ -63,11 +83,19 @@ static int bench_once(lm_session *s, const lm_model *m, int n_prompt, int n_gen,
     for (int i = 1; rc == 0 && i < n_seq; i++)
         rc = lm_session_seq_copy(s, 0, i, -1);
     const lm_streamer_stats before = streamer_stats(s);
+    const lm_expert_cache_stats ex_before = expert_stats(s);
     const double t1 = lm_now_seconds();
-    for (int i = 0; rc == 0 && i < n_gen; i++)
+    for (int i = 0; rc == 0 && i < n_gen; i++) {
         rc = lm_session_decode(s, n_seq, tokens, seq, want, logits);
+        /* a new token each step, as llama-bench does: the same one over and
+         * over would route a mixture of experts to the same experts */
+        for (int j = 0; j < n_seq; j++)
+            tokens[j] = (int32_t)((1000 + (uint64_t)(i + 1) * 7919 + (uint64_t)j * 104729) %
+                                  m->hp.n_vocab);
+    }
     const double t2 = lm_now_seconds();
     const lm_streamer_stats after = streamer_stats(s);
+    const lm_expert_cache_stats ex_after = expert_stats(s);
     free(prompt);
     free(logits);
     r->decode_tps = n_gen > 0 ? (double)n_gen * n_seq / (t2 - t1) : 0.0;
@@ -76,6 +104,15 @@ static int bench_once(lm_session *s, const lm_model *m, int n_prompt, int n_gen,
     r->read_ms = (after.read_seconds - before.read_seconds) * per;
     r->copy_ms = (after.upload_seconds - before.upload_seconds) * per;
     r->compute_ms = r->token_ms - (after.wait_seconds - before.wait_seconds) * per;
+    /* the experts' reads run on their own thread: their time is I/O too */
+    r->read_ms += (ex_after.read_seconds - ex_before.read_seconds) * per;
+    r->compute_ms -= (ex_after.wait_seconds - ex_before.wait_seconds) * per;
+    r->read_bytes = (double)(after.bytes_read - before.bytes_read +
+                             ex_after.bytes_read - ex_before.bytes_read) * per / 1e3;
+    const double wanted = (double)(ex_after.wanted - ex_before.wanted);
+    const int apart = layers_apart(s);
+    r->experts = apart && n_gen ? wanted / n_gen / apart : 0.0;
+    r->hit_rate = wanted > 0 ? (double)(ex_after.hits - ex_before.hits) / wanted : 0.0;
     return rc;
 }
 
@@ -163,8 +200,17 @@ int lm_cmd_bench(int argc, char **argv)
             "decode_compute_ms_per_token", best.compute_ms, "decode_read_ms_per_token",
             best.read_ms, "decode_copy_ms_per_token", best.copy_ms,
             "streamed_to_device_bytes_per_token", (json_int_t)to_device);
-        if (obj)
+        if (obj) {
             json_object_set_new(obj, "cpu_path", json_string(lm_cpu_path_name(lm_cpu_active_path())));
+            json_object_set_new(obj, "read_bytes_per_token", json_integer((json_int_t)best.read_bytes));
+            json_object_set_new(obj, "dense_read_bytes_per_token", json_integer((json_int_t)streamed));
+        }
+        if (obj && s->experts) {
+            json_object_set_new(obj, "experts_per_token", json_real(best.experts));
+            json_object_set_new(obj, "expert_cache_hit_rate", json_real(best.hit_rate));
+            json_object_set_new(obj, "expert_cache_bytes",
+                                json_integer((json_int_t)s->plan.expert_cache_bytes));
+        }
         if (lm_json_write(obj, stdout) != 0)
             rc = lm_cli_fail();
     } else {
@@ -182,7 +228,21 @@ int lm_cmd_bench(int argc, char **argv)
         printf("decode reads %.2f MiB of weights per pass: %.2f GB/s = %.0f%% of measured RAM "
                "bandwidth (%.2f GB/s)\n",
                bytes_per_token / (1024.0 * 1024.0), weight_bw / 1e9, share, ram_bw / 1e9);
-        if (streamed)
+        if (s->experts) {
+            printf("decode reads %.2f MiB per pass from disk (measured), against %.2f MiB "
+                   "reading every expert (%.1fx fewer): %.2f GB/s = %.0f%% of the measured "
+                   "uncached disk bandwidth (%.2f GB/s)\n",
+                   best.read_bytes / (1024.0 * 1024.0), (double)streamed / (1024.0 * 1024.0),
+                   best.read_bytes > 0 ? (double)streamed / best.read_bytes : 0.0,
+                   passes_per_s * best.read_bytes / 1e9,
+                   disk_bw > 0 ? 100.0 * passes_per_s * best.read_bytes / disk_bw : 0.0,
+                   disk_bw / 1e9);
+            printf("experts: %.2f of %u per pass and layer, %.0f%% found in the expert cache "
+                   "(%.1f MiB, %d experts)\n",
+                   best.experts, m->hp.n_expert, 100.0 * best.hit_rate,
+                   (double)s->plan.expert_cache_bytes / (1024.0 * 1024.0),
+                   lm_expert_cache_slots(s->experts));
+        } else if (streamed)
             printf("decode streams %.2f MiB per pass from disk: %.2f GB/s = %.0f%% of the "
                    "measured uncached disk bandwidth (%.2f GB/s)\n",
                    (double)streamed / (1024.0 * 1024.0), disk_rate / 1e9,

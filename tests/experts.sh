@@ -1,0 +1,86 @@
+#!/bin/sh
+# Mixtures of experts read from disk expert by expert (expert_cache.h): the
+# same logits, to the bit, whether the layers are in RAM, read from disk
+# whole, or read with only their routed experts through an expert cache of
+# any size (two slots, a few, all); and plan and bench say what they read.
+# Both layouts: Mixtral's (llama with experts) and qwen3moe.
+set -u
+: "${LAMINA:?}" "${MAKE_TEST_MODEL:?}"
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+vocab=$tmp/vocab.gguf
+"$MAKE_TEST_MODEL" "$vocab" llama Q8_0 || { echo "cannot write the test model"; exit 1; }
+# text whose windows route to every expert, in passes of many rows
+awk 'BEGIN { srand(7); for (i = 0; i < 1500; i++) printf "%c%s", 97 + int(rand() * 26),
+     (i % 7 == 6) ? " " : "" }' >"$tmp/text.txt"
+
+for arch in llama qwen3moe; do
+    model=$tmp/moe-$arch.gguf
+    "$LAMINA" synth -q -o "$model" --shape moe-tiny --arch "$arch" --type Q8_0 \
+        --tokenizer-from "$vocab" >/dev/null || { bad "synth moe-tiny $arch"; continue; }
+    # the layers in RAM: the reference
+    "$LAMINA" perplexity -q -m "$model" -f "$tmp/text.txt" -c 64 --chunks 3 -b 64 \
+        >"$tmp/ref" 2>"$tmp/err" || { bad "$arch perplexity in RAM: $(cat "$tmp/err")"; continue; }
+    want=$(tail -n 1 "$tmp/ref")
+    "$LAMINA" run -q -m "$model" -p "the mixture" -n 24 --temp 0 >"$tmp/ref-run" 2>"$tmp/err" ||
+        bad "$arch run in RAM: $(cat "$tmp/err")"
+    for opts in "--ram-layers 0 --whole-layers" "--ram-layers 0 --expert-cache 1" \
+        "--ram-layers 0 --expert-cache 1500K" "--ram-layers 0" "--ram-layers 2 --expert-cache 1" \
+        "--ram-layers 0 --expert-cache 1 --no-prefetch"; do
+        # shellcheck disable=SC2086
+        if "$LAMINA" perplexity -q -m "$model" -f "$tmp/text.txt" -c 64 --chunks 3 -b 64 \
+            $opts >"$tmp/out" 2>"$tmp/err"; then
+            got=$(tail -n 1 "$tmp/out")
+            [ "$got" = "$want" ] && ok || bad "$arch $opts: $got, in RAM $want"
+        else
+            bad "$arch perplexity $opts: $(cat "$tmp/err")"
+        fi
+        # shellcheck disable=SC2086
+        "$LAMINA" run -q -m "$model" -p "the mixture" -n 24 --temp 0 $opts >"$tmp/out" 2>"$tmp/err" &&
+            cmp -s "$tmp/out" "$tmp/ref-run" && ok || bad "$arch run $opts: other text ($(cat "$tmp/err"))"
+    done
+
+    # the plan says what a token reads, with and without the experts apart
+    if "$LAMINA" plan -m "$model" --ram-layers 0 --expert-cache 1M >"$tmp/out" 2>"$tmp/err"; then
+        grep -q '^experts: the layers from disk read only the experts routed to (2 of 8 per token), through a cache of 1.0 MiB ([0-9]* experts;' "$tmp/out" &&
+            grep -q '^  per token .* MiB read from disk, against .* MiB reading every expert' "$tmp/out" &&
+            ok || bad "$arch plan's experts lines: $(cat "$tmp/out")"
+    else
+        bad "$arch plan: $(cat "$tmp/err")"
+    fi
+    "$LAMINA" plan -m "$model" --ram-layers 0 --whole-layers >"$tmp/out" 2>"$tmp/err" &&
+        grep -q '^experts: the layers from disk are read whole, all 8 experts each' "$tmp/out" &&
+        ok || bad "$arch plan --whole-layers: $(cat "$tmp/out" "$tmp/err")"
+    "$LAMINA" plan -m "$model" --ram-layers 0 --json >"$tmp/out" 2>"$tmp/err" &&
+        python3 -c '
+import json, sys
+p = json.load(open(sys.argv[1]))
+assert p["experts"] == 8 and p["experts_per_token"] == 2, p
+assert 0 < p["predicted_read_bytes_per_token"] < p["dense_read_bytes_per_token"], p
+assert p["expert_cache_bytes"] > 0 and p["predicted_expert_cache_hit_rate"] == 1.0, p
+' "$tmp/out" && ok || bad "$arch plan --json: $(cat "$tmp/out" "$tmp/err")"
+
+    # bench measures it: two slots cannot hit (each token's two experts
+    # push out the last); a cache of every expert reads only the rest
+    "$LAMINA" bench -m "$model" --ram-layers 0 --expert-cache 1 -p 8 -n 8 -r 1 --json \
+        >"$tmp/small" 2>"$tmp/err" &&
+        "$LAMINA" bench -m "$model" --ram-layers 0 --whole-layers -p 8 -n 8 -r 1 --json \
+            >"$tmp/whole" 2>>"$tmp/err" &&
+        python3 -c '
+import json, sys
+small, whole = (json.load(open(f)) for f in sys.argv[1:3])
+assert small["experts_per_token"] == 2.0 and small["expert_cache_hit_rate"] == 0.0, small
+# every token: the layers less their experts, and two experts of each
+assert small["read_bytes_per_token"] < whole["read_bytes_per_token"] / 2, (small, whole)
+# (the reads ahead and the gaps between tensors make it not quite equal)
+assert abs(whole["read_bytes_per_token"] / whole["dense_read_bytes_per_token"] - 1) < 0.1, whole
+assert "expert_cache_hit_rate" not in whole, whole
+' "$tmp/small" "$tmp/whole" && ok || bad "$arch bench: $(cat "$tmp/small" "$tmp/whole" "$tmp/err")"
+done
+
+echo "experts: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
