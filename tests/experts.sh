@@ -3,9 +3,12 @@
 # same logits, to the bit, whether the layers are in RAM, read from disk
 # whole, or read with only their routed experts through an expert cache of
 # any size (two slots, a few, all); and plan and bench say what they read.
-# Both layouts: Mixtral's (llama with experts) and qwen3moe.
+# Both layouts: Mixtral's (llama with experts) and qwen3moe; with the
+# default model's tokenizer (scripts/fetch-model), also their perplexity
+# within 0.5% of llama.cpp's on the same file
+# (tests/fixtures/ppl-moe-tiny-c512.txt), in RAM and through the cache.
 set -u
-: "${LAMINA:?}" "${MAKE_TEST_MODEL:?}"
+: "${LAMINA:?}" "${MAKE_TEST_MODEL:?}" "${FIXTURES:?}"
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 pass=0 fail=0
@@ -81,6 +84,29 @@ assert abs(whole["read_bytes_per_token"] / whole["dense_read_bytes_per_token"] -
 assert "expert_cache_hit_rate" not in whole, whole
 ' "$tmp/small" "$tmp/whole" && ok || bad "$arch bench: $(cat "$tmp/small" "$tmp/whole" "$tmp/err")"
 done
+
+# against llama.cpp, on the file the fixture was made from
+smollm2=${LAMINA_TEST_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
+if [ -f "$smollm2" ]; then
+    for arch in llama qwen3moe; do
+        model=$tmp/moe-$arch-smollm2.gguf
+        "$LAMINA" synth -q -o "$model" --shape moe-tiny --arch "$arch" --type Q8_0 \
+            --tokenizer-from "$smollm2" >/dev/null || { bad "synth moe-tiny $arch"; continue; }
+        want=$(awk -v a="$arch" '$1 == a { print $2 }' "$FIXTURES/ppl-moe-tiny-c512.txt")
+        for opts in "" "--ram-layers 0 --expert-cache 1"; do
+            # shellcheck disable=SC2086
+            got=$("$LAMINA" perplexity -q -m "$model" -f "$FIXTURES/ppl-text.txt" -c 512 -t 2 \
+                --chunks 4 $opts | sed -n 's/^perplexity: //p')
+            echo "moe-tiny $arch perplexity ($opts): lamina $got, llama.cpp -fa off $want"
+            awk -v g="${got:-0}" -v w="$want" 'BEGIN { d = (g - w) / w; exit !(d < 0.005 && d > -0.005) }' &&
+                ok || bad "moe-tiny $arch perplexity $got ($opts) is not within 0.5% of $want"
+        done
+    done
+elif [ -n "${CI:-}" ]; then
+    bad "the default model is missing in CI: $smollm2 (run scripts/fetch-model)"
+else
+    echo "SKIP (part): no $smollm2 for the comparison with llama.cpp"
+fi
 
 echo "experts: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
