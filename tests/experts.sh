@@ -63,7 +63,8 @@ for arch in llama qwen3moe; do
 import json, sys
 p = json.load(open(sys.argv[1]))
 assert p["experts"] == 8 and p["experts_per_token"] == 2, p
-assert 0 < p["predicted_read_bytes_per_token"] < p["dense_read_bytes_per_token"], p
+# a cache of every expert: after the first tokens nothing more to read
+assert p["predicted_read_bytes_per_token"] == 0 < p["dense_read_bytes_per_token"], p
 assert p["expert_cache_bytes"] > 0 and p["predicted_expert_cache_hit_rate"] == 1.0, p
 ' "$tmp/out" && ok || bad "$arch plan --json: $(cat "$tmp/out" "$tmp/err")"
 

@@ -121,7 +121,7 @@ static void plan_respects_the_budget(void **state)
 
     /* room for the fixed costs, two staging buffers and one resident layer */
     const uint64_t fixed_and_staging = plan.ram_total - plan.ram_weights +
-                                       2 * lm_streamer_layer_bytes(m, 0, true);
+                                       2 * lm_streamer_layer_bytes(m, 0);
     req.ram_budget = fixed_and_staging + m->layers[0].nbytes;
     assert_int_equal(lm_plan_make(m, &req, &probes, NULL, &plan), 0);
     assert_int_equal(plan.place[0], LM_PLACE_RAM);

@@ -13,6 +13,9 @@
 #include "timing.h"
 
 #define SLOT_ALIGN 64
+/* Threads reading experts at once: one pread at a time leaves a disk
+ * (NVMe, virtio) idle between requests; several keep its queue full. */
+#define N_READERS 16
 
 static const int expert_roles[3] = {LM_W_GATE_EXPS, LM_W_UP_EXPS, LM_W_DOWN_EXPS};
 
@@ -43,7 +46,10 @@ struct lm_expert_cache {
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    pthread_t thread;
+    pthread_t threads[N_READERS];
+    int n_threads;
+    int reading;         /* reads running now */
+    double reads_since;  /* when the first of them started */
     bool stop;
     lm_expert_cache_stats stats;
 };
@@ -157,18 +163,19 @@ static void *io_thread(void *arg)
         s->key = key;
         s->state = SLOT_READING;
         c->where[key] = i;
+        if (c->reading++ == 0)
+            c->reads_since = lm_now_seconds();
         pthread_mutex_unlock(&c->mu);
 
         char msg[512];
-        const double t0 = lm_now_seconds();
         const int rc = read_expert(c, s, key, msg, sizeof msg);
-        const double t1 = lm_now_seconds();
 
         pthread_mutex_lock(&c->mu);
         if (rc != 0)
             snprintf(c->error, sizeof c->error, "%s", msg);
         s->state = rc == 0 ? SLOT_FULL : SLOT_FAILED;
-        c->stats.read_seconds += t1 - t0;
+        if (--c->reading == 0)
+            c->stats.read_seconds += lm_now_seconds() - c->reads_since;
         c->stats.bytes_read += rc == 0 ? lm_expert_bytes(c->m, key / c->n_expert) : 0;
         pthread_cond_broadcast(&c->cv);
     }
@@ -216,12 +223,13 @@ lm_expert_cache *lm_expert_cache_new(const lm_model *m, uint64_t budget_bytes, b
         c->where[k] = -1;
     for (uint64_t i = 0; i < n_slots; i++)
         c->slots[i] = (slot){.key = -1, .state = SLOT_EMPTY, .data = c->memory + i * slot_bytes};
-    const int err = pthread_create(&c->thread, NULL, io_thread, c);
-    if (err) {
-        lm_set_error("cannot start the expert reading thread: %s", strerror(err));
-        c->stop = true; /* no thread to join */
-        lm_expert_cache_free(c);
-        return NULL;
+    for (; c->n_threads < N_READERS; c->n_threads++) {
+        const int err = pthread_create(&c->threads[c->n_threads], NULL, io_thread, c);
+        if (err) {
+            lm_set_error("cannot start the expert reading threads: %s", strerror(err));
+            lm_expert_cache_free(c);
+            return NULL;
+        }
     }
     return c;
 }
@@ -230,13 +238,12 @@ void lm_expert_cache_free(lm_expert_cache *c)
 {
     if (!c)
         return;
-    if (!c->stop) {
-        pthread_mutex_lock(&c->mu);
-        c->stop = true;
-        pthread_cond_broadcast(&c->cv);
-        pthread_mutex_unlock(&c->mu);
-        pthread_join(c->thread, NULL);
-    }
+    pthread_mutex_lock(&c->mu);
+    c->stop = true;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    for (int i = 0; i < c->n_threads; i++)
+        pthread_join(c->threads[i], NULL);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     free(c->memory);

@@ -8,7 +8,7 @@
  *
  * A layer's pass says which experts it will use (lm_expert_cache_want)
  * as soon as the router has picked them; the cached ones are put first in
- * that list, and an I/O thread starts reading the rest at once, in order,
+ * that list, and I/O threads start reading the rest at once, in order,
  * while the cached ones compute.  The pass then takes each expert in the
  * list's order (acquire, compute, release).  A slot the pass still wants
  * is never given up, so two slots are enough to make progress, and reads
@@ -27,7 +27,7 @@ typedef struct {
     uint64_t wanted;     /* (layer, expert) pairs passes used */
     uint64_t hits;       /* ... of which were in a slot already */
     uint64_t bytes_read; /* read from the file for the misses */
-    double read_seconds; /* time those reads took (on the I/O thread) */
+    double read_seconds; /* time during which any read was running */
     double wait_seconds; /* time passes waited for an expert */
 } lm_expert_cache_stats;
 

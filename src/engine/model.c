@@ -454,7 +454,15 @@ void lm_model_layer_view(const lm_model *m, int il, lm_layer_view *view)
 uint64_t lm_model_bytes_per_token(const lm_model *m)
 {
     uint64_t bytes = m->output->nbytes + m->output_norm->nbytes;
-    for (uint32_t il = 0; il < m->hp.n_layer; il++)
+    const int exps[3] = {LM_W_GATE_EXPS, LM_W_UP_EXPS, LM_W_DOWN_EXPS};
+    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
         bytes += m->layers[il].nbytes;
+        /* a mixture of experts computes n_expert_used of them per token */
+        for (int r = 0; r < 3; r++) {
+            const lm_gguf_tensor *t = m->layers[il].t[exps[r]];
+            if (t)
+                bytes -= t->nbytes / m->hp.n_expert * (m->hp.n_expert - m->hp.n_expert_used);
+        }
+    }
     return bytes;
 }

@@ -100,7 +100,8 @@ void lm_model_free(lm_model *m);
 /* The view of layer il's tensors inside the file mapping. */
 void lm_model_layer_view(const lm_model *m, int il, lm_layer_view *view);
 
-/* Bytes read from weights per decoded token (every layer plus the head). */
+/* Bytes read from weights per decoded token (every layer plus the head;
+ * of a mixture of experts, the experts one token uses). */
 uint64_t lm_model_bytes_per_token(const lm_model *m);
 
 #endif

@@ -140,8 +140,18 @@ bool lm_plan_layer_experts_apart(const lm_model *m, const lm_plan *plan, int il)
     return plan->experts_apart && plan->place[il] == LM_PLACE_DISK && lm_expert_bytes(m, il) > 0;
 }
 
+/* The bytes of layer il's tensors other than the experts'. */
+static uint64_t dense_bytes(const lm_model *m, int il)
+{
+    uint64_t bytes = 0;
+    for (int w = 0; w < LM_W_PER_LAYER; w++)
+        if (m->layers[il].t[w] && w != LM_W_GATE_EXPS && w != LM_W_UP_EXPS && w != LM_W_DOWN_EXPS)
+            bytes += m->layers[il].t[w]->nbytes;
+    return bytes;
+}
+
 /* Bytes a pass of n_tok rows reads from disk for layer il (placed there):
- * the whole layer, or without the experts, only the distinct experts the
+ * the whole layer, or with its experts apart only the distinct experts the
  * rows pick (n_used of n_expert each, as if at random) that the cache
  * misses. */
 static double disk_bytes(const lm_plan *plan, const lm_model *m, int il, int n_tok)
@@ -150,9 +160,7 @@ static double disk_bytes(const lm_plan *plan, const lm_model *m, int il, int n_t
         return (double)plan->layer_bytes[il];
     const double E = m->hp.n_expert, K = m->hp.n_expert_used;
     const double distinct = E * (1.0 - pow(1.0 - K / E, n_tok));
-    const double expert = (double)lm_expert_bytes(m, il);
-    return (double)plan->layer_bytes[il] - E * expert + distinct * expert *
-           (1.0 - plan->expert_hit_rate);
+    return distinct * (double)lm_expert_bytes(m, il) * (1.0 - plan->expert_hit_rate);
 }
 
 static layer_cost cost_of(const lm_plan *plan, const lm_model *m, int il, int n_tok)
@@ -184,7 +192,7 @@ static layer_cost learned_cost(const lm_plan *plan, const lm_model *m, int il, i
     const double *f = plan->learned.factor;
     c.cpu *= f[LM_FIG_CPU_LAYER];
     c.device *= f[LM_FIG_DEVICE_LAYER];
-    c.disk *= f[LM_FIG_DISK];
+    c.disk *= f[lm_plan_layer_experts_apart(m, plan, il) ? LM_FIG_EXPERT_DISK : LM_FIG_DISK];
     c.copy *= f[LM_FIG_COPY];
     return c;
 }
@@ -221,7 +229,7 @@ void lm_learned_none(lm_learned *l)
 
 bool lm_figure_is_rate(lm_figure f)
 {
-    return f == LM_FIG_DISK || f == LM_FIG_COPY;
+    return f == LM_FIG_DISK || f == LM_FIG_COPY || f == LM_FIG_EXPERT_DISK;
 }
 
 const char *lm_figure_key(lm_figure f)
@@ -230,6 +238,7 @@ const char *lm_figure_key(lm_figure f)
         [LM_FIG_CPU_LAYER] = "cpu_layer",   [LM_FIG_DEVICE_LAYER] = "device_layer",
         [LM_FIG_CPU_HEAD] = "cpu_head",     [LM_FIG_DEVICE_HEAD] = "device_head",
         [LM_FIG_DISK] = "disk",             [LM_FIG_COPY] = "copy",
+        [LM_FIG_EXPERT_DISK] = "expert_disk",
     };
     return keys[f];
 }
@@ -306,9 +315,9 @@ static uint64_t staging_bytes(const lm_plan *plan, const lm_model *m)
 {
     uint64_t most = 0;
     for (int il = 0; il < plan->n_layer; il++)
-        if (plan->place[il] == LM_PLACE_DISK || plan->place[il] == LM_PLACE_DEVICE_DISK) {
-            const uint64_t b =
-                lm_streamer_layer_bytes(m, il, !lm_plan_layer_experts_apart(m, plan, il));
+        if ((plan->place[il] == LM_PLACE_DISK || plan->place[il] == LM_PLACE_DEVICE_DISK) &&
+            !lm_plan_layer_experts_apart(m, plan, il)) {
+            const uint64_t b = lm_streamer_layer_bytes(m, il);
             most = b > most ? b : most;
         }
     return most * (plan->prefetch ? 2 : 1);
@@ -367,12 +376,17 @@ static int place_device(const lm_model *m, const lm_plan_request *req, lm_plan *
     return -1;
 }
 
-/* RAM a layer kept there takes: its tensors in the file mapping, or for a
- * device's layer its pinned copy (the file's stretch, gaps and all). */
+/* RAM a layer takes: kept there, its tensors in the file mapping, or for
+ * a device's layer its pinned copy (the file's stretch, gaps and all); with
+ * its experts apart, the rest of it in the mapping; else nothing. */
 static uint64_t ram_bytes(const lm_plan *plan, const lm_model *m, int il)
 {
-    return lm_place_on_device(plan->place[il]) ? lm_streamer_layer_bytes(m, il, true)
-                                               : plan->layer_bytes[il];
+    const lm_placement p = plan->place[il];
+    if (lm_plan_layer_experts_apart(m, plan, il))
+        return dense_bytes(m, il);
+    if (p != LM_PLACE_RAM && p != LM_PLACE_DEVICE_RAM)
+        return 0;
+    return lm_place_on_device(p) ? lm_streamer_layer_bytes(m, il) : plan->layer_bytes[il];
 }
 
 /* The experts of the layers read from disk without them: all of them,
@@ -422,7 +436,14 @@ static void size_expert_cache(lm_plan *plan, const lm_model *m, const lm_plan_re
 /* Host side: the layers not resident on the device keep their weights in
  * RAM, the first ones first, as many as the RAM budget holds after the fixed
  * costs; the rest are read from disk.  -1 if not even the staging fits.
- * Runs after place_device (it needs device_total). */
+ * Runs after place_device (it needs device_total).
+ *
+ * A mixture of experts' layers, with their experts apart, are all kept in
+ * RAM or none (unless --ram-layers says how many): a layer from disk keeps
+ * the rest of itself in RAM and its experts come through the expert cache,
+ * which takes whatever RAM is left.  With experts picked at random, RAM
+ * holding whole layers or cached experts saves the same reads; with the
+ * skew real routers have, the cache keeps the experts that are used. */
 static int place_host(const lm_model *m, const lm_plan_request *req, lm_plan *plan, int n_dev)
 {
     const int n = plan->n_layer;
@@ -443,11 +464,15 @@ static int place_host(const lm_model *m, const lm_plan_request *req, lm_plan *pl
             const bool dev = lm_place_on_device(plan->place[il]);
             plan->place[il] = dev ? (ram ? LM_PLACE_DEVICE_RAM : LM_PLACE_DEVICE_DISK)
                                   : (ram ? LM_PLACE_RAM : LM_PLACE_DISK);
-            in_ram += ram ? ram_bytes(plan, m, il) : 0;
         }
+        for (int il = 0; il < n; il++) /* once all are placed: experts apart or not */
+            in_ram += ram_bytes(plan, m, il);
         const uint64_t total = fixed + in_ram + staging_bytes(plan, m) +
                                expert_cache_least(plan, m, req);
-        if (total <= plan->ram_budget && (req->force_ram_layers < 0 || k <= req->force_ram_layers))
+        const bool all_or_none = plan->experts_apart && req->force_ram_layers < 0;
+        if (total <= plan->ram_budget &&
+            (req->force_ram_layers < 0 || k <= req->force_ram_layers) &&
+            (!all_or_none || k == 0 || k == seen))
             keep = k;
         if (k == keep)
             best_total = total;
@@ -464,8 +489,9 @@ static int place_host(const lm_model *m, const lm_plan_request *req, lm_plan *pl
         const bool ram = seen++ < keep, dev = lm_place_on_device(plan->place[il]);
         plan->place[il] = dev ? (ram ? LM_PLACE_DEVICE_RAM : LM_PLACE_DEVICE_DISK)
                               : (ram ? LM_PLACE_RAM : LM_PLACE_DISK);
-        plan->ram_weights += ram ? ram_bytes(plan, m, il) : 0;
     }
+    for (int il = 0; il < n; il++)
+        plan->ram_weights += plan->place[il] == LM_PLACE_DEVICE ? 0 : ram_bytes(plan, m, il);
     plan->staging_bytes = staging_bytes(plan, m);
     plan->ram_total = best_total;
     size_expert_cache(plan, m, req);
@@ -553,6 +579,8 @@ static int place_split(const lm_model *m, const lm_plan_request *req, lm_plan *p
     const int n = plan->n_layer;
     for (int il = 0; il < n; il++)
         plan->place[il] = LM_PLACE_RAM;
+    plan->experts_apart = plan->n_expert > 0 && !req->whole_layers;
+    plan->expert_cache_bytes = 0;
     plan->device_total = plan->device_weights = plan->device_slot_bytes = 0;
     plan->device_kv_bytes = 0;
     plan->head_on_device = false;
@@ -577,7 +605,14 @@ again:
                      MIB(plan->device_activation_bytes));
         return -1;
     }
-    if (place_host(m, req, plan, n_dev) != 0) {
+    int host = place_host(m, req, plan, n_dev);
+    if (host != 0 && plan->experts_apart) {
+        /* not even the mixture's layers less their experts fit: whole
+         * layers through the streamer's buffers may */
+        plan->experts_apart = false;
+        host = place_host(m, req, plan, n_dev);
+    }
+    if (host != 0) {
         /* a CPU-type device's memory is the RAM: fewer resident layers may fit */
         int resident = 0;
         for (int il = 0; il < n; il++)
@@ -632,7 +667,6 @@ int lm_plan_make(const lm_model *m, const lm_plan_request *req, const lm_probes 
 {
     memset(plan, 0, sizeof *plan);
     plan->n_layer = (int)m->hp.n_layer;
-    plan->experts_apart = m->hp.n_expert > 0 && !req->whole_layers;
     plan->n_expert = (int)m->hp.n_expert;
     plan->n_expert_used = (int)m->hp.n_expert_used;
     plan->expert_slot_bytes = m->hp.n_expert ? lm_expert_slot_bytes(m) : 0;

@@ -61,6 +61,8 @@ typedef enum {
     LM_FIG_DEVICE_HEAD,  /* the output head on the device */
     LM_FIG_DISK,         /* uncached reads of the model file */
     LM_FIG_COPY,         /* copies from pinned RAM to the device */
+    LM_FIG_EXPERT_DISK,  /* uncached reads of routed experts (expert_cache.h): many
+                            small reads, slower than a layer's one stretch */
     LM_FIG_COUNT
 } lm_figure;
 

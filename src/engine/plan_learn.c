@@ -107,7 +107,8 @@ static double probe_value(const lm_probes *p, const lm_device_probes *d, lm_figu
     switch (f) {
     case LM_FIG_CPU_LAYER: return p->cpu_layer_ms;
     case LM_FIG_CPU_HEAD: return p->cpu_head_ms;
-    case LM_FIG_DISK: return p->disk_bw;
+    case LM_FIG_DISK:
+    case LM_FIG_EXPERT_DISK: return p->disk_bw;
     case LM_FIG_DEVICE_LAYER: return d ? d->layer_ms : 0;
     case LM_FIG_DEVICE_HEAD: return d ? d->head_ms : 0;
     case LM_FIG_COPY: return d ? d->h2d_bw : 0;
@@ -245,15 +246,16 @@ static void measure_figures(const lm_session *s, double factor[LM_FIG_COUNT])
     if (s->timed_passes >= LEARN_MIN_PASSES && s->timed_head_probe_ms > 0)
         factor[plan->head_on_device ? LM_FIG_DEVICE_HEAD : LM_FIG_CPU_HEAD] =
             s->timed_head_seconds * 1e3 / s->timed_head_probe_ms;
+    /* rates: the probe's over the run's is the factor its times grow by */
+    if (s->experts) {
+        const lm_expert_cache_stats ex = lm_expert_cache_get_stats(s->experts);
+        if (ex.bytes_read >= LEARN_MIN_BYTES && ex.read_seconds > 0 && plan->probes.disk_bw > 0)
+            factor[LM_FIG_EXPERT_DISK] =
+                plan->probes.disk_bw / ((double)ex.bytes_read / ex.read_seconds);
+    }
     if (!s->streamer)
         return;
-    /* rates: the probe's over the run's is the factor its times grow by */
-    lm_streamer_stats st = lm_streamer_get_stats(s->streamer);
-    if (s->experts) { /* the routed experts' reads are the disk's too */
-        const lm_expert_cache_stats ex = lm_expert_cache_get_stats(s->experts);
-        st.bytes_read += ex.bytes_read;
-        st.read_seconds += ex.read_seconds;
-    }
+    const lm_streamer_stats st = lm_streamer_get_stats(s->streamer);
     if (st.bytes_read >= LEARN_MIN_BYTES && st.read_seconds > 0 && plan->probes.disk_bw > 0)
         factor[LM_FIG_DISK] = plan->probes.disk_bw / ((double)st.bytes_read / st.read_seconds);
     if (st.bytes_uploaded >= LEARN_MIN_BYTES && st.upload_seconds > 0 && plan->dev.h2d_bw > 0)

@@ -58,7 +58,7 @@ static figure_view figure_of(const lm_plan *plan, lm_figure fig)
         const lm_placement p = plan->place[il];
         cpu |= !lm_place_on_device(p);
         device |= lm_place_on_device(p);
-        disk |= p == LM_PLACE_DISK || p == LM_PLACE_DEVICE_DISK;
+        disk |= (p == LM_PLACE_DISK && !plan->expert_cache_bytes) || p == LM_PLACE_DEVICE_DISK;
         copy |= p == LM_PLACE_DEVICE_RAM || p == LM_PLACE_DEVICE_DISK;
     }
     const double f = plan->learned.factor[fig];
@@ -83,6 +83,10 @@ static figure_view figure_of(const lm_plan *plan, lm_figure fig)
         break;
     case LM_FIG_COPY:
         v = (figure_view){"host->device copies", "GB/s", plan->dev.h2d_bw / 1e9, 0, copy};
+        break;
+    case LM_FIG_EXPERT_DISK:
+        v = (figure_view){"routed expert reads", "GB/s", plan->probes.disk_bw / 1e9, 0,
+                          plan->expert_cache_bytes > 0};
         break;
     default:
         break;
@@ -122,7 +126,7 @@ static void print_experts(const lm_plan *plan, FILE *f)
     }
     fprintf(f, "experts: the layers from disk read only the experts routed to (%d of %d per "
                "token), through a cache of %.1f MiB (%llu experts; predicted hit rate %.0f%%, "
-               "were every expert as likely)\n",
+               "were every expert as likely); the rest of them stays in RAM\n",
             plan->n_expert_used, plan->n_expert, MIB(plan->expert_cache_bytes),
             (unsigned long long)(plan->expert_cache_bytes / plan->expert_slot_bytes),
             100.0 * plan->expert_hit_rate);
@@ -141,7 +145,9 @@ void lm_plan_print(const lm_plan *plan, FILE *f)
         const int b = run_end(plan, a);
         char range[32];
         snprintf(range, sizeof range, b - a > 1 ? "%d-%d" : "%d", a, b - 1);
-        fprintf(f, "%-12s %-26s %12.2f %14.3f\n", range, place_name(plan->place[a]),
+        const bool apart = plan->expert_cache_bytes && plan->place[a] == LM_PLACE_DISK;
+        fprintf(f, "%-12s %-26s %12.2f %14.3f\n", range,
+                apart ? "cpu, routed experts from disk" : place_name(plan->place[a]),
                 MIB(plan->layer_bytes[a]), plan->layer_ms[a]);
         a = b;
     }

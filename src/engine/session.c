@@ -206,12 +206,13 @@ static int stream_planned(lm_session *s)
     int n = 0;
     for (int il = 0; il < plan->n_layer; il++) {
         const lm_placement p = plan->place[il];
-        if (lm_place_streamed(p))
+        /* a layer with its experts apart is in the mapping, less its
+         * experts, which come through the expert cache */
+        if (lm_place_streamed(p) && !lm_plan_layer_experts_apart(s->model, plan, il))
             list[n++] = (lm_stream_layer){
                 .layer = il,
                 .from_disk = p == LM_PLACE_DISK || p == LM_PLACE_DEVICE_DISK,
                 .to_device = lm_place_on_device(p),
-                .no_experts = lm_plan_layer_experts_apart(s->model, plan, il),
             };
     }
     lm_expert_cache_free(s->experts);
@@ -429,9 +430,13 @@ static int run_pass(lm_session *s, const int32_t *tokens, int n, const bool *wan
         else if (lm_streamer_acquire(s->streamer, (int)il, &view) != 0) {
             *device_failed = lm_streamer_upload_failed(s->streamer);
             return -1;
-        } else if (s->experts && lm_plan_layer_experts_apart(m, &s->plan, (int)il)) {
-            view.experts = s->experts;
         }
+        if (s->experts && lm_plan_layer_experts_apart(m, &s->plan, (int)il)) {
+            view.experts = s->experts; /* not the mapping: that would read the disk */
+            view.data[LM_W_GATE_EXPS] = view.data[LM_W_UP_EXPS] = view.data[LM_W_DOWN_EXPS] = NULL;
+        }
+        /* the time it waits for experts is the disk's, not compute */
+        const double waited0 = view.experts ? lm_expert_cache_get_stats(s->experts).wait_seconds : 0;
         const double t1 = lm_now_seconds();
         /* the activations stay on a device between its consecutive layers */
         const unsigned x_flags =
@@ -447,7 +452,9 @@ static int run_pass(lm_session *s, const int32_t *tokens, int n, const bool *wan
         }
         s->layer_seconds[il] += t2 - t0;
         if (s->timing_pass) {
-            s->pass_compute_seconds[il] = t2 - t1;
+            s->pass_compute_seconds[il] =
+                t2 - t1 - (view.experts ? lm_expert_cache_get_stats(s->experts).wait_seconds - waited0
+                                        : 0);
             s->pass_probe_ms[il] = lm_plan_probe_compute_ms(m, &s->plan, (int)il, n);
         }
     }

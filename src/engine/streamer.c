@@ -61,33 +61,12 @@ static uint64_t align_up(uint64_t x)
 /* The stretch of the file holding all of layer il's tensors.  GGUF writers
  * keep a layer's tensors together, so one pread of the stretch replaces a
  * dozen small ones; only padding between them is read for nothing. */
-bool lm_role_is_experts(int w)
-{
-    return w == LM_W_GATE_EXPS || w == LM_W_UP_EXPS || w == LM_W_DOWN_EXPS;
-}
-
-/* Layer il's tensor w, unless the experts are left out and it is theirs. */
-static const lm_gguf_tensor *staged(const lm_model *m, int il, int w, bool experts)
-{
-    return experts || !lm_role_is_experts(w) ? m->layers[il].t[w] : NULL;
-}
-
-/* The bytes of the tensors staged gives. */
-static uint64_t staged_bytes(const lm_model *m, int il, bool experts)
-{
-    uint64_t bytes = 0;
-    for (int w = 0; w < LM_W_PER_LAYER; w++)
-        if (staged(m, il, w, experts))
-            bytes += m->layers[il].t[w]->nbytes;
-    return bytes;
-}
-
-static void layer_span(const lm_model *m, int il, bool experts, uint64_t *start, uint64_t *end)
+static void layer_span(const lm_model *m, int il, uint64_t *start, uint64_t *end)
 {
     *start = UINT64_MAX;
     *end = 0;
     for (int w = 0; w < LM_W_PER_LAYER; w++) {
-        const lm_gguf_tensor *t = staged(m, il, w, experts);
+        const lm_gguf_tensor *t = m->layers[il].t[w];
         if (!t)
             continue;
         *start = t->file_offset < *start ? t->file_offset : *start;
@@ -96,24 +75,23 @@ static void layer_span(const lm_model *m, int il, bool experts, uint64_t *start,
 }
 
 /* Read as one stretch when the gaps add little (an eighth at most). */
-static bool span_is_compact(const lm_model *m, int il, bool experts)
+static bool span_is_compact(const lm_model *m, int il)
 {
     uint64_t start, end;
-    layer_span(m, il, experts, &start, &end);
-    const uint64_t bytes = staged_bytes(m, il, experts);
-    return end - start <= bytes + bytes / 8;
+    layer_span(m, il, &start, &end);
+    return end - start <= m->layers[il].nbytes + m->layers[il].nbytes / 8;
 }
 
-uint64_t lm_streamer_layer_bytes(const lm_model *m, int il, bool experts)
+uint64_t lm_streamer_layer_bytes(const lm_model *m, int il)
 {
-    if (span_is_compact(m, il, experts)) {
+    if (span_is_compact(m, il)) {
         uint64_t start, end;
-        layer_span(m, il, experts, &start, &end);
+        layer_span(m, il, &start, &end);
         return align_up(end - start);
     }
     uint64_t bytes = 0;
     for (int w = 0; w < LM_W_PER_LAYER; w++)
-        if (staged(m, il, w, experts))
+        if (m->layers[il].t[w])
             bytes = align_up(bytes) + m->layers[il].t[w]->nbytes;
     return align_up(bytes);
 }
@@ -142,20 +120,19 @@ static int read_layer(const lm_streamer *st, const lm_stream_layer *sl, uint8_t 
     const lm_model *m = st->m;
     const int il = sl->layer;
     const bool drop_cache = sl->from_disk;
-    const bool experts = !sl->no_experts;
     view->device_slot = -1;
     view->experts = NULL;
     const int fd = lm_gguf_fd(m->gguf);
     const char *path = lm_gguf_path(m->gguf);
-    if (span_is_compact(m, il, experts)) {
+    if (span_is_compact(m, il)) {
         uint64_t start, end;
-        layer_span(m, il, experts, &start, &end);
+        layer_span(m, il, &start, &end);
         if (read_fully(fd, data, end - start, start, path, "the tensors", il, msg, msg_len) != 0)
             return -1;
         if (drop_cache)
             posix_fadvise(fd, (off_t)start, (off_t)(end - start), POSIX_FADV_DONTNEED);
         for (int w = 0; w < LM_W_PER_LAYER; w++) {
-            const lm_gguf_tensor *t = staged(m, il, w, experts);
+            const lm_gguf_tensor *t = m->layers[il].t[w];
             view->data[w] = t ? data + (t->file_offset - start) : NULL;
         }
         *bytes += end - start;
@@ -163,7 +140,7 @@ static int read_layer(const lm_streamer *st, const lm_stream_layer *sl, uint8_t 
     }
     uint64_t off = 0;
     for (int w = 0; w < LM_W_PER_LAYER; w++) {
-        const lm_gguf_tensor *t = staged(m, il, w, experts);
+        const lm_gguf_tensor *t = m->layers[il].t[w];
         view->data[w] = NULL;
         if (!t)
             continue;
@@ -285,7 +262,7 @@ static int pin_homes(lm_streamer *st)
         if (!st->homed[i])
             continue;
         const lm_stream_layer once = {.layer = st->layers[i].layer, .from_disk = true};
-        const uint64_t size = lm_streamer_layer_bytes(st->m, once.layer, true);
+        const uint64_t size = lm_streamer_layer_bytes(st->m, once.layer);
         uint8_t *data = st->device->ops->pinned_alloc(st->device, size);
         char msg[512];
         uint64_t bytes = 0;
@@ -335,7 +312,7 @@ lm_streamer *lm_streamer_new(const lm_model *m, const lm_stream_layer *layers, i
         any_device |= layers[i].to_device;
         /* a device's layer kept in RAM lives in pinned memory, read once */
         st->homed[i] = layers[i].to_device && !layers[i].from_disk;
-        uint64_t b = lm_streamer_layer_bytes(m, layers[i].layer, !layers[i].no_experts);
+        uint64_t b = lm_streamer_layer_bytes(m, layers[i].layer);
         if (!st->homed[i] && b > st->buf_bytes)
             st->buf_bytes = b;
     }

@@ -41,9 +41,6 @@ typedef struct {
     bool from_disk; /* drop the pages after reading, so every pass reads the disk
                        and the page cache does not grow with the model */
     bool to_device; /* the device backend runs it: upload after staging */
-    bool no_experts; /* a mixture of experts' layer whose experts come one by
-                        one through the expert cache (expert_cache.h): stage
-                        the rest only */
 } lm_stream_layer;
 
 /* Streams layers[0..n_layers) (ascending layer numbers) of m.  device: the
@@ -67,10 +64,7 @@ lm_streamer_stats lm_streamer_get_stats(const lm_streamer *st);
  * (rather than the read). */
 bool lm_streamer_upload_failed(const lm_streamer *st);
 
-/* Bytes one layer takes in a staging buffer (tensors packed, aligned),
- * with or without its experts' stacked tensors. */
-uint64_t lm_streamer_layer_bytes(const lm_model *m, int il, bool experts);
-/* Whether role w is one of the experts' stacked tensors. */
-bool lm_role_is_experts(int w);
+/* Bytes one layer takes in a staging buffer (tensors packed, aligned). */
+uint64_t lm_streamer_layer_bytes(const lm_model *m, int il);
 
 #endif

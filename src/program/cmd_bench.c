@@ -253,7 +253,7 @@ int lm_cmd_bench(int argc, char **argv)
                    (double)to_device / (1024.0 * 1024.0),
                    best.copy_ms > 0 ? (double)to_device / (best.copy_ms * 1e-3) / 1e9 : 0.0,
                    plan && plan->has_device ? plan->dev.h2d_bw / 1e9 : 0.0);
-        if (s->streamer) {
+        if (s->streamer || s->experts) {
             /* the I/O thread's time against the compute thread's: with
              * prefetch a token takes the longer of the two, without the sum */
             const double io = best.read_ms + best.copy_ms;
