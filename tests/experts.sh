@@ -33,7 +33,8 @@ for arch in llama qwen3moe; do
         bad "$arch run in RAM: $(cat "$tmp/err")"
     for opts in "--ram-layers 0 --whole-layers" "--ram-layers 0 --expert-cache 1" \
         "--ram-layers 0 --expert-cache 1500K" "--ram-layers 0" "--ram-layers 2 --expert-cache 1" \
-        "--ram-layers 0 --expert-cache 1 --no-prefetch"; do
+        "--ram-layers 0 --expert-cache 1 --no-prefetch" \
+        "--ram-layers 0 --expert-cache 1200K --expert-evict frequent"; do
         # shellcheck disable=SC2086
         if "$LAMINA" perplexity -q -m "$model" -f "$tmp/text.txt" -c 64 --chunks 3 -b 64 \
             $opts >"$tmp/out" 2>"$tmp/err"; then
@@ -49,7 +50,7 @@ for arch in llama qwen3moe; do
 
     # the plan says what a token reads, with and without the experts apart
     if "$LAMINA" plan -m "$model" --ram-layers 0 --expert-cache 1M >"$tmp/out" 2>"$tmp/err"; then
-        grep -q '^experts: the layers from disk read only the experts routed to (2 of 8 per token), through a cache of 1.0 MiB ([0-9]* experts;' "$tmp/out" &&
+        grep -q '^experts: the layers from disk read only the experts routed to (2 of 8 per token), through a cache of 1.0 MiB ([0-9]* experts, the least recently used given up;' "$tmp/out" &&
             grep -q '^  per token .* MiB read from disk, against .* MiB reading every expert' "$tmp/out" &&
             ok || bad "$arch plan's experts lines: $(cat "$tmp/out")"
     else
@@ -85,6 +86,10 @@ assert abs(whole["read_bytes_per_token"] / whole["dense_read_bytes_per_token"] -
 assert "expert_cache_hit_rate" not in whole, whole
 ' "$tmp/small" "$tmp/whole" && ok || bad "$arch bench: $(cat "$tmp/small" "$tmp/whole" "$tmp/err")"
 done
+
+"$LAMINA" run -q -m "$tmp/moe-llama.gguf" -p ab --expert-evict often >/dev/null 2>"$tmp/err"
+[ $? -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "'often' is neither recent nor frequent" "$tmp/err" &&
+    ok || bad "--expert-evict often: $(cat "$tmp/err")"
 
 # against llama.cpp, on the file the fixture was made from
 smollm2=${LAMINA_TEST_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}

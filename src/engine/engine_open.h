@@ -27,6 +27,7 @@ typedef struct {
     bool no_prefetch;     /* reads and compute in turn */
     bool whole_layers;    /* mixtures of experts: read every expert of a streamed layer */
     uint64_t expert_cache; /* bytes for the expert cache; 0: what the RAM budget leaves */
+    bool evict_frequent;   /* the expert cache gives up the least often used */
     bool reprobe;         /* measure the probes again */
     bool quiet;           /* no plan summary or loading lines on stderr */
 } lm_engine_params;

@@ -38,6 +38,8 @@ struct lm_expert_cache {
     slot *slots;
     int *where;   /* per key: its slot, or -1 */
     int *wants;   /* per key: wanted by the pass and not yet acquired */
+    uint64_t *uses; /* per key: how often passes wanted it */
+    lm_expert_evict evict;
     bool *queued; /* per key: waiting in the queue for a slot and a read */
     int *queue;   /* keys to read, a ring */
     int q_head, q_len;
@@ -127,8 +129,16 @@ static int read_expert(lm_expert_cache *c, slot *s, int key, char *msg, size_t m
     return 0;
 }
 
-/* A slot the next read may take: an empty one, else the least recently
- * used that no pass holds or still wants; -1 if none is free yet. */
+/* Whether slot a should be given up before slot b. */
+static bool sooner(const lm_expert_cache *c, const slot *a, const slot *b)
+{
+    if (c->evict == LM_EVICT_FREQUENT && c->uses[a->key] != c->uses[b->key])
+        return c->uses[a->key] < c->uses[b->key];
+    return a->used < b->used;
+}
+
+/* A slot the next read may take: an empty one, else the one to give up
+ * first that no pass holds or still wants; -1 if none is free yet. */
 static int free_slot(const lm_expert_cache *c)
 {
     int best = -1;
@@ -137,7 +147,7 @@ static int free_slot(const lm_expert_cache *c)
         if (s->state == SLOT_EMPTY || s->state == SLOT_FAILED)
             return i;
         if (s->state == SLOT_FULL && s->pins == 0 && c->wants[s->key] == 0 &&
-            (best < 0 || s->used < c->slots[best].used))
+            (best < 0 || sooner(c, s, &c->slots[best])))
             best = i;
     }
     return best;
@@ -183,7 +193,8 @@ static void *io_thread(void *arg)
     return NULL;
 }
 
-lm_expert_cache *lm_expert_cache_new(const lm_model *m, uint64_t budget_bytes, bool drop_pages)
+lm_expert_cache *lm_expert_cache_new(const lm_model *m, uint64_t budget_bytes, bool drop_pages,
+                                     lm_expert_evict evict)
 {
     const uint64_t slot_bytes = lm_expert_slot_bytes(m);
     if (!slot_bytes) {
@@ -200,6 +211,7 @@ lm_expert_cache *lm_expert_cache_new(const lm_model *m, uint64_t budget_bytes, b
     }
     c->m = m;
     c->drop_pages = drop_pages;
+    c->evict = evict;
     c->n_expert = (int)m->hp.n_expert;
     c->n_keys = (int)n_keys;
     c->n_slots = (int)n_slots;
@@ -209,9 +221,10 @@ lm_expert_cache *lm_expert_cache_new(const lm_model *m, uint64_t budget_bytes, b
     c->slots = calloc(n_slots, sizeof *c->slots);
     c->where = malloc(n_keys * sizeof *c->where);
     c->wants = calloc(n_keys, sizeof *c->wants);
+    c->uses = calloc(n_keys, sizeof *c->uses);
     c->queued = calloc(n_keys, sizeof *c->queued);
     c->queue = malloc(n_keys * sizeof *c->queue);
-    if (!c->slots || !c->where || !c->wants || !c->queued || !c->queue ||
+    if (!c->slots || !c->where || !c->wants || !c->uses || !c->queued || !c->queue ||
         posix_memalign((void **)&c->memory, 4096, n_slots * slot_bytes) != 0) {
         c->memory = NULL;
         lm_set_error("out of memory for an expert cache of %.1f MiB",
@@ -250,6 +263,7 @@ void lm_expert_cache_free(lm_expert_cache *c)
     free(c->slots);
     free(c->where);
     free(c->wants);
+    free(c->uses);
     free(c->queued);
     free(c->queue);
     free(c);
@@ -269,6 +283,7 @@ void lm_expert_cache_want(lm_expert_cache *c, int il, int32_t *experts, int n)
         const int key = il * c->n_expert + experts[i];
         const int at = c->where[key];
         c->wants[key]++;
+        c->uses[key]++;
         c->stats.wanted++;
         if (at >= 0 && c->slots[at].state == SLOT_FULL) {
             c->stats.hits++;

@@ -3,8 +3,9 @@
  * up and down matrices) at a time, at their offsets inside the stacked
  * GGUF tensors, into slots of a fixed budget of RAM.  Experts used again
  * while still in a slot are not read again; when every slot is taken, the
- * least recently used expert gives its slot up (recency beat frequency on
- * the models measured: bench/RESULTS.md).
+ * least recently used expert gives its slot up, or (LM_EVICT_FREQUENT) the
+ * one used least often since the cache began, the less recent on a tie
+ * (what each gave on the models measured: bench/RESULTS.md).
  *
  * A layer's pass says which experts it will use (lm_expert_cache_want)
  * as soon as the router has picked them; the cached ones are put first in
@@ -23,6 +24,8 @@
 
 typedef struct lm_expert_cache lm_expert_cache;
 
+typedef enum { LM_EVICT_RECENT, LM_EVICT_FREQUENT } lm_expert_evict;
+
 typedef struct {
     uint64_t wanted;     /* (layer, expert) pairs passes used */
     uint64_t hits;       /* ... of which were in a slot already */
@@ -40,7 +43,8 @@ uint64_t lm_expert_slot_bytes(const lm_model *m);
 /* A cache of budget_bytes (at least two slots' worth) for m's experts.
  * drop_pages: drop each read's pages from the page cache, so that every
  * miss reads the disk and the page cache does not grow with the model. */
-lm_expert_cache *lm_expert_cache_new(const lm_model *m, uint64_t budget_bytes, bool drop_pages);
+lm_expert_cache *lm_expert_cache_new(const lm_model *m, uint64_t budget_bytes, bool drop_pages,
+                                     lm_expert_evict evict);
 void lm_expert_cache_free(lm_expert_cache *c);
 int lm_expert_cache_slots(const lm_expert_cache *c);
 

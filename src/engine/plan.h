@@ -94,6 +94,7 @@ typedef struct {
      * (whole layers, as for a dense model) rather than only the routed ones */
     bool whole_layers;
     uint64_t expert_cache_bytes; /* 0: what the RAM budget leaves */
+    bool evict_frequent;         /* the cache gives up the least often used */
 } lm_plan_request;
 
 typedef struct {
@@ -141,6 +142,7 @@ typedef struct {
     bool experts_apart;
     int n_expert, n_expert_used; /* the model's (0: no experts) */
     uint64_t expert_cache_bytes, expert_slot_bytes;
+    bool evict_frequent;
     double expert_hit_rate;
     uint64_t read_bytes_per_token, dense_read_bytes_per_token;
 } lm_plan;

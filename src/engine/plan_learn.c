@@ -178,7 +178,8 @@ static void plan_cache_key(const lm_model *m, const lm_plan *plan, char *key, si
              m->hp.n_embd, counts[LM_PLACE_RAM], counts[LM_PLACE_DISK], counts[LM_PLACE_DEVICE],
              counts[LM_PLACE_DEVICE_RAM], counts[LM_PLACE_DEVICE_DISK], plan->head_on_device,
              plan->parallel > 1 ? plan->parallel : 1, plan->prefetch,
-             plan->expert_cache_bytes ? "|experts-apart" : "");
+             !plan->expert_cache_bytes ? "" : plan->evict_frequent ? "|experts-apart-lfu"
+                                                                   : "|experts-apart");
 }
 
 void lm_plan_apply_learned(const lm_model *m, lm_plan *plan)

@@ -125,10 +125,12 @@ static void print_experts(const lm_plan *plan, FILE *f)
         return;
     }
     fprintf(f, "experts: the layers from disk read only the experts routed to (%d of %d per "
-               "token), through a cache of %.1f MiB (%llu experts; predicted hit rate %.0f%%, "
-               "were every expert as likely); the rest of them stays in RAM\n",
+               "token), through a cache of %.1f MiB (%llu experts, the least %s used given "
+               "up; predicted hit rate %.0f%%, were every expert as likely); the rest of them "
+               "stays in RAM\n",
             plan->n_expert_used, plan->n_expert, MIB(plan->expert_cache_bytes),
             (unsigned long long)(plan->expert_cache_bytes / plan->expert_slot_bytes),
+            plan->evict_frequent ? "often" : "recently",
             100.0 * plan->expert_hit_rate);
     fprintf(f, "  per token %.1f MiB read from disk, against %.1f MiB reading every expert "
                "(%.1fx fewer)\n",

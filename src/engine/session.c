@@ -219,7 +219,9 @@ static int stream_planned(lm_session *s)
     s->experts = NULL;
     int rc = 0;
     if (plan->expert_cache_bytes &&
-        !(s->experts = lm_expert_cache_new(s->model, plan->expert_cache_bytes, true)))
+        !(s->experts = lm_expert_cache_new(s->model, plan->expert_cache_bytes, true,
+                                           plan->evict_frequent ? LM_EVICT_FREQUENT
+                                                                : LM_EVICT_RECENT)))
         rc = -1;
     if (rc == 0)
         rc = start_streamer(s, list, n, plan->prefetch);

@@ -23,7 +23,7 @@ enum {
     OPT_TEMP = 256, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT_PENALTY, OPT_REPEAT_LAST_N,
     OPT_SEED, OPT_CHAT, OPT_STATS_JSON, OPT_JSON, OPT_CHUNKS, OPT_NO_BOS, OPT_NO_PARSE_SPECIAL,
     OPT_CHAT_TEMPLATE, OPT_IDS, OPT_BACKEND, OPT_DEVICE, OPT_PROFILE,
-    OPT_RAM, OPT_VRAM, OPT_NO_PREFETCH, OPT_WHOLE_LAYERS, OPT_EXPERT_CACHE, OPT_REPROBE, OPT_RAM_LAYERS, OPT_GPU_LAYERS,
+    OPT_RAM, OPT_VRAM, OPT_NO_PREFETCH, OPT_WHOLE_LAYERS, OPT_EXPERT_CACHE, OPT_EXPERT_EVICT, OPT_REPROBE, OPT_RAM_LAYERS, OPT_GPU_LAYERS,
     OPT_SHAPE, OPT_TYPE, OPT_TOKENIZER_FROM, OPT_LAYERS, OPT_PARALLEL, OPT_RESUME,
     OPT_DRAFT, OPT_LOOKUP, OPT_DRAFT_MAX, OPT_DRAFT_MIN, OPT_DRAFT_P_MIN,
     OPT_HOST, OPT_PORT, OPT_API_KEY, OPT_API_KEY_FILE, OPT_QUEUE, OPT_MAX_BODY, OPT_DRAIN, OPT_ARCH,
@@ -63,6 +63,7 @@ static const struct option long_options[] = {
     {"no-prefetch", no_argument, NULL, OPT_NO_PREFETCH},
     {"whole-layers", no_argument, NULL, OPT_WHOLE_LAYERS},
     {"expert-cache", required_argument, NULL, OPT_EXPERT_CACHE},
+    {"expert-evict", required_argument, NULL, OPT_EXPERT_EVICT},
     {"reprobe", no_argument, NULL, OPT_REPROBE},
     {"ram-layers", required_argument, NULL, OPT_RAM_LAYERS},
     {"gpu-layers", required_argument, NULL, OPT_GPU_LAYERS},
@@ -138,6 +139,9 @@ static const struct option long_options[] = {
     "      --expert-cache SIZE mixtures of experts: RAM for the experts read from\n"    \
     "                          disk, the most recently used kept (default: what\n"   \
     "                          the RAM budget leaves)\n"                               \
+    "      --expert-evict P    which cached expert gives its place up: recent (the\n" \
+    "                          least recently used, the default) or frequent (the\n" \
+    "                          least often used)\n"                                   \
     "      --whole-layers      mixtures of experts: read every expert of a layer\n"    \
     "                          streamed from disk, not only the routed ones\n"        \
     "      --reprobe           measure RAM, disk and CPU speed again\n"                \
@@ -388,6 +392,13 @@ static int parse_one(lm_cli *o, int c, const char *arg)
     case OPT_NO_PREFETCH: o->no_prefetch = true; return 0;
     case OPT_WHOLE_LAYERS: o->whole_layers = true; return 0;
     case OPT_EXPERT_CACHE: return lm_parse_size(arg, &o->expert_cache);
+    case OPT_EXPERT_EVICT:
+        if (strcmp(arg, "recent") != 0 && strcmp(arg, "frequent") != 0) {
+            lm_set_error("--expert-evict: '%s' is neither recent nor frequent", arg);
+            return -1;
+        }
+        o->evict_frequent = strcmp(arg, "frequent") == 0;
+        return 0;
     case OPT_REPROBE: o->reprobe = true; return 0;
     case OPT_RAM_LAYERS: return lm_cli_int("--ram-layers", arg, 0, 1 << 20, &o->ram_layers);
     case OPT_GPU_LAYERS: return lm_cli_int("--gpu-layers", arg, 0, 1 << 20, &o->gpu_layers);
@@ -499,6 +510,7 @@ static lm_engine_params engine_params(const lm_cli *o, int n_ctx, int n_batch, i
     p.no_prefetch = o->no_prefetch;
     p.whole_layers = o->whole_layers;
     p.expert_cache = o->expert_cache;
+    p.evict_frequent = o->evict_frequent;
     p.reprobe = o->reprobe;
     p.quiet = o->quiet;
     return p;

@@ -32,6 +32,7 @@ typedef struct {
     bool no_prefetch;        /* --no-prefetch: reads and compute in turn */
     bool whole_layers;       /* --whole-layers: read every expert of a streamed layer */
     uint64_t expert_cache;   /* --expert-cache SIZE; 0: what the RAM budget leaves */
+    bool evict_frequent;     /* --expert-evict frequent (default recent) */
     bool reprobe;            /* --reprobe: measure the probes again */
     int ram_layers;          /* --ram-layers N: keep N layers in RAM; -1: plan */
     int n_predict;           /* -n; -1: until end of generation or context;
