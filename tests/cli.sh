@@ -100,8 +100,8 @@ for arch in qwen2 qwen3 phi3 gemma3; do
     grep -q "^architecture: *$arch\$" "$tmp/out" && grep -q '^lamina runs it: yes' "$tmp/out" && ok ||
         bad "info on synth $arch: $(cat "$tmp/out")"
 done
-# mixtures of experts: Mixtral's layout and qwen3moe run (on the CPU)
-for arch in llama qwen3moe; do
+# mixtures of experts: Mixtral's layout, qwen3moe and qwen2moe run (on the CPU)
+for arch in llama qwen3moe qwen2moe; do
     expect_ok "synth moe-tiny --arch $arch" "$LAMINA" synth -q -o "$tmp/moe-$arch.gguf" \
         --shape moe-tiny --layers 2 --type Q8_0 --arch "$arch" --tokenizer-from "$model"
     expect_ok "run on moe-tiny $arch" "$LAMINA" run -q -m "$tmp/moe-$arch.gguf" -p ab -n 4 --temp 0

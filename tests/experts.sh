@@ -3,7 +3,8 @@
 # same logits, to the bit, whether the layers are in RAM, read from disk
 # whole, or read with only their routed experts through an expert cache of
 # any size (two slots, a few, all); and plan and bench say what they read.
-# Both layouts: Mixtral's (llama with experts) and qwen3moe; with the
+# The three layouts: Mixtral's (llama with experts), qwen3moe and qwen2moe
+# (with a shared expert); with the
 # default model's tokenizer (scripts/fetch-model), also their perplexity
 # within 0.5% of llama.cpp's on the same file
 # (tests/fixtures/ppl-moe-tiny-c512.txt), in RAM and through the cache.
@@ -21,7 +22,7 @@ vocab=$tmp/vocab.gguf
 awk 'BEGIN { srand(7); for (i = 0; i < 1500; i++) printf "%c%s", 97 + int(rand() * 26),
      (i % 7 == 6) ? " " : "" }' >"$tmp/text.txt"
 
-for arch in llama qwen3moe; do
+for arch in llama qwen3moe qwen2moe; do
     model=$tmp/moe-$arch.gguf
     "$LAMINA" synth -q -o "$model" --shape moe-tiny --arch "$arch" --type Q8_0 \
         --tokenizer-from "$vocab" >/dev/null || { bad "synth moe-tiny $arch"; continue; }
@@ -59,7 +60,8 @@ for arch in llama qwen3moe; do
     "$LAMINA" plan -m "$model" --ram-layers 0 --whole-layers >"$tmp/out" 2>"$tmp/err" &&
         grep -q '^experts: the layers from disk are read whole, all 8 experts each' "$tmp/out" &&
         ok || bad "$arch plan --whole-layers: $(cat "$tmp/out" "$tmp/err")"
-    "$LAMINA" plan -m "$model" --ram-layers 0 --json >"$tmp/out" 2>"$tmp/err" &&
+    XDG_CACHE_HOME="$tmp/fresh-$arch" "$LAMINA" plan -m "$model" --ram-layers 0 --json \
+        >"$tmp/out" 2>"$tmp/err" &&
         python3 -c '
 import json, sys
 p = json.load(open(sys.argv[1]))
@@ -68,6 +70,20 @@ assert p["experts"] == 8 and p["experts_per_token"] == 2, p
 assert p["predicted_read_bytes_per_token"] == 0 < p["dense_read_bytes_per_token"], p
 assert p["expert_cache_bytes"] > 0 and p["predicted_expert_cache_hit_rate"] == 1.0, p
 ' "$tmp/out" && ok || bad "$arch plan --json: $(cat "$tmp/out" "$tmp/err")"
+
+    # a run teaches the plan the hit rate it measured (a bench: no end of
+    # text cuts it short)
+    learn="$tmp/learn-$arch"
+    XDG_CACHE_HOME=$learn "$LAMINA" bench -m "$model" -p 8 -n 48 -r 1 --ram-layers 0 \
+        --expert-cache 1200K >/dev/null 2>"$tmp/err" || bad "$arch learning run: $(cat "$tmp/err")"
+    XDG_CACHE_HOME=$learn "$LAMINA" plan -m "$model" --ram-layers 0 --expert-cache 1200K \
+        >"$tmp/out" 2>"$tmp/err" &&
+        grep -q '^experts: .*predicted hit rate [0-9]*%, as the last 1 run of this cache measured)' "$tmp/out" &&
+        ok || bad "$arch plan after a run: $(cat "$tmp/out" "$tmp/err")"
+    XDG_CACHE_HOME=$learn "$LAMINA" plan -m "$model" --ram-layers 0 --expert-cache 1200K \
+        --expert-evict frequent >"$tmp/out" 2>"$tmp/err" &&
+        grep -q '^experts: .*were every expert as likely)' "$tmp/out" &&
+        ok || bad "$arch plan of another cache learns nothing from it: $(cat "$tmp/out" "$tmp/err")"
 
     # bench measures it: two slots cannot hit (each token's two experts
     # push out the last); a cache of every expert reads only the rest
@@ -94,7 +110,7 @@ done
 # against llama.cpp, on the file the fixture was made from
 smollm2=${LAMINA_TEST_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 if [ -f "$smollm2" ]; then
-    for arch in llama qwen3moe; do
+    for arch in llama qwen3moe qwen2moe; do
         model=$tmp/moe-$arch-smollm2.gguf
         "$LAMINA" synth -q -o "$model" --shape moe-tiny --arch "$arch" --type Q8_0 \
             --tokenizer-from "$smollm2" >/dev/null || { bad "synth moe-tiny $arch"; continue; }

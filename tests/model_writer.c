@@ -115,6 +115,21 @@ static int add_experts(lm_gguf_writer *w, uint32_t il, const test_model_shape *s
            add_stack(w, n[3], s->weight_type, s->n_ff, s->n_embd, s->n_expert, ff_scale, seed);
 }
 
+/* qwen2moe's shared expert (n_ff wide) and its gate's one row (a vector) */
+static int add_shared_expert(lm_gguf_writer *w, uint32_t il, const test_model_shape *s,
+                             float in_scale, float ff_scale, uint64_t *seed)
+{
+    char n[4][64];
+    const char *suffix[4] = {"ffn_gate_inp_shexp.weight", "ffn_gate_shexp.weight",
+                             "ffn_up_shexp.weight", "ffn_down_shexp.weight"};
+    for (int i = 0; i < 4; i++)
+        snprintf(n[i], sizeof n[i], "blk.%u.%s", il, suffix[i]);
+    return add_vector(w, n[0], s->n_embd, 0.0f, 4.0f * in_scale, seed) ||
+           add_matrix(w, n[1], s->weight_type, s->n_embd, s->n_ff, in_scale, seed) ||
+           add_matrix(w, n[2], s->weight_type, s->n_embd, s->n_ff, in_scale, seed) ||
+           add_matrix(w, n[3], s->weight_type, s->n_ff, s->n_embd, ff_scale, seed);
+}
+
 /* "<arch>.<suffix>" in the caller's key buffer */
 #define ARCH_KEY(suffix) (snprintf(key, sizeof key, "%s." suffix, s->arch), key)
 
@@ -130,6 +145,9 @@ static int add_hparams(lm_gguf_writer *w, const test_model_shape *s)
     if (s->n_expert && (lm_gguf_add_u32(w, ARCH_KEY("expert_count"), s->n_expert) ||
                         lm_gguf_add_u32(w, ARCH_KEY("expert_used_count"), s->n_expert_used) ||
                         lm_gguf_add_u32(w, ARCH_KEY("expert_feed_forward_length"), s->n_ff)))
+        return -1;
+    if (strcmp(s->arch, "qwen2moe") == 0 &&
+        lm_gguf_add_u32(w, ARCH_KEY("expert_shared_feed_forward_length"), s->n_ff))
         return -1;
     return lm_gguf_add_str(w, "general.architecture", s->arch) ||
            lm_gguf_add_str(w, "general.name", s->name ? s->name : "lamina test model") ||
@@ -185,7 +203,7 @@ int test_write_model(const char *path, const test_model_shape *s)
     const uint64_t hd = s->head_dim ? s->head_dim : s->n_embd / s->n_head;
     const uint64_t q = s->n_head * hd, kv = s->n_head_kv * hd;
     const float in_scale = 1.0f / sqrtf((float)s->n_embd), ff_scale = 1.0f / sqrtf((float)s->n_ff);
-    const bool qwen2 = strcmp(s->arch, "qwen2") == 0, phi3 = strcmp(s->arch, "phi3") == 0;
+    const bool qwen2 = strncmp(s->arch, "qwen2", 5) == 0, phi3 = strcmp(s->arch, "phi3") == 0;
     const bool gemma3 = strcmp(s->arch, "gemma3") == 0;
     const bool qk_norm = gemma3 || strncmp(s->arch, "qwen3", 5) == 0;
     int rc = add_hparams(w, s) || add_rope_scaling(w, s) || add_vocab(w) ||
@@ -224,6 +242,8 @@ int test_write_model(const char *path, const test_model_shape *s)
              add_vector(w, n[5], s->n_embd, 1.0f, 0.2f, &seed);
         if (!rc && s->n_expert)
             rc = add_experts(w, il, s, in_scale, ff_scale, &seed);
+        if (!rc && strcmp(s->arch, "qwen2moe") == 0)
+            rc = add_shared_expert(w, il, s, in_scale, ff_scale, &seed);
         else if (!rc)
             rc = add_matrix(w, n[6], s->weight_type, s->n_embd, s->n_ff, in_scale, &seed) ||
              add_matrix(w, n[7], s->weight_type, s->n_embd, s->n_ff, in_scale, &seed) ||

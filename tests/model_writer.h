@@ -19,8 +19,9 @@ typedef struct {
     const char *name;     /* general.name; NULL: "lamina test model" */
     uint32_t head_dim;    /* attention.key_length; 0: n_embd / n_head, no key */
     uint32_t n_swa;       /* gemma3's attention.sliding_window (0: 4) */
-    uint32_t n_expert, n_expert_used; /* llama (Mixtral) or qwen3moe experts, each of
-                                         n_ff width (0: dense) */
+    uint32_t n_expert, n_expert_used; /* llama (Mixtral), qwen3moe or qwen2moe (with a
+                                         shared expert) experts, each of n_ff width
+                                         (0: dense) */
 } test_model_shape;
 
 /* The vocabulary the writer uses: 64 tokens, the byte-level forms of

@@ -103,6 +103,21 @@ static void ref_moe(const lm_model *m, const lm_layer *L, const double *xn, doub
         for (uint32_t i = 0; i < hp->n_embd; i++)
             out[i] += d[i] * (hp->expert_norm ? w[k] / wsum : w[k]);
     }
+    if (L->t[LM_W_DOWN_SHEXP]) { /* qwen2moe: the shared expert, sigmoid-gated */
+        const int S = (int)hp->n_ff_shexp;
+        double *gs = malloc(S * sizeof(double)), *us = malloc(S * sizeof(double)), gate;
+        ref_matvec(L->t[LM_W_GATE_SHEXP], xn, gs);
+        ref_matvec(L->t[LM_W_UP_SHEXP], xn, us);
+        for (int i = 0; i < S; i++)
+            gs[i] = gs[i] / (1 + exp(-gs[i])) * us[i];
+        ref_matvec(L->t[LM_W_DOWN_SHEXP], gs, d);
+        ref_matvec(L->t[LM_W_SHEXP_ROUTER], xn, &gate);
+        gate = 1 / (1 + exp(-gate));
+        for (uint32_t i = 0; i < hp->n_embd; i++)
+            out[i] += d[i] * gate;
+        free(gs);
+        free(us);
+    }
     free(g);
     free(u);
     free(d);
@@ -410,6 +425,16 @@ static void mixtral_q8_0(void **state)
     check_against_reference(&shape, 2e-2);
 }
 
+/* qwen2moe: qwen2's biases, 8 experts of which 2 used, not renormalized,
+ * and a shared expert */
+static void qwen2moe_q8_0(void **state)
+{
+    (void)state;
+    test_model_shape shape = {"qwen2moe", LM_TYPE_Q8_0, 2, 64, 4, 2, 96, false, 16, NULL, 0,
+                              NULL, 0, 0, 8, 2};
+    check_against_reference(&shape, 2e-2);
+}
+
 static void qwen3moe_f16(void **state)
 {
     (void)state;
@@ -484,6 +509,7 @@ int main(void)
         cmocka_unit_test(phi3_f16),      cmocka_unit_test(phi3_q4_0_gqa),
         cmocka_unit_test(gemma3_f32),    cmocka_unit_test(gemma3_q8_0),
         cmocka_unit_test(mixtral_q8_0),  cmocka_unit_test(qwen3moe_f16),
+        cmocka_unit_test(qwen2moe_q8_0),
         cmocka_unit_test(rope_scaling_keys),
         cmocka_unit_test(errors_are_reported),
     };

@@ -13,6 +13,9 @@
 #define EXPERT_FFN                                                                        \
     (LM_ROLE(LM_W_FFN_ROUTER) | LM_ROLE(LM_W_GATE_EXPS) | LM_ROLE(LM_W_UP_EXPS) |         \
      LM_ROLE(LM_W_DOWN_EXPS))
+#define SHARED_EXPERT                                                                     \
+    (LM_ROLE(LM_W_SHEXP_ROUTER) | LM_ROLE(LM_W_GATE_SHEXP) | LM_ROLE(LM_W_UP_SHEXP) |     \
+     LM_ROLE(LM_W_DOWN_SHEXP))
 
 static const lm_arch_desc archs[] = {
     /* Llama 2/3, TinyLlama, SmolLM2, Mistral; Mixtral (experts, their weights
@@ -21,6 +24,12 @@ static const lm_arch_desc archs[] = {
      .moe = LM_MOE_MAYBE, .expert_norm = true, .block = lm_arch_llama_block},
     /* Qwen 2 and 2.5: biases on Q, K and V, NeoX RoPE */
     {.name = "qwen2", .required = LLAMA_TENSORS, .optional = QKV_BIASES, .rope_neox = true,
+     .norm_eps = 1e-6f, .block = lm_arch_llama_block},
+    /* Qwen 2 MoE (Qwen1.5-MoE-A2.7B, Qwen2-57B-A14B): qwen2's attention;
+     * experts whose weights are not renormalized, and a shared expert every
+     * token goes through, scaled by a sigmoid gate of its own */
+    {.name = "qwen2moe", .required = (LLAMA_TENSORS & ~DENSE_FFN) | EXPERT_FFN | SHARED_EXPERT,
+     .optional = QKV_BIASES, .rope_neox = true, .moe = LM_MOE_ALWAYS, .expert_ff_key = true,
      .norm_eps = 1e-6f, .block = lm_arch_llama_block},
     /* Qwen 3 (dense): Q and K normed per head, no biases */
     {.name = "qwen3", .required = LLAMA_TENSORS | QK_NORMS, .rope_neox = true,
@@ -65,10 +74,12 @@ uint32_t lm_arch_wide_width(const lm_model *m)
         wide = (hp->n_head + 2 * hp->n_head_kv) * hp->head_dim;
     if (hp->arch->fused_gate_up && 2 * hp->n_ff > wide)
         wide = 2 * hp->n_ff;
+    if (hp->n_ff_shexp && hp->n_embd > wide) /* the shared expert's output */
+        wide = hp->n_embd;
     return wide;
 }
 
 const char *lm_arch_names(void)
 {
-    return "llama, qwen2, qwen3, qwen3moe, phi3, gemma3";
+    return "llama, qwen2, qwen2moe, qwen3, qwen3moe, phi3, gemma3";
 }

@@ -62,6 +62,9 @@ typedef struct lm_block_ops {
      * their weights renormalized where hp->expert_norm; each picked
      * expert's SwiGLU FFN times its weight, added in that order */
     int (*moe)(void *ctx, lm_act out, lm_act in);
+    /* each row of x (dim floats) *= the sigmoid of g's one float for that
+     * row, as ggml computes it: silu(g) / g */
+    int (*sigmoid_gate)(void *ctx, lm_act x, lm_act g, int dim);
     /* x *= factor, per row of dim */
     int (*scale)(void *ctx, lm_act x, float factor, int dim);
     /* x += y, per row of dim */
@@ -85,7 +88,8 @@ typedef struct {
     } while (0)
 
 /* TMP = the SwiGLU feed-forward of XN: the dense one (GATE, UP, DOWN), or
- * the mixture of experts where the model has them (src/arch/ffn.c). */
+ * the mixture of experts where the model has them, plus its shared expert
+ * where it has one (src/arch/ffn.c). */
 int lm_block_swiglu_ffn(const lm_block *b);
 
 /* out = in x W^T (+ bias, where the layer has the role `bias`; -1: none). */

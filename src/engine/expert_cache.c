@@ -144,7 +144,8 @@ static int free_slot(const lm_expert_cache *c)
     int best = -1;
     for (int i = 0; i < c->n_slots; i++) {
         const slot *s = &c->slots[i];
-        if (s->state == SLOT_EMPTY || s->state == SLOT_FAILED)
+        /* a failed read's slot stays until the pass that wants it says so */
+        if (s->state == SLOT_EMPTY || (s->state == SLOT_FAILED && c->wants[s->key] == 0))
             return i;
         if (s->state == SLOT_FULL && s->pins == 0 && c->wants[s->key] == 0 &&
             (best < 0 || sooner(c, s, &c->slots[best])))
@@ -311,6 +312,7 @@ static void forget_wants(lm_expert_cache *c)
     memset(c->wants, 0, (size_t)c->n_keys * sizeof *c->wants);
     memset(c->queued, 0, (size_t)c->n_keys * sizeof *c->queued);
     c->q_len = 0;
+    c->error[0] = '\0'; /* said once */
     for (int i = 0; i < c->n_slots; i++)
         if (c->slots[i].state == SLOT_FAILED) {
             c->where[c->slots[i].key] = -1;
@@ -328,7 +330,7 @@ int lm_expert_cache_acquire(lm_expert_cache *c, int il, int e, const void *mats[
         if (at >= 0 && c->slots[at].state == SLOT_FULL)
             break;
         if ((at >= 0 && c->slots[at].state == SLOT_FAILED) || (at < 0 && !c->queued[key])) {
-            lm_set_error("%s", at >= 0 ? c->error : "internal: an expert acquired unwanted");
+            lm_set_error("%s", c->error[0] ? c->error : "internal: an expert acquired unwanted");
             forget_wants(c);
             pthread_mutex_unlock(&c->mu);
             return -1;

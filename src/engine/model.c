@@ -37,6 +37,10 @@ static const char *const layer_tensor_names[LM_W_PER_LAYER] = {
     [LM_W_GATE_EXPS] = "ffn_gate_exps.weight",
     [LM_W_UP_EXPS] = "ffn_up_exps.weight",
     [LM_W_DOWN_EXPS] = "ffn_down_exps.weight",
+    [LM_W_SHEXP_ROUTER] = "ffn_gate_inp_shexp.weight",
+    [LM_W_GATE_SHEXP] = "ffn_gate_shexp.weight",
+    [LM_W_UP_SHEXP] = "ffn_up_shexp.weight",
+    [LM_W_DOWN_SHEXP] = "ffn_down_shexp.weight",
 };
 
 static int arch_key_u32(const lm_gguf *g, const char *arch, const char *suffix, uint32_t *out,
@@ -97,6 +101,15 @@ static int read_experts(lm_model *m)
         return -1;
     }
     hp->expert_norm = hp->arch->expert_norm;
+    if (hp->arch->required & LM_ROLE(LM_W_DOWN_SHEXP)) {
+        hp->n_ff_shexp = hp->n_ff;
+        arch_key_u32(m->gguf, hp->arch_name, "expert_shared_feed_forward_length",
+                     &hp->n_ff_shexp, false);
+        if (hp->n_ff_shexp == 0 || hp->n_ff_shexp > (1u << 22)) {
+            lm_set_error("%s: a shared expert of width %u", path, hp->n_ff_shexp);
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -227,6 +240,10 @@ static void layer_tensor_shape(const lm_hparams *hp, int w, uint64_t *ne0, uint6
         [LM_W_GATE_EXPS] = {hp->n_embd, hp->n_ff_exp},
         [LM_W_UP_EXPS] = {hp->n_embd, hp->n_ff_exp},
         [LM_W_DOWN_EXPS] = {hp->n_ff_exp, hp->n_embd},
+        [LM_W_SHEXP_ROUTER] = {hp->n_embd, 1},
+        [LM_W_GATE_SHEXP] = {hp->n_embd, hp->n_ff_shexp},
+        [LM_W_UP_SHEXP] = {hp->n_embd, hp->n_ff_shexp},
+        [LM_W_DOWN_SHEXP] = {hp->n_ff_shexp, hp->n_embd},
     };
     *ne0 = shapes[w][0];
     *ne1 = shapes[w][1];
@@ -259,6 +276,9 @@ static int load_layers(lm_model *m)
             }
             uint64_t ne0, ne1, ne2;
             layer_tensor_shape(&m->hp, w, &ne0, &ne1, &ne2);
+            /* the shared expert's gate is one row: a vector in most files */
+            if (w == LM_W_SHEXP_ROUTER && t->n_dims == 1)
+                ne1 = 0;
             if (check_tensor3(g, t, ne0, ne1, ne2) != 0)
                 return -1;
             L->t[w] = t;

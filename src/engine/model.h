@@ -34,6 +34,7 @@ typedef struct {
     /* mixture of experts (0 experts: a dense feed-forward) */
     uint32_t n_expert, n_expert_used; /* experts, and how many each token uses */
     uint32_t n_ff_exp;    /* an expert's feed-forward width */
+    uint32_t n_ff_shexp;  /* the shared expert's width (qwen2moe; 0: none) */
     bool expert_norm;     /* the used experts' weights are renormalized to sum 1 */
 } lm_hparams;
 
@@ -58,6 +59,8 @@ enum {
     LM_W_QKV,                                /* Q, K and V in one matrix (phi3) */
     LM_W_FFN_ROUTER,                         /* mixture of experts: the router ... */
     LM_W_GATE_EXPS, LM_W_UP_EXPS, LM_W_DOWN_EXPS, /* ... and every expert's FFN (3-D) */
+    LM_W_SHEXP_ROUTER,                       /* a shared expert: its gate's one row ... */
+    LM_W_GATE_SHEXP, LM_W_UP_SHEXP, LM_W_DOWN_SHEXP, /* ... and its FFN (qwen2moe) */
     LM_W_PER_LAYER
 };
 

@@ -389,18 +389,15 @@ static uint64_t ram_bytes(const lm_plan *plan, const lm_model *m, int il)
     return lm_place_on_device(p) ? lm_streamer_layer_bytes(m, il) : plan->layer_bytes[il];
 }
 
-/* The experts of the layers read from disk without them: all of them,
- * and the number of such layers. */
+/* What a cache of every expert of the layers read from disk without them
+ * takes (each in a slot of the largest expert's size), and the number of
+ * such layers. */
 static uint64_t apart_expert_bytes(const lm_plan *plan, const lm_model *m, int *n_layers)
 {
-    uint64_t bytes = 0;
     *n_layers = 0;
     for (int il = 0; il < plan->n_layer; il++)
-        if (lm_plan_layer_experts_apart(m, plan, il)) {
-            bytes += lm_expert_bytes(m, il) * m->hp.n_expert;
-            ++*n_layers;
-        }
-    return bytes;
+        *n_layers += lm_plan_layer_experts_apart(m, plan, il);
+    return (uint64_t)*n_layers * m->hp.n_expert * lm_expert_slot_bytes(m);
 }
 
 /* The expert cache the placement needs at least: two slots (one
@@ -426,11 +423,14 @@ static void size_expert_cache(lm_plan *plan, const lm_model *m, const lm_plan_re
     uint64_t cache = least;
     if (least && !req->expert_cache_bytes && plan->ram_budget > plan->ram_total)
         cache += plan->ram_budget - plan->ram_total;
-    cache = cache > all && all >= least ? all : cache;
-    plan->ram_total += cache - least;
+    /* no more than every expert (but two slots at least) */
+    const uint64_t most = all > 2 * lm_expert_slot_bytes(m) ? all : 2 * lm_expert_slot_bytes(m);
+    cache = cache > most ? most : cache;
+    plan->ram_total = plan->ram_total - least + cache;
     plan->expert_cache_bytes = cache;
     const uint64_t slot = lm_expert_slot_bytes(m);
-    plan->expert_hit_rate = all ? (double)(cache / slot) / (double)(all / slot) : 0.0;
+    const double rate = all ? (double)(cache / slot) / (double)(all / slot) : 0.0;
+    plan->expert_hit_rate = rate > 1 ? 1 : rate;
 }
 
 /* Host side: the layers not resident on the device keep their weights in
@@ -606,7 +606,7 @@ again:
         return -1;
     }
     int host = place_host(m, req, plan, n_dev);
-    if (host != 0 && plan->experts_apart) {
+    if (host != 0 && plan->experts_apart && !req->expert_cache_bytes) {
         /* not even the mixture's layers less their experts fit: whole
          * layers through the streamer's buffers may */
         plan->experts_apart = false;

@@ -140,6 +140,9 @@ typedef struct {
      * every expert were as likely as any other; bytes read from disk per
      * decoded token, and what reading every expert would read */
     bool experts_apart;
+    int expert_hit_runs; /* > 0: expert_hit_rate is what that many runs of
+                            the same cache measured (plan_learn.h), not the
+                            uniform guess */
     int n_expert, n_expert_used; /* the model's (0: no experts) */
     uint64_t expert_cache_bytes, expert_slot_bytes;
     bool evict_frequent;

@@ -16,6 +16,8 @@
 #define LEARN_MIN_PASSES 8
 /* Fewer bytes read or copied than this time the calls, not the transfer. */
 #define LEARN_MIN_BYTES ((uint64_t)16 << 20)
+/* ... and a hit rate from fewer experts wanted than this */
+#define LEARN_MIN_EXPERTS 256
 
 /* ---- the cache: lines "KEY<tab>v1 v2 ... v5", the oldest first ---------- */
 
@@ -182,8 +184,43 @@ static void plan_cache_key(const lm_model *m, const lm_plan *plan, char *key, si
                                                                    : "|experts-apart");
 }
 
+/* ---- the expert cache's hit rate: what runs of the same cache measured --- */
+
+/* Kept as 1 + the rate: the cache's values are positive. */
+static void hit_rate_key(const lm_model *m, const lm_plan *plan, char *key, size_t len)
+{
+    int from_disk = 0;
+    for (int il = 0; il < plan->n_layer; il++)
+        from_disk += plan->place[il] == LM_PLACE_DISK;
+    snprintf(key, len, "experts=w%llu|l%d|e%u|disk%d|slots%llu|%s",
+             (unsigned long long)m->weight_bytes, plan->n_layer, m->hp.n_expert, from_disk,
+             (unsigned long long)(plan->expert_cache_bytes / plan->expert_slot_bytes),
+             plan->evict_frequent ? "frequent" : "recent");
+}
+
+/* Predicts again with the hit rate runs of this cache measured, where
+ * there are some (routers are far from uniform). */
+static void apply_hit_rate(const lm_model *m, lm_plan *plan)
+{
+    if (!plan->expert_cache_bytes || !plan->expert_slot_bytes)
+        return;
+    char key[512];
+    hit_rate_key(m, plan, key, sizeof key);
+    learned l;
+    if (!lm_probe_cache_load("learned", key, parse_learned, &l))
+        return;
+    const double rate = median(&l) - 1.0;
+    if (rate < 0 || rate > 1)
+        return;
+    plan->expert_hit_rate = rate;
+    plan->expert_hit_runs = l.n;
+    lm_plan_predict(m, plan);
+    plan->figures_token_ms = plan->token_ms;
+}
+
 void lm_plan_apply_learned(const lm_model *m, lm_plan *plan)
 {
+    apply_hit_rate(m, plan);
     plan->learned_runs = 0;
     plan->learned_factor = 1.0;
     char key[512];
@@ -268,6 +305,13 @@ void lm_session_learn(const lm_session *s)
     const lm_plan *plan = &s->plan;
     if (!plan->place || plan->figures_token_ms <= 0)
         return;
+    if (s->experts) { /* how busy the machine was does not change it */
+        const lm_expert_cache_stats ex = lm_expert_cache_get_stats(s->experts);
+        char key[512];
+        hit_rate_key(s->model, plan, key, sizeof key);
+        if (ex.wanted >= LEARN_MIN_EXPERTS)
+            record(key, 1.0 + (double)ex.hits / (double)ex.wanted, plan->reprobed);
+    }
     if (!lm_probe_settled(&s->watch, NULL))
         return; /* the machine was busy: what the run took says little */
     const lm_model *m = s->model;

@@ -13,6 +13,9 @@
  * the last runs of the same plan (threads, model, placement of every kind,
  * sequences, prefetch) scaling its prediction (lm_plan_apply_learned);
  * that one is learned from one-token passes, what the plan predicts.
+ * A mixture of experts' expert cache keeps the hit rate runs measured, per
+ * model, placement, cache size and eviction, and the next plan of the same
+ * cache predicts with it rather than with a uniform router's.
  * Kept beside the probes in $XDG_CACHE_HOME/lamina/learned; --reprobe
  * ignores it.  A run during which other processes held the cores teaches
  * nothing (probe.h's watch). */

@@ -124,14 +124,18 @@ static void print_experts(const lm_plan *plan, FILE *f)
                 plan->n_expert, MIB(plan->dense_read_bytes_per_token));
         return;
     }
+    char source[96];
+    if (plan->expert_hit_runs > 0)
+        snprintf(source, sizeof source, "as the last %d run%s of this cache measured",
+                 plan->expert_hit_runs, plan->expert_hit_runs == 1 ? "" : "s");
+    else
+        snprintf(source, sizeof source, "were every expert as likely");
     fprintf(f, "experts: the layers from disk read only the experts routed to (%d of %d per "
                "token), through a cache of %.1f MiB (%llu experts, the least %s used given "
-               "up; predicted hit rate %.0f%%, were every expert as likely); the rest of them "
-               "stays in RAM\n",
+               "up; predicted hit rate %.0f%%, %s); the rest of them stays in RAM\n",
             plan->n_expert_used, plan->n_expert, MIB(plan->expert_cache_bytes),
             (unsigned long long)(plan->expert_cache_bytes / plan->expert_slot_bytes),
-            plan->evict_frequent ? "often" : "recently",
-            100.0 * plan->expert_hit_rate);
+            plan->evict_frequent ? "often" : "recently", 100.0 * plan->expert_hit_rate, source);
     fprintf(f, "  per token %.1f MiB read from disk, against %.1f MiB reading every expert "
                "(%.1fx fewer)\n",
             MIB(plan->read_bytes_per_token), MIB(plan->dense_read_bytes_per_token),
@@ -250,6 +254,8 @@ json_t *lm_plan_json(const lm_plan *plan)
                                 json_integer((json_int_t)plan->expert_cache_bytes));
             json_object_set_new(obj, "predicted_expert_cache_hit_rate",
                                 json_real(plan->expert_hit_rate));
+            json_object_set_new(obj, "expert_cache_hit_rate_runs",
+                                json_integer(plan->expert_hit_runs));
         }
         json_object_set_new(obj, "learned_factor", json_real(plan->learned_factor));
         json_object_set_new(obj, "probe_predicted_decode_tokens_per_s",

@@ -47,7 +47,8 @@ static int layers_apart(const lm_session *s)
 }
 
 /* One repetition: a fresh cache, the prompt in one pass, then n_gen tokens
- * one at a time (the prompt as llamacpp-ref.py's bench; each step a new token).  With
+ * one at a time (the same token ids as llamacpp-ref.py's bench; for a
+ * mixture of experts a new token each step).  With
  * --parallel B, every sequence starts from a copy of the first's prompt and
  * each decode pass carries one token of each: decode_tps is then the
  * aggregate of the B sequences. */
@@ -87,9 +88,10 @@ static int bench_once(lm_session *s, const lm_model *m, int n_prompt, int n_gen,
     const double t1 = lm_now_seconds();
     for (int i = 0; rc == 0 && i < n_gen; i++) {
         rc = lm_session_decode(s, n_seq, tokens, seq, want, logits);
-        /* a new token each step, as llama-bench does: the same one over and
-         * over would route a mixture of experts to the same experts */
-        for (int j = 0; j < n_seq; j++)
+        /* a mixture of experts: a new token each step, as llama-bench does
+         * (the same one over and over would route to the same experts); a
+         * dense model's work does not depend on it */
+        for (int j = 0; m->hp.n_expert && j < n_seq; j++)
             tokens[j] = (int32_t)((1000 + (uint64_t)(i + 1) * 7919 + (uint64_t)j * 104729) %
                                   m->hp.n_vocab);
     }

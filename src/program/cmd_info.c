@@ -71,6 +71,8 @@ static void print_model(const lm_model *m)
     if (hp->n_expert > 0)
         printf("experts:        %u (%u used per token, feed-forward %u each)\n", hp->n_expert,
                hp->n_expert_used, hp->n_ff_exp);
+    if (hp->n_ff_shexp > 0)
+        printf("shared expert:  feed-forward %u, every token\n", hp->n_ff_shexp);
     printf("rms norm eps:   %g\n", hp->norm_eps);
     printf("output head:    %s\n", hp->tied_embeddings ? "tied to token_embd" : "output.weight");
     printf("bytes/token:    %.2f MiB of weights read per decoded token\n",

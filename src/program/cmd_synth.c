@@ -39,7 +39,8 @@ static const synth_shape shapes[] = {
     {"7b", 32, 4096, 11008, 32, 32, 0, 0, 0, 0},    /* Llama 2 7B */
     {"13b", 40, 5120, 13824, 40, 40, 0, 0, 0, 0},   /* Llama 2 13B */
     {"70b", 80, 8192, 28672, 64, 8, 0, 0, 0, 0},    /* Llama 2/3 70B */
-    /* mixtures of experts, for --arch llama (Mixtral's layout) or qwen3moe */
+    /* mixtures of experts, for --arch llama (Mixtral's layout), qwen3moe or
+     * qwen2moe (with a shared expert feed_forward_length wide) */
     {"moe-tiny", 4, 256, 512, 8, 4, 0, 8, 2, 256},
     {"mixtral-8x7b", 32, 4096, 14336, 32, 8, 0, 8, 2, 0},
     {"qwen3-30b-a3b", 48, 2048, 6144, 32, 4, 128, 128, 8, 768},
@@ -291,9 +292,10 @@ static int copy_tokenizer(lm_gguf_writer *w, const char *path, uint32_t *n_vocab
 
 /* The architectures synth writes, and what each adds to llama's tensors. */
 typedef enum {
-    ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_PHI3, ARCH_GEMMA3, ARCH_QWEN3MOE
+    ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_PHI3, ARCH_GEMMA3, ARCH_QWEN3MOE, ARCH_QWEN2MOE
 } synth_arch;
-static const char *const arch_names[] = {"llama", "qwen2", "qwen3", "phi3", "gemma3", "qwen3moe"};
+static const char *const arch_names[] = {"llama",  "qwen2",    "qwen3",   "phi3",
+                                         "gemma3", "qwen3moe", "qwen2moe"};
 #define N_ARCHS (sizeof arch_names / sizeof *arch_names)
 
 static int find_arch(const char *name, synth_arch *arch)
@@ -304,7 +306,7 @@ static int find_arch(const char *name, synth_arch *arch)
             return 0;
         }
     lm_set_error("unknown architecture '%s' for --arch (llama, qwen2, qwen3, phi3, gemma3, "
-                 "qwen3moe)", name);
+                 "qwen3moe, qwen2moe)", name);
     return -1;
 }
 
@@ -340,7 +342,10 @@ static int add_hparams(lm_gguf_writer *w, const synth_shape *sh, uint32_t n_laye
         (lm_gguf_add_u32(w, KEY("expert_count"), sh->n_expert) ||
          lm_gguf_add_u32(w, KEY("expert_used_count"), sh->n_expert_used) ||
          (arch != ARCH_LLAMA &&
-          lm_gguf_add_u32(w, KEY("expert_feed_forward_length"), ff_exp_of(sh, arch)))))
+          lm_gguf_add_u32(w, KEY("expert_feed_forward_length"), ff_exp_of(sh, arch))) ||
+         /* qwen2moe's shared expert: feed_forward_length wide */
+         (arch == ARCH_QWEN2MOE &&
+          lm_gguf_add_u32(w, KEY("expert_shared_feed_forward_length"), sh->n_ff))))
         return -1;
     return lm_gguf_add_str(w, "general.architecture", arch_names[arch]) ||
            lm_gguf_add_str(w, "general.name", name) ||
@@ -407,7 +412,7 @@ static int add_extras(lm_gguf_writer *w, tensor_list *tl, synth_arch arch, uint3
     char n[64];
 #define NAME(suffix) (snprintf(n, sizeof n, "blk.%u." suffix, il), n)
     const uint32_t L = il + 1;
-    if (arch == ARCH_QWEN2)
+    if (arch == ARCH_QWEN2 || arch == ARCH_QWEN2MOE)
         return add(w, tl, NAME("attn_q.bias"), LM_TYPE_F32, embd, 0, 0.1f, 0, L) ||
                add(w, tl, NAME("attn_k.bias"), LM_TYPE_F32, kv, 0, 0.1f, 0, L) ||
                add(w, tl, NAME("attn_v.bias"), LM_TYPE_F32, kv, 0, 0.1f, 0, L);
@@ -440,6 +445,22 @@ static int add_experts(lm_gguf_writer *w, tensor_list *tl, uint32_t il, uint64_t
            add3(w, tl, n[3], type, ff, embd, n_expert, fs, L);
 }
 
+/* qwen2moe's shared expert, ff wide, and its gate's one row (a vector, F32,
+ * as the converter writes it) */
+static int add_shared_expert(lm_gguf_writer *w, tensor_list *tl, uint32_t il, uint64_t embd,
+                             uint64_t ff, uint32_t type, float in)
+{
+    char n[4][64];
+    static const char *const suffix[4] = {"ffn_gate_inp_shexp.weight", "ffn_gate_shexp.weight",
+                                          "ffn_up_shexp.weight", "ffn_down_shexp.weight"};
+    for (int i = 0; i < 4; i++)
+        snprintf(n[i], sizeof n[i], "blk.%u.%s", il, suffix[i]);
+    const uint32_t L = il + 1;
+    return add(w, tl, n[0], LM_TYPE_F32, embd, 0, 4 * in, 0, L) ||
+           add(w, tl, n[1], type, embd, ff, in, 0, L) || add(w, tl, n[2], type, embd, ff, in, 0, L) ||
+           add(w, tl, n[3], type, ff, embd, 1.0f / sqrtf((float)ff), 0, L);
+}
+
 static int add_tensors(lm_gguf_writer *w, tensor_list *tl, const synth_shape *sh,
                        uint32_t n_layer, uint32_t n_vocab, uint32_t type, synth_arch arch)
 {
@@ -470,6 +491,7 @@ static int add_tensors(lm_gguf_writer *w, tensor_list *tl, const synth_shape *sh
         if (sh->n_expert) { /* the router (F32, as llama-quantize keeps it), the experts */
             const uint64_t fe = ff_exp_of(sh, arch);
             if (add_experts(w, tl, il, embd, fe, sh->n_expert, type, in, 1.0f / sqrtf((float)fe)) ||
+                (arch == ARCH_QWEN2MOE && add_shared_expert(w, tl, il, embd, ff, type, in)) ||
                 add_extras(w, tl, arch, il, embd, head_dim, kv))
                 return -1;
             continue;
@@ -520,12 +542,14 @@ static int synth(const lm_cli *o)
     if ((o->type && parse_type(o->type, &type) != 0) || check_widths(sh, type) != 0 ||
         (o->arch && find_arch(o->arch, &arch) != 0))
         return -1;
-    if (sh->n_expert ? arch != ARCH_LLAMA && arch != ARCH_QWEN3MOE : arch == ARCH_QWEN3MOE) {
-        lm_set_error(sh->n_expert ? "shape '%s' has experts: use --arch llama (Mixtral's layout) "
-                                    "or qwen3moe"
-                                  : "--arch qwen3moe needs a shape with experts, not '%s' "
-                                    "(moe-tiny, mixtral-8x7b, qwen3-30b-a3b)",
-                     sh->name);
+    const bool moe_arch = arch == ARCH_QWEN3MOE || arch == ARCH_QWEN2MOE;
+    if (sh->n_expert ? arch != ARCH_LLAMA && !moe_arch : moe_arch) {
+        if (sh->n_expert)
+            lm_set_error("shape '%s' has experts: use --arch llama (Mixtral's layout), qwen3moe "
+                         "or qwen2moe", sh->name);
+        else
+            lm_set_error("--arch %s needs a shape with experts, not '%s' (moe-tiny, "
+                         "mixtral-8x7b, qwen3-30b-a3b)", arch_names[arch], sh->name);
         return -1;
     }
     const char *tok = o->tokenizer_from;
