@@ -1,6 +1,7 @@
 /* The CPU backend: the block's operations (src/arch/block.h) on the OpenMP
  * threads over host arrays, reading the quantized weights where the
  * executor says they are. */
+#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -224,6 +225,20 @@ static int op_moe(void *ctx, lm_act out, lm_act in)
     return 0;
 }
 
+static int op_sigmoid_gate(void *ctx, lm_act x, lm_act g, int dim)
+{
+    cpu_backend *cb = ctx;
+    for (int t = 0; t < cb->n; t++) {
+        /* ggml_silu of one value (libm's expf: no vector chunk), then / g */
+        const float v = cb->act[g][t];
+        const float gate = v / (1.0f + expf(-v)) / v;
+        float *row = cb->act[x] + (size_t)t * dim;
+        for (int d = 0; d < dim; d++)
+            row[d] *= gate;
+    }
+    return 0;
+}
+
 static int op_scale(void *ctx, lm_act x, float factor, int dim)
 {
     cpu_backend *cb = ctx;
@@ -241,7 +256,7 @@ static int op_add(void *ctx, lm_act x, lm_act y, int dim)
 static const lm_block_ops block_ops = {
     .rmsnorm = op_rmsnorm, .matmul = op_matmul, .add_bias = op_add_bias, .rope = op_rope,
     .attention = op_attention, .swiglu = op_swiglu, .geglu = op_geglu, .scale = op_scale,
-    .columns = op_columns, .moe = op_moe,
+    .columns = op_columns, .moe = op_moe, .sigmoid_gate = op_sigmoid_gate,
     .add = op_add,
 };
 
@@ -339,7 +354,7 @@ static size_t max_scratch(const lm_model *m, int n_batch)
     for (uint32_t il = 0; il < m->hp.n_layer; il++)
         for (int w = 0; w < LM_W_PER_LAYER; w++) {
             const lm_gguf_tensor *t = m->layers[il].t[w];
-            if (t && t->n_dims >= 2) {
+            if (t && (t->n_dims >= 2 || w == LM_W_SHEXP_ROUTER)) { /* a matrix's, or a one-row one */
                 size_t s = lm_cpu_matmul_scratch_size(t->type, (int64_t)t->ne[0], n_batch);
                 if (s > most)
                     most = s;
@@ -372,10 +387,12 @@ lm_backend *lm_backend_cpu_new(const lm_model *m, int n_ctx, int n_seq, int n_ba
             goto oom;
     }
     const size_t nb = (size_t)n_batch;
+    /* GATE and UP hold the dense FFN's or the shared expert's, the wider */
+    const size_t ff = hp->n_ff_shexp > hp->n_ff ? hp->n_ff_shexp : hp->n_ff;
     const size_t width[LM_A_COUNT] = {
         [LM_A_X] = hp->n_embd,  [LM_A_XN] = hp->n_embd, [LM_A_TMP] = hp->n_embd,
         [LM_A_Q] = q_dim,       [LM_A_ATT] = q_dim,     [LM_A_K] = kv_dim,
-        [LM_A_V] = kv_dim,      [LM_A_GATE] = hp->n_ff, [LM_A_UP] = hp->n_ff,
+        [LM_A_V] = kv_dim,      [LM_A_GATE] = ff,       [LM_A_UP] = ff,
         [LM_A_WIDE] = lm_arch_wide_width(m),
     };
     for (int a = 0; a < LM_A_COUNT; a++) {
