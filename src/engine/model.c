@@ -247,7 +247,7 @@ static void layer_tensor_shape(const lm_hparams *hp, int w, uint64_t *ne0, uint6
     };
     *ne0 = shapes[w][0];
     *ne1 = shapes[w][1];
-    *ne2 = w == LM_W_GATE_EXPS || w == LM_W_UP_EXPS || w == LM_W_DOWN_EXPS ? hp->n_expert : 0;
+    *ne2 = lm_role_is_expert_stack(w) ? hp->n_expert : 0;
 }
 
 static int load_layers(lm_model *m)
@@ -474,13 +474,12 @@ void lm_model_layer_view(const lm_model *m, int il, lm_layer_view *view)
 uint64_t lm_model_bytes_per_token(const lm_model *m)
 {
     uint64_t bytes = m->output->nbytes + m->output_norm->nbytes;
-    const int exps[3] = {LM_W_GATE_EXPS, LM_W_UP_EXPS, LM_W_DOWN_EXPS};
     for (uint32_t il = 0; il < m->hp.n_layer; il++) {
         bytes += m->layers[il].nbytes;
         /* a mixture of experts computes n_expert_used of them per token */
-        for (int r = 0; r < 3; r++) {
-            const lm_gguf_tensor *t = m->layers[il].t[exps[r]];
-            if (t)
+        for (int w = 0; w < LM_W_PER_LAYER; w++) {
+            const lm_gguf_tensor *t = m->layers[il].t[w];
+            if (t && lm_role_is_expert_stack(w))
                 bytes -= t->nbytes / m->hp.n_expert * (m->hp.n_expert - m->hp.n_expert_used);
         }
     }

@@ -64,6 +64,12 @@ enum {
     LM_W_PER_LAYER
 };
 
+/* Whether role w is one of the experts' stacked (3-D) tensors. */
+static inline bool lm_role_is_expert_stack(int w)
+{
+    return w == LM_W_GATE_EXPS || w == LM_W_UP_EXPS || w == LM_W_DOWN_EXPS;
+}
+
 typedef struct {
     const lm_gguf_tensor *t[LM_W_PER_LAYER];
     uint64_t nbytes;      /* all of this layer's weight bytes */

@@ -145,7 +145,7 @@ static uint64_t dense_bytes(const lm_model *m, int il)
 {
     uint64_t bytes = 0;
     for (int w = 0; w < LM_W_PER_LAYER; w++)
-        if (m->layers[il].t[w] && w != LM_W_GATE_EXPS && w != LM_W_UP_EXPS && w != LM_W_DOWN_EXPS)
+        if (m->layers[il].t[w] && !lm_role_is_expert_stack(w))
             bytes += m->layers[il].t[w]->nbytes;
     return bytes;
 }

@@ -435,7 +435,9 @@ static int run_pass(lm_session *s, const int32_t *tokens, int n, const bool *wan
         }
         if (s->experts && lm_plan_layer_experts_apart(m, &s->plan, (int)il)) {
             view.experts = s->experts; /* not the mapping: that would read the disk */
-            view.data[LM_W_GATE_EXPS] = view.data[LM_W_UP_EXPS] = view.data[LM_W_DOWN_EXPS] = NULL;
+            for (int w = 0; w < LM_W_PER_LAYER; w++)
+                if (lm_role_is_expert_stack(w))
+                    view.data[w] = NULL;
         }
         /* the time it waits for experts is the disk's, not compute */
         const double waited0 = view.experts ? lm_expert_cache_get_stats(s->experts).wait_seconds : 0;
