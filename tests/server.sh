@@ -63,8 +63,11 @@ prompts, out, lamina, model, n, ctx = sys.argv[1:7]
 refs = {"n": int(n), "completion": {}, "chat": {}}
 for kind, extra in (("completion", []), ("chat", ["--chat"])):
     for p in json.load(open(prompts))[kind]:
-        text = subprocess.run([lamina, "run", "-q", "-m", model, "-p", p, "-n", n, "--temp", "0",
-                               "-c", ctx, "-t", "2"] + extra, capture_output=True, check=True).stdout
+        r = subprocess.run([lamina, "run", "-q", "-m", model, "-p", p, "-n", n, "--temp", "0",
+                            "-c", ctx, "-t", "2"] + extra, capture_output=True)
+        if r.returncode != 0:  # what it said is the only clue a CI log will have
+            sys.exit("lamina run %r exited %d:\n%s" % (p, r.returncode, r.stderr.decode(errors="replace")))
+        text = r.stdout
         refs[kind][p] = text.decode()[:-1]  # run ends its output with a newline
 json.dump(refs, open(out, "w"))
 PY
