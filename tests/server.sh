@@ -67,8 +67,7 @@ for kind, extra in (("completion", []), ("chat", ["--chat"])):
                             "-c", ctx, "-t", "2"] + extra, capture_output=True)
         if r.returncode != 0:  # what it said is the only clue a CI log will have
             sys.exit("lamina run %r exited %d:\n%s" % (p, r.returncode, r.stderr.decode(errors="replace")))
-        text = r.stdout
-        refs[kind][p] = text.decode()[:-1]  # run ends its output with a newline
+        refs[kind][p] = r.stdout.decode()[:-1]  # run ends its output with a newline
 json.dump(refs, open(out, "w"))
 PY
 [ $? -eq 0 ] || { echo "FAIL: lamina run for the references"; exit 1; }
