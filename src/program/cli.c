@@ -27,6 +27,7 @@ enum {
     OPT_SHAPE, OPT_TYPE, OPT_TOKENIZER_FROM, OPT_LAYERS, OPT_PARALLEL, OPT_RESUME,
     OPT_DRAFT, OPT_LOOKUP, OPT_DRAFT_MAX, OPT_DRAFT_MIN, OPT_DRAFT_P_MIN,
     OPT_HOST, OPT_PORT, OPT_API_KEY, OPT_API_KEY_FILE, OPT_QUEUE, OPT_MAX_BODY, OPT_DRAIN, OPT_ARCH,
+    OPT_PURE,
 };
 
 static const struct option long_options[] = {
@@ -90,6 +91,7 @@ static const struct option long_options[] = {
     {"max-body", required_argument, NULL, OPT_MAX_BODY},
     {"drain", required_argument, NULL, OPT_DRAIN},
     {"arch", required_argument, NULL, OPT_ARCH},
+    {"pure", no_argument, NULL, OPT_PURE},
     {NULL, 0, NULL, 0},
 };
 
@@ -260,6 +262,20 @@ static const struct {
              BACKEND_HELP},
     {"info", "Usage: lamina info -m MODEL\n"
              "Architecture, hyperparameters and a summary of tensor types.\n"},
+    {"quantize",
+     "Usage: lamina quantize IN.gguf OUT.gguf TYPE [options]\n"
+     "Rewrite a model with its matrices at TYPE: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1,\n"
+     "Q8_0, Q4_K, Q5_K, Q6_K, or the mixes Q4_K_M and Q5_K_M. Norms and the experts'\n"
+     "router keep their type. As llama-quantize does, the output head takes Q6_K (Q8_0\n"
+     "where its width needs it), with 8 experts attn_k and attn_v take Q8_0, and the\n"
+     "_M mixes give Q6_K to attn_v and ffn_down in the first and last eighth of the\n"
+     "layers and every third between. A width a type cannot take falls back: Q4_K to\n"
+     "Q5_0, Q5_K to Q5_1, Q6_K to Q8_0, else F16. A quantized input is requantized\n"
+     "(and said so). Prints OUT on stdout.\n\n"
+     "  -t, --threads N         threads (default: all cores)\n"
+     "      --pure              every matrix at TYPE: no head or mix rules (the\n"
+     "                          width fallback stays)\n"
+     "  -q, --quiet             no progress on stderr\n"},
     {"synth", "Usage: lamina synth -o OUT.gguf --shape NAME [--type Q4_0] [options]\n"
               "Write a model with random weights (it runs, and its text means nothing), for\n"
               "tests and benchmarks at any size. Prints the path on stdout.\n\n"
@@ -359,6 +375,7 @@ static int parse_one(lm_cli *o, int c, const char *arg)
     case OPT_DRAIN: return lm_cli_int("--drain", arg, 0, 86400, &o->drain_seconds);
     case OPT_SHAPE: o->shape = arg; return 0;
     case OPT_ARCH: o->arch = arg; return 0;
+    case OPT_PURE: o->pure = true; return 0;
     case OPT_TYPE: o->type = arg; return 0;
     case OPT_TOKENIZER_FROM: o->tokenizer_from = arg; return 0;
     case OPT_LAYERS: return lm_cli_int("--layers", arg, 1, 4096, &o->n_layers);

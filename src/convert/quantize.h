@@ -1,0 +1,39 @@
+/* A GGUF model rewritten with its matrices at another type (lamina quantize).
+ *
+ * Tensors are converted one range of rows at a time while the output is
+ * written (lm_gguf_add_tensor_fill), with the input's pages let go behind
+ * the reader, so a model of any size takes a few MiB of memory besides the
+ * page cache.  Each row is decoded to f32 by the type's reference
+ * dequantizer and encoded by its reference quantizer (formats/quant.h), on
+ * all threads; a tensor that keeps its type is copied byte for byte.  The
+ * metadata is copied, with general.file_type (and general.quantization_version)
+ * set for the new types.  The output is written whole or not at all. */
+#ifndef LM_QUANTIZE_H
+#define LM_QUANTIZE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "quant.h"
+#include "quant_rules.h"
+
+typedef struct {
+    const char *in, *out;
+    lm_quant_target target;
+    bool pure;   /* every converted matrix at the target's type (quant_rules.h) */
+    bool quiet;  /* no progress on stderr */
+} lm_quantize_params;
+
+typedef struct {
+    uint64_t in_bytes, out_bytes;  /* tensor data */
+    uint64_t n_params;             /* values in the tensors */
+    uint32_t n_tensors, n_converted, n_fallback;
+    uint32_t n_requantized;        /* converted from an already quantized type */
+    uint32_t type_count[LM_TYPE_COUNT]; /* tensors written per lm_type */
+    double seconds;
+} lm_quantize_stats;
+
+/* 0, or -1 with lm_set_error (the output is then not there). */
+int lm_quantize_file(const lm_quantize_params *p, lm_quantize_stats *st);
+
+#endif
