@@ -489,48 +489,128 @@ static void dequantize_q5_k(const void *src, float *dst, int64_t n)
     }
 }
 
+/* One sub-block's affine fit x ~ scale * l - offset, l in 0..max_level,
+ * chosen as ggml's reference quantizer chooses it (so that our Q4_K/Q5_K
+ * files match llama-quantize's): start from the min/max fit, then try
+ * n_steps + 1 slightly different level spacings and keep the weighted
+ * least-squares fit (weights favour large values) with the smallest
+ * weighted squared error.  The offset stays >= 0 (the format's min is
+ * subtracted).  Levels land in levels[]; returns the scale, *offset_out
+ * the offset. */
+static float fit_affine_levels(const float *x, int max_level, float spacing_from,
+                               int n_steps, uint8_t *levels, float *offset_out)
+{
+    const int n = K_SUBBLOCK_SIZE;
+    float weight[K_SUBBLOCK_SIZE], sum_sq = 0.0f;
+    for (int i = 0; i < n; i++)
+        sum_sq += x[i] * x[i];
+    const float rms = sqrtf(sum_sq / (float)n);
+    for (int i = 0; i < n; i++)
+        weight[i] = rms + fabsf(x[i]);
+
+    float min = x[0], max = x[0], sum_w = weight[0], sum_x = weight[0] * x[0];
+    for (int i = 1; i < n; i++) {
+        if (x[i] < min)
+            min = x[i];
+        if (x[i] > max)
+            max = x[i];
+        sum_w += weight[i];
+        sum_x += weight[i] * x[i];
+    }
+    if (min > 0.0f)
+        min = 0.0f;
+    if (max == min) {
+        memset(levels, 0, (size_t)n);
+        *offset_out = -min;
+        return 0.0f;
+    }
+
+    float inv = (float)max_level / (max - min), scale = 1.0f / inv, best = 0.0f;
+    for (int i = 0; i < n; i++) {
+        levels[i] = (uint8_t)clamp_int(nearest_int(inv * (x[i] - min)), 0, max_level);
+        const float diff = scale * levels[i] + min - x[i];
+        best += weight[i] * diff * diff;
+    }
+    for (int step = 0; step <= n_steps; step++) {
+        inv = (spacing_from + 0.1f * (float)step + (float)max_level) / (max - min);
+        uint8_t trial[K_SUBBLOCK_SIZE];
+        float sum_l = 0.0f, sum_l2 = 0.0f, sum_xl = 0.0f;
+        for (int i = 0; i < n; i++) {
+            const int l = clamp_int(nearest_int(inv * (x[i] - min)), 0, max_level);
+            trial[i] = (uint8_t)l;
+            sum_l += weight[i] * l;
+            sum_l2 += weight[i] * l * l;
+            sum_xl += weight[i] * l * x[i];
+        }
+        const float det = sum_w * sum_l2 - sum_l * sum_l;
+        if (det <= 0.0f)
+            continue;
+        float fit_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+        float fit_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+        if (fit_min > 0.0f) {
+            fit_min = 0.0f;
+            fit_scale = sum_xl / sum_l2;
+        }
+        float err = 0.0f;
+        for (int i = 0; i < n; i++) {
+            const float diff = fit_scale * trial[i] + fit_min - x[i];
+            err += weight[i] * diff * diff;
+        }
+        if (err < best) {
+            memcpy(levels, trial, (size_t)n);
+            best = err;
+            scale = fit_scale;
+            min = fit_min;
+        }
+    }
+    *offset_out = -min;
+    return scale;
+}
+
 /* Quantize one super-block to levels 0..max_level with 6-bit scales and
- * mins, the shared core of Q4_K and Q5_K.  Each sub-block gets scale
- * (max - min) / max_level and min -min (min clamped to <= 0 so the offset
- * is non-negative, as the format requires).  Those are quantized to 6 bits
- * against the super-block's largest, and the levels are then recomputed with
- * the stored (rounded) scale and min so that rounding errors do not add up. */
-static void quantize_k_affine(const float *x, int max_level, lm_fp16 *d_out,
-                              lm_fp16 *dmin_out, uint8_t *scales,
+ * mins, the shared core of Q4_K and Q5_K.  Each sub-block is fitted
+ * (fit_affine_levels); the scales and mins are quantized to 6 bits against
+ * the super-block's largest, and the levels recomputed with the stored
+ * (rounded) values so that rounding errors do not add up.  A sub-block whose
+ * stored scale is 0 keeps the levels of its fit, as ggml's does. */
+static void quantize_k_affine(const float *x, int max_level, float spacing_from, int n_steps,
+                              lm_fp16 *d_out, lm_fp16 *dmin_out, uint8_t *scales,
                               uint8_t *levels)
 {
     float sub_scale[K_SUBBLOCKS], sub_min[K_SUBBLOCKS];
     float max_scale = 0.0f, max_min = 0.0f;
     for (int j = 0; j < K_SUBBLOCKS; j++) {
-        float min, max;
-        min_max(x + j * K_SUBBLOCK_SIZE, K_SUBBLOCK_SIZE, &min, &max);
-        if (min > 0.0f)
-            min = 0.0f;
-        sub_scale[j] = (max - min) / (float)max_level;
-        sub_min[j] = -min;
-        max_scale = fmaxf(max_scale, sub_scale[j]);
-        max_min = fmaxf(max_min, sub_min[j]);
+        sub_scale[j] = fit_affine_levels(x + j * K_SUBBLOCK_SIZE, max_level, spacing_from,
+                                         n_steps, levels + j * K_SUBBLOCK_SIZE, &sub_min[j]);
+        if (sub_scale[j] > max_scale)
+            max_scale = sub_scale[j];
+        if (sub_min[j] > max_min)
+            max_min = sub_min[j];
     }
 
     const float inv_scale = max_scale > 0.0f ? 63.0f / max_scale : 0.0f;
     const float inv_min = max_min > 0.0f ? 63.0f / max_min : 0.0f;
-    *d_out = lm_f32_to_fp16(max_scale / 63.0f);
-    *dmin_out = lm_f32_to_fp16(max_min / 63.0f);
-    const float d = lm_fp16_to_f32(*d_out);
-    const float dmin = lm_fp16_to_f32(*dmin_out);
-
     memset(scales, 0, LM_K_SCALE_SIZE);
     for (int j = 0; j < K_SUBBLOCKS; j++) {
+        /* ggml stores these through uint8_t before clamping; the values are
+         * never negative, so clamping the int is the same. */
         const int ls = clamp_int(nearest_int(inv_scale * sub_scale[j]), 0, 63);
         const int lm = clamp_int(nearest_int(inv_min * sub_min[j]), 0, 63);
         k4_pack_scale_min(j, ls, lm, scales);
+    }
+    *d_out = lm_f32_to_fp16(max_scale / 63.0f);
+    *dmin_out = lm_f32_to_fp16(max_min / 63.0f);
 
-        const float step = d * ls, offset = dmin * lm;
-        const float inv_step = safe_inverse(step);
+    for (int j = 0; j < K_SUBBLOCKS; j++) {
+        int ls, lm;
+        k4_scale_min(j, scales, &ls, &lm);
+        const float step = lm_fp16_to_f32(*d_out) * (float)ls;
+        if (step == 0.0f)
+            continue;
+        const float offset = lm_fp16_to_f32(*dmin_out) * (float)lm;
         for (int l = 0; l < K_SUBBLOCK_SIZE; l++) {
             const int idx = j * K_SUBBLOCK_SIZE + l;
-            const int q = nearest_int((x[idx] + offset) * inv_step);
-            levels[idx] = (uint8_t)clamp_int(q, 0, max_level);
+            levels[idx] = (uint8_t)clamp_int(nearest_int((x[idx] + offset) / step), 0, max_level);
         }
     }
 }
@@ -540,7 +620,7 @@ static void quantize_q4_k(const float *src, void *dst, int64_t n)
     lm_block_q4_k *b = dst;
     for (int64_t i = 0; i < n / LM_QK_K; i++, src += LM_QK_K) {
         uint8_t levels[LM_QK_K];
-        quantize_k_affine(src, 15, &b[i].d, &b[i].dmin, b[i].scales, levels);
+        quantize_k_affine(src, 15, -1.0f, 20, &b[i].d, &b[i].dmin, b[i].scales, levels);
         for (int pair = 0; pair < 4; pair++) {
             const uint8_t *lo = levels + 64 * pair, *hi = lo + 32;
             for (int l = 0; l < 32; l++)
@@ -554,7 +634,7 @@ static void quantize_q5_k(const float *src, void *dst, int64_t n)
     lm_block_q5_k *b = dst;
     for (int64_t i = 0; i < n / LM_QK_K; i++, src += LM_QK_K) {
         uint8_t levels[LM_QK_K];
-        quantize_k_affine(src, 31, &b[i].d, &b[i].dmin, b[i].scales, levels);
+        quantize_k_affine(src, 31, -0.5f, 15, &b[i].d, &b[i].dmin, b[i].scales, levels);
         memset(b[i].qh, 0, sizeof b[i].qh);
         for (int pair = 0; pair < 4; pair++) {
             const uint8_t *lo = levels + 64 * pair, *hi = lo + 32;
@@ -598,28 +678,76 @@ static void dequantize_q6_k(const void *src, float *dst, int64_t n)
     }
 }
 
-/* Sub-block scales map each sub-block's extreme value to level -32 (the only
- * level with no positive twin); the scales are then quantized to int8
- * against the super-block's extreme scale, which maps to -128. */
+/* One Q6_K sub-block of 16: a symmetric fit x ~ scale * l, l in -32..31,
+ * chosen as ggml's reference quantizer chooses it.  The first try maps the
+ * extreme value to -32 (the only level with no positive twin); 18 nearby
+ * spacings are tried too, each with its least-squares scale weighted by x^2,
+ * and the one explaining the most of x is kept.  Levels (offset by 32) land
+ * in levels[]; returns the scale. */
+static float fit_symmetric_levels(const float *x, uint8_t *levels)
+{
+    const int n = 16, half = 32;
+    const float extreme = signed_absmax(x, n);
+    if (fabsf(extreme) < 1e-15f) {
+        memset(levels, 0, (size_t)n); /* as ggml leaves them; d * 0 is 0 anyway */
+        return 0.0f;
+    }
+    float scale = 0.0f, best = 0.0f;
+    for (int step = 0; step <= 18; step++) {
+        /* step 0 is the plain mapping; then the spacings -0.9 .. +0.9 */
+        const int is = step == 0 ? 0 : step <= 9 ? step - 10 : step - 9;
+        const float inv = -((float)half + 0.1f * (float)is) / extreme;
+        float sum_lx = 0.0f, sum_l2 = 0.0f;
+        for (int i = 0; i < n; i++) {
+            const int l = clamp_int(nearest_int(inv * x[i]), -half, half - 1);
+            const float w = x[i] * x[i];
+            sum_lx += w * x[i] * l;
+            sum_l2 += w * l * l;
+        }
+        if (step == 0) {
+            scale = sum_l2 != 0.0f ? sum_lx / sum_l2 : 0.0f;
+            best = scale * sum_lx;
+        } else if (!(sum_l2 > 0.0f && sum_lx * sum_lx > best * sum_l2)) {
+            continue;
+        } else {
+            scale = sum_lx / sum_l2;
+            best = scale * sum_lx;
+        }
+        for (int i = 0; i < n; i++)
+            levels[i] = (uint8_t)(clamp_int(nearest_int(inv * x[i]), -half, half - 1) + half);
+    }
+    return scale;
+}
+
+/* Sub-block scales are quantized to int8 against the super-block's extreme
+ * scale, which maps to -128; the levels are then recomputed with the stored
+ * scales (a sub-block whose stored scale is 0 keeps its fit's levels). */
 static void quantize_q6_k_levels(const float *x, lm_block_q6_k *b, uint8_t *levels)
 {
     float sub_scale[16];
     float extreme = 0.0f;
     for (int j = 0; j < 16; j++) {
-        sub_scale[j] = signed_absmax(x + 16 * j, 16) / -32.0f;
+        sub_scale[j] = fit_symmetric_levels(x + 16 * j, levels + 16 * j);
         if (fabsf(sub_scale[j]) > fabsf(extreme))
             extreme = sub_scale[j];
     }
+    if (fabsf(extreme) < 1e-15f) {
+        memset(b, 0, sizeof *b);
+        memset(levels, 0, LM_QK_K); /* an all-zero block, as ggml writes it */
+        return;
+    }
 
-    const float iscale = extreme != 0.0f ? -128.0f / extreme : 0.0f;
-    b->d = lm_f32_to_fp16(safe_inverse(iscale));
+    const float iscale = -128.0f / extreme;
+    b->d = lm_f32_to_fp16(1.0f / iscale);
     const float d = lm_fp16_to_f32(b->d);
     for (int j = 0; j < 16; j++) {
-        const int sc = clamp_int(nearest_int(iscale * sub_scale[j]), -128, 127);
-        b->scales[j] = (int8_t)sc;
-        const float inv_step = safe_inverse(d * sc);
+        const int sc = nearest_int(iscale * sub_scale[j]);
+        b->scales[j] = (int8_t)(sc < 127 ? sc : 127);
+        const float step = d * b->scales[j];
+        if (step == 0.0f)
+            continue;
         for (int l = 0; l < 16; l++) {
-            const int q = nearest_int(x[16 * j + l] * inv_step);
+            const int q = nearest_int(x[16 * j + l] / step);
             levels[16 * j + l] = (uint8_t)(clamp_int(q, -32, 31) + 32);
         }
     }

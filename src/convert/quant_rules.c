@@ -15,9 +15,10 @@ enum {
     FTYPE_Q5_K_M = 17, FTYPE_Q6_K = 18, FTYPE_BF16 = 32
 };
 
-/* Plain Q4_K and Q5_K are every matrix at that type (llama-quantize's
- * "Q4_K" is its Q4_K_M mix); their file type is the nearest of llama.cpp's,
- * the _S mix. */
+/* Plain Q4_K and Q5_K are every matrix at that type but the output head
+ * (llama-quantize's "Q4_K" is its Q4_K_M mix); their file type is the
+ * nearest of llama.cpp's, the _S mix.  llama-quantize's Q5_K_S has no rule
+ * beyond the head, so it is plain Q5_K by another name. */
 static const lm_quant_target targets[] = {
     {"F32", LM_TYPE_F32, LM_MIX_NONE, FTYPE_ALL_F32},
     {"F16", LM_TYPE_F16, LM_MIX_NONE, FTYPE_F16},
@@ -30,6 +31,8 @@ static const lm_quant_target targets[] = {
     {"Q4_K", LM_TYPE_Q4_K, LM_MIX_NONE, FTYPE_Q4_K_S},
     {"Q5_K", LM_TYPE_Q5_K, LM_MIX_NONE, FTYPE_Q5_K_S},
     {"Q6_K", LM_TYPE_Q6_K, LM_MIX_NONE, FTYPE_Q6_K},
+    {"Q4_K_S", LM_TYPE_Q4_K, LM_MIX_S, FTYPE_Q4_K_S},
+    {"Q5_K_S", LM_TYPE_Q5_K, LM_MIX_NONE, FTYPE_Q5_K_S},
     {"Q4_K_M", LM_TYPE_Q4_K, LM_MIX_M, FTYPE_Q4_K_M},
     {"Q5_K_M", LM_TYPE_Q5_K, LM_MIX_M, FTYPE_Q5_K_M},
 };
@@ -116,12 +119,15 @@ static uint32_t mixed_type(const lm_quant_target *tg, const lm_quant_model *m, c
     if (sscanf(name, "blk.%d.", &il) != 1 || il < 0 || (uint32_t)il >= m->n_layer)
         il = -1;
     const bool mix = tg->mix == LM_MIX_M, q4 = tg->base == LM_TYPE_Q4_K;
+    const bool small_mix = tg->mix == LM_MIX_S; /* Q4_K_S */
     if (strstr(name, "attn_qkv.weight")) {
         if (mix)
             type = q4 ? LM_TYPE_Q5_K : LM_TYPE_Q6_K;
     } else if (strstr(name, "attn_v.weight")) {
         if (mix && il >= 0 && more_bits(il, (int)m->n_layer))
             type = LM_TYPE_Q6_K;
+        else if (small_mix && il >= 0 && il < 4)
+            type = LM_TYPE_Q5_K;
         if (m->n_expert == 8)
             type = LM_TYPE_Q8_0;
     } else if (strstr(name, "attn_k.weight")) {
@@ -133,6 +139,8 @@ static uint32_t mixed_type(const lm_quant_target *tg, const lm_quant_model *m, c
     } else if (strstr(name, "ffn_down")) {
         if (mix && il >= 0 && more_bits(il, (int)m->n_layer))
             type = LM_TYPE_Q6_K;
+        else if (small_mix && il >= 0 && il < (int)m->n_layer / 8)
+            type = LM_TYPE_Q5_K;
     }
     return type;
 }

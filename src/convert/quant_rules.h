@@ -17,6 +17,8 @@
  *   the first and last eighth of the layers and every third layer between,
  *   Q4_K_M (Q5_K_M) gives a fused attn_qkv Q5_K (Q6_K), and with 8 experts
  *   Q4_K_M gives attn_output Q5_K;
+ * - the mix Q4_K_S gives Q5_K to attn_v in the first 4 layers and to
+ *   ffn_down in the first eighth;
  * - a width that is not a multiple of the chosen type's block falls back as
  *   llama-quantize does: Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0, and to
  *   F16 when not even that fits.
@@ -30,7 +32,7 @@
 
 #include "gguf.h"
 
-typedef enum { LM_MIX_NONE, LM_MIX_M } lm_quant_mix;
+typedef enum { LM_MIX_NONE, LM_MIX_S, LM_MIX_M } lm_quant_mix;
 
 typedef struct {
     const char *name;  /* as given on the command line, canonical case: "Q4_K_M" */

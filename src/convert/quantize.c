@@ -86,31 +86,52 @@ static bool key_is(const lm_gguf_kv *kv, const char *key)
     return lm_gguf_str_eq(kv->key, key);
 }
 
-/* Every key of the input, with the file type (and quantization version)
- * set where the input had them, or added after. */
-static int copy_metadata(lm_gguf_writer *w, const lm_gguf *g, uint32_t ftype, bool quantized)
+/* Every key of the input, then the quantization version and the file type
+ * last, in that order, as llama-quantize writes them (so that the same
+ * input and type give a byte-identical file); the split keys of a sharded
+ * input are dropped, as the output is one file. */
+static int copy_metadata(lm_gguf_writer *w, const lm_gguf *g, uint32_t ftype)
 {
-    bool had_ftype = false, had_qv = false;
     for (uint64_t i = 0; i < lm_gguf_n_kv(g); i++) {
         const lm_gguf_kv *kv = lm_gguf_kv_at(g, i);
-        int rc;
-        if (key_is(kv, "general.file_type")) {
-            rc = lm_gguf_add_u32(w, "general.file_type", ftype);
-            had_ftype = true;
-        } else if (key_is(kv, "general.quantization_version")) {
-            rc = quantized ? lm_gguf_add_u32(w, "general.quantization_version", 2) : 0;
-            had_qv = true;
-        } else {
-            rc = lm_gguf_add_kv(w, kv);
-        }
-        if (rc != 0)
+        if (key_is(kv, "general.file_type") || key_is(kv, "general.quantization_version") ||
+            key_is(kv, "split.no") || key_is(kv, "split.count") ||
+            key_is(kv, "split.tensors.count"))
+            continue;
+        if (lm_gguf_add_kv(w, kv) != 0)
             return -1;
     }
-    if (!had_qv && quantized && lm_gguf_add_u32(w, "general.quantization_version", 2) != 0)
-        return -1;
-    if (!had_ftype && lm_gguf_add_u32(w, "general.file_type", ftype) != 0)
+    if (lm_gguf_add_u32(w, "general.quantization_version", 2) != 0 ||
+        lm_gguf_add_u32(w, "general.file_type", ftype) != 0)
         return -1;
     return 0;
+}
+
+/* The layer of "blk.N.*", -1 for the rest. */
+static long layer_of(const lm_gguf_str *name)
+{
+    static const char prefix[] = "blk.";
+    const size_t k = sizeof prefix - 1;
+    if (name->len <= k || memcmp(name->data, prefix, k) != 0)
+        return -1;
+    long layer = 0;
+    size_t i = k;
+    for (; i < name->len && name->data[i] >= '0' && name->data[i] <= '9' && layer < 1000000; i++)
+        layer = layer * 10 + (name->data[i] - '0');
+    return i > k && i < name->len && name->data[i] == '.' ? layer : -1;
+}
+
+/* llama-quantize's tensor order: the tensors outside the layers first, then
+ * layer by layer, by name within each (byte order). */
+static int tensor_order(const void *pa, const void *pb)
+{
+    const lm_gguf_tensor *a = ((const tensor_job *)pa)->t, *b = ((const tensor_job *)pb)->t;
+    const long la = layer_of(&a->name), lb = layer_of(&b->name);
+    if (la != lb)
+        return la < lb ? -1 : 1;
+    const size_t n = a->name.len < b->name.len ? a->name.len : b->name.len;
+    const int c = memcmp(a->name.data, b->name.data, n);
+    return c != 0 ? c : (a->name.len > b->name.len) - (a->name.len < b->name.len);
 }
 
 static bool is_quantized(uint32_t type)
@@ -137,7 +158,6 @@ int lm_quantize_file(const lm_quantize_params *p, lm_quantize_stats *st)
     }
     if (lm_quant_model_of(g, p->pure, &qm) != 0)
         goto done;
-    bool any_quantized = false;
     for (uint64_t i = 0; i < n; i++) {
         const lm_gguf_tensor *t = lm_gguf_tensor_at(g, i);
         const lm_quant_choice c = lm_quant_tensor_type(&p->target, &qm, t);
@@ -154,10 +174,12 @@ int lm_quantize_file(const lm_quantize_params *p, lm_quantize_stats *st)
         st->n_converted += c.converted && c.type != t->type;
         st->n_fallback += c.converted && c.type != c.wanted;
         st->n_requantized += c.converted && c.type != t->type && is_quantized(t->type);
-        any_quantized |= is_quantized(c.type);
     }
     prog.total = st->out_bytes;
-    if (copy_metadata(w, g, p->target.ftype, any_quantized) != 0)
+    qsort(jobs, n, sizeof *jobs, tensor_order);
+    for (uint64_t i = 0; i < n; i++)
+        jobs[i].index = (uint32_t)i + 1;
+    if (copy_metadata(w, g, p->target.ftype) != 0)
         goto done;
     for (uint64_t i = 0; i < n; i++) {
         const lm_gguf_tensor *t = jobs[i].t;
