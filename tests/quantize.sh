@@ -80,6 +80,31 @@ grep -q "180 at a neighbour type" "$tmp/err" && ok || bad "Q4_K fallback summary
     "$LAMINA" info -m "$tmp/out.gguf" >"$tmp/info" 2>&1 &&
     grep -q "Q4_0 *211 tensors" "$tmp/info" && ok || bad "--pure Q4_0: $(cat "$tmp/err" "$tmp/info")"
 
+# --auto: the best type that fits each budget (the F16 model, 512 positions:
+# F16 needs 345 MiB, Q8_0 224, Q4_K_M 187, Q4_0 174), and the chosen model
+# runs inside that budget; under every budget, Q4_0, streamed
+for case in "1G F16" "230M Q8_0" "190M Q4_K_M" "150M Q4_0"; do
+    set -- $case
+    if ! "$LAMINA" quantize -q "$f16" "$tmp/auto.gguf" --auto --ram "$1" -c 512 >/dev/null \
+        2>"$tmp/err"; then bad "--auto --ram $1: $(cat "$tmp/err")"; continue; fi
+    grep -q "^auto: chose $2[:,]" "$tmp/err" && ok || bad "--auto --ram $1: want $2, $(cat "$tmp/err")"
+    if ! "$LAMINA" run -q -m "$tmp/auto.gguf" -p "$prompt" -n 4 --temp 0 -c 512 --ram "$1" -t 2 \
+        --backend cpu --stats-json "$tmp/stats.json" >/dev/null 2>"$tmp/err"; then
+        bad "running the --auto model in --ram $1: $(cat "$tmp/err")"; continue; fi
+    rss=$(sed 's/.*"peak_rss_bytes": \([0-9]*\).*/\1/' "$tmp/stats.json")
+    case $1 in *G) unit=1073741824 ;; *) unit=1048576 ;; esac
+    budget=$((${1%?} * unit))
+    if [ -n "${LAMINA_SANITIZED:-}" ]; then :; else
+        [ "$rss" -gt 0 ] && [ "$rss" -lt "$budget" ] && ok ||
+            bad "the --auto model's peak RSS $rss is not inside --ram $1"
+    fi
+done
+"$LAMINA" quantize -q "$f16" "$tmp/auto.gguf" --auto --ram 150M -c 512 2>&1 >/dev/null |
+    grep -q "no type fits the RAM budget of 150.0 MiB" && ok || bad "--auto does not say no type fits"
+# a quantized input: nothing larger than it is chosen
+"$LAMINA" quantize -q "$model" "$tmp/auto.gguf" --auto --ram 4G -c 512 2>&1 >/dev/null |
+    grep -q "^auto: chose Q4_0" && ok || bad "--auto from Q4_1 chose a larger type"
+
 # bad input: one line on stderr, exit status 1, no output file
 expect_error() {
     what=$1
@@ -96,6 +121,8 @@ head -c 100000 "$f16" >"$tmp/cut.gguf"
 expect_error "truncated input" "$tmp/cut.gguf" "$tmp/bad.gguf" Q4_0
 expect_error "output directory missing" "$f16" "$tmp/no/such/dir.gguf" Q4_0
 expect_error "too few arguments" "$f16" Q4_0
+expect_error "a TYPE and --auto" "$f16" "$tmp/bad.gguf" Q4_0 --auto
+expect_error "--auto with a bad --ram" "$f16" "$tmp/bad.gguf" --auto --ram lots
 # a failed write leaves no file: no partial output, no temporary
 ls "$tmp" | grep -q "tmp\|\.part" && bad "leftover temporary: $(ls "$tmp")" || ok
 

@@ -139,6 +139,37 @@ static bool is_quantized(uint32_t type)
     return lm_type_get(type)->block_size > 1;
 }
 
+/* Adds t to the stats; returns the type it is written at. */
+static uint32_t count_tensor(const lm_quant_target *target, const lm_quant_model *qm,
+                             const lm_gguf_tensor *t, lm_quantize_stats *st)
+{
+    const lm_quant_choice c = lm_quant_tensor_type(target, qm, t);
+    uint64_t rows = 1;
+    for (uint32_t d = 1; d < t->n_dims; d++)
+        rows *= t->ne[d];
+    st->n_params += rows * t->ne[0];
+    st->in_bytes += t->nbytes;
+    st->out_bytes += rows * lm_row_size(c.type, (int64_t)t->ne[0]);
+    st->n_tensors++;
+    st->type_count[c.type]++;
+    st->n_converted += c.converted && c.type != t->type;
+    st->n_fallback += c.converted && c.type != c.wanted;
+    st->n_requantized += c.converted && c.type != t->type && is_quantized(t->type);
+    return c.type;
+}
+
+int lm_quantize_predict(const lm_gguf *g, const lm_quant_target *target, bool pure,
+                        lm_quantize_stats *st)
+{
+    *st = (lm_quantize_stats){0};
+    lm_quant_model qm;
+    if (lm_quant_model_of(g, pure, &qm) != 0)
+        return -1;
+    for (uint64_t i = 0; i < lm_gguf_n_tensors(g); i++)
+        count_tensor(target, &qm, lm_gguf_tensor_at(g, i), st);
+    return 0;
+}
+
 int lm_quantize_file(const lm_quantize_params *p, lm_quantize_stats *st)
 {
     *st = (lm_quantize_stats){0};
@@ -160,20 +191,8 @@ int lm_quantize_file(const lm_quantize_params *p, lm_quantize_stats *st)
         goto done;
     for (uint64_t i = 0; i < n; i++) {
         const lm_gguf_tensor *t = lm_gguf_tensor_at(g, i);
-        const lm_quant_choice c = lm_quant_tensor_type(&p->target, &qm, t);
-        jobs[i] = (tensor_job){.g = g, .t = t, .type = c.type, .index = (uint32_t)i + 1,
+        jobs[i] = (tensor_job){.g = g, .t = t, .type = count_tensor(&p->target, &qm, t, st),
                                .prog = &prog};
-        uint64_t rows = 1;
-        for (uint32_t d = 1; d < t->n_dims; d++)
-            rows *= t->ne[d];
-        st->n_params += rows * t->ne[0];
-        st->in_bytes += t->nbytes;
-        st->out_bytes += rows * lm_row_size(c.type, (int64_t)t->ne[0]);
-        st->n_tensors++;
-        st->type_count[c.type]++;
-        st->n_converted += c.converted && c.type != t->type;
-        st->n_fallback += c.converted && c.type != c.wanted;
-        st->n_requantized += c.converted && c.type != t->type && is_quantized(t->type);
     }
     prog.total = st->out_bytes;
     qsort(jobs, n, sizeof *jobs, tensor_order);

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "gguf.h"
 #include "quant.h"
 #include "quant_rules.h"
 
@@ -32,6 +33,11 @@ typedef struct {
     uint32_t type_count[LM_TYPE_COUNT]; /* tensors written per lm_type */
     double seconds;
 } lm_quantize_stats;
+
+/* What lm_quantize_file would write from g (sizes and types; seconds 0),
+ * without writing: 0, or -1 with lm_set_error. */
+int lm_quantize_predict(const lm_gguf *g, const lm_quant_target *target, bool pure,
+                        lm_quantize_stats *st);
 
 /* 0, or -1 with lm_set_error (the output is then not there). */
 int lm_quantize_file(const lm_quantize_params *p, lm_quantize_stats *st);

@@ -265,16 +265,29 @@ static double layer_ms(const lm_plan *plan, layer_cost c)
     return fmax(io, work);
 }
 
+uint64_t lm_plan_kv_bytes(const lm_hparams *hp, int n_ctx)
+{
+    const uint64_t kv_dim = (uint64_t)hp->n_head_kv * hp->head_dim;
+    return (uint64_t)n_ctx * hp->n_layer * kv_dim * 2 * sizeof(uint16_t);
+}
+
+uint64_t lm_plan_activation_bytes(const lm_hparams *hp, int n_batch)
+{
+    const uint64_t kv_dim = (uint64_t)hp->n_head_kv * hp->head_dim;
+    const uint64_t q_dim = (uint64_t)hp->n_head * hp->head_dim;
+    return (uint64_t)n_batch * (3 * hp->n_embd + 2 * q_dim + 2 * kv_dim + 2 * hp->n_ff) *
+               sizeof(float) +
+           (uint64_t)hp->n_vocab * sizeof(float) * 2;
+}
+
 static void fixed_costs(const lm_model *m, const lm_plan_request *req, lm_plan *plan)
 {
     const lm_hparams *hp = &m->hp;
     const uint64_t kv_dim = (uint64_t)hp->n_head_kv * hp->head_dim;
     const uint64_t q_dim = (uint64_t)hp->n_head * hp->head_dim;
     const uint64_t nb = (uint64_t)req->n_batch;
-    plan->kv_bytes = (uint64_t)req->n_ctx * hp->n_layer * kv_dim * 2 * sizeof(uint16_t);
-    plan->activation_bytes =
-        nb * (3 * hp->n_embd + 2 * q_dim + 2 * kv_dim + 2 * hp->n_ff) * sizeof(float) +
-        (uint64_t)hp->n_vocab * sizeof(float) * 2;
+    plan->kv_bytes = lm_plan_kv_bytes(hp, req->n_ctx);
+    plan->activation_bytes = lm_plan_activation_bytes(hp, req->n_batch);
     plan->head_bytes = m->output->nbytes + m->output_norm->nbytes +
                        (hp->tied_embeddings ? 0 : m->tok_embd->nbytes);
     /* the OpenCL backend's buffers, as cl/backend_cl.c's create_buffers

@@ -184,6 +184,11 @@ bool lm_place_streamed(lm_placement p);
  * experts (they come through the expert cache). */
 bool lm_plan_layer_experts_apart(const lm_model *m, const lm_plan *plan, int il);
 
+/* The CPU's KV cache for n_ctx positions (f16), and its activation buffers
+ * for passes of n_batch rows: the RAM a model needs besides its weights. */
+uint64_t lm_plan_kv_bytes(const lm_hparams *hp, int n_ctx);
+uint64_t lm_plan_activation_bytes(const lm_hparams *hp, int n_batch);
+
 /* "512M", "4G", "1.5GiB", "2000000" -> bytes; -1 with an error. */
 int lm_parse_size(const char *text, uint64_t *bytes);
 /* The RAM budget without --ram: MemAvailable less a tenth (at least 512M). */

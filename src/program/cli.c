@@ -27,7 +27,7 @@ enum {
     OPT_SHAPE, OPT_TYPE, OPT_TOKENIZER_FROM, OPT_LAYERS, OPT_PARALLEL, OPT_RESUME,
     OPT_DRAFT, OPT_LOOKUP, OPT_DRAFT_MAX, OPT_DRAFT_MIN, OPT_DRAFT_P_MIN,
     OPT_HOST, OPT_PORT, OPT_API_KEY, OPT_API_KEY_FILE, OPT_QUEUE, OPT_MAX_BODY, OPT_DRAIN, OPT_ARCH,
-    OPT_PURE,
+    OPT_PURE, OPT_AUTO,
 };
 
 static const struct option long_options[] = {
@@ -92,6 +92,7 @@ static const struct option long_options[] = {
     {"drain", required_argument, NULL, OPT_DRAIN},
     {"arch", required_argument, NULL, OPT_ARCH},
     {"pure", no_argument, NULL, OPT_PURE},
+    {"auto", no_argument, NULL, OPT_AUTO},
     {NULL, 0, NULL, 0},
 };
 
@@ -264,15 +265,25 @@ static const struct {
              "Architecture, hyperparameters and a summary of tensor types.\n"},
     {"quantize",
      "Usage: lamina quantize IN.gguf OUT.gguf TYPE [options]\n"
+     "       lamina quantize IN.gguf OUT.gguf --auto [--ram SIZE] [-c N] [options]\n"
      "Rewrite a model with its matrices at TYPE: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1,\n"
-     "Q8_0, Q4_K, Q5_K, Q6_K, or the mixes Q4_K_M and Q5_K_M. Norms and the experts'\n"
-     "router keep their type. As llama-quantize does, the output head takes Q6_K (Q8_0\n"
-     "where its width needs it), with 8 experts attn_k and attn_v take Q8_0, and the\n"
-     "_M mixes give Q6_K to attn_v and ffn_down in the first and last eighth of the\n"
-     "layers and every third between. A width a type cannot take falls back: Q4_K to\n"
-     "Q5_0, Q5_K to Q5_1, Q6_K to Q8_0, else F16. A quantized input is requantized\n"
-     "(and said so). Prints OUT on stdout.\n\n"
+     "Q8_0, Q4_K, Q5_K, Q6_K, or llama.cpp's mixes Q4_K_S, Q5_K_S, Q4_K_M and Q5_K_M.\n"
+     "Norms and the experts' router keep their type. As llama-quantize does, the output\n"
+     "head takes Q6_K (Q8_0 where its width needs it), with 8 experts attn_k and attn_v\n"
+     "take Q8_0, the _M mixes give Q6_K to attn_v and ffn_down in the first and last\n"
+     "eighth of the layers and every third between, and Q4_K_S gives Q5_K to attn_v in\n"
+     "the first 4 layers and ffn_down in the first eighth. A width a type cannot take\n"
+     "falls back: Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0, else F16. The output is the\n"
+     "file llama-quantize writes, byte for byte. A quantized input is requantized (and\n"
+     "said so). Prints OUT on stdout.\n\n"
      "  -t, --threads N         threads (default: all cores)\n"
+     "      --auto              the best of F16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0 whose\n"
+     "                          model, KV cache and buffers fit --ram (none fits: Q4_0,\n"
+     "                          the fastest to stream)\n"
+     "      --ram SIZE          the budget --auto fits (default: available RAM less a\n"
+     "                          margin)\n"
+     "  -c, --ctx-size N        the context --auto counts the KV cache for (default:\n"
+     "                          the model's, at most 4096)\n"
      "      --pure              every matrix at TYPE: no head or mix rules (the\n"
      "                          width fallback stays)\n"
      "  -q, --quiet             no progress on stderr\n"},
@@ -376,6 +387,7 @@ static int parse_one(lm_cli *o, int c, const char *arg)
     case OPT_SHAPE: o->shape = arg; return 0;
     case OPT_ARCH: o->arch = arg; return 0;
     case OPT_PURE: o->pure = true; return 0;
+    case OPT_AUTO: o->auto_type = true; return 0;
     case OPT_TYPE: o->type = arg; return 0;
     case OPT_TOKENIZER_FROM: o->tokenizer_from = arg; return 0;
     case OPT_LAYERS: return lm_cli_int("--layers", arg, 1, 4096, &o->n_layers);

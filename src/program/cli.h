@@ -70,6 +70,7 @@ typedef struct {
     int drain_seconds;       /* serve --drain: running requests' time after a stop signal */
     const char *arch;        /* synth --arch */
     bool pure;               /* quantize --pure */
+    bool auto_type;          /* quantize --auto */
     int n_positional;
     char **positional;
 } lm_cli;

@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "error.h"
 #include "quant.h"
+#include "quant_auto.h"
 #include "quantize.h"
 
 static void print_summary(const lm_quantize_params *p, const lm_quantize_stats *st)
@@ -37,14 +38,23 @@ int lm_cmd_quantize(int argc, char **argv)
     int rc = lm_cli_parse(&o, "quantize", argc, argv);
     if (rc)
         return rc == 2 ? 0 : 1;
-    if (o.n_positional != 3) {
-        fprintf(stderr, "lamina quantize: expected IN.gguf OUT.gguf TYPE (see lamina quantize "
-                        "--help)\n");
+    if (o.n_positional != (o.auto_type ? 2 : 3)) {
+        fprintf(stderr, "lamina quantize: expected IN.gguf OUT.gguf %s (see lamina quantize "
+                        "--help)\n",
+                o.auto_type ? "and --auto, not a TYPE too" : "TYPE, or --auto");
         return 1;
     }
     lm_quantize_params p = {.in = o.positional[0], .out = o.positional[1], .pure = o.pure,
                             .quiet = o.quiet};
-    if (lm_quant_target_parse(o.positional[2], &p.target) != 0) {
+    if (o.auto_type) {
+        lm_quant_auto a;
+        if (lm_quant_auto_choose(p.in, o.ram_budget, o.n_ctx, o.n_batch, &a) != 0) {
+            fprintf(stderr, "lamina quantize: %s\n", lm_last_error());
+            return 1;
+        }
+        lm_quant_auto_print(&a, stderr);
+        p.target = a.cand[a.chosen].target;
+    } else if (lm_quant_target_parse(o.positional[2], &p.target) != 0) {
         fprintf(stderr, "lamina quantize: %s\n", lm_last_error());
         return 1;
     }
