@@ -85,6 +85,17 @@ bool lm_gguf_str_eq(lm_gguf_str s, const char *cstr)
     return str_eq_bytes(s, cstr, strlen(cstr));
 }
 
+bool lm_gguf_str_copy(lm_gguf_str s, char *buf, size_t len)
+{
+    if (len == 0)
+        return false;
+    const size_t n = s.len < len - 1 ? (size_t)s.len : len - 1;
+    if (n)
+        memcpy(buf, s.data, n);
+    buf[n] = '\0';
+    return n == s.len;
+}
+
 /* Names from a hostile file may hold newlines or escapes; error messages
  * must stay one short printable line. */
 static const char *printable(lm_gguf_str s, char buf[80])

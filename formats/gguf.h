@@ -104,6 +104,9 @@ const lm_gguf_tensor *lm_gguf_tensor_at(const lm_gguf *g, uint64_t i);
 const lm_gguf_tensor *lm_gguf_find_tensor(const lm_gguf *g, const char *name);
 
 bool lm_gguf_str_eq(lm_gguf_str s, const char *cstr);
+/* s as a C string in buf (strings in the mapping are not terminated);
+ * false when it did not fit (buf then holds what did). */
+bool lm_gguf_str_copy(lm_gguf_str s, char *buf, size_t len);
 /* "uint32", "string", ...; "?" for a number that is not a type. */
 const char *lm_gguf_type_name(lm_gguf_type type);
 

@@ -80,13 +80,6 @@ int lm_quant_model_of(const lm_gguf *g, bool pure, lm_quant_model *out)
     return 0;
 }
 
-/* The name as a C string (tensor names in the mapping are not terminated). */
-static void name_of(const lm_gguf_tensor *t, char *buf, size_t len)
-{
-    snprintf(buf, len, "%.*s", (int)(t->name.len < len - 1 ? t->name.len : len - 1),
-             t->name.data);
-}
-
 static bool ends_with(const char *s, const char *tail)
 {
     const size_t n = strlen(s), k = strlen(tail);
@@ -163,7 +156,7 @@ lm_quant_choice lm_quant_tensor_type(const lm_quant_target *tg, const lm_quant_m
                                      const lm_gguf_tensor *t)
 {
     char name[256];
-    name_of(t, name, sizeof name);
+    lm_gguf_str_copy(t->name, name, sizeof name); /* a longer name matches no rule */
     if (!quantizable(t, name))
         return (lm_quant_choice){.type = t->type, .converted = false, .wanted = t->type};
     const bool float_target = tg->base == LM_TYPE_F32 || tg->base == LM_TYPE_F16 ||

@@ -203,11 +203,10 @@ int lm_quantize_file(const lm_quantize_params *p, lm_quantize_stats *st)
     for (uint64_t i = 0; i < n; i++) {
         const lm_gguf_tensor *t = jobs[i].t;
         char name[256];
-        if (t->name.len >= sizeof name) {
+        if (!lm_gguf_str_copy(t->name, name, sizeof name)) {
             lm_set_error("%s: a tensor name of %llu bytes", p->in, (unsigned long long)t->name.len);
             goto done;
         }
-        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.data);
         if (lm_gguf_add_tensor_fill(w, name, jobs[i].type, t->n_dims, t->ne, fill, &jobs[i]) != 0)
             goto done;
     }
