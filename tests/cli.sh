@@ -74,6 +74,16 @@ grep -q '^architecture: *falcon$' "$tmp/out" && grep -q '^layers: *2$' "$tmp/out
 expect_error "run on an unsupported architecture" "unsupported architecture 'falcon'" \
     "$LAMINA" run -m "$tmp/falcon.gguf" -p x
 
+# info reads a Hugging Face safetensors file (tests/fixtures/hf-tiny.safetensors,
+# written by the safetensors library) and refuses a cut one in one line
+expect_ok "info on a safetensors file" "$LAMINA" info -m "$FIXTURES/hf-tiny.safetensors"
+grep -q '^tensors: *4,' "$tmp/out" && grep -q '^format: *pt$' "$tmp/out" &&
+    grep -q '^  F16  *2 tensors' "$tmp/out" && grep -q '^  F32  *2 tensors' "$tmp/out" &&
+    grep -q '^lamina runs it: no' "$tmp/out" && ok || bad "info on safetensors: $(cat "$tmp/out")"
+head -c 1000 "$FIXTURES/hf-tiny.safetensors" >"$tmp/cut.safetensors"
+expect_error "a cut safetensors file" "after the last tensor\|not \[begin, end\]" \
+    "$LAMINA" info -m "$tmp/cut.safetensors"
+
 # hostile input (issue 8): a FIFO named as the model is refused, not waited
 # on; strings from a model file reach the terminal without control bytes;
 # prompt files and chat lines holding a NUL are refused, not cut short

@@ -3,11 +3,13 @@
  * gets what loading it found (head size, RoPE, windows, bytes per token),
  * and one it does not gets the reason. */
 #include <stdio.h>
+#include <string.h>
 
 #include "arch.h"
 #include "cli.h"
 #include "error.h"
 #include "quant.h"
+#include "safetensors.h"
 
 static void print_type_summary(const lm_gguf *g)
 {
@@ -79,6 +81,54 @@ static void print_model(const lm_model *m)
            (double)lm_model_bytes_per_token(m) / (1024.0 * 1024.0));
 }
 
+/* A Hugging Face safetensors file: its tensors by dtype, and the largest. */
+static int info_safetensors(const char *path)
+{
+    lm_safetensors *st = lm_st_open(path);
+    if (!st)
+        return lm_cli_fail();
+    uint64_t count[LM_ST_NDTYPES] = {0}, bytes[LM_ST_NDTYPES] = {0}, params = 0;
+    const lm_st_tensor *largest = NULL;
+    for (uint64_t i = 0; i < lm_st_n_tensors(st); i++) {
+        const lm_st_tensor *t = lm_st_tensor_at(st, i);
+        count[t->dtype]++;
+        bytes[t->dtype] += t->nbytes;
+        params += t->n_elements;
+        if (!largest || t->nbytes > largest->nbytes)
+            largest = t;
+    }
+    const char *format = lm_st_metadata(st, "format");
+    char shown[80];
+    printf("file:           %s (safetensors, %.2f MiB)\n", path,
+           (double)lm_st_file_size(st) / (1024.0 * 1024.0));
+    if (format)
+        printf("format:         %s\n", lm_printable(format, strlen(format), shown, sizeof shown));
+    printf("tensors:        %llu, %.3f billion values\n", (unsigned long long)lm_st_n_tensors(st),
+           (double)params / 1e9);
+    if (largest) {
+        printf("largest:        %s [", lm_printable(largest->name, strlen(largest->name), shown,
+                                                    sizeof shown));
+        for (uint32_t d = 0; d < largest->n_dims; d++)
+            printf("%s%llu", d ? ", " : "", (unsigned long long)largest->shape[d]);
+        printf("] %s\n", lm_st_dtype_name(largest->dtype));
+    }
+    printf("lamina runs it: no: lamina runs GGUF files; convert the checkpoint first "
+           "(llama.cpp's convert_hf_to_gguf.py)\n");
+    printf("tensor dtypes:\n");
+    for (int d = 0; d < LM_ST_NDTYPES; d++)
+        if (count[d])
+            printf("  %-7s %5llu tensors  %10.2f MiB\n", lm_st_dtype_name((lm_st_dtype)d),
+                   (unsigned long long)count[d], (double)bytes[d] / (1024.0 * 1024.0));
+    lm_st_close(st);
+    return 0;
+}
+
+static bool ends_with(const char *s, const char *tail)
+{
+    const size_t n = strlen(s), k = strlen(tail);
+    return n >= k && strcmp(s + n - k, tail) == 0;
+}
+
 int lm_cmd_info(int argc, char **argv)
 {
     lm_cli o;
@@ -89,6 +139,8 @@ int lm_cmd_info(int argc, char **argv)
         lm_set_error("no model given (use -m MODEL.gguf)");
         return lm_cli_fail();
     }
+    if (ends_with(o.model, ".safetensors"))
+        return info_safetensors(o.model);
     lm_gguf *g = lm_gguf_open(o.model);
     if (!g)
         return lm_cli_fail();
