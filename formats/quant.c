@@ -108,10 +108,18 @@ lm_bf16 lm_f32_to_bf16(float f)
 /* ---------------------------------------------------------------------------
  * Small helpers shared by the quantizers */
 
-/* Round to nearest, ties to even, like ggml's nearest_int. */
+/* Round to nearest, ties to even, like ggml's nearest_int.  Adding 1.5 * 2^23
+ * leaves the rounded integer in the float's low mantissa bits: the same
+ * result as lrintf in the default rounding mode, without a call into libm
+ * (which the quantizers' inner loops would otherwise make per value). */
 static int nearest_int(float f)
 {
-    return (int)lrintf(f);
+    if (!(fabsf(f) <= 4194303.0f)) /* out of the trick's range, or NaN */
+        return (int)lrintf(f);
+    const float shifted = f + 12582912.0f;
+    int32_t bits;
+    memcpy(&bits, &shifted, sizeof bits);
+    return (bits & 0x007fffff) - 0x00400000;
 }
 
 static int clamp_int(int v, int lo, int hi)
@@ -529,7 +537,7 @@ static float fit_affine_levels(const float *x, int max_level, float spacing_from
     for (int i = 0; i < n; i++) {
         levels[i] = (uint8_t)clamp_int(nearest_int(inv * (x[i] - min)), 0, max_level);
         const float diff = scale * levels[i] + min - x[i];
-        best += weight[i] * diff * diff;
+        best += weight[i] * (diff * diff); /* ggml's order */
     }
     for (int step = 0; step <= n_steps; step++) {
         inv = (spacing_from + 0.1f * (float)step + (float)max_level) / (max - min);
@@ -554,7 +562,7 @@ static float fit_affine_levels(const float *x, int max_level, float spacing_from
         float err = 0.0f;
         for (int i = 0; i < n; i++) {
             const float diff = fit_scale * trial[i] + fit_min - x[i];
-            err += weight[i] * diff * diff;
+            err += weight[i] * (diff * diff); /* ggml's order */
         }
         if (err < best) {
             memcpy(levels, trial, (size_t)n);
