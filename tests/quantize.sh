@@ -74,7 +74,7 @@ else bad "quantize to Q8_0 for the run"; fi
 # the neighbour types: SmolLM2's 576-wide matrices cannot take Q4_K (256
 # per block); they take Q5_0, and the summary says how many
 "$LAMINA" quantize "$f16" "$tmp/out.gguf" Q4_K >/dev/null 2>"$tmp/err"
-grep -q "180 at a neighbour type" "$tmp/err" && ok || bad "Q4_K fallback summary: $(cat "$tmp/err")"
+grep -q "180 at a neighbour type (widths the type cannot take: 180 Q5_0 for Q4_K)" "$tmp/err" && ok || bad "Q4_K fallback summary: $(cat "$tmp/err")"
 # --pure: every matrix at the type but for those fallbacks, the head too
 "$LAMINA" quantize -q --pure "$f16" "$tmp/out.gguf" Q4_0 >/dev/null 2>"$tmp/err" &&
     "$LAMINA" info -m "$tmp/out.gguf" >"$tmp/info" 2>&1 &&

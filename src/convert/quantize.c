@@ -153,7 +153,10 @@ static uint32_t count_tensor(const lm_quant_target *target, const lm_quant_model
     st->n_tensors++;
     st->type_count[c.type]++;
     st->n_converted += c.converted && c.type != t->type;
-    st->n_fallback += c.converted && c.type != c.wanted;
+    if (c.converted && c.type != c.wanted) {
+        st->n_fallback++;
+        st->fallback[c.wanted][c.type]++;
+    }
     st->n_requantized += c.converted && c.type != t->type && is_quantized(t->type);
     return c.type;
 }

@@ -31,6 +31,7 @@ typedef struct {
     uint32_t n_tensors, n_converted, n_fallback;
     uint32_t n_requantized;        /* converted from an already quantized type */
     uint32_t type_count[LM_TYPE_COUNT]; /* tensors written per lm_type */
+    uint32_t fallback[LM_TYPE_COUNT][LM_TYPE_COUNT]; /* [wanted][written]: tensors */
     double seconds;
 } lm_quantize_stats;
 

@@ -26,9 +26,18 @@ static void print_summary(const lm_quantize_params *p, const lm_quantize_stats *
                      types[0] ? ", " : "", lm_type_name((uint32_t)t), st->type_count[t]);
     fprintf(stderr, "quantize: %u tensors: %s; %u converted", st->n_tensors, types,
             st->n_converted);
-    if (st->n_fallback)
-        fprintf(stderr, ", %u at a neighbour type (widths the type cannot take)",
-                st->n_fallback);
+    if (st->n_fallback) {
+        fprintf(stderr, ", %u at a neighbour type (widths the type cannot take:", st->n_fallback);
+        const char *sep = " ";
+        for (int w = 0; w < LM_TYPE_COUNT; w++)
+            for (int t = 0; t < LM_TYPE_COUNT; t++)
+                if (st->fallback[w][t]) {
+                    fprintf(stderr, "%s%u %s for %s", sep, st->fallback[w][t],
+                            lm_type_name((uint32_t)t), lm_type_name((uint32_t)w));
+                    sep = ", ";
+                }
+        fputc(')', stderr);
+    }
     fputc('\n', stderr);
 }
 
