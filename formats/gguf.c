@@ -16,6 +16,7 @@
 
 #include "atomic_file.h"
 #include "error.h"
+#include "file_map.h"
 #include "quant.h"
 
 #include <errno.h>
@@ -170,9 +171,7 @@ static const void *index_find(const name_index *ix, const void *items,
 
 struct lm_gguf {
     char *path;
-    int fd;
-    const uint8_t *map;
-    uint64_t size;
+    lm_file_map file;
     uint32_t version;
     uint64_t alignment;
     uint64_t data_offset;
@@ -191,7 +190,7 @@ typedef struct {
     char what[128];
 } cursor;
 
-static uint64_t remaining(const cursor *c) { return c->g->size - c->pos; }
+static uint64_t remaining(const cursor *c) { return c->g->file.size - c->pos; }
 
 static int truncated(const cursor *c)
 {
@@ -211,7 +210,7 @@ static int take(cursor *c, uint64_t n, const uint8_t **p)
 {
     if (n > remaining(c))
         return truncated(c);
-    *p = c->g->map + c->pos;
+    *p = c->g->file.map + c->pos;
     c->pos += n;
     return 0;
 }
@@ -305,12 +304,12 @@ static int read_header(cursor *c, uint64_t *n_tensors, uint64_t *n_kv)
     /* Each entry takes a minimum number of bytes, which bounds the counts. */
     if (*n_tensors > remaining(c) / MIN_TENSOR_BYTES) {
         lm_set_error("%s: truncated or corrupt file (tensor count %llu is too large for a file of %llu bytes)",
-                     g->path, (unsigned long long)*n_tensors, (unsigned long long)g->size);
+                     g->path, (unsigned long long)*n_tensors, (unsigned long long)g->file.size);
         return -1;
     }
     if (*n_kv > (remaining(c) - *n_tensors * MIN_TENSOR_BYTES) / MIN_KV_BYTES) {
         lm_set_error("%s: truncated or corrupt file (metadata key count %llu is too large for a file of %llu bytes)",
-                     g->path, (unsigned long long)*n_kv, (unsigned long long)g->size);
+                     g->path, (unsigned long long)*n_kv, (unsigned long long)g->file.size);
         return -1;
     }
     return 0;
@@ -555,13 +554,13 @@ static int place_tensors(lm_gguf *g, uint64_t infos_end)
             return -1;
         }
         if (__builtin_add_overflow(g->data_offset, t->offset, &t->file_offset) ||
-            __builtin_add_overflow(t->file_offset, t->nbytes, &end) || end > g->size) {
+            __builtin_add_overflow(t->file_offset, t->nbytes, &end) || end > g->file.size) {
             lm_set_error("%s: tensor '%s' data runs past end of file (offset %llu + %llu bytes, file size %llu)",
                          g->path, name, (unsigned long long)t->offset,
-                         (unsigned long long)t->nbytes, (unsigned long long)g->size);
+                         (unsigned long long)t->nbytes, (unsigned long long)g->file.size);
             return -1;
         }
-        t->data = g->map + t->file_offset;
+        t->data = g->file.map + t->file_offset;
     }
     return 0;
 }
@@ -601,44 +600,6 @@ static int parse(lm_gguf *g)
     return place_tensors(g, c.pos);
 }
 
-/* Open and map path; fills g->fd, g->map, g->size. */
-static int map_file(lm_gguf *g)
-{
-    struct stat st;
-    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
-     * writer forever, before the check below could refuse it. */
-    g->fd = open(g->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (g->fd < 0 || fstat(g->fd, &st) != 0) {
-        lm_set_error("%s: %s", g->path, strerror(errno));
-        return -1;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        lm_set_error("%s: not a regular file", g->path);
-        return -1;
-    }
-    int flags = fcntl(g->fd, F_GETFL);
-    if (flags < 0 || fcntl(g->fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
-        lm_set_error("%s: %s", g->path, strerror(errno));
-        return -1;
-    }
-    if (st.st_size == 0) {
-        lm_set_error("%s: not a GGUF file (empty file)", g->path);
-        return -1;
-    }
-    if ((uint64_t)st.st_size > SIZE_MAX) {
-        lm_set_error("%s: file too large to map", g->path);
-        return -1;
-    }
-    g->size = (uint64_t)st.st_size;
-    void *p = mmap(NULL, (size_t)g->size, PROT_READ, MAP_SHARED, g->fd, 0);
-    if (p == MAP_FAILED) {
-        lm_set_error("%s: mmap: %s", g->path, strerror(errno));
-        return -1;
-    }
-    g->map = p;
-    return 0;
-}
-
 lm_gguf *lm_gguf_open(const char *path)
 {
     lm_gguf *g = calloc(1, sizeof *g);
@@ -647,9 +608,8 @@ lm_gguf *lm_gguf_open(const char *path)
         lm_set_error("%s: out of memory", path);
         return NULL;
     }
-    g->fd = -1;
     g->alignment = LM_GGUF_DEFAULT_ALIGNMENT;
-    if (map_file(g) || parse(g)) {
+    if (lm_file_map_open(&g->file, path, 1, "GGUF", "empty file") != 0 || parse(g)) {
         lm_gguf_close(g);
         return NULL;
     }
@@ -667,29 +627,21 @@ void lm_gguf_close(lm_gguf *g)
     free(g->tensors);
     free(g->kv_index.slots);
     free(g->tensor_index.slots);
-    if (g->map)
-        munmap((void *)g->map, (size_t)g->size);
-    if (g->fd >= 0)
-        close(g->fd);
+    lm_file_map_close(&g->file);
     free(g->path);
     free(g);
 }
 
 const char *lm_gguf_path(const lm_gguf *g) { return g->path; }
 uint32_t lm_gguf_version(const lm_gguf *g) { return g->version; }
-uint64_t lm_gguf_file_size(const lm_gguf *g) { return g->size; }
+uint64_t lm_gguf_file_size(const lm_gguf *g) { return g->file.size; }
 uint64_t lm_gguf_alignment(const lm_gguf *g) { return g->alignment; }
 uint64_t lm_gguf_data_offset(const lm_gguf *g) { return g->data_offset; }
-int lm_gguf_fd(const lm_gguf *g) { return g->fd; }
+int lm_gguf_fd(const lm_gguf *g) { return g->file.fd; }
 
 void lm_gguf_release_pages(const lm_gguf *g, const void *p, uint64_t len)
 {
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1);
-    const uintptr_t end = ((uintptr_t)p + len) & ~(page - 1);
-    const uintptr_t map = (uintptr_t)g->map;
-    if (start < end && start >= map && end <= map + g->size)
-        madvise((void *)start, end - start, MADV_DONTNEED);
+    lm_file_map_release(&g->file, p, len);
 }
 uint64_t lm_gguf_n_kv(const lm_gguf *g) { return g->n_kv; }
 uint64_t lm_gguf_n_tensors(const lm_gguf *g) { return g->n_tensors; }

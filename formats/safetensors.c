@@ -1,24 +1,18 @@
 /* The safetensors reader (safetensors.h says what it checks and why). */
-#define _DEFAULT_SOURCE /* madvise */
 #include "safetensors.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "error.h"
+#include "file_map.h"
 
 struct lm_safetensors {
     char *path;
-    int fd;
-    const uint8_t *map;
-    uint64_t size, data_start;
+    lm_file_map file;
+    uint64_t data_start;
     lm_st_tensor *tensors;     /* by file offset */
     uint64_t n_tensors;
     const lm_st_tensor **by_name; /* sorted by name, for lm_st_find */
@@ -53,38 +47,6 @@ size_t lm_st_dtype_size(lm_st_dtype d)
 static const char *printable(const char *s, char buf[80])
 {
     return lm_printable(s, strlen(s), buf, 72);
-}
-
-static int map_file(lm_safetensors *st)
-{
-    struct stat sb;
-    /* O_NONBLOCK: a FIFO would otherwise block the open forever */
-    st->fd = open(st->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (st->fd < 0 || fstat(st->fd, &sb) != 0) {
-        lm_set_error("%s: %s", st->path, strerror(errno));
-        return -1;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        lm_set_error("%s: not a regular file", st->path);
-        return -1;
-    }
-    if (sb.st_size < 8) {
-        lm_set_error("%s: not a safetensors file (%lld bytes, shorter than its header length)",
-                     st->path, (long long)sb.st_size);
-        return -1;
-    }
-    if ((uint64_t)sb.st_size > SIZE_MAX) {
-        lm_set_error("%s: file too large to map", st->path);
-        return -1;
-    }
-    st->size = (uint64_t)sb.st_size;
-    void *p = mmap(NULL, (size_t)st->size, PROT_READ, MAP_SHARED, st->fd, 0);
-    if (p == MAP_FAILED) {
-        lm_set_error("%s: mmap: %s", st->path, strerror(errno));
-        return -1;
-    }
-    st->map = p;
-    return 0;
 }
 
 static int parse_dtype(const char *path, const char *name, json_t *v, lm_st_dtype *out)
@@ -143,12 +105,12 @@ static int parse_tensor(lm_safetensors *st, const char *name, json_t *info, lm_s
      * products from overflowing */
     uint64_t n = 1;
     for (uint32_t d = 0; d < t->n_dims; d++) {
-        if (!get_u64(json_array_get(shape, d), st->size, &t->shape[d])) {
+        if (!get_u64(json_array_get(shape, d), st->file.size, &t->shape[d])) {
             lm_set_error("%s: tensor '%s': dimension %u is not an integer from 0 to the "
                          "file's size", path, printable(name, nb), d);
             return -1;
         }
-        if (t->shape[d] != 0 && n > st->size / t->shape[d]) {
+        if (t->shape[d] != 0 && n > st->file.size / t->shape[d]) {
             lm_set_error("%s: tensor '%s' has more elements than the file has bytes", path,
                          printable(name, nb));
             return -1;
@@ -159,13 +121,13 @@ static int parse_tensor(lm_safetensors *st, const char *name, json_t *info, lm_s
         t->shape[d] = 1;
     t->n_elements = n;
     const size_t esize = dtypes[t->dtype].size;
-    if (n > st->size / esize) {
+    if (n > st->file.size / esize) {
         lm_set_error("%s: tensor '%s' is larger than the file", path, printable(name, nb));
         return -1;
     }
     t->nbytes = n * esize;
     uint64_t begin, end;
-    const uint64_t data_size = st->size - st->data_start;
+    const uint64_t data_size = st->file.size - st->data_start;
     if (!json_is_array(offs) || json_array_size(offs) != 2 ||
         !get_u64(json_array_get(offs, 0), data_size, &begin) ||
         !get_u64(json_array_get(offs, 1), data_size, &end) || end < begin) {
@@ -180,7 +142,7 @@ static int parse_tensor(lm_safetensors *st, const char *name, json_t *info, lm_s
         return -1;
     }
     t->file_offset = st->data_start + begin;
-    t->data = st->map + t->file_offset;
+    t->data = st->file.map + t->file_offset;
     return 0;
 }
 
@@ -220,15 +182,15 @@ static int parse(lm_safetensors *st)
 {
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--)
-        n = n << 8 | st->map[i];
-    if (n > LM_ST_MAX_HEADER || n > st->size - 8) {
+        n = n << 8 | st->file.map[i];
+    if (n > LM_ST_MAX_HEADER || n > st->file.size - 8) {
         lm_set_error("%s: not a safetensors file (a header of %llu bytes in a file of %llu)",
-                     st->path, (unsigned long long)n, (unsigned long long)st->size);
+                     st->path, (unsigned long long)n, (unsigned long long)st->file.size);
         return -1;
     }
     st->data_start = 8 + n;
     json_error_t err;
-    st->header = json_loadb((const char *)st->map + 8, (size_t)n,
+    st->header = json_loadb((const char *)st->file.map + 8, (size_t)n,
                             JSON_REJECT_DUPLICATES, &err);
     if (!st->header) {
         char eb[80];
@@ -281,9 +243,9 @@ static int parse(lm_safetensors *st)
         at += t->nbytes;
         st->by_name[i] = t;
     }
-    if (at != st->size) {
+    if (at != st->file.size) {
         lm_set_error("%s: %llu bytes after the last tensor's data (truncated or padded file)",
-                     st->path, (unsigned long long)(st->size - at));
+                     st->path, (unsigned long long)(st->file.size - at));
         return -1;
     }
     qsort(st->by_name, st->n_tensors, sizeof *st->by_name, by_name);
@@ -298,8 +260,9 @@ lm_safetensors *lm_st_open(const char *path)
         lm_set_error("%s: out of memory", path);
         return NULL;
     }
-    st->fd = -1;
-    if (map_file(st) != 0 || parse(st) != 0) {
+    if (lm_file_map_open(&st->file, path, 8, "safetensors",
+                         "shorter than its header length") != 0 ||
+        parse(st) != 0) {
         lm_st_close(st);
         return NULL;
     }
@@ -313,16 +276,13 @@ void lm_st_close(lm_safetensors *st)
     free(st->tensors);
     free(st->by_name);
     json_decref(st->header);
-    if (st->map)
-        munmap((void *)st->map, (size_t)st->size);
-    if (st->fd >= 0)
-        close(st->fd);
+    lm_file_map_close(&st->file);
     free(st->path);
     free(st);
 }
 
 const char *lm_st_path(const lm_safetensors *st) { return st->path; }
-uint64_t lm_st_file_size(const lm_safetensors *st) { return st->size; }
+uint64_t lm_st_file_size(const lm_safetensors *st) { return st->file.size; }
 uint64_t lm_st_n_tensors(const lm_safetensors *st) { return st->n_tensors; }
 
 const lm_st_tensor *lm_st_tensor_at(const lm_safetensors *st, uint64_t i)
@@ -346,10 +306,5 @@ const char *lm_st_metadata(const lm_safetensors *st, const char *key)
 
 void lm_st_release_pages(const lm_safetensors *st, const void *p, uint64_t len)
 {
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1);
-    const uintptr_t end = ((uintptr_t)p + len) & ~(page - 1);
-    const uintptr_t map = (uintptr_t)st->map;
-    if (start < end && start >= map && end <= map + st->size)
-        madvise((void *)start, end - start, MADV_DONTNEED);
+    lm_file_map_release(&st->file, p, len);
 }
