@@ -123,8 +123,19 @@ expect_error "output directory missing" "$f16" "$tmp/no/such/dir.gguf" Q4_0
 expect_error "too few arguments" "$f16" Q4_0
 expect_error "a TYPE and --auto" "$f16" "$tmp/bad.gguf" Q4_0 --auto
 expect_error "--auto with a bad --ram" "$f16" "$tmp/bad.gguf" --auto --ram lots
-# a failed write leaves no file: no partial output, no temporary
-ls "$tmp" | grep -q "tmp\|\.part" && bad "leftover temporary: $(ls "$tmp")" || ok
+# a write that fails midway (a file size limit, its signal ignored so that
+# the write returns EFBIG) leaves no file: no partial output, no temporary
+mkdir "$tmp/w"
+(trap '' XFSZ; ulimit -f 2048; exec "$LAMINA" quantize -q "$f16" "$tmp/w/bad.gguf" Q4_0) \
+    >/dev/null 2>"$tmp/err"
+rc=$?
+if [ "$rc" -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && [ -z "$(ls -A "$tmp/w")" ]; then ok; else
+    bad "a failed write: exit $rc, left '$(ls -A "$tmp/w")', stderr '$(cat "$tmp/err")'"; fi
+# a model lamina does not run is refused
+: "${MAKE_TEST_MODEL:?}"
+"$MAKE_TEST_MODEL" "$tmp/falcon.gguf" falcon Q8_0 >/dev/null 2>&1 || bad "make_test_model falcon"
+expect_error "an architecture lamina does not run" "$tmp/falcon.gguf" "$tmp/bad.gguf" Q4_0
+grep -q "architecture 'falcon' is not one lamina runs" "$tmp/err" && ok || bad "falcon: $(cat "$tmp/err")"
 
 echo "quantize: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -10,7 +10,7 @@
 static const char *const candidate_names[LM_QUANT_AUTO_CANDIDATES] = {
     "F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0"};
 
-int lm_quant_auto_choose(const char *in, uint64_t ram_budget, int n_ctx, int n_batch,
+int lm_quant_auto_choose(const char *in, uint64_t ram_budget, int n_ctx, int n_batch, bool pure,
                          lm_quant_auto *out)
 {
     *out = (lm_quant_auto){.budget = ram_budget ? ram_budget : lm_plan_default_ram_budget()};
@@ -29,7 +29,7 @@ int lm_quant_auto_choose(const char *in, uint64_t ram_budget, int n_ctx, int n_b
         lm_quant_auto_candidate *c = &out->cand[i];
         lm_quantize_stats st;
         if (lm_quant_target_parse(candidate_names[i], &c->target) != 0 ||
-            lm_quantize_predict(m->gguf, &c->target, false, &st) != 0) {
+            lm_quantize_predict(m->gguf, &c->target, pure, &st) != 0) {
             rc = -1;
             break;
         }

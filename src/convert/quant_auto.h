@@ -37,8 +37,9 @@ typedef struct {
 } lm_quant_auto;
 
 /* ram_budget 0: the default (MemAvailable less a margin, plan.h); n_ctx 0:
- * the context lamina run uses by default.  0, or -1 with lm_set_error. */
-int lm_quant_auto_choose(const char *in, uint64_t ram_budget, int n_ctx, int n_batch,
+ * the context lamina run uses by default; pure: sizes as --pure writes
+ * them.  0, or -1 with lm_set_error. */
+int lm_quant_auto_choose(const char *in, uint64_t ram_budget, int n_ctx, int n_batch, bool pure,
                          lm_quant_auto *out);
 
 /* One line per candidate and the choice, on f. */

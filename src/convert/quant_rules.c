@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "arch.h"
 #include "error.h"
 #include "quant.h"
 
@@ -59,6 +60,16 @@ int lm_quant_target_parse(const char *name, lm_quant_target *out)
     return -1;
 }
 
+/* "ARCH.suffix" as a u32, or fallback when the file has no such number. */
+static uint32_t arch_u32(const lm_gguf *g, lm_gguf_str arch, const char *suffix,
+                         uint32_t fallback)
+{
+    char key[128];
+    uint32_t v;
+    snprintf(key, sizeof key, "%.*s.%s", (int)(arch.len < 64 ? arch.len : 64), arch.data, suffix);
+    return lm_gguf_get_u32(g, key, &v) == 0 ? v : fallback;
+}
+
 int lm_quant_model_of(const lm_gguf *g, bool pure, lm_quant_model *out)
 {
     *out = (lm_quant_model){.pure = pure};
@@ -68,15 +79,36 @@ int lm_quant_model_of(const lm_gguf *g, bool pure, lm_quant_model *out)
         lm_set_error("%s: no general.architecture", lm_gguf_path(g));
         return -1;
     }
-    char key[96];
-    snprintf(key, sizeof key, "%.*s.block_count", (int)(arch.len < 64 ? arch.len : 64), arch.data);
-    if (lm_gguf_get_u32(g, key, &out->n_layer) != 0 || out->n_layer == 0) {
-        lm_set_error("%s: no %s", lm_gguf_path(g), key);
+    /* llama-quantize's rules have cases for architectures lamina does not
+     * run (Falcon, RWKV, Mamba, ...) that these rules leave out */
+    if (!lm_arch_find(arch.data, (size_t)arch.len)) {
+        char shown[80];
+        lm_set_error("%s: architecture '%s' is not one lamina runs (%s), so its quantization "
+                     "rules are not lamina's", lm_gguf_path(g),
+                     lm_printable(arch.data, (size_t)arch.len, shown, sizeof shown),
+                     lm_arch_names());
         return -1;
     }
-    snprintf(key, sizeof key, "%.*s.expert_count", (int)(arch.len < 64 ? arch.len : 64), arch.data);
-    if (lm_gguf_get_u32(g, key, &out->n_expert) != 0)
-        out->n_expert = 0;
+    /* one shard of a split model holds only some of its tensors */
+    uint32_t n_split;
+    if (lm_gguf_get_u32(g, "split.count", &n_split) == 0 && n_split > 1) {
+        lm_set_error("%s: one shard of a model split in %u files; merge them first "
+                     "(llama-gguf-split --merge)", lm_gguf_path(g), n_split);
+        return -1;
+    }
+    out->n_layer = arch_u32(g, arch, "block_count", 0);
+    if (out->n_layer == 0) {
+        lm_set_error("%s: no %.*s.block_count", lm_gguf_path(g), (int)(arch.len < 64 ? arch.len : 64),
+                     arch.data);
+        return -1;
+    }
+    out->n_expert = arch_u32(g, arch, "expert_count", 0);
+    /* llama.cpp's 70B model type, the one size its rules single out:
+     * 80 layers of llama with grouped-query attention, or of qwen2 */
+    const uint32_t n_head = arch_u32(g, arch, "attention.head_count", 0);
+    const uint32_t n_head_kv = arch_u32(g, arch, "attention.head_count_kv", n_head);
+    out->is_70b = out->n_layer == 80 && ((lm_gguf_str_eq(arch, "llama") && n_head != n_head_kv) ||
+                                         lm_gguf_str_eq(arch, "qwen2"));
     return 0;
 }
 
@@ -86,10 +118,19 @@ static bool ends_with(const char *s, const char *tail)
     return n >= k && strcmp(s + n - k, tail) == 0;
 }
 
+/* ggml_n_dims: trailing dimensions of 1 do not count */
+static uint32_t effective_dims(const lm_gguf_tensor *t)
+{
+    uint32_t n = t->n_dims;
+    while (n > 1 && t->ne[n - 1] == 1)
+        n--;
+    return n;
+}
+
 static bool quantizable(const lm_gguf_tensor *t, const char *name)
 {
-    return t->n_dims >= 2 && ends_with(name, "weight") && !strstr(name, "_norm.weight") &&
-           !strstr(name, "ffn_gate_inp.weight");
+    return effective_dims(t) >= 2 && ends_with(name, "weight") && !strstr(name, "_norm.weight") &&
+           !strstr(name, "ffn_gate_inp.weight") && !strstr(name, "ffn_gate_tid2eid.weight");
 }
 
 /* llama-quantize's layers that get more bits: the first and last eighth,
@@ -121,13 +162,16 @@ static uint32_t mixed_type(const lm_quant_target *tg, const lm_quant_model *m, c
             type = LM_TYPE_Q6_K;
         else if (small_mix && il >= 0 && il < 4)
             type = LM_TYPE_Q5_K;
+        /* 70B: attn_v is 8x smaller than attn_q, so more bits cost little */
+        if (m->is_70b && type == LM_TYPE_Q4_K)
+            type = LM_TYPE_Q5_K;
         if (m->n_expert == 8)
             type = LM_TYPE_Q8_0;
     } else if (strstr(name, "attn_k.weight")) {
         if (m->n_expert == 8)
             type = LM_TYPE_Q8_0;
     } else if (strstr(name, "attn_output.weight")) {
-        if (mix && q4 && m->n_expert == 8)
+        if ((mix || small_mix) && q4 && m->n_expert == 8)
             type = LM_TYPE_Q5_K;
     } else if (strstr(name, "ffn_down")) {
         if (mix && il >= 0 && more_bits(il, (int)m->n_layer))

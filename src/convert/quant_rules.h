@@ -4,7 +4,8 @@
  * The rules are llama-quantize's for the types lamina has, so that a file
  * made here holds the same tensor types as the file llama.cpp makes from the
  * same input:
- * - only matrices (2-D and up) whose name ends in "weight" are converted;
+ * - only matrices (2-D and up, trailing dimensions of 1 not counted) whose
+ *   name ends in "weight" are converted;
  *   norms, the experts' router (ffn_gate_inp) and every 1-D tensor keep
  *   their type;
  * - for a quantized target, the output head (output.weight, or token_embd
@@ -16,9 +17,13 @@
  * - the mixes Q4_K_M and Q5_K_M also give Q6_K to attn_v and ffn_down in
  *   the first and last eighth of the layers and every third layer between,
  *   Q4_K_M (Q5_K_M) gives a fused attn_qkv Q5_K (Q6_K), and with 8 experts
- *   Q4_K_M gives attn_output Q5_K;
+ *   Q4_K_M (and Q4_K_S) give attn_output Q5_K;
  * - the mix Q4_K_S gives Q5_K to attn_v in the first 4 layers and to
  *   ffn_down in the first eighth;
+ * - in a 70B model (llama.cpp's: 80 layers of llama with grouped-query
+ *   attention, or of qwen2) an attn_v at Q4_K takes Q5_K;
+ * - only the architectures lamina runs are taken (llama-quantize has rules
+ *   for others: Falcon, RWKV, ...), and not one shard of a split model;
  * - a width that is not a multiple of the chosen type's block falls back as
  *   llama-quantize does: Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0, and to
  *   F16 when not even that fits.
@@ -51,6 +56,7 @@ typedef struct {
     bool tied;          /* no output.weight: token_embd is the head too */
     uint32_t n_layer;
     uint32_t n_expert;
+    bool is_70b;        /* llama.cpp's LLM_TYPE_70B (80 layers of llama with GQA, or qwen2) */
     bool pure;
 } lm_quant_model;
 

@@ -56,16 +56,16 @@ static int fill(void *user, void *buf, uint64_t row0, uint64_t n)
         int failed = 0;
 #pragma omp parallel reduction(| : failed)
         {
+            /* every thread must reach the worksharing loop, so a thread
+             * without its buffer only reports the failure */
             float *row = malloc((size_t)ne0 * sizeof *row);
-            if (!row)
-                failed = 1;
-            else {
+            failed |= row == NULL;
 #pragma omp for schedule(static)
-                for (int64_t r = 0; r < (int64_t)n; r++) {
+            for (int64_t r = 0; r < (int64_t)n; r++)
+                if (row) {
                     decode(src + r * src_row, row, ne0);
                     encode(row, (uint8_t *)buf + r * dst_row, ne0);
                 }
-            }
             free(row);
         }
         if (failed) {

@@ -57,7 +57,7 @@ int lm_cmd_quantize(int argc, char **argv)
                             .quiet = o.quiet};
     if (o.auto_type) {
         lm_quant_auto a;
-        if (lm_quant_auto_choose(p.in, o.ram_budget, o.n_ctx, o.n_batch, &a) != 0) {
+        if (lm_quant_auto_choose(p.in, o.ram_budget, o.n_ctx, o.n_batch, o.pure, &a) != 0) {
             fprintf(stderr, "lamina quantize: %s\n", lm_last_error());
             return 1;
         }
