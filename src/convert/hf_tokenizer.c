@@ -1,0 +1,299 @@
+/* tokenizer.json + tokenizer_config.json to GGUF's tokenizer keys
+ * (hf_tokenizer.h).  Follows gguf-py's SpecialVocab and the converter's
+ * get_vocab_base for the cases lamina converts; TemplateProcessing post
+ * processors are read only as far as "the first/last piece is a special
+ * token" (add_bos/add_eos). */
+#include "hf_tokenizer.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+static json_t *load(const char *dir, const char *name, bool required, char *path, size_t len)
+{
+    snprintf(path, len, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (required)
+            lm_set_error("%s: cannot open it", path);
+        return NULL;
+    }
+    fclose(f);
+    json_error_t err;
+    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    if (!j) {
+        char shown[80];
+        lm_set_error("%s: not valid JSON (%s, line %d)", path,
+                     lm_printable(err.text, strlen(err.text), shown, sizeof shown), err.line);
+    } else if (!json_is_object(j)) {
+        lm_set_error("%s: not a JSON object", path);
+        json_decref(j);
+        j = NULL;
+    }
+    return j;
+}
+
+static bool looks_special(const char *t)
+{
+    const size_t n = strlen(t);
+    if (!strcmp(t, "<pad>") || !strcmp(t, "<mask>") || !strcmp(t, "<2mass>") || !strcmp(t, "[@BOS@]"))
+        return true;
+    if (n >= 4 && !strncmp(t, "<|", 2) && !strcmp(t + n - 2, "|>"))
+        return true;
+    /* deepseek-coder's fullwidth bars: <｜ ... ｜> */
+    if (n >= 8 && !strncmp(t, "<\xef\xbd\x9c", 4) && !strcmp(t + n - 4, "\xef\xbd\x9c>"))
+        return true;
+    return n >= 8 && !strncmp(t, "<unused", 7) && t[n - 1] == '>';
+}
+
+/* A merge as one "a b" string; the pair form's spaces become U+0120, as
+ * gguf-py encodes them. */
+static char *merge_text(const char *path, json_t *m, uint64_t i)
+{
+    if (json_is_string(m))
+        return strdup(json_string_value(m));
+    const char *a = json_string_value(json_array_get(m, 0));
+    const char *b = json_string_value(json_array_get(m, 1));
+    if (!json_is_array(m) || json_array_size(m) != 2 || !a || !b) {
+        lm_set_error("%s: merge %llu is neither \"a b\" nor [a, b]", path, (unsigned long long)i);
+        return NULL;
+    }
+    const size_t na = strlen(a), nb = strlen(b);
+    char *out = malloc(2 * (na + nb) + 2), *o = out;
+    if (!out)
+        return NULL;
+    for (const char *parts[2] = {a, b}, **p = parts; p < parts + 2; p++) {
+        for (const char *c = *p; *c; c++)
+            if (*c == ' ') { /* U+0120 in UTF-8 */
+                *o++ = (char)0xc4;
+                *o++ = (char)0xa0;
+            } else {
+                *o++ = *c;
+            }
+        *o++ = p == parts ? ' ' : '\0';
+    }
+    return out;
+}
+
+static int set_token(lm_hf_tokenizer *t, const char *path, json_int_t id, const char *text,
+                     int32_t type)
+{
+    if (id < 0 || (uint64_t)id >= t->n_vocab) {
+        lm_set_error("%s: token id %lld is outside the vocabulary of %u (config.json's "
+                     "vocab_size)", path, (long long)id, t->n_vocab);
+        return -1;
+    }
+    free(t->tokens[id]);
+    if (!(t->tokens[id] = strdup(text))) {
+        lm_set_error("out of memory");
+        return -1;
+    }
+    t->types[id] = type;
+    return 0;
+}
+
+/* A special token named in tokenizer_config.json ("<s>" or {"content":
+ * "<s>"}): its id among the added tokens, then the vocabulary; -1. */
+static int64_t named_token(const lm_hf_tokenizer *t, json_t *tcfg, const char *key)
+{
+    json_t *v = json_object_get(tcfg, key);
+    const char *name = json_is_object(v) ? json_string_value(json_object_get(v, "content"))
+                                         : json_string_value(v);
+    if (!name)
+        return -1;
+    for (uint32_t i = 0; i < t->n_vocab; i++)
+        if (t->types[i] != LM_TOKEN_UNUSED && strcmp(t->tokens[i], name) == 0)
+            return i;
+    return -1;
+}
+
+static void detect_pre(lm_hf_tokenizer *t, json_t *tok)
+{
+    static const char llama3[] =
+        "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+        "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    static const char qwen2[] =
+        "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+        "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    json_t *pre = json_object_get(tok, "pre_tokenizer");
+    json_t *seq = json_object_get(pre, "pretokenizers");
+    const char *type = json_string_value(json_object_get(pre, "type"));
+    bool digits = false, byte_level = false;
+    const char *regex = NULL;
+    size_t n = json_is_array(seq) ? json_array_size(seq) : 1;
+    for (size_t i = 0; i < n; i++) {
+        json_t *p = json_is_array(seq) ? json_array_get(seq, i) : pre;
+        const char *ty = json_string_value(json_object_get(p, "type"));
+        if (!ty)
+            continue;
+        if (!strcmp(ty, "Digits") && json_is_true(json_object_get(p, "individual_digits")))
+            digits = true;
+        else if (!strcmp(ty, "ByteLevel"))
+            byte_level = true;
+        else if (!strcmp(ty, "Split"))
+            regex = json_string_value(json_object_get(json_object_get(p, "pattern"), "Regex"));
+    }
+    const char *name = "";
+    if (regex && !strcmp(regex, llama3))
+        name = "llama-bpe";
+    else if (regex && !strcmp(regex, qwen2))
+        name = "qwen2";
+    else if (!regex && digits && byte_level)
+        name = "smollm";
+    else if (!regex && byte_level && type && !strcmp(type, "ByteLevel"))
+        name = "gpt-2";
+    snprintf(t->pre, sizeof t->pre, "%s", name);
+}
+
+static int read_vocab(lm_hf_tokenizer *t, const char *path, json_t *tok)
+{
+    json_t *model = json_object_get(tok, "model");
+    const char *type = json_string_value(json_object_get(model, "type"));
+    if (!type || strcmp(type, "BPE") != 0 || !json_is_object(json_object_get(model, "vocab"))) {
+        lm_set_error("%s: model of type '%s': lamina converts byte-level BPE vocabularies", path,
+                     type ? type : "?");
+        return -1;
+    }
+    const char *text;
+    json_t *id;
+    json_object_foreach(json_object_get(model, "vocab"), text, id) {
+        if (!json_is_integer(id) ||
+            set_token(t, path, json_integer_value(id), text, LM_TOKEN_NORMAL) != 0) {
+            if (!json_is_integer(id))
+                lm_set_error("%s: the id of a vocabulary token is not an integer", path);
+            return -1;
+        }
+    }
+    json_t *added = json_object_get(tok, "added_tokens"), *a;
+    size_t i;
+    json_array_foreach(added, i, a) {
+        json_t *aid = json_object_get(a, "id");
+        const char *content = json_string_value(json_object_get(a, "content"));
+        if (!json_is_integer(aid) || !content) {
+            lm_set_error("%s: added token %zu lacks an integer id or a string content", path, i);
+            return -1;
+        }
+        const bool control = json_is_true(json_object_get(a, "special")) || looks_special(content);
+        if (set_token(t, path, json_integer_value(aid), content,
+                      control ? LM_TOKEN_CONTROL : LM_TOKEN_USER_DEFINED) != 0)
+            return -1;
+    }
+    json_t *merges = json_object_get(model, "merges"), *m;
+    if (json_is_array(merges)) {
+        t->n_merges = json_array_size(merges);
+        if (!(t->merges = calloc(t->n_merges ? t->n_merges : 1, sizeof *t->merges))) {
+            lm_set_error("out of memory");
+            return -1;
+        }
+        json_array_foreach(merges, i, m) {
+            if (!(t->merges[i] = merge_text(path, m, i)))
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static void read_config(lm_hf_tokenizer *t, json_t *tok, json_t *tcfg, int64_t config_bos,
+                        int64_t config_eos)
+{
+    /* post processors: ByteLevel adds nothing; a template adds what it
+     * starts or ends with */
+    json_t *post = json_object_get(tok, "post_processor");
+    json_t *procs = json_object_get(post, "processors");
+    for (size_t i = 0, n = json_is_array(procs) ? json_array_size(procs) : (post ? 1 : 0); i < n; i++) {
+        json_t *p = json_is_array(procs) ? json_array_get(procs, i) : post;
+        const char *ty = json_string_value(json_object_get(p, "type"));
+        json_t *single = json_object_get(p, "single");
+        if (ty && !strcmp(ty, "ByteLevel")) {
+            if (t->add_bos < 0)
+                t->add_bos = 0;
+            if (t->add_eos < 0)
+                t->add_eos = 0;
+        } else if (ty && !strcmp(ty, "TemplateProcessing") && json_array_size(single) > 1) {
+            t->add_bos = json_object_get(json_array_get(single, 0), "SpecialToken") != NULL;
+            t->add_eos =
+                json_object_get(json_array_get(single, json_array_size(single) - 1),
+                                "SpecialToken") != NULL;
+        }
+    }
+    t->bos_id = named_token(t, tcfg, "bos_token");
+    t->eos_id = named_token(t, tcfg, "eos_token");
+    t->unk_id = named_token(t, tcfg, "unk_token");
+    t->pad_id = named_token(t, tcfg, "pad_token");
+    if (t->bos_id < 0 && config_bos >= 0 && (uint64_t)config_bos < t->n_vocab)
+        t->bos_id = config_bos;
+    if (t->eos_id < 0 && config_eos >= 0 && (uint64_t)config_eos < t->n_vocab)
+        t->eos_id = config_eos;
+    json_t *ab = json_object_get(tcfg, "add_bos_token"), *ae = json_object_get(tcfg, "add_eos_token");
+    if (json_is_boolean(ab))
+        t->add_bos = json_is_true(ab);
+    if (json_is_boolean(ae))
+        t->add_eos = json_is_true(ae);
+    json_t *tmpl = json_object_get(tcfg, "chat_template");
+    if (json_is_array(tmpl)) { /* named templates: the default one */
+        size_t i;
+        json_t *e;
+        json_array_foreach(tmpl, i, e) {
+            const char *name = json_string_value(json_object_get(e, "name"));
+            if (name && !strcmp(name, "default"))
+                tmpl = json_object_get(e, "template");
+        }
+    }
+    if (json_is_string(tmpl))
+        t->chat_template = strdup(json_string_value(tmpl));
+}
+
+int lm_hf_tokenizer_read(const char *dir, uint32_t n_vocab, int64_t config_bos,
+                         int64_t config_eos, lm_hf_tokenizer *t)
+{
+    *t = (lm_hf_tokenizer){.n_vocab = n_vocab, .bos_id = -1, .eos_id = -1, .unk_id = -1,
+                           .pad_id = -1, .add_bos = -1, .add_eos = -1};
+    char path[4096], cfg_path[4096];
+    json_t *tok = load(dir, "tokenizer.json", true, path, sizeof path);
+    if (!tok)
+        return -1;
+    json_t *tcfg = load(dir, "tokenizer_config.json", false, cfg_path, sizeof cfg_path);
+    int rc = -1;
+    t->tokens = calloc(n_vocab ? n_vocab : 1, sizeof *t->tokens);
+    t->types = calloc(n_vocab ? n_vocab : 1, sizeof *t->types);
+    if (!t->tokens || !t->types) {
+        lm_set_error("out of memory for a vocabulary of %u", n_vocab);
+        goto done;
+    }
+    if (read_vocab(t, path, tok) != 0)
+        goto done;
+    for (uint32_t i = 0; i < n_vocab; i++)
+        if (!t->tokens[i]) {
+            char pad[32];
+            snprintf(pad, sizeof pad, "[PAD%u]", i);
+            if (set_token(t, path, i, pad, LM_TOKEN_UNUSED) != 0)
+                goto done;
+        }
+    detect_pre(t, tok);
+    read_config(t, tok, tcfg, config_bos, config_eos);
+    rc = 0;
+done:
+    json_decref(tok);
+    json_decref(tcfg);
+    if (rc != 0)
+        lm_hf_tokenizer_free(t);
+    return rc;
+}
+
+void lm_hf_tokenizer_free(lm_hf_tokenizer *t)
+{
+    if (t->tokens)
+        for (uint32_t i = 0; i < t->n_vocab; i++)
+            free(t->tokens[i]);
+    if (t->merges)
+        for (uint64_t i = 0; i < t->n_merges; i++)
+            free(t->merges[i]);
+    free(t->tokens);
+    free(t->types);
+    free(t->merges);
+    free(t->chat_template);
+    *t = (lm_hf_tokenizer){0};
+}
