@@ -263,6 +263,21 @@ static const struct {
              BACKEND_HELP},
     {"info", "Usage: lamina info -m MODEL\n"
              "Architecture, hyperparameters and a summary of tensor types.\n"},
+    {"convert",
+     "Usage: lamina convert HF_DIR OUT.gguf [--type TYPE | --auto] [options]\n"
+     "Convert a Hugging Face model folder (config.json, tokenizer.json,\n"
+     "tokenizer_config.json, model.safetensors or its shards with their index) of a\n"
+     "LlamaForCausalLM, MistralForCausalLM or Qwen2ForCausalLM model in F32, F16 or\n"
+     "BF16 to GGUF, with the names, metadata and tokenizer llama.cpp's\n"
+     "convert_hf_to_gguf.py writes. Tensors are converted one range of rows at a time:\n"
+     "memory stays a few MiB whatever the model's size. Prints OUT on stdout.\n\n"
+     "      --type TYPE         F16 (default), BF16, F32, or any type lamina quantize\n"
+     "                          takes (made from an F16 file written first)\n"
+     "      --auto              the type lamina quantize --auto picks for --ram\n"
+     "      --ram SIZE          the budget --auto fits\n"
+     "  -c, --ctx-size N        the context --auto counts the KV cache for\n"
+     "  -t, --threads N         threads (default: all cores)\n"
+     "  -q, --quiet             no progress on stderr\n"},
     {"quantize",
      "Usage: lamina quantize IN.gguf OUT.gguf TYPE [options]\n"
      "       lamina quantize IN.gguf OUT.gguf --auto [--ram SIZE] [-c N] [options]\n"

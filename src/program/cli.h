@@ -70,7 +70,7 @@ typedef struct {
     int drain_seconds;       /* serve --drain: running requests' time after a stop signal */
     const char *arch;        /* synth --arch */
     bool pure;               /* quantize --pure */
-    bool auto_type;          /* quantize --auto */
+    bool auto_type;          /* quantize and convert --auto */
     int n_positional;
     char **positional;
 } lm_cli;
@@ -117,6 +117,7 @@ int lm_cmd_plan(int argc, char **argv);
 int lm_cmd_devices(int argc, char **argv);
 int lm_cmd_synth(int argc, char **argv);
 int lm_cmd_quantize(int argc, char **argv);
+int lm_cmd_convert(int argc, char **argv);
 int lm_cmd_batch(int argc, char **argv);
 int lm_cmd_serve(int argc, char **argv);
 /* bench --draft / --lookup (bench_spec.c): 0, or -1 with lm_set_error. */

@@ -24,6 +24,7 @@ static const struct {
     {"info", lm_cmd_info, "describe a model file"},
     {"plan", lm_cmd_plan, "show where the layers will run and the predicted speed"},
     {"devices", lm_cmd_devices, "list the OpenCL platforms and devices"},
+    {"convert", lm_cmd_convert, "a Hugging Face model folder (safetensors) to GGUF"},
     {"quantize", lm_cmd_quantize, "rewrite a model's matrices at another type (Q4_K_M, Q8_0, ...)"},
     {"synth", lm_cmd_synth, "write a model with random weights at a chosen shape and type"},
 };
