@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Write a Hugging Face model folder from a llama GGUF, with Hugging Face's own
+libraries: the weights (dequantized by gguf-py, llama's rotary permutation
+undone, Hugging Face's names) written by safetensors, the tokenizer made by
+transformers from the GGUF and saved with save_pretrained, config.json by
+transformers' LlamaConfig.  No torch is needed.  For tests of lamina convert:
+
+    make_hf_folder.py MODEL.gguf OUT_DIR [--dtype f16|f32] [--shards N]
+
+Needs numpy, safetensors, transformers, tokenizers and gguf (PyPI)."""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+from gguf import GGUFReader
+from gguf.quants import dequantize
+from safetensors.numpy import save_file
+from transformers import AutoTokenizer, LlamaConfig
+
+NAMES = {
+    "attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
+    "ffn_norm": "post_attention_layernorm", "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
+}
+
+
+def unpermute(w, n_head):
+    """GGUF's llama rows (rotary pairs adjacent) back to Hugging Face's
+    (two halves per head): the inverse of convert_hf_to_gguf.py's permute."""
+    rows = w.shape[0]
+    return (w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:])
+             .swapaxes(1, 2).reshape(w.shape))
+
+
+def field(r, key):
+    f = r.fields[key]
+    v = f.parts[f.data[0]]
+    return v.tobytes().decode() if f.types[0].name == "STRING" else v.item()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("out")
+    ap.add_argument("--dtype", default="f16", choices=["f16", "f32"])
+    ap.add_argument("--shards", type=int, default=1)
+    a = ap.parse_args()
+    r = GGUFReader(a.model)
+    arch = field(r, "general.architecture")
+    if arch != "llama":
+        sys.exit(f"{a.model}: architecture {arch}, this script writes llama folders")
+    n_head = field(r, "llama.attention.head_count")
+    n_kv = field(r, "llama.attention.head_count_kv")
+    n_embd = field(r, "llama.embedding_length")
+    n_layer = field(r, "llama.block_count")
+    names = [t.name for t in r.tensors]
+    tied = "output.weight" not in names
+    os.makedirs(a.out, exist_ok=True)
+
+    dt = np.float16 if a.dtype == "f16" else np.float32
+    tensors = {}
+    for t in r.tensors:
+        w = dequantize(t.data, t.tensor_type).reshape([int(x) for x in reversed(t.shape)])
+        w = w.astype(np.float32)
+        parts = t.name.split(".")
+        if t.name == "token_embd.weight":
+            hf = "model.embed_tokens.weight"
+        elif t.name == "output_norm.weight":
+            hf = "model.norm.weight"
+        elif t.name == "output.weight":
+            hf = "lm_head.weight"
+        elif parts[0] == "blk":
+            role = parts[2]
+            if role == "attn_q":
+                w = unpermute(w, n_head)
+            elif role == "attn_k":
+                w = unpermute(w, n_kv)
+            hf = f"model.layers.{parts[1]}.{NAMES[role]}.{parts[3]}"
+        else:
+            sys.exit(f"{t.name}: not a llama tensor")
+        # norms stay f32 as most checkpoints keep them in the model's dtype;
+        # f16 here too, so that every dtype path is used
+        tensors[hf] = np.ascontiguousarray(w.astype(dt))
+
+    keys = sorted(tensors)
+    if a.shards == 1:
+        save_file(tensors, os.path.join(a.out, "model.safetensors"), metadata={"format": "pt"})
+    else:
+        weight_map, total = {}, 0
+        for s in range(a.shards):
+            part = keys[s::a.shards]
+            fname = f"model-{s + 1:05d}-of-{a.shards:05d}.safetensors"
+            save_file({k: tensors[k] for k in part}, os.path.join(a.out, fname),
+                      metadata={"format": "pt"})
+            for k in part:
+                weight_map[k] = fname
+                total += tensors[k].nbytes
+        with open(os.path.join(a.out, "model.safetensors.index.json"), "w") as f:
+            json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
+
+    tok = AutoTokenizer.from_pretrained(os.path.dirname(os.path.abspath(a.model)),
+                                        gguf_file=os.path.basename(a.model))
+    tok.save_pretrained(a.out)
+    cfg = LlamaConfig(
+        vocab_size=len(field_list(r, "tokenizer.ggml.tokens")), hidden_size=n_embd,
+        intermediate_size=field(r, "llama.feed_forward_length"), num_hidden_layers=n_layer,
+        num_attention_heads=n_head, num_key_value_heads=n_kv,
+        max_position_embeddings=field(r, "llama.context_length"),
+        rms_norm_eps=field(r, "llama.attention.layer_norm_rms_epsilon"),
+        rope_theta=field(r, "llama.rope.freq_base"), tie_word_embeddings=tied,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        torch_dtype="float16" if a.dtype == "f16" else "float32")
+    cfg.architectures = ["LlamaForCausalLM"]
+    cfg.save_pretrained(a.out)
+    print(a.out)
+
+
+def field_list(r, key):
+    f = r.fields[key]
+    return [f.parts[i] for i in f.data]
+
+
+if __name__ == "__main__":
+    main()
