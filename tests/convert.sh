@@ -29,8 +29,8 @@ if "$LAMINA" convert -q "$tmp/hf" "$tmp/conv.gguf" >/dev/null 2>"$tmp/err"; then
     bad "convert: $(cat "$tmp/err")"; fi
 if "$LAMINA" convert -q "$tmp/hf3" "$tmp/conv3.gguf" >/dev/null 2>"$tmp/err"; then
     # the same tensors and metadata whatever the sharding (tensor order aside)
-    a=$("$LAMINA" info -m "$tmp/conv.gguf" | grep -v '^file:')
-    b=$("$LAMINA" info -m "$tmp/conv3.gguf" | grep -v '^file:')
+    a=$("$LAMINA" info -m "$tmp/conv.gguf" | grep -v '^file:\|^name:')
+    b=$("$LAMINA" info -m "$tmp/conv3.gguf" | grep -v '^file:\|^name:')
     [ "$a" = "$b" ] && ok || bad "sharded and single-file conversions differ"
 else bad "convert of 3 shards: $(cat "$tmp/err")"; fi
 

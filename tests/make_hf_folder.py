@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Write a Hugging Face model folder from a llama GGUF, with Hugging Face's own
 libraries: the weights (dequantized by gguf-py, llama's rotary permutation
-undone, Hugging Face's names) written by safetensors, the tokenizer made by
-transformers from the GGUF and saved with save_pretrained, config.json by
+undone, Hugging Face's names) written by safetensors, the tokenizer built by the
+tokenizers library from the GGUF's vocabulary and merges and saved by
+transformers' save_pretrained, config.json by
 transformers' LlamaConfig.  No torch is needed.  For tests of lamina convert:
 
     make_hf_folder.py MODEL.gguf OUT_DIR [--dtype f16|f32] [--shards N]
@@ -17,7 +18,8 @@ import numpy as np
 from gguf import GGUFReader
 from gguf.quants import dequantize
 from safetensors.numpy import save_file
-from transformers import AutoTokenizer, LlamaConfig
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+from transformers import LlamaConfig, PreTrainedTokenizerFast
 
 NAMES = {
     "attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
@@ -101,8 +103,7 @@ def main():
         with open(os.path.join(a.out, "model.safetensors.index.json"), "w") as f:
             json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
 
-    tok = AutoTokenizer.from_pretrained(os.path.dirname(os.path.abspath(a.model)),
-                                        gguf_file=os.path.basename(a.model))
+    tok = make_tokenizer(r)
     tok.save_pretrained(a.out)
     cfg = LlamaConfig(
         vocab_size=len(field_list(r, "tokenizer.ggml.tokens")), hidden_size=n_embd,
@@ -116,6 +117,33 @@ def main():
     cfg.architectures = ["LlamaForCausalLM"]
     cfg.save_pretrained(a.out)
     print(a.out)
+
+
+def make_tokenizer(r):
+    """The GGUF's byte-level BPE vocabulary as a Hugging Face fast tokenizer
+    (the tokenizers library's BPE with SmolLM2's pre-tokenizer: digits one
+    by one, then byte-level), wrapped by transformers for save_pretrained."""
+    if field(r, "tokenizer.ggml.model") != "gpt2" or field(r, "tokenizer.ggml.pre") != "smollm":
+        sys.exit("this script writes SmolLM2's kind of tokenizer (gpt2 model, smollm pre)")
+    tokens = [bytes(t).decode() for t in field_list(r, "tokenizer.ggml.tokens")]
+    types = [int(t[0]) for t in field_list(r, "tokenizer.ggml.token_type")]
+    merges = [tuple(bytes(m).decode().split(" ")) for m in field_list(r, "tokenizer.ggml.merges")]
+    bpe = models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges,
+                     fuse_unk=False, byte_fallback=False)
+    tk = Tokenizer(bpe)
+    tk.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tk.decoder = decoders.ByteLevel()
+    tk.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                           for t, ty in zip(tokens, types) if ty == 3])
+    name = lambda key: tokens[field(r, key)] if key in r.fields else None
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tk, bos_token=name("tokenizer.ggml.bos_token_id"),
+        eos_token=name("tokenizer.ggml.eos_token_id"),
+        unk_token=name("tokenizer.ggml.unknown_token_id"),
+        pad_token=name("tokenizer.ggml.padding_token_id"),
+        chat_template=field(r, "tokenizer.chat_template") if "tokenizer.chat_template" in r.fields else None)
 
 
 def field_list(r, key):

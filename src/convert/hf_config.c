@@ -108,6 +108,28 @@ static int read_rope_scaling(const char *path, json_t *cfg, lm_hf_config *c)
     return 0;
 }
 
+/* RoPE: transformers before 5 writes rope_theta and rope_scaling at the
+ * top; 5 writes them in "rope_parameters" (rope_type "default" meaning no
+ * scaling). */
+static int read_rope(const char *path, json_t *cfg, lm_hf_config *c)
+{
+    json_t *params = json_object_get(cfg, "rope_parameters");
+    if (json_is_object(params)) {
+        if (get_float(path, params, "rope_theta", 10000.0, &c->rope_base) != 0)
+            return -1;
+        const char *type = json_string_value(json_object_get(params, "rope_type"));
+        if (!type || !strcmp(type, "default"))
+            return 0;
+        json_t *wrapped = json_pack("{sO}", "rope_scaling", params);
+        const int rc = wrapped ? read_rope_scaling(path, wrapped, c) : -1;
+        json_decref(wrapped);
+        return rc;
+    }
+    if (get_float(path, cfg, "rope_theta", 10000.0, &c->rope_base) != 0)
+        return -1;
+    return read_rope_scaling(path, cfg, c);
+}
+
 static int from_json(const char *path, json_t *cfg, lm_hf_config *c)
 {
     *c = (lm_hf_config){.bos_id = -1, .eos_id = -1};
@@ -141,8 +163,7 @@ static int from_json(const char *path, json_t *cfg, lm_hf_config *c)
         get_uint(path, cfg, "vocab_size", 1, MAX_VOCAB, 0, &c->n_vocab) != 0 ||
         get_uint(path, cfg, "max_position_embeddings", 1, MAX_CTX, 0, &c->n_ctx_train) != 0 ||
         get_float(path, cfg, "rms_norm_eps", 0, &c->norm_eps) != 0 ||
-        get_float(path, cfg, "rope_theta", 10000.0, &c->rope_base) != 0 ||
-        read_rope_scaling(path, cfg, c) != 0)
+        read_rope(path, cfg, c) != 0)
         return -1;
     if (c->n_head % c->n_head_kv != 0) {
         lm_set_error("%s: %u attention heads do not share %u KV heads evenly", path, c->n_head,

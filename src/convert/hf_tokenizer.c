@@ -246,6 +246,46 @@ static void read_config(lm_hf_tokenizer *t, json_t *tok, json_t *tcfg, int64_t c
         t->chat_template = strdup(json_string_value(tmpl));
 }
 
+/* transformers 5 saves the template beside tokenizer_config.json */
+static int read_template_file(lm_hf_tokenizer *t, const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    char *text = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    for (;;) {
+        if (n + 4096 + 1 > cap) {
+            char *grown = cap > (1u << 24) ? NULL : realloc(text, cap = cap ? 2 * cap : 8192);
+            if (!grown) {
+                lm_set_error("%s: too large or out of memory", path);
+                rc = -1;
+                break;
+            }
+            text = grown;
+        }
+        const size_t got = fread(text + n, 1, 4096, f);
+        n += got;
+        if (got < 4096)
+            break;
+    }
+    if (rc == 0 && (ferror(f) || memchr(text, '\0', n))) {
+        lm_set_error("%s: unreadable, or holds a NUL byte", path);
+        rc = -1;
+    }
+    fclose(f);
+    if (rc == 0) {
+        text[n] = '\0';
+        t->chat_template = text;
+    } else {
+        free(text);
+    }
+    return rc;
+}
+
 int lm_hf_tokenizer_read(const char *dir, uint32_t n_vocab, int64_t config_bos,
                          int64_t config_eos, lm_hf_tokenizer *t)
 {
@@ -274,6 +314,8 @@ int lm_hf_tokenizer_read(const char *dir, uint32_t n_vocab, int64_t config_bos,
         }
     detect_pre(t, tok);
     read_config(t, tok, tcfg, config_bos, config_eos);
+    if (!t->chat_template && read_template_file(t, dir) != 0)
+        goto done;
     rc = 0;
 done:
     json_decref(tok);
