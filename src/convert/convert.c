@@ -3,7 +3,6 @@
 #include "convert.h"
 
 #include <jansson.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,41 +121,31 @@ static uint32_t lm_type_of(lm_st_dtype d)
     return d == LM_ST_F32 ? LM_TYPE_F32 : d == LM_ST_F16 ? LM_TYPE_F16 : LM_TYPE_BF16;
 }
 
+/* lm_row_map_fn: GGUF row r of a permuted q/k matrix comes from this
+ * checkpoint row (hf_names.h: row 2i+j of a head is row j*half+i) */
+static uint64_t permuted_row(uint64_t r, const void *user)
+{
+    const tensor_job *j = user;
+    const uint64_t head_rows = j->n_rows / j->n_head, half = head_rows / 2;
+    const uint64_t h = r / head_rows, in_head = r % head_rows;
+    return h * head_rows + (in_head % 2) * half + in_head / 2;
+}
+
 static int fill(void *user, void *buf, uint64_t row0, uint64_t n)
 {
     const tensor_job *j = user;
     const int64_t ne0 = (int64_t)j->ne[0];
-    const size_t src_row = lm_row_size(j->src_type, ne0), dst_row = lm_row_size(j->type, ne0);
-    const uint8_t *src = j->src->data;
-    const lm_dequantize_fn decode = lm_type_get(j->src_type)->dequantize;
-    const lm_quantize_fn encode = lm_type_get(j->type)->quantize;
-    const uint64_t head_rows = j->n_head ? j->n_rows / j->n_head : 0, half = head_rows / 2;
-    int failed = 0;
-#pragma omp parallel reduction(| : failed) if (n * (uint64_t)ne0 > (1u << 16))
-    {
-        float *row = malloc((size_t)ne0 * sizeof *row);
-        failed |= row == NULL;
-#pragma omp for schedule(static)
-        for (int64_t k = 0; k < (int64_t)n; k++) {
-            if (!row)
-                continue;
-            uint64_t r = row0 + (uint64_t)k, from = r;
-            if (j->rows != LM_HF_KEEP_ROWS) { /* hf_names.h: GGUF row 2i+j of a head */
-                const uint64_t h = r / head_rows, in_head = r % head_rows;
-                from = h * head_rows + (in_head % 2) * half + in_head / 2;
-            }
-            decode(src + from * src_row, row, ne0);
-            encode(row, (uint8_t *)buf + (uint64_t)k * dst_row, ne0);
-        }
-        free(row);
-    }
-    if (failed) {
+    const size_t src_row = lm_row_size(j->src_type, ne0);
+    const bool permuted = j->rows != LM_HF_KEEP_ROWS;
+    if (lm_convert_rows(j->src->data, j->src_type, buf, j->type, ne0, row0, n,
+                        permuted ? permuted_row : NULL, j) != 0) {
         lm_set_error("out of memory converting %s", j->name);
         return -1;
     }
     /* read once; permuted tensors read back and forth inside a head, so
      * they are let go when done */
-    if (j->rows == LM_HF_KEEP_ROWS)
+    const uint8_t *src = j->src->data;
+    if (!permuted)
         lm_st_release_pages(j->st, src + row0 * src_row, n * src_row);
     else if (row0 + n == j->n_rows)
         lm_st_release_pages(j->st, src, j->n_rows * src_row);

@@ -40,6 +40,31 @@ typedef struct {
     progress *prog;
 } tensor_job;
 
+int lm_convert_rows(const void *src, uint32_t src_type, void *dst, uint32_t dst_type, int64_t ne0,
+                    uint64_t row0, uint64_t n, lm_row_map_fn map, const void *user)
+{
+    const size_t src_row = lm_row_size(src_type, ne0), dst_row = lm_row_size(dst_type, ne0);
+    const lm_dequantize_fn decode = lm_type_get(src_type)->dequantize;
+    const lm_quantize_fn encode = lm_type_get(dst_type)->quantize;
+    int failed = 0;
+#pragma omp parallel reduction(| : failed) if (n * (uint64_t)ne0 > (1u << 16))
+    {
+        /* every thread must reach the worksharing loop, so a thread
+         * without its buffer only reports the failure */
+        float *row = malloc((size_t)ne0 * sizeof *row);
+        failed |= row == NULL;
+#pragma omp for schedule(static)
+        for (int64_t k = 0; k < (int64_t)n; k++)
+            if (row) {
+                const uint64_t r = row0 + (uint64_t)k, from = map ? map(r, user) : r;
+                decode((const uint8_t *)src + from * src_row, row, ne0);
+                encode(row, (uint8_t *)dst + (uint64_t)k * dst_row, ne0);
+            }
+        free(row);
+    }
+    return failed ? -1 : 0;
+}
+
 /* lm_gguf_fill_fn: rows [row0, row0 + n) of the tensor at its new type. */
 static int fill(void *user, void *buf, uint64_t row0, uint64_t n)
 {
@@ -50,28 +75,9 @@ static int fill(void *user, void *buf, uint64_t row0, uint64_t n)
     const uint8_t *src = (const uint8_t *)t->data + row0 * src_row;
     if (j->type == t->type) {
         memcpy(buf, src, n * src_row);
-    } else {
-        const lm_dequantize_fn decode = lm_type_get(t->type)->dequantize;
-        const lm_quantize_fn encode = lm_type_get(j->type)->quantize;
-        int failed = 0;
-#pragma omp parallel reduction(| : failed)
-        {
-            /* every thread must reach the worksharing loop, so a thread
-             * without its buffer only reports the failure */
-            float *row = malloc((size_t)ne0 * sizeof *row);
-            failed |= row == NULL;
-#pragma omp for schedule(static)
-            for (int64_t r = 0; r < (int64_t)n; r++)
-                if (row) {
-                    decode(src + r * src_row, row, ne0);
-                    encode(row, (uint8_t *)buf + r * dst_row, ne0);
-                }
-            free(row);
-        }
-        if (failed) {
-            lm_set_error("out of memory converting %.*s", (int)t->name.len, t->name.data);
-            return -1;
-        }
+    } else if (lm_convert_rows(t->data, t->type, buf, j->type, ne0, row0, n, NULL, NULL) != 0) {
+        lm_set_error("out of memory converting %.*s", (int)t->name.len, t->name.data);
+        return -1;
     }
     /* read once: these pages need not stay in this process */
     lm_gguf_release_pages(j->g, src, n * src_row);

@@ -35,6 +35,14 @@ typedef struct {
     double seconds;
 } lm_quantize_stats;
 
+/* dst = rows [row0, row0 + n) at dst_type (ne0 values a row), each
+ * decoded from its src row at src_type by the reference dequantizer and
+ * encoded by the reference quantizer, on all threads; src row map(r, user)
+ * gives row r (NULL map: row r).  0, or -1 when out of memory. */
+typedef uint64_t (*lm_row_map_fn)(uint64_t row, const void *user);
+int lm_convert_rows(const void *src, uint32_t src_type, void *dst, uint32_t dst_type, int64_t ne0,
+                    uint64_t row0, uint64_t n, lm_row_map_fn map, const void *user);
+
 /* What lm_quantize_file would write from g (sizes and types; seconds 0),
  * without writing: 0, or -1 with lm_set_error. */
 int lm_quantize_predict(const lm_gguf *g, const lm_quant_target *target, bool pure,
