@@ -6,17 +6,32 @@
 # model's F16 rewrite (lamina quantize ... F16: the same weights) on the
 # fixture prompts, sharded and single-file checkpoints give the same file,
 # and bad folders give one-line errors with no output left behind.
-# Needs python3 with numpy, safetensors, transformers, tokenizers and gguf
-# ($LAMINA_HF_PYTHON, default python3); skips (77) without them.
+# Needs numpy, safetensors, transformers, tokenizers and gguf: in
+# $LAMINA_HF_PYTHON, else installed from PyPI in a virtual environment
+# ($LAMINA_HF_VENV, default ~/.cache/lamina-hf-venv; no torch).  Without them
+# this skips (77), except in CI.
 set -u
 . "$(dirname "$0")/model-tests.sh"
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
-py=${LAMINA_HF_PYTHON:-python3}
-# (CI does not install them yet: there it skips too)
-if ! "$py" -c "import numpy, safetensors, tokenizers, transformers, gguf" 2>/dev/null; then
-    echo "SKIP: $py lacks numpy, safetensors, tokenizers, transformers or gguf (pip install them, or set LAMINA_HF_PYTHON)"
-    exit 77
+need() { # what is missing, for CI (fail) or a developer's machine (skip)
+    [ -n "${CI:-}" ] && { echo "FAIL: $1"; exit 1; }
+    echo "SKIP: $1"; exit 77
+}
+# Hugging Face's libraries: $LAMINA_HF_PYTHON's, else pip-installed in a
+# virtual environment outside the repo (the versions this test was made with)
+mods="numpy, safetensors, tokenizers, transformers, gguf"
+if [ -n "${LAMINA_HF_PYTHON:-}" ]; then
+    py=$LAMINA_HF_PYTHON
+    "$py" -c "import $mods" 2>/dev/null || need "$py lacks one of $mods"
+else
+    venv=${LAMINA_HF_VENV:-$HOME/.cache/lamina-hf-venv}
+    py=$venv/bin/python
+    if ! "$py" -c "import $mods" 2>/dev/null; then
+        { python3 -m venv "$venv" && "$venv/bin/pip" install -q numpy==2.4.6 safetensors==0.8.0 \
+              tokenizers==0.23.3 transformers==5.24.0 gguf==0.19.0; } >&2 ||
+            need "$mods could not be installed in $venv (python3-venv, PyPI)"
+    fi
 fi
 here=$(dirname "$0")
 
@@ -54,7 +69,44 @@ while IFS= read -r line && [ "$n" -lt 3 ]; do
     want=$("$LAMINA" run -q -m "$tmp/ref-f16.gguf" -p "$prompt" -n 24 --temp 0 --ids -t 2 -c 256 2>&1)
     got=$("$LAMINA" run -q -m "$tmp/conv.gguf" -p "$prompt" -n 24 --temp 0 --ids -t 2 -c 256 2>&1)
     [ -n "$want" ] && [ "$got" = "$want" ] && ok || bad "greedy prompt $n: got '$got', want '$want'"
+    [ "$n" -eq 1 ] && { first_prompt=$prompt; first_want=$want; }
 done <"$FIXTURES/prompts.txt"
+
+# -m HF_DIR: converted once into the cache at the type --auto picks, then
+# reused; a changed checkpoint is converted again
+cache=$tmp/cache
+models_in() { ls "$1/lamina/models" 2>/dev/null | grep -c '\.gguf$'; }
+got=$(XDG_CACHE_HOME=$cache "$LAMINA" run -m "$tmp/hf" -p "$first_prompt" -n 24 --temp 0 --ids \
+      -t 2 -c 256 2>"$tmp/err")
+[ "$got" = "$first_want" ] && grep -q "converting it once" "$tmp/err" && ok ||
+    bad "run -m HF_DIR (first): got '$got', stderr $(grep -v '^auto\|^convert' "$tmp/err")"
+f=$(ls "$cache/lamina/models/"hf-*-F16.gguf 2>/dev/null)
+[ -n "$f" ] && [ "$(models_in "$cache")" -eq 1 ] && ok ||
+    bad "the cache holds $(ls "$cache/lamina/models" 2>&1), not one hf-KEY-F16.gguf"
+touch -d '2001-01-01' "$f"
+got=$(XDG_CACHE_HOME=$cache "$LAMINA" run -m "$tmp/hf/" -p "$first_prompt" -n 24 --temp 0 --ids \
+      -t 2 -c 256 2>"$tmp/err")
+[ "$got" = "$first_want" ] && grep -q "using its conversion" "$tmp/err" &&
+    [ "$(models_in "$cache")" -eq 1 ] && [ -z "$(find "$f" -newermt '2002-01-01')" ] && ok ||
+    bad "run -m HF_DIR (again): got '$got', stderr $(cat "$tmp/err")"
+name=$(XDG_CACHE_HOME=$cache "$LAMINA" info -m "$tmp/hf" 2>/dev/null | sed -n 's/^file: *//p')
+case $name in "$f"*) ok ;; *) bad "info -m HF_DIR: file '$name', want $f" ;; esac
+cp -r "$tmp/hf" "$tmp/hf2" && touch "$tmp/hf2/config.json"
+XDG_CACHE_HOME=$cache "$LAMINA" tokenize -m "$tmp/hf2" hello >/dev/null 2>"$tmp/err"
+[ "$(models_in "$cache")" -eq 2 ] && grep -q "converting it once" "$tmp/err" && ok ||
+    bad "another folder: the cache holds $(ls "$cache/lamina/models")"
+# a budget the F16 model does not fit: the type --auto picks (its lines say)
+XDG_CACHE_HOME=$tmp/cache2 "$LAMINA" tokenize -m "$tmp/hf" --ram 280M -c 4096 hello \
+    >/dev/null 2>"$tmp/err"
+want_type=$(sed -n 's/^auto: chose \([A-Z0-9_]*\).*/\1/p' "$tmp/err")
+[ "$want_type" = Q5_K_M ] && ls "$tmp/cache2/lamina/models/"hf-*-Q5_K_M.gguf >/dev/null 2>&1 && ok ||
+    bad "--ram 280M: chose '$want_type', cache $(ls "$tmp/cache2/lamina/models" 2>&1)"
+# a bad folder: one line, nothing cached
+XDG_CACHE_HOME=$tmp/cache3 "$LAMINA" run -m "$tmp" -p hi -n 1 >/dev/null 2>"$tmp/err"
+rc=$?
+[ "$rc" -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "config.json" "$tmp/err" &&
+    [ "$(models_in "$tmp/cache3")" -eq 0 ] && ok ||
+    bad "run -m on a folder that is no model: exit $rc, stderr $(cat "$tmp/err")"
 
 # --type Q8_0: converted then quantized, no temporary left
 "$LAMINA" convert -q --type Q8_0 "$tmp/hf" "$tmp/q8.gguf" >/dev/null 2>"$tmp/err" && ok ||

@@ -18,23 +18,15 @@
 
 #include "atomic_file.h"
 #include "backend.h"
+#include "cache_dir.h"
 #include "error.h"
 #include "timing.h"
 
 static int cache_file(const char *name, char *path, size_t len)
 {
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     char dir[4096];
-    if (xdg && xdg[0])
-        snprintf(dir, sizeof dir, "%s/lamina", xdg);
-    else if (home && home[0])
-        snprintf(dir, sizeof dir, "%s/.cache/lamina", home);
-    else
+    if (lm_cache_dir(NULL, dir, sizeof dir) != 0)
         return -1;
-    char parent[4096];
-    snprintf(parent, sizeof parent, "%.*s", (int)(strrchr(dir, '/') - dir), dir);
-    mkdir(parent, 0755);
-    mkdir(dir, 0755);
     snprintf(path, len, "%s/%s", dir, name);
     return 0;
 }

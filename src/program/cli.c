@@ -14,6 +14,7 @@
 #include "error.h"
 #include "chat.h"
 #include "engine_open.h"
+#include "hf_model.h"
 #include "plan.h"
 #include "quant.h"
 #include "session.h"
@@ -159,7 +160,8 @@ static const struct {
 } usages[] = {
     {"run", "Usage: lamina run -m MODEL -p PROMPT [options]\n"
             "Generate text from PROMPT. Only the generated text goes to stdout.\n\n"
-            "  -m, --model FILE        GGUF model file\n"
+            "  -m, --model FILE        GGUF model file, or a Hugging Face folder (converted\n"
+            "                          once into the cache at the type --auto picks)\n"
             "  -p, --prompt TEXT       the prompt\n"
             "  -f, --file FILE         read the prompt from FILE\n"
             "  -n, --n-predict N       tokens to generate (default 128; -1: until the end)\n"
@@ -204,7 +206,8 @@ static const struct {
               "url /v1/completions or /v1/chat/completions), --parallel of them at a time\n"
               "sharing each pass over the weights. One result line per request is appended\n"
               "to RESULTS as it finishes; progress and a summary go to stderr.\n\n"
-              "  -m, --model FILE        GGUF model file\n"
+              "  -m, --model FILE        GGUF model file, or a Hugging Face folder (converted\n"
+            "                          once into the cache at the type --auto picks)\n"
               "  -i, --input FILE        the requests (- for stdin)\n"
               "  -o, --output FILE       the results (- for stdout)\n"
               "      --resume            skip the requests whose results are already in\n"
@@ -227,7 +230,8 @@ static const struct {
               "--parallel of them share each pass over the weights, the rest wait in a queue.\n"
               "SIGINT or SIGTERM: stop accepting, let running requests finish (--drain\n"
               "seconds at most), exit 0.\n\n"
-              "  -m, --model FILE        GGUF model file\n"
+              "  -m, --model FILE        GGUF model file, or a Hugging Face folder (converted\n"
+            "                          once into the cache at the type --auto picks)\n"
               "      --host ADDR         address to listen on (default 127.0.0.1; 0.0.0.0\n"
               "                          or :: for every interface)\n"
               "      --port N            port (default 8080; 0: any free port, printed)\n"
@@ -451,6 +455,30 @@ static int parse_one(lm_cli *o, int c, const char *arg)
     return -1;
 }
 
+/* -m (which 0) or --draft (1) naming a Hugging Face folder becomes its
+ * cached conversion (hf_model.h); kept here so that it lives as long as the
+ * program.  0, or -1 with lm_set_error. */
+static char *resolved_folders[2];
+
+static int resolve_folder(lm_cli *o, const char **path, int which)
+{
+    if (!lm_hf_model_is_folder(*path))
+        return 0;
+    if (o->n_threads > 0)
+        omp_set_num_threads(o->n_threads);
+    const lm_hf_model_params p = {.ram_budget = o->ram_budget, .n_ctx = o->n_ctx,
+                                  .n_batch = o->n_batch, .quiet = o->quiet};
+    char *gguf = lm_hf_model_path(*path, &p);
+    if (!gguf)
+        return -1;
+    if (which == 0)
+        o->model_folder = *path;
+    free(resolved_folders[which]);
+    resolved_folders[which] = gguf;
+    *path = gguf;
+    return 0;
+}
+
 int lm_cli_parse(lm_cli *o, const char *command, int argc, char **argv)
 {
     memset(o, 0, sizeof *o);
@@ -505,6 +533,10 @@ int lm_cli_parse(lm_cli *o, const char *command, int argc, char **argv)
     }
     o->n_positional = argc - optind;
     o->positional = argv + optind;
+    if (resolve_folder(o, &o->model, 0) != 0 || resolve_folder(o, &o->draft, 1) != 0) {
+        fprintf(stderr, "lamina %s: %s\n", command, lm_last_error());
+        return 1;
+    }
     return 0;
 }
 
@@ -590,6 +622,17 @@ void lm_cli_print_profile(const lm_cli *o, const lm_session *s, FILE *f)
 
 const char *lm_cli_model_name(const lm_cli *o)
 {
+    if (o->model_folder) { /* the folder's name, without a trailing slash */
+        static char name[256];
+        size_t n = strlen(o->model_folder);
+        while (n > 1 && o->model_folder[n - 1] == '/')
+            n--;
+        const char *start = o->model_folder + n;
+        while (start > o->model_folder && start[-1] != '/')
+            start--;
+        snprintf(name, sizeof name, "%.*s", (int)(o->model_folder + n - start), start);
+        return name;
+    }
     const char *slash = strrchr(o->model, '/');
     return slash ? slash + 1 : o->model;
 }

@@ -18,7 +18,9 @@
 struct lm_session;
 
 typedef struct {
-    const char *model;
+    const char *model;       /* -m: a GGUF file (a Hugging Face folder given to -m has
+                                become its cached conversion, hf_model.h) */
+    const char *model_folder;/* -m's Hugging Face folder, or NULL */
     const char *prompt;      /* -p: text for run; a token count for bench */
     const char *file;        /* -f */
     const char *stats_json;  /* --stats-json */
