@@ -1,7 +1,8 @@
 #!/bin/sh
 # lamina convert on a Hugging Face folder made by Hugging Face's libraries
 # from the default model (tests/make_hf_folder.py: safetensors, transformers'
-# tokenizer and config; no torch): the GGUF it writes tokenizes the fixture
+# tokenizer and config; no torch): the GGUF it writes is byte for byte the one
+# llama.cpp's convert_hf_to_gguf.py writes (F16, BF16, F32, 3 shards), it tokenizes the fixture
 # strings as the default model does, its greedy text equals the original
 # model's F16 rewrite (lamina quantize ... F16: the same weights) on the
 # fixture prompts, sharded and single-file checkpoints give the same file,
@@ -40,14 +41,25 @@ here=$(dirname "$0")
 "$py" "$here/make_hf_folder.py" "$model" "$tmp/hf3" --shards 3 >/dev/null 2>"$tmp/err" ||
     bad "make_hf_folder --shards 3: $(tail -n 3 "$tmp/err")"
 
-if "$LAMINA" convert -q "$tmp/hf" "$tmp/conv.gguf" >/dev/null 2>"$tmp/err"; then ok; else
-    bad "convert: $(cat "$tmp/err")"; fi
+# byte for byte the files llama.cpp's convert_hf_to_gguf.py writes from the
+# same folders (tests/fixtures/convert-smollm2.sha256)
+same_as_llamacpp() { # WHAT FILE
+    want=$(sed -n "s/^\([0-9a-f]*\) $1\$/\1/p" "$FIXTURES/convert-smollm2.sha256")
+    got=$(sha256sum <"$2" | cut -c1-64)
+    [ -n "$want" ] && [ "$got" = "$want" ] && ok ||
+        bad "$1: lamina convert's file is not convert_hf_to_gguf.py's ($got, want $want)"
+}
+if "$LAMINA" convert -q "$tmp/hf" "$tmp/conv.gguf" >/dev/null 2>"$tmp/err"; then
+    ok; same_as_llamacpp F16 "$tmp/conv.gguf"
+else bad "convert: $(cat "$tmp/err")"; fi
 if "$LAMINA" convert -q "$tmp/hf3" "$tmp/conv3.gguf" >/dev/null 2>"$tmp/err"; then
-    # the same tensors and metadata whatever the sharding (tensor order aside)
-    a=$("$LAMINA" info -m "$tmp/conv.gguf" | grep -v '^file:\|^name:')
-    b=$("$LAMINA" info -m "$tmp/conv3.gguf" | grep -v '^file:\|^name:')
-    [ "$a" = "$b" ] && ok || bad "sharded and single-file conversions differ"
+    ok; same_as_llamacpp F16-3-shards "$tmp/conv3.gguf"
 else bad "convert of 3 shards: $(cat "$tmp/err")"; fi
+for t in BF16 F32; do
+    if "$LAMINA" convert -q --type $t "$tmp/hf" "$tmp/$t.gguf" >/dev/null 2>"$tmp/err"; then
+        same_as_llamacpp $t "$tmp/$t.gguf"; rm -f "$tmp/$t.gguf"
+    else bad "convert --type $t: $(cat "$tmp/err")"; fi
+done
 
 # tokenization: the converted vocabulary, merges and pre-tokenizer give the
 # default model's ids

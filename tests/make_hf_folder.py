@@ -63,43 +63,48 @@ def main():
     os.makedirs(a.out, exist_ok=True)
 
     dt = np.float16 if a.dtype == "f16" else np.float32
-    tensors = {}
-    for t in r.tensors:
+
+    def hf_name(name):
+        parts = name.split(".")
+        if name == "token_embd.weight":
+            return "model.embed_tokens.weight"
+        if name == "output_norm.weight":
+            return "model.norm.weight"
+        if name == "output.weight":
+            return "lm_head.weight"
+        if parts[0] == "blk":
+            return f"model.layers.{parts[1]}.{NAMES[parts[2]]}.{parts[3]}"
+        sys.exit(f"{name}: not a llama tensor")
+
+    def hf_tensor(t):
         w = dequantize(t.data, t.tensor_type).reshape([int(x) for x in reversed(t.shape)])
         w = w.astype(np.float32)
-        parts = t.name.split(".")
-        if t.name == "token_embd.weight":
-            hf = "model.embed_tokens.weight"
-        elif t.name == "output_norm.weight":
-            hf = "model.norm.weight"
-        elif t.name == "output.weight":
-            hf = "lm_head.weight"
-        elif parts[0] == "blk":
-            role = parts[2]
-            if role == "attn_q":
-                w = unpermute(w, n_head)
-            elif role == "attn_k":
-                w = unpermute(w, n_kv)
-            hf = f"model.layers.{parts[1]}.{NAMES[role]}.{parts[3]}"
-        else:
-            sys.exit(f"{t.name}: not a llama tensor")
+        role = t.name.split(".")[2] if t.name.startswith("blk.") else None
+        if role == "attn_q":
+            w = unpermute(w, n_head)
+        elif role == "attn_k":
+            w = unpermute(w, n_kv)
         # norms stay f32 as most checkpoints keep them in the model's dtype;
         # f16 here too, so that every dtype path is used
-        tensors[hf] = np.ascontiguousarray(w.astype(dt))
+        return np.ascontiguousarray(w.astype(dt))
 
-    keys = sorted(tensors)
+    # one shard's tensors in memory at a time: a 7B model fits a small machine
+    by_name = {hf_name(t.name): t for t in r.tensors}
+    keys = sorted(by_name)
     if a.shards == 1:
-        save_file(tensors, os.path.join(a.out, "model.safetensors"), metadata={"format": "pt"})
+        save_file({k: hf_tensor(by_name[k]) for k in keys}, os.path.join(a.out, "model.safetensors"),
+                  metadata={"format": "pt"})
     else:
         weight_map, total = {}, 0
         for s in range(a.shards):
             part = keys[s::a.shards]
             fname = f"model-{s + 1:05d}-of-{a.shards:05d}.safetensors"
-            save_file({k: tensors[k] for k in part}, os.path.join(a.out, fname),
-                      metadata={"format": "pt"})
+            tensors = {k: hf_tensor(by_name[k]) for k in part}
+            save_file(tensors, os.path.join(a.out, fname), metadata={"format": "pt"})
             for k in part:
                 weight_map[k] = fname
                 total += tensors[k].nbytes
+            del tensors
         with open(os.path.join(a.out, "model.safetensors.index.json"), "w") as f:
             json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
 

@@ -122,9 +122,8 @@ static void test_config(void **state)
     assert_true(c.tied);
     assert_true(c.rope_base == 100000.0f);
     assert_true(c.norm_eps == 1e-5f);
-    assert_int_equal(c.bos_id, 1);
-    assert_int_equal(c.eos_id, 2);
     assert_string_equal(c.rope_scaling, "");
+    assert_int_equal(c.head_dim_given, strstr(smollm2_config, "\"head_dim\"") != NULL);
 
     /* defaults: KV heads = heads, rope_theta 10000, untied */
     static const char minimal[] =
@@ -139,10 +138,9 @@ static void test_config(void **state)
     assert_string_equal(c.arch, "qwen2");
     assert_int_equal(c.n_head_kv, 4);
     assert_int_equal(c.head_dim, 16);
+    assert_false(c.head_dim_given);
     assert_false(c.tied);
     assert_true(c.rope_base == 10000.0f);
-    assert_int_equal(c.bos_id, -1);
-    assert_int_equal(c.eos_id, 7);
     assert_string_equal(c.rope_scaling, "llama3");
     assert_int_equal(c.rope_orig_ctx, 8192);
 }

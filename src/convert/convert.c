@@ -2,7 +2,9 @@
 #define _POSIX_C_SOURCE 200809L
 #include "convert.h"
 
+#include <ctype.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,7 +259,12 @@ static int add_arch_f32(lm_gguf_writer *w, const char *arch, const char *suffix,
     return lm_gguf_add_f32(w, key, v);
 }
 
-static const char *base_name(const char *dir, char *buf, size_t len)
+/* general.name as gguf-py's Metadata.id_to_title makes it from the folder's
+ * name (its other heuristics, which split names like Org/Name-7B-Instruct
+ * into basename, size label and finetune keys, are not ported): words split
+ * at '-' and spaces, each all-lowercase one title-cased unless it is a
+ * version (v1.2) or starts with a digit. */
+static const char *model_name(const char *dir, char *buf, size_t len)
 {
     size_t n = strlen(dir);
     while (n > 1 && dir[n - 1] == '/')
@@ -265,59 +272,114 @@ static const char *base_name(const char *dir, char *buf, size_t len)
     size_t b = n;
     while (b > 0 && dir[b - 1] != '/')
         b--;
-    snprintf(buf, len, "%.*s", (int)(n - b), dir + b);
+    char base[256];
+    snprintf(base, sizeof base, "%.*s", (int)(n - b), dir + b);
+    if (strchr(base, ' ')) { /* a sentence: kept as it is */
+        snprintf(buf, len, "%s", base);
+        return buf;
+    }
+    size_t o = 0;
+    for (char *w = strtok(base, "-"); w && o + 1 < len; w = strtok(NULL, "-")) {
+        bool lower = false, upper = false;
+        for (const char *q = w; *q; q++)
+            lower |= islower((unsigned char)*q), upper |= isupper((unsigned char)*q);
+        const bool version = (w[0] == 'v' && isdigit((unsigned char)w[1]) &&
+                              strspn(w + 1, "0123456789.") == strlen(w + 1)) ||
+                             isdigit((unsigned char)w[0]);
+        if (o)
+            buf[o++] = ' ';
+        for (size_t i = 0; w[i] && o + 1 < len; i++) {
+            char ch = w[i];
+            if (lower && !upper && !version) /* str.title(): a letter after a non-letter */
+                ch = i == 0 || !isalpha((unsigned char)w[i - 1]) ? (char)toupper((unsigned char)ch)
+                                                                 : ch;
+            buf[o++] = ch;
+        }
+    }
+    buf[o] = '\0';
     return buf;
 }
 
+/* general.size_label: gguf-py's model_weight_count_rounded_notation of the
+ * parameter count ("135M", "6.7B") */
+static const char *size_label(uint64_t n, char *buf, size_t len)
+{
+    const double d = (double)n;
+    double scaled;
+    char suffix;
+    if (d > 1e12)
+        scaled = d * 1e-12, suffix = 'T';
+    else if (d > 1e9)
+        scaled = d * 1e-9, suffix = 'B';
+    else if (d > 1e6)
+        scaled = d * 1e-6, suffix = 'M';
+    else
+        scaled = d * 1e-3, suffix = 'K';
+    char digits[32]; /* str(round(scaled)).lstrip('0'): round() is half to even */
+    snprintf(digits, sizeof digits, "%.0f", nearbyint(scaled));
+    const size_t n_digits = strlen(digits) - strspn(digits, "0");
+    const int fix = n_digits < 2 ? 2 - (int)n_digits : 0;
+    snprintf(buf, len, "%.*f%c", fix, scaled, suffix);
+    return buf;
+}
+
+/* The keys llama.cpp's converter writes, in its order. */
 static int add_metadata(lm_gguf_writer *w, const char *dir, const lm_hf_config *c,
-                        const lm_hf_tokenizer *t, uint32_t ftype)
+                        const lm_hf_tokenizer *t, uint32_t ftype, uint64_t n_params)
 {
     const char *a = c->arch;
-    char name[256];
+    char name[512], label[32], key[96];
     /* || evaluates in order, so the keys go in this order, and stops at
      * the first failure */
     int rc = lm_gguf_add_str(w, "general.architecture", a) ||
              lm_gguf_add_str(w, "general.type", "model") ||
-             lm_gguf_add_str(w, "general.name", base_name(dir, name, sizeof name)) ||
+             lm_gguf_add_str(w, "general.name", model_name(dir, name, sizeof name)) ||
+             lm_gguf_add_str(w, "general.size_label", size_label(n_params, label, sizeof label)) ||
              add_arch_u32(w, a, "block_count", c->n_layer) ||
              add_arch_u32(w, a, "context_length", c->n_ctx_train) ||
              add_arch_u32(w, a, "embedding_length", c->n_embd) ||
              add_arch_u32(w, a, "feed_forward_length", c->n_ff) ||
              add_arch_u32(w, a, "attention.head_count", c->n_head) ||
-             add_arch_u32(w, a, "attention.head_count_kv", c->n_head_kv) ||
-             add_arch_f32(w, a, "rope.freq_base", c->rope_base) ||
-             add_arch_f32(w, a, "attention.layer_norm_rms_epsilon", c->norm_eps);
-    if (c->head_dim != c->n_embd / c->n_head)
-        rc |= add_arch_u32(w, a, "attention.key_length", c->head_dim) ||
-              add_arch_u32(w, a, "attention.value_length", c->head_dim);
+             add_arch_u32(w, a, "attention.head_count_kv", c->n_head_kv);
     if (!strcmp(c->rope_scaling, "linear")) {
-        char key[96];
         snprintf(key, sizeof key, "%s.rope.scaling.type", a);
-        rc = rc || lm_gguf_add_str(w, key, "linear") || add_arch_f32(w, a, "rope.scaling.factor", c->rope_factor);
+        rc = rc || lm_gguf_add_str(w, key, "linear") ||
+             add_arch_f32(w, a, "rope.scaling.factor", c->rope_factor);
     }
-    rc = rc || lm_gguf_add_u32(w, "general.file_type", ftype) ||
-          add_arch_u32(w, a, "vocab_size", c->n_vocab) ||
-          add_arch_u32(w, a, "rope.dimension_count", c->head_dim) ||
-          lm_gguf_add_str(w, "tokenizer.ggml.model", "gpt2") ||
-          lm_gguf_add_str(w, "tokenizer.ggml.pre", t->pre[0] ? t->pre : "default") ||
-          lm_gguf_add_str_arr(w, "tokenizer.ggml.tokens", (const char *const *)t->tokens, t->n_vocab) ||
-          lm_gguf_add_arr(w, "tokenizer.ggml.token_type", LM_GGUF_INT32, t->types, t->n_vocab) ||
-          lm_gguf_add_str_arr(w, "tokenizer.ggml.merges", (const char *const *)t->merges, t->n_merges);
-    const struct {
-        const char *key;
-        int64_t id;
-    } ids[] = {{"tokenizer.ggml.bos_token_id", t->bos_id}, {"tokenizer.ggml.eos_token_id", t->eos_id},
-               {"tokenizer.ggml.unknown_token_id", t->unk_id},
-               {"tokenizer.ggml.padding_token_id", t->pad_id}};
-    for (size_t i = 0; i < sizeof ids / sizeof *ids; i++)
-        if (ids[i].id >= 0)
-            rc = rc || lm_gguf_add_u32(w, ids[i].key, (uint32_t)ids[i].id);
-    if (t->add_bos >= 0)
-        rc = rc || lm_gguf_add_bool(w, "tokenizer.ggml.add_bos_token", t->add_bos);
-    if (t->add_eos >= 0)
-        rc = rc || lm_gguf_add_bool(w, "tokenizer.ggml.add_eos_token", t->add_eos);
+    rc = rc || add_arch_f32(w, a, "rope.freq_base", c->rope_base) ||
+         add_arch_f32(w, a, "attention.layer_norm_rms_epsilon", c->norm_eps);
+    if (c->head_dim_given)
+        rc = rc || add_arch_u32(w, a, "attention.key_length", c->head_dim) ||
+             add_arch_u32(w, a, "attention.value_length", c->head_dim);
+    rc = rc || lm_gguf_add_u32(w, "general.file_type", ftype);
+    if (!strcmp(a, "llama")) /* the converter's llama class adds these; qwen2's does not */
+        rc = rc || add_arch_u32(w, a, "vocab_size", c->n_vocab) ||
+             add_arch_u32(w, a, "rope.dimension_count", c->head_dim);
+    rc = rc || lm_gguf_add_u32(w, "general.quantization_version", 2) ||
+         lm_gguf_add_str(w, "tokenizer.ggml.model", "gpt2") ||
+         lm_gguf_add_str(w, "tokenizer.ggml.pre", t->pre[0] ? t->pre : "default") ||
+         lm_gguf_add_str_arr(w, "tokenizer.ggml.tokens", (const char *const *)t->tokens, t->n_vocab) ||
+         lm_gguf_add_arr(w, "tokenizer.ggml.token_type", LM_GGUF_INT32, t->types, t->n_vocab) ||
+         lm_gguf_add_str_arr(w, "tokenizer.ggml.merges", (const char *const *)t->merges, t->n_merges);
+    /* the converter's llama class ends with add_bos_token false for a
+     * vocabulary of 49152 (Granite's small models, and SmolLM's) */
+    lm_hf_special sp = t->special;
+    const bool no_bos = !strcmp(a, "llama") && c->n_vocab == 49152;
+    if (no_bos)
+        for (int i = 0; i < sp.n_adds; i++)
+            if (sp.adds[i].type == LM_HF_BOS)
+                sp.adds[i].value = false;
+    for (int i = 0; i < sp.n_ids; i++)
+        rc = rc || lm_gguf_add_u32(w, lm_hf_special_id_key(sp.ids[i].type), sp.ids[i].id);
+    for (int i = 0; i < sp.n_adds; i++)
+        rc = rc || lm_gguf_add_bool(w, lm_hf_special_add_key(sp.adds[i].type), sp.adds[i].value);
     if (t->chat_template)
         rc = rc || lm_gguf_add_str(w, "tokenizer.chat_template", t->chat_template);
+    bool bos_said = false;
+    for (int i = 0; i < sp.n_adds; i++)
+        bos_said |= sp.adds[i].type == LM_HF_BOS;
+    if (no_bos && !bos_said)
+        rc = rc || lm_gguf_add_bool(w, "tokenizer.ggml.add_bos_token", false);
     return rc ? -1 : 0;
 }
 
@@ -339,7 +401,7 @@ static int write_float(const lm_convert_params *p, const char *path, uint32_t fl
         lm_set_error("%s/config.json: llama3 RoPE scaling is not converted yet", p->dir);
         return -1;
     }
-    if (lm_hf_tokenizer_read(p->dir, c.n_vocab, c.bos_id, c.eos_id, &tok) != 0 ||
+    if (lm_hf_tokenizer_read(p->dir, c.n_vocab, &tok) != 0 ||
         open_checkpoint(&ck, p->dir) != 0)
         goto done;
     uint64_t n = 0;
@@ -349,9 +411,7 @@ static int write_float(const lm_convert_params *p, const char *path, uint32_t fl
         lm_set_error("out of memory");
         goto done;
     }
-    if (add_metadata(w, p->dir, &c, &tok, ftype) != 0)
-        goto done;
-    uint64_t k = 0;
+    uint64_t k = 0, n_params = 0;
     for (uint32_t s = 0; s < ck.n_shards; s++)
         for (uint64_t i = 0; i < lm_st_n_tensors(ck.shard[s]); i++) {
             bool skip;
@@ -368,6 +428,10 @@ static int write_float(const lm_convert_params *p, const char *path, uint32_t fl
                 goto done;
             st->out_bytes += jobs[k].ne[1] * lm_row_size(jobs[k].type, (int64_t)jobs[k].ne[0]);
             st->n_tensors++;
+            uint64_t elems = 1;
+            for (uint32_t d = 0; d < jobs[k].n_dims; d++)
+                elems *= jobs[k].ne[d];
+            n_params += elems;
             k++;
         }
     /* every tensor the model needs: the writer refuses a name twice, so
@@ -379,6 +443,8 @@ static int write_float(const lm_convert_params *p, const char *path, uint32_t fl
                      (unsigned long long)k, (unsigned long long)want, c.hf_arch, c.n_layer);
         goto done;
     }
+    if (add_metadata(w, p->dir, &c, &tok, ftype, n_params) != 0)
+        goto done;
     st->n_files = ck.n_shards;
     if (!p->quiet)
         fprintf(stderr, "convert: %s: %u tensors from %u file(s), writing %s\n", p->dir,

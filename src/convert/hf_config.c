@@ -69,15 +69,6 @@ static int get_float(const char *path, json_t *cfg, const char *key, double fall
     return 0;
 }
 
-static int64_t get_token_id(json_t *cfg, const char *key)
-{
-    json_t *v = json_object_get(cfg, key);
-    /* some configs list several eos ids; the first is the one GGUF keeps */
-    if (json_is_array(v))
-        v = json_array_get(v, 0);
-    return json_is_integer(v) && json_integer_value(v) >= 0 ? json_integer_value(v) : -1;
-}
-
 static int read_rope_scaling(const char *path, json_t *cfg, lm_hf_config *c)
 {
     json_t *rs = json_object_get(cfg, "rope_scaling");
@@ -132,7 +123,7 @@ static int read_rope(const char *path, json_t *cfg, lm_hf_config *c)
 
 static int from_json(const char *path, json_t *cfg, lm_hf_config *c)
 {
-    *c = (lm_hf_config){.bos_id = -1, .eos_id = -1};
+    *c = (lm_hf_config){0};
     if (!json_is_object(cfg)) {
         lm_set_error("%s: not a JSON object", path);
         return -1;
@@ -176,8 +167,8 @@ static int from_json(const char *path, json_t *cfg, lm_hf_config *c)
     }
     json_t *tied = json_object_get(cfg, "tie_word_embeddings");
     c->tied = json_is_true(tied);
-    c->bos_id = get_token_id(cfg, "bos_token_id");
-    c->eos_id = get_token_id(cfg, "eos_token_id");
+    json_t *hd = json_object_get(cfg, "head_dim");
+    c->head_dim_given = hd && !json_is_null(hd);
     return 0;
 }
 

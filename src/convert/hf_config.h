@@ -20,8 +20,7 @@ typedef struct {
     char rope_scaling[16];
     float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
     uint32_t rope_orig_ctx;
-    /* config's bos_token_id / eos_token_id, -1 when absent */
-    int64_t bos_id, eos_id;
+    bool head_dim_given;    /* "head_dim" in the file (then written as key/value lengths) */
 } lm_hf_config;
 
 /* Reads dir/config.json: 0, or -1 with lm_set_error naming the file and

@@ -12,7 +12,11 @@
 
 #include "error.h"
 
-static json_t *load(const char *dir, const char *name, bool required, char *path, size_t len)
+/* flags: tokenizer_config.json often holds model_max_length 1e30 as an
+ * integer, past jansson's: JSON_DECODE_INT_AS_REAL for it, where no
+ * integer is read.  Absent and not required: NULL with no error. */
+static json_t *load(const char *dir, const char *name, bool required, size_t flags, char *path,
+                    size_t len)
 {
     snprintf(path, len, "%s/%s", dir, name);
     FILE *f = fopen(path, "rb");
@@ -23,7 +27,7 @@ static json_t *load(const char *dir, const char *name, bool required, char *path
     }
     fclose(f);
     json_error_t err;
-    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES | flags, &err);
     if (!j) {
         char shown[80];
         lm_set_error("%s: not valid JSON (%s, line %d)", path,
@@ -93,21 +97,6 @@ static int set_token(lm_hf_tokenizer *t, const char *path, json_int_t id, const 
     }
     t->types[id] = type;
     return 0;
-}
-
-/* A special token named in tokenizer_config.json ("<s>" or {"content":
- * "<s>"}): its id among the added tokens, then the vocabulary; -1. */
-static int64_t named_token(const lm_hf_tokenizer *t, json_t *tcfg, const char *key)
-{
-    json_t *v = json_object_get(tcfg, key);
-    const char *name = json_is_object(v) ? json_string_value(json_object_get(v, "content"))
-                                         : json_string_value(v);
-    if (!name)
-        return -1;
-    for (uint32_t i = 0; i < t->n_vocab; i++)
-        if (t->types[i] != LM_TOKEN_UNUSED && strcmp(t->tokens[i], name) == 0)
-            return i;
-    return -1;
 }
 
 static void detect_pre(lm_hf_tokenizer *t, json_t *tok)
@@ -196,42 +185,9 @@ static int read_vocab(lm_hf_tokenizer *t, const char *path, json_t *tok)
     return 0;
 }
 
-static void read_config(lm_hf_tokenizer *t, json_t *tok, json_t *tcfg, int64_t config_bos,
-                        int64_t config_eos)
+/* tokenizer_config.json's chat template */
+static void read_config(lm_hf_tokenizer *t, json_t *tcfg)
 {
-    /* post processors: ByteLevel adds nothing; a template adds what it
-     * starts or ends with */
-    json_t *post = json_object_get(tok, "post_processor");
-    json_t *procs = json_object_get(post, "processors");
-    for (size_t i = 0, n = json_is_array(procs) ? json_array_size(procs) : (post ? 1 : 0); i < n; i++) {
-        json_t *p = json_is_array(procs) ? json_array_get(procs, i) : post;
-        const char *ty = json_string_value(json_object_get(p, "type"));
-        json_t *single = json_object_get(p, "single");
-        if (ty && !strcmp(ty, "ByteLevel")) {
-            if (t->add_bos < 0)
-                t->add_bos = 0;
-            if (t->add_eos < 0)
-                t->add_eos = 0;
-        } else if (ty && !strcmp(ty, "TemplateProcessing") && json_array_size(single) > 1) {
-            t->add_bos = json_object_get(json_array_get(single, 0), "SpecialToken") != NULL;
-            t->add_eos =
-                json_object_get(json_array_get(single, json_array_size(single) - 1),
-                                "SpecialToken") != NULL;
-        }
-    }
-    t->bos_id = named_token(t, tcfg, "bos_token");
-    t->eos_id = named_token(t, tcfg, "eos_token");
-    t->unk_id = named_token(t, tcfg, "unk_token");
-    t->pad_id = named_token(t, tcfg, "pad_token");
-    if (t->bos_id < 0 && config_bos >= 0 && (uint64_t)config_bos < t->n_vocab)
-        t->bos_id = config_bos;
-    if (t->eos_id < 0 && config_eos >= 0 && (uint64_t)config_eos < t->n_vocab)
-        t->eos_id = config_eos;
-    json_t *ab = json_object_get(tcfg, "add_bos_token"), *ae = json_object_get(tcfg, "add_eos_token");
-    if (json_is_boolean(ab))
-        t->add_bos = json_is_true(ab);
-    if (json_is_boolean(ae))
-        t->add_eos = json_is_true(ae);
     json_t *tmpl = json_object_get(tcfg, "chat_template");
     if (json_is_array(tmpl)) { /* named templates: the default one */
         size_t i;
@@ -286,17 +242,23 @@ static int read_template_file(lm_hf_tokenizer *t, const char *dir)
     return rc;
 }
 
-int lm_hf_tokenizer_read(const char *dir, uint32_t n_vocab, int64_t config_bos,
-                         int64_t config_eos, lm_hf_tokenizer *t)
+int lm_hf_tokenizer_read(const char *dir, uint32_t n_vocab, lm_hf_tokenizer *t)
 {
-    *t = (lm_hf_tokenizer){.n_vocab = n_vocab, .bos_id = -1, .eos_id = -1, .unk_id = -1,
-                           .pad_id = -1, .add_bos = -1, .add_eos = -1};
-    char path[4096], cfg_path[4096];
-    json_t *tok = load(dir, "tokenizer.json", true, path, sizeof path);
+    *t = (lm_hf_tokenizer){.n_vocab = n_vocab};
+    char path[4096], cfg_path[4096], model_cfg_path[4096];
+    json_t *tok = load(dir, "tokenizer.json", true, 0, path, sizeof path), *tcfg = NULL,
+           *model_cfg = NULL;
+    int rc = -1;
     if (!tok)
         return -1;
-    json_t *tcfg = load(dir, "tokenizer_config.json", false, cfg_path, sizeof cfg_path);
-    int rc = -1;
+    lm_clear_error();
+    if (!(tcfg = load(dir, "tokenizer_config.json", false, JSON_DECODE_INT_AS_REAL, cfg_path,
+                      sizeof cfg_path)) &&
+        lm_last_error()[0])
+        goto done;
+    if (!(model_cfg = load(dir, "config.json", false, 0, model_cfg_path, sizeof model_cfg_path)) &&
+        lm_last_error()[0])
+        goto done;
     t->tokens = calloc(n_vocab ? n_vocab : 1, sizeof *t->tokens);
     t->types = calloc(n_vocab ? n_vocab : 1, sizeof *t->types);
     if (!t->tokens || !t->types) {
@@ -313,13 +275,16 @@ int lm_hf_tokenizer_read(const char *dir, uint32_t n_vocab, int64_t config_bos,
                 goto done;
         }
     detect_pre(t, tok);
-    read_config(t, tok, tcfg, config_bos, config_eos);
+    if (lm_hf_special_read(tok, tcfg, model_cfg, n_vocab, cfg_path, &t->special) != 0)
+        goto done;
+    read_config(t, tcfg);
     if (!t->chat_template && read_template_file(t, dir) != 0)
         goto done;
     rc = 0;
 done:
     json_decref(tok);
     json_decref(tcfg);
+    json_decref(model_cfg);
     if (rc != 0)
         lm_hf_tokenizer_free(t);
     return rc;

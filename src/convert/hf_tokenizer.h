@@ -12,7 +12,8 @@
  *   Python; the descriptions it recognises map to the same names):
  *   Digits(individual) + ByteLevel -> smollm, llama 3's Split regex ->
  *   llama-bpe, Qwen2's -> qwen2, ByteLevel alone -> gpt-2;
- * - bos, eos, unk and pad ids, add_bos/add_eos, the chat template.
+ * - the special tokens' ids and add flags as gguf-py finds them
+ *   (hf_special.h), the chat template.
  * Everything is checked: ids inside the vocabulary, strings valid, no id
  * given twice. */
 #ifndef LM_HF_TOKENIZER_H
@@ -20,6 +21,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "hf_special.h"
 
 /* GGUF's tokenizer.ggml.token_type values */
 enum { LM_TOKEN_NORMAL = 1, LM_TOKEN_CONTROL = 3, LM_TOKEN_USER_DEFINED = 4, LM_TOKEN_UNUSED = 5 };
@@ -31,16 +34,13 @@ typedef struct {
     char **merges;          /* n_merges "a b" strings */
     uint64_t n_merges;
     char pre[32];
-    int64_t bos_id, eos_id, unk_id, pad_id; /* -1: none */
-    int add_bos, add_eos;   /* -1: not said */
+    lm_hf_special special;
     char *chat_template;    /* NULL: none */
 } lm_hf_tokenizer;
 
-/* Reads dir/tokenizer.json (and dir/tokenizer_config.json when there);
- * config_bos/config_eos: config.json's ids (-1: none), used where
- * tokenizer_config.json names none.  0, or -1 with lm_set_error. */
-int lm_hf_tokenizer_read(const char *dir, uint32_t n_vocab, int64_t config_bos,
-                         int64_t config_eos, lm_hf_tokenizer *out);
+/* Reads dir/tokenizer.json (and dir/tokenizer_config.json and
+ * dir/config.json when there).  0, or -1 with lm_set_error. */
+int lm_hf_tokenizer_read(const char *dir, uint32_t n_vocab, lm_hf_tokenizer *out);
 void lm_hf_tokenizer_free(lm_hf_tokenizer *t);
 
 #endif
