@@ -14,6 +14,7 @@
 #include "error.h"
 #include "hf_config.h"
 #include "hf_names.h"
+#include "hf_special.h"
 
 static void name_is(const char *hf, bool llama, const char *want, lm_hf_rows want_rows)
 {
@@ -145,6 +146,94 @@ static void test_config(void **state)
     assert_int_equal(c.rope_orig_ctx, 8192);
 }
 
+/* special tokens from JSON texts (tokenizer.json's added tokens and post
+ * processor, tokenizer_config.json, config.json; NULL: the file is absent) */
+static int special(const char *tok, const char *tcfg, const char *cfg, lm_hf_special *s)
+{
+    json_t *t = json_loads(tok, 0, NULL), *tc = tcfg ? json_loads(tcfg, 0, NULL) : NULL,
+           *c = cfg ? json_loads(cfg, 0, NULL) : NULL;
+    assert_non_null(t);
+    assert_true(!tcfg || tc);
+    assert_true(!cfg || c);
+    int rc = lm_hf_special_read(t, tc, c, 100, "tokenizer_config.json", s);
+    json_decref(t);
+    json_decref(tc);
+    json_decref(c);
+    return rc;
+}
+
+#define ADDED "\"added_tokens\": [{\"id\": 0, \"content\": \"<|endoftext|>\"}," \
+              " {\"id\": 1, \"content\": \"<|im_start|>\"}, {\"id\": 2, \"content\": \"<|im_end|>\"}," \
+              " {\"id\": 3, \"content\": \"<s>\"}, {\"id\": 4, \"content\": \"</s>\"}]"
+
+static void ids_are(const lm_hf_special *s, int n, const int *types, const uint32_t *ids)
+{
+    assert_int_equal(s->n_ids, n);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(s->ids[i].type, types[i]);
+        assert_int_equal(s->ids[i].id, ids[i]);
+    }
+}
+
+static void test_special_tokens(void **state)
+{
+    (void)state;
+    lm_hf_special s;
+    /* SmolLM2's: names looked up among the added tokens, in gguf-py's type
+     * order; a one-piece template says nothing about bos/eos */
+    assert_int_equal(special("{" ADDED ", \"post_processor\": {\"type\": \"TemplateProcessing\","
+                             " \"single\": [{\"Sequence\": {\"id\": \"A\"}}]}}",
+                             "{\"bos_token\": \"<|im_start|>\", \"eos_token\": \"<|im_end|>\","
+                             " \"pad_token\": \"<|im_end|>\", \"unk_token\": \"<|endoftext|>\","
+                             " \"model_max_length\": 1e30}",
+                             "{\"bos_token_id\": 1, \"eos_token_id\": 2}", &s), 0);
+    ids_are(&s, 4, (int[]){LM_HF_BOS, LM_HF_EOS, LM_HF_UNK, LM_HF_PAD}, (uint32_t[]){1, 2, 0, 2});
+    assert_int_equal(s.n_adds, 0);
+
+    /* llama 3's: ByteLevel then a template starting with the bos; an
+     * object-valued name; config.json fills the types still missing */
+    assert_int_equal(special("{" ADDED ", \"post_processor\": {\"type\": \"Sequence\", \"processors\":"
+                             " [{\"type\": \"ByteLevel\"}, {\"type\": \"TemplateProcessing\","
+                             " \"single\": [{\"SpecialToken\": {\"id\": \"<s>\"}},"
+                             " {\"Sequence\": {\"id\": \"A\"}}]}]}}",
+                             "{\"bos_token\": {\"content\": \"<s>\"}, \"eos_token\": \"</s>\"}",
+                             "{\"pad_token_id\": 0, \"unk_token_id\": [1], \"mask_token_id\": 500}",
+                             &s), 0);
+    /* gguf-py compares the object-valued bos itself with "<s>": not equal,
+     * so the template's first token also becomes the cls, and then counts
+     * as added */
+    ids_are(&s, 4, (int[]){LM_HF_BOS, LM_HF_EOS, LM_HF_CLS, LM_HF_PAD}, (uint32_t[]){3, 4, 3, 0});
+    assert_int_equal(s.n_adds, 2);
+    assert_int_equal(s.adds[0].type, LM_HF_BOS);
+    assert_true(s.adds[0].value);
+    assert_int_equal(s.adds[1].type, LM_HF_EOS);
+    assert_false(s.adds[1].value);
+
+    /* a template ending with another token: it becomes the eos, the named
+     * eos the eot; add_bos from tokenizer_config.json */
+    assert_int_equal(special("{" ADDED ", \"post_processor\": {\"type\": \"TemplateProcessing\","
+                             " \"single\": [{\"SpecialToken\": {\"id\": \"<s>\"}},"
+                             " {\"Sequence\": {\"id\": \"A\"}}, {\"SpecialToken\": {\"id\": \"</s>\"}}]}}",
+                             "{\"bos_token\": \"<s>\", \"eos_token\": \"<|im_end|>\","
+                             " \"add_bos_token\": false, \"add_unk_token\": true}",
+                             NULL, &s), 0);
+    ids_are(&s, 3, (int[]){LM_HF_BOS, LM_HF_EOS, LM_HF_EOT}, (uint32_t[]){3, 4, 2});
+    assert_int_equal(s.n_adds, 3);
+    assert_true(s.adds[0].type == LM_HF_BOS && s.adds[0].value);
+    assert_true(s.adds[1].type == LM_HF_EOS && s.adds[1].value);
+    assert_true(s.adds[2].type == LM_HF_UNK && s.adds[2].value);
+    assert_string_equal(lm_hf_special_id_key(LM_HF_EOT), "tokenizer.ggml.eot_token_id");
+    assert_string_equal(lm_hf_special_add_key(LM_HF_BOS), "tokenizer.ggml.add_bos_token");
+
+    /* without tokenizer_config.json only config.json's ids; past the
+     * vocabulary skipped; negative refused */
+    assert_int_equal(special("{" ADDED "}", NULL, "{\"bos_token_id\": 99, \"eos_token_id\": 100}",
+                             &s), 0);
+    ids_are(&s, 1, (int[]){LM_HF_BOS}, (uint32_t[]){99});
+    assert_int_equal(special("{" ADDED "}", NULL, "{\"eos_token_id\": -1}", &s), -1);
+    assert_non_null(strstr(lm_last_error(), "negative"));
+}
+
 /* smollm2_config with `from` replaced by `to` is refused with `want`. */
 static void config_refused(const char *from, const char *to, const char *want)
 {
@@ -189,6 +278,7 @@ int main(void)
         cmocka_unit_test(test_permute_rows),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_config_refused),
+        cmocka_unit_test(test_special_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
