@@ -2,7 +2,8 @@
 # lamina convert on a Hugging Face folder made by Hugging Face's libraries
 # from the default model (tests/make_hf_folder.py: safetensors, transformers'
 # tokenizer and config; no torch): the GGUF it writes is byte for byte the one
-# llama.cpp's convert_hf_to_gguf.py writes (F16, BF16, F32, 3 shards), it tokenizes the fixture
+# llama.cpp's convert_hf_to_gguf.py writes (F16, BF16, F32, 3 shards, llama3
+# RoPE scaling), it tokenizes the fixture
 # strings as the default model does, its greedy text equals the original
 # model's F16 rewrite (lamina quantize ... F16: the same weights) on the
 # fixture prompts, sharded and single-file checkpoints give the same file,
@@ -55,6 +56,11 @@ else bad "convert: $(cat "$tmp/err")"; fi
 if "$LAMINA" convert -q "$tmp/hf3" "$tmp/conv3.gguf" >/dev/null 2>"$tmp/err"; then
     ok; same_as_llamacpp F16-3-shards "$tmp/conv3.gguf"
 else bad "convert of 3 shards: $(cat "$tmp/err")"; fi
+"$py" "$here/make_hf_folder.py" "$model" "$tmp/hfl3" --rope-llama3 >/dev/null 2>"$tmp/err" ||
+    bad "make_hf_folder --rope-llama3: $(tail -n 3 "$tmp/err")"
+if "$LAMINA" convert -q "$tmp/hfl3" "$tmp/l3.gguf" >/dev/null 2>"$tmp/err"; then
+    same_as_llamacpp F16-llama3-rope "$tmp/l3.gguf"; rm -f "$tmp/l3.gguf"
+else bad "convert with llama3 RoPE scaling: $(cat "$tmp/err")"; fi
 for t in BF16 F32; do
     if "$LAMINA" convert -q --type $t "$tmp/hf" "$tmp/$t.gguf" >/dev/null 2>"$tmp/err"; then
         same_as_llamacpp $t "$tmp/$t.gguf"; rm -f "$tmp/$t.gguf"

@@ -6,7 +6,7 @@ tokenizers library from the GGUF's vocabulary and merges and saved by
 transformers' save_pretrained, config.json by
 transformers' LlamaConfig.  No torch is needed.  For tests of lamina convert:
 
-    make_hf_folder.py MODEL.gguf OUT_DIR [--dtype f16|f32] [--shards N]
+    make_hf_folder.py MODEL.gguf OUT_DIR [--dtype f16|f32] [--shards N] [--rope-llama3]
 
 Needs numpy, safetensors, transformers, tokenizers and gguf (PyPI)."""
 import argparse
@@ -49,6 +49,8 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--dtype", default="f16", choices=["f16", "f32"])
     ap.add_argument("--shards", type=int, default=1)
+    ap.add_argument("--rope-llama3", action="store_true",
+                    help="say the model uses Llama 3's RoPE scaling (factor 32, as Llama 3.2)")
     a = ap.parse_args()
     r = GGUFReader(a.model)
     arch = field(r, "general.architecture")
@@ -119,6 +121,11 @@ def main():
         rope_theta=field(r, "llama.rope.freq_base"), tie_word_embeddings=tied,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
         torch_dtype="float16" if a.dtype == "f16" else "float32")
+    if a.rope_llama3:
+        cfg.rope_parameters = {
+            "rope_type": "llama3", "rope_theta": field(r, "llama.rope.freq_base"), "factor": 32.0,
+            "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": field(r, "llama.context_length") // 4}
     cfg.architectures = ["LlamaForCausalLM"]
     cfg.save_pretrained(a.out)
     print(a.out)

@@ -383,6 +383,34 @@ static int add_metadata(lm_gguf_writer *w, const char *dir, const lm_hf_config *
     return rc ? -1 : 0;
 }
 
+#define LM_MAX_ROPE_FACTORS 4096
+
+/* llama 3's RoPE scaling as a tensor of per-frequency divisors
+ * (rope_freqs.weight, n = head_dim / 2), as the converter's
+ * generate_extra_tensors computes it: in float, as torch does with its
+ * float32 tensors (a Python number meeting one is rounded to float). */
+static void llama3_rope_factors(const lm_hf_config *c, float *out, uint32_t n)
+{
+    const float base = c->rope_base, factor = c->rope_factor, low = c->rope_low_freq_factor,
+                high = c->rope_high_freq_factor;
+    const float old_ctx = (float)c->rope_orig_ctx;
+    const float low_wavelen = (float)((double)c->rope_orig_ctx / (double)low);
+    const float high_wavelen = (float)((double)c->rope_orig_ctx / (double)high);
+    const float span = (float)((double)high - (double)low);
+    for (uint32_t i = 0; i < n; i++) {
+        const float freq = 1.0f / powf(base, (float)(2 * i) / (float)c->head_dim);
+        const float wavelen = (float)(2.0 * 3.141592653589793) / freq; /* math.pi */
+        if (wavelen < high_wavelen)
+            out[i] = 1.0f;
+        else if (wavelen > low_wavelen)
+            out[i] = factor;
+        else {
+            const float smooth = (old_ctx / wavelen - low) / span;
+            out[i] = 1.0f / ((1.0f - smooth) / factor + smooth);
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ */
 
 /* The float GGUF at path. */
@@ -397,8 +425,8 @@ static int write_float(const lm_convert_params *p, const char *path, uint32_t fl
     int rc = -1;
     if (lm_hf_config_read(p->dir, &c) != 0)
         return -1;
-    if (!strcmp(c.rope_scaling, "llama3")) {
-        lm_set_error("%s/config.json: llama3 RoPE scaling is not converted yet", p->dir);
+    if (!strcmp(c.rope_scaling, "llama3") && strcmp(c.arch, "llama") != 0) {
+        lm_set_error("%s/config.json: llama3 RoPE scaling in a %s model", p->dir, c.hf_arch);
         return -1;
     }
     if (lm_hf_tokenizer_read(p->dir, c.n_vocab, &tok) != 0 ||
@@ -412,6 +440,21 @@ static int write_float(const lm_convert_params *p, const char *path, uint32_t fl
         goto done;
     }
     uint64_t k = 0, n_params = 0;
+    if (!strcmp(c.rope_scaling, "llama3")) { /* first, as the converter writes it */
+        float factors[LM_MAX_ROPE_FACTORS];
+        const uint64_t n_freq = c.head_dim / 2;
+        if (n_freq > LM_MAX_ROPE_FACTORS) {
+            lm_set_error("%s/config.json: head size %u too large for llama3 RoPE scaling", p->dir,
+                         c.head_dim);
+            goto done;
+        }
+        llama3_rope_factors(&c, factors, (uint32_t)n_freq);
+        if (lm_gguf_add_tensor(w, "rope_freqs.weight", LM_TYPE_F32, 1, &n_freq, factors) != 0)
+            goto done;
+        n_params += n_freq;
+        st->out_bytes += n_freq * sizeof(float);
+        st->n_tensors++;
+    }
     for (uint32_t s = 0; s < ck.n_shards; s++)
         for (uint64_t i = 0; i < lm_st_n_tensors(ck.shard[s]); i++) {
             bool skip;

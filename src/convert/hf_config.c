@@ -88,14 +88,20 @@ static int read_rope_scaling(const char *path, json_t *cfg, lm_hf_config *c)
         return -1;
     }
     snprintf(c->rope_scaling, sizeof c->rope_scaling, "%s", t);
-    if (get_float(path, rs, "factor", 0, &c->rope_factor) != 0)
+    if (get_float(path, rs, "factor", strcmp(t, "llama3") == 0 ? 8.0 : 0, &c->rope_factor) != 0)
         return -1;
+    /* llama3's defaults are the converter's */
     if (strcmp(t, "llama3") == 0 &&
-        (get_float(path, rs, "low_freq_factor", 0, &c->rope_low_freq_factor) != 0 ||
-         get_float(path, rs, "high_freq_factor", 0, &c->rope_high_freq_factor) != 0 ||
-         get_uint(path, rs, "original_max_position_embeddings", 1, MAX_CTX, 0,
+        (get_float(path, rs, "low_freq_factor", 1.0, &c->rope_low_freq_factor) != 0 ||
+         get_float(path, rs, "high_freq_factor", 4.0, &c->rope_high_freq_factor) != 0 ||
+         get_uint(path, rs, "original_max_position_embeddings", 1, MAX_CTX, 8192,
                   &c->rope_orig_ctx) != 0))
         return -1;
+    if (strcmp(t, "llama3") == 0 && c->rope_high_freq_factor <= c->rope_low_freq_factor) {
+        lm_set_error("%s: llama3 rope_scaling's high_freq_factor is not above its low_freq_factor",
+                     path);
+        return -1;
+    }
     return 0;
 }
 
