@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -205,7 +206,9 @@ static bool read_all(int fd, void *buf, size_t size, double deadline)
         if (left <= 0)
             return false;
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        const int ready = poll(&pfd, 1, (int)(left * 1000) + 1);
+        /* a minute at most per wait: a long deadline must not overflow
+         * poll's int of milliseconds */
+        const int ready = poll(&pfd, 1, left > 60.0 ? 60000 : (int)(left * 1000) + 1);
         if (ready < 0 && errno == EINTR)
             continue;
         if (ready != 1)
@@ -231,6 +234,7 @@ int lm_probe_in_child(int (*measure)(void *arg, void *result), void *arg, void *
         return -2;
     }
     fflush(NULL);
+    const pid_t parent = getpid();
     const pid_t pid = fork();
     if (pid < 0) {
         close(fds[0]);
@@ -240,6 +244,10 @@ int lm_probe_in_child(int (*measure)(void *arg, void *result), void *arg, void *
     }
     if (pid == 0) {
         close(fds[0]);
+        /* nothing to measure for, or write to, once the parent is gone */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(1);
         child_status st = {.rc = measure(arg, result)};
         if (st.rc != 0)
             snprintf(st.error, sizeof st.error, "%s", lm_last_error());
