@@ -151,6 +151,15 @@ cp -r "$tmp/hf" "$tmp/b3" && sed -i 's/"hidden_size": 576/"hidden_size": 512/' "
 expect_error "shapes not config.json's" "shape" "$tmp/b3"
 cp -r "$tmp/hf" "$tmp/b4" && head -c 5000000 "$tmp/hf/model.safetensors" >"$tmp/b4/model.safetensors"
 expect_error "a cut checkpoint" "model.safetensors" "$tmp/b4"
+# vocabularies it would get wrong: SentencePiece-style, an unknown pre-tokenizer
+cp -r "$tmp/hf" "$tmp/b5" && "$py" -c "import json, sys; p = sys.argv[1]; t = json.load(open(p))
+t['pre_tokenizer'] = {'type': 'Metaspace', 'replacement': '\u2581', 'prepend_scheme': 'first', 'split': False}
+json.dump(t, open(p, 'w'))" "$tmp/b5/tokenizer.json"
+expect_error "a SentencePiece-style vocabulary" "SentencePiece" "$tmp/b5"
+cp -r "$tmp/hf" "$tmp/b6" && "$py" -c "import json, sys; p = sys.argv[1]; t = json.load(open(p))
+t['pre_tokenizer'] = {'type': 'Sequence', 'pretokenizers': [{'type': 'Split', 'pattern': {'Regex': '\\s+'}, 'behavior': 'Isolated', 'invert': False}, {'type': 'ByteLevel', 'add_prefix_space': False, 'trim_offsets': True, 'use_regex': False}]}
+json.dump(t, open(p, 'w'))" "$tmp/b6/tokenizer.json"
+expect_error "an unknown pre-tokenizer" "does not recognise" "$tmp/b6"
 
 echo "convert: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -99,7 +99,12 @@ static int set_token(lm_hf_tokenizer *t, const char *path, json_int_t id, const 
     return 0;
 }
 
-static void detect_pre(lm_hf_tokenizer *t, json_t *tok)
+/* tokenizer.ggml.pre, or -1 with lm_set_error for a vocabulary this
+ * writer would get wrong: a SentencePiece-style one (Llama 2, Mistral's
+ * first models: Metaspace, byte fallback; llama.cpp converts those from
+ * tokenizer.model), or a byte-level pre-tokenizer none of the names fits
+ * (llama.cpp's converter refuses those too). */
+static int detect_pre(lm_hf_tokenizer *t, const char *path, json_t *tok)
 {
     static const char llama3[] =
         "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
@@ -134,7 +139,21 @@ static void detect_pre(lm_hf_tokenizer *t, json_t *tok)
         name = "smollm";
     else if (!regex && byte_level && type && !strcmp(type, "ByteLevel"))
         name = "gpt-2";
+    json_t *model = json_object_get(tok, "model");
+    if (!byte_level || json_is_true(json_object_get(model, "byte_fallback"))) {
+        lm_set_error("%s: a SentencePiece-style vocabulary (no byte-level pre-tokenizer, or byte "
+                     "fallback): lamina converts byte-level BPE ones only, so far",
+                     path);
+        return -1;
+    }
+    if (!name[0]) {
+        lm_set_error("%s: a byte-level pre-tokenizer lamina does not recognise (it knows "
+                     "SmolLM's, Llama 3's, Qwen2's and GPT-2's)",
+                     path);
+        return -1;
+    }
     snprintf(t->pre, sizeof t->pre, "%s", name);
+    return 0;
 }
 
 static int read_vocab(lm_hf_tokenizer *t, const char *path, json_t *tok)
@@ -274,7 +293,8 @@ int lm_hf_tokenizer_read(const char *dir, uint32_t n_vocab, lm_hf_tokenizer *t)
             if (set_token(t, path, i, pad, LM_TOKEN_UNUSED) != 0)
                 goto done;
         }
-    detect_pre(t, tok);
+    if (detect_pre(t, path, tok) != 0)
+        goto done;
     if (lm_hf_special_read(tok, tcfg, model_cfg, n_vocab, cfg_path, &t->special) != 0)
         goto done;
     read_config(t, tcfg);
