@@ -264,7 +264,7 @@ static int add_arch_f32(lm_gguf_writer *w, const char *arch, const char *suffix,
  * into basename, size label and finetune keys, are not ported): words split
  * at '-' and spaces, each all-lowercase one title-cased unless it is a
  * version (v1.2) or starts with a digit. */
-static const char *model_name(const char *dir, char *buf, size_t len)
+const char *lm_hf_folder_name(const char *dir, char *buf, size_t len)
 {
     size_t n = strlen(dir);
     while (n > 1 && dir[n - 1] == '/')
@@ -272,8 +272,14 @@ static const char *model_name(const char *dir, char *buf, size_t len)
     size_t b = n;
     while (b > 0 && dir[b - 1] != '/')
         b--;
+    snprintf(buf, len, "%.*s", (int)(n - b), dir + b);
+    return buf;
+}
+
+static const char *model_name(const char *dir, char *buf, size_t len)
+{
     char base[256];
-    snprintf(base, sizeof base, "%.*s", (int)(n - b), dir + b);
+    lm_hf_folder_name(dir, base, sizeof base);
     if (strchr(base, ' ')) { /* a sentence: kept as it is */
         snprintf(buf, len, "%s", base);
         return buf;

@@ -37,6 +37,10 @@ typedef struct {
     double seconds;
 } lm_convert_stats;
 
+/* The folder's own name (its last path component, trailing slashes
+ * ignored) into buf. */
+const char *lm_hf_folder_name(const char *dir, char *buf, size_t len);
+
 /* 0, or -1 with lm_set_error (no output file then). */
 int lm_convert_hf(const lm_convert_params *p, lm_convert_stats *st);
 

@@ -13,6 +13,7 @@
 
 #include "error.h"
 #include "chat.h"
+#include "convert.h"
 #include "engine_open.h"
 #include "hf_model.h"
 #include "plan.h"
@@ -622,16 +623,9 @@ void lm_cli_print_profile(const lm_cli *o, const lm_session *s, FILE *f)
 
 const char *lm_cli_model_name(const lm_cli *o)
 {
-    if (o->model_folder) { /* the folder's name, without a trailing slash */
+    if (o->model_folder) {
         static char name[256];
-        size_t n = strlen(o->model_folder);
-        while (n > 1 && o->model_folder[n - 1] == '/')
-            n--;
-        const char *start = o->model_folder + n;
-        while (start > o->model_folder && start[-1] != '/')
-            start--;
-        snprintf(name, sizeof name, "%.*s", (int)(o->model_folder + n - start), start);
-        return name;
+        return lm_hf_folder_name(o->model_folder, name, sizeof name);
     }
     const char *slash = strrchr(o->model, '/');
     return slash ? slash + 1 : o->model;
