@@ -2,18 +2,19 @@
  * reading the GGUF blocks as they are.  y[t*rows + r] = W[r,:] . x[t,:] for
  * work-item (r, t).  Each result is computed with the very float operations
  * of the CPU backend's AVX2 tiles (cpu/dot_avx2.c), so the two agree bit for
- * bit: per block, the integer dot is split into the 8 int32 lanes that
- * maddubs/madd leave (lane l holds elements 4l..4l+3 of each 32), each lane
- * is converted to float and fused into its own float accumulator with the
- * block's scale, and at the end the 8 accumulators are summed in hsum8's
- * order; the min/affine terms are kept on the side as there.  Integer sums
- * are exact, so only the float steps need care: fma() where the CPU fuses,
- * no contraction elsewhere (FP_CONTRACT OFF in common.cl).
+ * bit.  For the k-quants the integer dot is split per block into the 8 int32
+ * lanes that maddubs/madd leave (lane l holds elements 4l..4l+3 of each 32),
+ * each lane is converted to float and fused into its own float accumulator
+ * with the block's scale, and at the end the 8 accumulators are summed in
+ * hsum8's order; for the 32-value types it is split into two halves
+ * (elements 0..15 and 16..31), each with its accumulator, added at the end.
+ * The min/affine terms are kept on the side as there.  Integer sums are
+ * exact, so only the float steps need care: fma() where the CPU fuses, no
+ * contraction elsewhere (FP_CONTRACT OFF in common.cl).
  *
  * Argument order is the same for every type so the host sets it once:
  * W, row_bytes, cols, rows, aq, ad, as, ab, af (f32/f16/bf16 activations), y,
- * n_tok (tokens in the product: the CPU's multi-token tiles fuse the affine
- * term of Q4_1/Q5_1 where its one-token tiles multiply and add). */
+ * n_tok (tokens in the product). */
 
 /* tile_q45k's `summ += d_x * dmin * (float)imin`: GCC contracts it into an
  * FMA on the CPU (GNU C, -ffp-contract=fast). */
@@ -38,13 +39,6 @@ inline float hsum8(const float *v)
 {
     const float s0 = v[0] + v[4], s1 = v[1] + v[5], s2 = v[2] + v[6], s3 = v[3] + v[7];
     return (s0 + s2) + (s1 + s3);
-}
-
-/* Whether token t of an n_tok product sits in a CPU tile of 2 or more tokens
- * (tiles of 4 from token 0): those fuse m_w * s_x into the affine sum. */
-inline int multi_token_tile(int t, int n_tok)
-{
-    return n_tok - t / 4 * 4 > 1;
 }
 
 /* The 32 levels of a block as two int16 vectors: elements 0..15 are the low
@@ -75,6 +69,57 @@ inline void levels32(int kind, global const uchar *b, int16 *lo, int16 *hi)
     *hi -= off;
 }
 
+/* The integer dots over elements 0..15 and 16..31 (the CPU tile's two
+ * 128-bit halves). */
+inline float2 halves32(int16 lo, int16 hi, global const char *x)
+{
+    const int16 p0 = lo * convert_int16(vload16(0, x)), p1 = hi * convert_int16(vload16(1, x));
+    const int8 q0 = p0.lo + p0.hi, q1 = p1.lo + p1.hi;
+    const int4 r0 = q0.lo + q0.hi, r1 = q1.lo + q1.hi;
+    const int2 s0 = r0.lo + r0.hi, s1 = r1.lo + r1.hi;
+    return convert_float2((int2)(s0.x + s0.y, s1.x + s1.y));
+}
+
+/* tile32 of cpu/dot_avx2.c for one row and up to 4 tokens (t0..t0+nt-1):
+ * the block is unpacked once for all of them. */
+inline __attribute__((always_inline)) void
+dot32(int kind, global const uchar *w, int nb, global const char *a, int cols,
+      global const float *ad, global const float *as, int t0, const int nt, int n_tok,
+      global float *y, int rows, int r)
+{
+    (void)n_tok;
+    const int bsize = kind == T_Q4_0 ? 18 : kind == T_Q4_1 ? 20 : kind == T_Q5_0 ? 22
+                    : kind == T_Q5_1 ? 24 : 34;
+    const int affine = kind == T_Q4_1 || kind == T_Q5_1;
+    float2 acc[4] = {(float2)0.0f, (float2)0.0f, (float2)0.0f, (float2)0.0f};
+    float summ[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    const int nbt = cols / 32;
+    for (int i = 0; i < nb; i++) {
+        global const uchar *b = w + i * bsize;
+        int16 lo, hi;
+        levels32(kind, b, &lo, &hi);
+        const float dw = h2f(ld16(b)), m = affine ? h2f(ld16(b + 2)) : 0.0f;
+        for (int k = 0; k < nt; k++) {
+            const size_t xb = (size_t)(t0 + k) * nbt + i;
+            const float dd = dw * ad[xb];
+            acc[k] = fma((float2)dd, halves32(lo, hi, a + xb * 32), acc[k]);
+            if (affine)
+                summ[k] = fma(m, as[xb], summ[k]);
+        }
+    }
+    for (int k = 0; k < nt; k++) {
+        const float s = acc[k].x + acc[k].y;
+        y[(size_t)(t0 + k) * rows + r] = affine ? s + summ[k] : s;
+    }
+}
+
+/* Whether token t of an n_tok product sits in a CPU tile of 2 or more tokens
+ * (tiles of 4 from token 0): those fuse m_w * s_x into the affine sum. */
+inline int multi_token_tile(int t, int n_tok)
+{
+    return n_tok - t / 4 * 4 > 1;
+}
+
 /* The 8 int32 lanes of maddubs + madd: lane l sums elements 4l..4l+3. */
 inline float8 lanes32(int16 lo, int16 hi, global const char *x)
 {
@@ -89,10 +134,10 @@ inline float hsum8v(float8 v)
     return (s.s0 + s.s2) + (s.s1 + s.s3);
 }
 
-/* tile32 of cpu/dot_avx2.c for one row and up to 4 tokens (t0..t0+nt-1):
- * the block is unpacked once for all of them. */
+/* Q4_1: tile32_lanes of cpu/dot_avx2.c (ggml's order) for one row and up to
+ * 4 tokens (t0..t0+nt-1). */
 inline __attribute__((always_inline)) void
-dot32(int kind, global const uchar *w, int nb, global const char *a, int cols,
+dot32_lanes(int kind, global const uchar *w, int nb, global const char *a, int cols,
       global const float *ad, global const float *as, int t0, const int nt, int n_tok,
       global float *y, int rows, int r)
 {
@@ -128,7 +173,7 @@ dot32(int kind, global const uchar *w, int nb, global const char *a, int cols,
 
 /* Work-item (r, g) does row r for tokens 4g..4g+3 (the host launches
  * ceil(n_tok / 4) groups for these types). */
-#define MATVEC32(name, kind)                                                               \
+#define MATVEC32(name, kind, dot)                                                          \
     kernel void name(MATVEC_ARGS)                                                          \
     {                                                                                      \
         const int r = get_global_id(0), t0 = get_global_id(1) * 4;                        \
@@ -139,19 +184,19 @@ dot32(int kind, global const uchar *w, int nb, global const char *a, int cols,
         (void)ab; (void)af;                                                                \
         /* constant tile sizes, so the accumulators stay in registers */                   \
         if (nt == 1)                                                                       \
-            dot32(kind, w, cols / 32, aq, cols, ad, as, t0, 1, n_tok, y, rows, r);         \
+            dot(kind, w, cols / 32, aq, cols, ad, as, t0, 1, n_tok, y, rows, r);            \
         else if (nt == 2)                                                                  \
-            dot32(kind, w, cols / 32, aq, cols, ad, as, t0, 2, n_tok, y, rows, r);         \
+            dot(kind, w, cols / 32, aq, cols, ad, as, t0, 2, n_tok, y, rows, r);            \
         else if (nt == 3)                                                                  \
-            dot32(kind, w, cols / 32, aq, cols, ad, as, t0, 3, n_tok, y, rows, r);         \
+            dot(kind, w, cols / 32, aq, cols, ad, as, t0, 3, n_tok, y, rows, r);            \
         else                                                                               \
-            dot32(kind, w, cols / 32, aq, cols, ad, as, t0, 4, n_tok, y, rows, r);         \
+            dot(kind, w, cols / 32, aq, cols, ad, as, t0, 4, n_tok, y, rows, r);            \
     }
-MATVEC32(matvec_q4_0, T_Q4_0)
-MATVEC32(matvec_q4_1, T_Q4_1)
-MATVEC32(matvec_q5_0, T_Q5_0)
-MATVEC32(matvec_q5_1, T_Q5_1)
-MATVEC32(matvec_q8_0, T_Q8_0)
+MATVEC32(matvec_q4_0, T_Q4_0, dot32)
+MATVEC32(matvec_q4_1, T_Q4_1, dot32_lanes)
+MATVEC32(matvec_q5_0, T_Q5_0, dot32_lanes)
+MATVEC32(matvec_q5_1, T_Q5_1, dot32)
+MATVEC32(matvec_q8_0, T_Q8_0, dot32)
 
 /* Q4_K (bits 4) and Q5_K (bits 5): 8 sub-blocks of 32 with 6-bit scales
  * and mins (tile_q45k).  Lane l of the integer dot gathers elements 4l..4l+3
