@@ -649,12 +649,18 @@ typedef void (*tilek_fn)(int64_t nb, const uint8_t *w, size_t ws, const uint8_t 
         CALL(R, T);                                                                           \
     }
 
-#define TILEK_SET(name, CALL)                                                                 \
+/* DEC: rows per decode call (Q6_K keeps 1: its unpacked block takes more
+ * registers, and four rows spilled them: 0.75x one row's speed). */
+#define TILEK_SET(name, CALL, DEC)                                                            \
     TILEK_FN(name, CALL, 1, 1)                                                                \
-    TILEK_FN(name, CALL, 4, 1)                                                                \
     TILEK_FN(name, CALL, 1, 2)                                                                \
     TILEK_FN(name, CALL, 1, 3)                                                                \
     TILEK_FN(name, CALL, 1, 4)                                                                \
+    static AVX2 void name##_dec(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x,    \
+                                size_t xs, float *y, int64_t ys)                              \
+    {                                                                                         \
+        CALL(DEC, 1);                                                                         \
+    }                                                                                         \
     static void name(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,   \
                      int nt, float *y, int64_t ys)                                            \
     {                                                                                         \
@@ -662,8 +668,8 @@ typedef void (*tilek_fn)(int64_t nb, const uint8_t *w, size_t ws, const uint8_t 
         const uint8_t *wb = w;                                                                \
         int r = 0;                                                                            \
         if (nt == 1)                                                                          \
-            for (; r + 4 <= nr; r += 4)                                                       \
-                name##_4x1(n / LM_QK_K, wb + r * ws, ws, x, xs, y + r, ys);                   \
+            for (; r + (DEC) <= nr; r += (DEC))                                               \
+                name##_dec(n / LM_QK_K, wb + r * ws, ws, x, xs, y + r, ys);                   \
         for (; r < nr; r++)                                                                   \
             k[nt - 1](n / LM_QK_K, wb + r * ws, ws, x, xs, y + r, ys);                        \
     }
@@ -671,9 +677,9 @@ typedef void (*tilek_fn)(int64_t nb, const uint8_t *w, size_t ws, const uint8_t 
 #define CALL_Q4K(R, T) tile_q45k(K_Q4_K, nb, w, ws, x, xs, y, ys, R, T)
 #define CALL_Q5K(R, T) tile_q45k(K_Q5_K, nb, w, ws, x, xs, y, ys, R, T)
 #define CALL_Q6K(R, T) tile_q6k(nb, w, ws, x, xs, y, ys, R, T)
-TILEK_SET(tile_q4_k, CALL_Q4K)
-TILEK_SET(tile_q5_k, CALL_Q5K)
-TILEK_SET(tile_q6_k, CALL_Q6K)
+TILEK_SET(tile_q4_k, CALL_Q4K, 4)
+TILEK_SET(tile_q5_k, CALL_Q5K, 4)
+TILEK_SET(tile_q6_k, CALL_Q6K, 1)
 
 #define TILEF(name, K)                                                                        \
     static AVX2 void name(int64_t n, const void *w, size_t ws, int nr, const void *x,         \
