@@ -46,6 +46,12 @@ inline float hsum8(const float *v)
  * element e; the offset is taken off. */
 enum { T_Q4_0, T_Q4_1, T_Q5_0, T_Q5_1, T_Q8_0 };
 
+/* Bytes of one block of a 32-value type. */
+inline int block32_bytes(int kind)
+{
+    return kind == T_Q4_0 ? 18 : kind == T_Q4_1 ? 20 : kind == T_Q5_0 ? 22 : kind == T_Q5_1 ? 24 : 34;
+}
+
 inline void levels32(int kind, global const uchar *b, int16 *lo, int16 *hi)
 {
     if (kind == T_Q8_0) {
@@ -88,8 +94,7 @@ dot32(int kind, global const uchar *w, int nb, global const char *a, int cols,
       global float *y, int rows, int r)
 {
     (void)n_tok;
-    const int bsize = kind == T_Q4_0 ? 18 : kind == T_Q4_1 ? 20 : kind == T_Q5_0 ? 22
-                    : kind == T_Q5_1 ? 24 : 34;
+    const int bsize = block32_bytes(kind);
     const int affine = kind == T_Q4_1 || kind == T_Q5_1;
     float2 acc[4] = {(float2)0.0f, (float2)0.0f, (float2)0.0f, (float2)0.0f};
     float summ[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -141,8 +146,7 @@ dot32_lanes(int kind, global const uchar *w, int nb, global const char *a, int c
       global const float *ad, global const float *as, int t0, const int nt, int n_tok,
       global float *y, int rows, int r)
 {
-    const int bsize = kind == T_Q4_0 ? 18 : kind == T_Q4_1 ? 20 : kind == T_Q5_0 ? 22
-                    : kind == T_Q5_1 ? 24 : 34;
+    const int bsize = block32_bytes(kind);
     const int affine = kind == T_Q4_1 || kind == T_Q5_1;
     float8 acc[4] = {(float8)0.0f, (float8)0.0f, (float8)0.0f, (float8)0.0f};
     float summ[4] = {0.0f, 0.0f, 0.0f, 0.0f};
