@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "internal.h"
 #include "kernels.h"
 
 typedef struct {
@@ -44,12 +45,14 @@ lm_cpu_path lm_cpu_detect_path(void)
     const cpu_features f = features();
     if (!(f.avx2 && f.fma && f.f16c))
         return LM_CPU_PORTABLE;
-    return f.avx512f && f.avx512bw && f.avx512vl ? LM_CPU_AVX512 : LM_CPU_AVX2;
+    if (!(f.avx512f && f.avx512bw && f.avx512vl))
+        return LM_CPU_AVX2;
+    return f.avx512vnni ? LM_CPU_AVX512VNNI : LM_CPU_AVX512;
 }
 
 const char *lm_cpu_path_name(lm_cpu_path p)
 {
-    static const char *names[LM_CPU_PATH_COUNT] = {"portable", "avx2", "avx512"};
+    static const char *names[LM_CPU_PATH_COUNT] = {"portable", "avx2", "avx512", "avx512vnni"};
     return p < LM_CPU_PATH_COUNT ? names[p] : "?";
 }
 
@@ -72,7 +75,7 @@ int lm_cpu_path_check(void)
 {
     const int asked = asked_path();
     if (asked == -2) {
-        lm_set_error("LAMINA_CPU=%s: not a kernel path (portable, avx2 or avx512)",
+        lm_set_error("LAMINA_CPU=%s: not a kernel path (portable, avx2, avx512 or avx512vnni)",
                      getenv("LAMINA_CPU"));
         return -1;
     }
@@ -108,8 +111,15 @@ void lm_cpu_path_describe(char *buf, size_t len)
 {
     const cpu_features f = features();
     const lm_cpu_path p = lm_cpu_active_path();
-    snprintf(buf, len, "%s%s (this CPU: %s%s%s%s%s%s%s%s)", lm_cpu_path_name(p),
-             p == LM_CPU_AVX512 ? ", AVX2 kernels (no AVX-512 kernel yet)" : "",
+    /* what the path runs beyond AVX2's kernels */
+    const char *extra = "";
+    if (p == LM_CPU_AVX512)
+        extra = ", AVX2 kernels (AVX-512 kernels need VNNI)";
+    else if (p == LM_CPU_AVX512VNNI)
+        extra = lm_panel_avx512vnni[LM_TYPE_Q4_0]
+                    ? ", VNNI panels for Q4_0 and Q8_0 prompts, AVX2 kernels for the rest"
+                    : ", AVX2 kernels (this build's compiler has no AVX-512 VNNI)";
+    snprintf(buf, len, "%s%s (this CPU: %s%s%s%s%s%s%s%s)", lm_cpu_path_name(p), extra,
              f.avx2 ? "AVX2" : "no AVX2", f.fma ? " FMA" : "", f.f16c ? " F16C" : "",
              f.avxvnni ? " AVX-VNNI" : "", f.avx512f ? " AVX-512F" : "",
              f.avx512bw ? " BW" : "", f.avx512vl ? " VL" : "", f.avx512vnni ? " VNNI" : "");

@@ -33,9 +33,10 @@
 #include <string.h>
 
 #include "internal.h"
+#include "x86_inline.h"
 
-#define AVX2 __attribute__((target("avx2,fma,f16c")))
-#define INLINE static inline __attribute__((always_inline)) AVX2
+#define AVX2 LM_X86_AVX2
+#define INLINE LM_X86_INLINE
 
 INLINE float hsum8(__m256 v)
 {
@@ -123,28 +124,6 @@ INLINE __m256i block_dot(enum kind k, const wblock *w, __m256i x)
     if (k == K_Q4_1 || k == K_Q5_1)
         return dot_us(w->u, x);
     return dot_us(w->u, _mm256_sign_epi8(x, w->s));
-}
-
-/* The two fp16 values at p (d and m, or d and s) as floats in lanes 0, 1:
- * one load and one conversion instead of two of each. */
-INLINE __m128 half_pair(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-    return _mm_cvtph_ps(_mm_cvtsi32_si128((int)v));
-}
-
-/* The 16-bit floats at p[0..3] as 4 float lanes: one conversion. */
-INLINE __m128 halves4(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2, const uint8_t *p3)
-{
-    uint16_t h[4];
-    memcpy(&h[0], p0, 2);
-    memcpy(&h[1], p1, 2);
-    memcpy(&h[2], p2, 2);
-    memcpy(&h[3], p3, 2);
-    uint64_t v;
-    memcpy(&v, h, sizeof v);
-    return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)v));
 }
 
 /* The integer dots of four rows' blocks with one activation block, as

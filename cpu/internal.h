@@ -32,6 +32,18 @@ extern const lm_dot_fn lm_dot_portable[LM_TYPE_COUNT];
  * Only call them when lm_cpu_use_avx2() says so. */
 extern const lm_tile_fn lm_tile_avx2[LM_TYPE_COUNT];
 
+/* Rows [r0, r1) of y = W x for all n_tok tokens (y[t*y_stride + r]), the
+ * activations already quantized; W is the whole matrix (row r at r*w_stride).
+ * Returns 0, or -1 having written nothing when it cannot get its buffers.
+ * Gives the AVX2 tile's results bit for bit. */
+typedef int (*lm_panel_fn)(const void *w, size_t w_stride, int64_t cols, int64_t r0, int64_t r1,
+                           const void *x, size_t x_stride, int64_t n_tok, float *y,
+                           int64_t y_stride);
+
+/* AVX-512 VNNI panel kernels for prompts and batches, indexed by weight
+ * type (NULL: the tiles).  Only call them on the avx512vnni path. */
+extern const lm_panel_fn lm_panel_avx512vnni[LM_TYPE_COUNT];
+
 /* Converts n f32 values into act_type (Q8_0, Q8_1, Q8_K, F32, F16 or BF16)
  * exactly as ggml's quantize_row_* does on an AVX2 machine; n is a multiple of
  * the block size. */

@@ -38,11 +38,13 @@ void lm_cpu_matmul_portable(uint32_t weight_type, const void *W, int64_t rows, i
                             const float *x, int64_t n_tok, float *y, void *scratch);
 
 /* The kernel paths, one table chosen at start (cpu_path.c): what the CPU
- * has, and what LAMINA_CPU=portable|avx2|avx512 asks for. */
+ * has, and what LAMINA_CPU=portable|avx2|avx512|avx512vnni asks for.  Each
+ * path includes the ones before it. */
 typedef enum {
-    LM_CPU_PORTABLE, /* C for any CPU */
-    LM_CPU_AVX2,     /* AVX2 + FMA + F16C */
-    LM_CPU_AVX512,   /* AVX-512 F/BW/VL (AVX2 kernels where no AVX-512 one exists) */
+    LM_CPU_PORTABLE,   /* C for any CPU */
+    LM_CPU_AVX2,       /* AVX2 + FMA + F16C */
+    LM_CPU_AVX512,     /* AVX-512 F/BW/VL (AVX2 kernels: no kernel needs it without VNNI) */
+    LM_CPU_AVX512VNNI, /* AVX-512 F/BW/VL + VNNI: vpdpbusd tiles (dot_avx512.c) */
     LM_CPU_PATH_COUNT
 } lm_cpu_path;
 
@@ -53,7 +55,7 @@ typedef enum {
 lm_cpu_path lm_cpu_active_path(void);
 /* The best path the running CPU has. */
 lm_cpu_path lm_cpu_detect_path(void);
-/* "portable", "avx2", "avx512". */
+/* "portable", "avx2", "avx512", "avx512vnni". */
 const char *lm_cpu_path_name(lm_cpu_path p);
 /* What the path and the CPU are, for --version and bench: "avx2 (this CPU:
  * AVX2 FMA F16C; AVX-512: no)". */
@@ -62,8 +64,13 @@ void lm_cpu_path_describe(char *buf, size_t len);
  * CPU cannot run; programs check it at start. */
 int lm_cpu_path_check(void);
 
-/* Whether the AVX2 kernels are used (the AVX2 and AVX-512 paths). */
+/* Whether the AVX2 kernels are used (every path but the portable one). */
 bool lm_cpu_use_avx2(void);
+
+/* The product on a given path (tests compare the paths the CPU has); a path
+ * the CPU lacks must not be asked for. */
+void lm_cpu_matmul_on(lm_cpu_path path, uint32_t weight_type, const void *W, int64_t rows,
+                      int64_t cols, const float *x, int64_t n_tok, float *y, void *scratch);
 
 /* One row of weights dequantized to f32 (the embedding lookup uses it). */
 void lm_cpu_get_row(uint32_t weight_type, const void *W, int64_t cols, int64_t row, float *out);

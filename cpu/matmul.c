@@ -32,6 +32,11 @@ static const uint8_t vec_dot_type[LM_TYPE_COUNT] = {
 #define DYNAMIC_MAX_TOKS 1
 #define CHUNKS_PER_THREAD 8
 #define CHUNK_ROWS_ALIGN 16
+/* Products of fewer tokens take the tiles: packing a panel costs about as
+ * much as a few tokens' work on it. */
+#define PANEL_MIN_TOKS 4
+/* Rows a panel takes at once: threads split a product in whole panels. */
+#define PANEL_ROWS 16
 
 bool lm_cpu_supports(uint32_t weight_type)
 {
@@ -84,14 +89,30 @@ static void sweep_rows(uint32_t type, lm_tile_fn tile, const uint8_t *W, size_t 
     }
 }
 
+/* The tile kernel a path uses for a type (NULL: the portable dots). */
+static lm_tile_fn tile_for(lm_cpu_path path, uint32_t type)
+{
+    return path >= LM_CPU_AVX2 ? lm_tile_avx2[type] : NULL;
+}
+
+/* The panel kernel, for products of at least PANEL_MIN_TOKS tokens (NULL:
+ * none for this path and type). */
+static lm_panel_fn panel_for(lm_cpu_path path, uint32_t type, int64_t n_tok)
+{
+    if (path >= LM_CPU_AVX512VNNI && n_tok >= PANEL_MIN_TOKS)
+        return lm_panel_avx512vnni[type];
+    return NULL;
+}
+
 static void matmul(uint32_t type, const void *W, int64_t rows, int64_t cols, const float *x,
-                   int64_t n_tok, float *y, void *scratch, bool avx2)
+                   int64_t n_tok, float *y, void *scratch, lm_cpu_path path)
 {
     const uint32_t act = vec_dot_type[type];
     const size_t w_row = lm_row_size(type, cols), x_row = lm_row_size(act, cols);
     uint8_t *xq = (uint8_t *)(((uintptr_t)scratch + SCRATCH_ALIGN - 1) &
                               ~(uintptr_t)(SCRATCH_ALIGN - 1));
-    const lm_tile_fn tile = avx2 ? lm_tile_avx2[type] : NULL;
+    const lm_tile_fn tile = tile_for(path, type);
+    const lm_panel_fn panel = panel_for(path, type, n_tok);
     const int parallel = rows * cols * n_tok >= PARALLEL_MIN_MACS;
 
 #pragma omp parallel if (parallel)
@@ -114,6 +135,14 @@ static void matmul(uint32_t type, const void *W, int64_t rows, int64_t cols, con
                 const int64_t r0 = c * chunk, r1 = r0 + chunk < rows ? r0 + chunk : rows;
                 sweep_rows(type, tile, W, w_row, rows, cols, xq, x_row, n_tok, y, r0, r1);
             }
+        } else if (panel) {
+            const int64_t panels = (rows + PANEL_ROWS - 1) / PANEL_ROWS;
+            const int64_t r0 = panels * ith / nth * PANEL_ROWS;
+            int64_t r1 = panels * (ith + 1) / nth * PANEL_ROWS;
+            if (r1 > rows)
+                r1 = rows;
+            if (r0 < r1 && panel(W, w_row, cols, r0, r1, xq, x_row, n_tok, y, rows) != 0)
+                sweep_rows(type, tile, W, w_row, rows, cols, xq, x_row, n_tok, y, r0, r1);
         } else {
             const int64_t tiles = (rows + LM_TILE_ROWS - 1) / LM_TILE_ROWS;
             const int64_t r0 = tiles * ith / nth * LM_TILE_ROWS;
@@ -129,13 +158,19 @@ static void matmul(uint32_t type, const void *W, int64_t rows, int64_t cols, con
 void lm_cpu_matmul(uint32_t weight_type, const void *W, int64_t rows, int64_t cols,
                    const float *x, int64_t n_tok, float *y, void *scratch)
 {
-    matmul(weight_type, W, rows, cols, x, n_tok, y, scratch, lm_cpu_use_avx2());
+    matmul(weight_type, W, rows, cols, x, n_tok, y, scratch, lm_cpu_active_path());
+}
+
+void lm_cpu_matmul_on(lm_cpu_path path, uint32_t weight_type, const void *W, int64_t rows,
+                      int64_t cols, const float *x, int64_t n_tok, float *y, void *scratch)
+{
+    matmul(weight_type, W, rows, cols, x, n_tok, y, scratch, path);
 }
 
 void lm_cpu_matmul_portable(uint32_t weight_type, const void *W, int64_t rows, int64_t cols,
                             const float *x, int64_t n_tok, float *y, void *scratch)
 {
-    matmul(weight_type, W, rows, cols, x, n_tok, y, scratch, false);
+    matmul(weight_type, W, rows, cols, x, n_tok, y, scratch, LM_CPU_PORTABLE);
 }
 
 void lm_cpu_get_row(uint32_t weight_type, const void *W, int64_t cols, int64_t row, float *out)

@@ -357,6 +357,14 @@ expect_error "LAMINA_CPU unknown" "LAMINA_CPU=sse: not a kernel path" env LAMINA
 if ! "$LAMINA" --version | grep -q '^cpu kernels: avx512'; then
     expect_error "LAMINA_CPU the CPU lacks" "this CPU cannot run it" env LAMINA_CPU=avx512 "$LAMINA" --version
 fi
+if "$LAMINA" --version | grep -q '^cpu kernels: avx512vnni'; then
+    # the path below the best one can be asked for, and is what runs
+    LAMINA_CPU=avx512 "$LAMINA" --version | grep -q '^cpu kernels: avx512, AVX2 kernels' && ok ||
+        bad "LAMINA_CPU=avx512 on a VNNI CPU: --version does not say avx512"
+else
+    expect_error "LAMINA_CPU=avx512vnni the CPU lacks" "this CPU cannot run it" \
+        env LAMINA_CPU=avx512vnni "$LAMINA" --version
+fi
 
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

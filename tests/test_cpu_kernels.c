@@ -6,9 +6,10 @@
  * the reference see the same numbers and may differ only in summation order
  * (plus, for Q4_1/Q5_1, ggml's fp16-rounded block sums s, which the reference
  * models).  Loose check: the same against the f32 activations, within the
- * bound activation quantization allows.  Both the AVX2 path (when the CPU has
- * it) and the portable one; odd row counts, 1..3 blocks and the model's real
- * widths, token counts that leave partial tiles. */
+ * bound activation quantization allows.  Every kernel path the CPU has
+ * (portable, AVX2, AVX-512, AVX-512 VNNI); odd row counts, 1..3 blocks and
+ * the model's real widths, token counts that leave partial tiles.  And the
+ * VNNI path's results against the AVX2 path's, bit for bit. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -154,19 +155,27 @@ static void free_problem(problem *p)
     free(p->ref_f);
 }
 
-typedef void (*matmul_fn)(uint32_t, const void *, int64_t, int64_t, const float *, int64_t,
-                          float *, void *);
-
 static double worst_rel = 0; /* largest tight error seen, reported at the end */
 
-static void check_matmul(const problem *p, matmul_fn mm, const char *path)
+/* The product on one kernel path, into a fresh y (NaN-filled first, so that
+ * an output left unwritten shows). */
+static float *run_path(const problem *p, lm_cpu_path path)
 {
     const int64_t ny = p->rows * p->n_tok;
     float *y = malloc((size_t)ny * sizeof(float));
     void *scratch = malloc(lm_cpu_matmul_scratch_size(p->type, p->cols, p->n_tok));
     for (int64_t i = 0; i < ny; i++)
         y[i] = NAN;
-    mm(p->type, p->w, p->rows, p->cols, p->x, p->n_tok, y, scratch);
+    lm_cpu_matmul_on(path, p->type, p->w, p->rows, p->cols, p->x, p->n_tok, y, scratch);
+    free(scratch);
+    return y;
+}
+
+static void check_matmul(const problem *p, lm_cpu_path path_id)
+{
+    const char *path = lm_cpu_path_name(path_id);
+    const int64_t ny = p->rows * p->n_tok;
+    float *y = run_path(p, path_id);
     for (int64_t i = 0; i < ny; i++) {
         const double err = fabs(y[i] - p->exact[i]);
         const double tight = 1e-5 * p->mag[i] + 1e-30;
@@ -181,8 +190,15 @@ static void check_matmul(const problem *p, matmul_fn mm, const char *path)
             fail();
         }
     }
-    free(scratch);
     free(y);
+}
+
+/* Every path this CPU has, from the portable one up (LAMINA_CPU does not
+ * narrow the tests: each path is checked where the CPU can run it). */
+static void check_all_paths(const problem *p)
+{
+    for (int path = LM_CPU_PORTABLE; path <= (int)lm_cpu_detect_path(); path++)
+        check_matmul(p, (lm_cpu_path)path);
 }
 
 /* ---- the tests ---------------------------------------------------------- */
@@ -205,8 +221,7 @@ static void matmul_one_type(uint32_t type)
             for (size_t ir = 0; ir < sizeof rows_list / sizeof rows_list[0]; ir++) {
                 problem p;
                 make_problem(&p, type, rows_list[ir], cols_list[ic], tok_list[it]);
-                check_matmul(&p, lm_cpu_matmul, lm_cpu_path_name(lm_cpu_active_path()));
-                check_matmul(&p, lm_cpu_matmul_portable, "portable");
+                check_all_paths(&p);
                 free_problem(&p);
             }
 }
@@ -224,10 +239,6 @@ static void test_matmul_all_types(void **state)
     /* the paths this CPU cannot run are not tested here: say so */
     for (int p = lm_cpu_detect_path() + 1; p < LM_CPU_PATH_COUNT; p++)
         print_message("skipped: the %s path (this CPU lacks it)\n", lm_cpu_path_name(p));
-    if (lm_cpu_active_path() < lm_cpu_detect_path())
-        print_message("skipped: the %s path (LAMINA_CPU asks for %s)\n",
-                      lm_cpu_path_name(lm_cpu_detect_path()),
-                      lm_cpu_path_name(lm_cpu_active_path()));
 }
 
 /* A prompt-sized product exercises the parallel paths and full tiles. */
@@ -238,10 +249,47 @@ static void test_matmul_prompt(void **state)
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         problem p;
         make_problem(&p, types[i], 193, 512, 64);
-        check_matmul(&p, lm_cpu_matmul, lm_cpu_path_name(lm_cpu_active_path()));
-        check_matmul(&p, lm_cpu_matmul_portable, "portable");
+        check_all_paths(&p);
         free_problem(&p);
     }
+}
+
+/* The AVX-512 VNNI panels give the AVX2 tiles' results bit for bit (the
+ * OpenCL kernels and the fixtures rely on one order per type): every type,
+ * token counts on both sides of the panel threshold and past one packing's
+ * PANEL_TOKS, row counts that leave partial panels. */
+static void test_paths_same_bits(void **state)
+{
+    (void)state;
+    if (lm_cpu_detect_path() < LM_CPU_AVX512VNNI) {
+        print_message("skipped: the avx512vnni path (this CPU lacks it)\n");
+        skip();
+    }
+    const int64_t tok_list[] = {1, 3, 4, 7, 64, 70};
+    const int64_t rows_list[] = {16, 37, 193};
+    int compared = 0;
+    for (size_t i = 0; i < N_TYPES; i++)
+        for (size_t it = 0; it < sizeof tok_list / sizeof tok_list[0]; it++)
+            for (size_t ir = 0; ir < sizeof rows_list / sizeof rows_list[0]; ir++) {
+                const int64_t bs = lm_type_get(weight_types[i])->block_size;
+                problem p;
+                make_problem(&p, weight_types[i], rows_list[ir], bs == 256 ? 512 : 576,
+                             tok_list[it]);
+                float *a = run_path(&p, LM_CPU_AVX2), *b = run_path(&p, LM_CPU_AVX512VNNI);
+                const size_t n = (size_t)(p.rows * p.n_tok);
+                for (size_t j = 0; j < n; j++)
+                    if (memcmp(&a[j], &b[j], sizeof a[j]) != 0) {
+                        print_error("%s rows=%lld n_tok=%lld: y[%zu] avx2 %.9g, avx512vnni %.9g\n",
+                                    lm_type_name(p.type), (long long)p.rows,
+                                    (long long)p.n_tok, j, a[j], b[j]);
+                        fail();
+                    }
+                compared += (int)n;
+                free(a);
+                free(b);
+                free_problem(&p);
+            }
+    print_message("avx512vnni = avx2 bit for bit on %d outputs\n", compared);
 }
 
 static void test_vec_dot_types(void **state)
@@ -339,6 +387,7 @@ int main(void)
         cmocka_unit_test(test_get_row),
         cmocka_unit_test(test_matmul_all_types),
         cmocka_unit_test(test_matmul_prompt),
+        cmocka_unit_test(test_paths_same_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,272 @@
+/* AVX-512 VNNI kernels for prompts and batches: a panel GEMM for Q4_0 and
+ * Q8_0 whose results are the AVX2 tiles' bits (dot_avx2.c's tile32).
+ *
+ * The weights are read in the file's blocks and packed, 16 rows at a time,
+ * into a panel where 4-byte groups of the 16 rows lie side by side: one
+ * 512-bit register then holds the same 4 elements of 16 rows, and vpdpbusd
+ * against those 4 activation bytes broadcast adds them into 16 row lanes at
+ * once.  No horizontal sum is left, and one float step serves 16 rows.  A
+ * panel is packed once and used by every token of the product (up to
+ * PANEL_TOKS of them; longer prompts pack it again for the next run of
+ * tokens, so that their activations stay in the L2 cache).
+ *
+ * Why the bits are tile32's: the integer sums are exact, and they are
+ * taken over the same halves of a block (elements 0..15 and 16..31); each
+ * half is scaled by the same product d_w d_x and fused into its own
+ * accumulator, and the halves are added at the end, exactly the float
+ * steps tile32 and cl/matvec.cl's dot32 take.  vpdpbusd multiplies unsigned
+ * by signed bytes, so the weights are stored with an offset (Q4_0's
+ * nibbles 0..15 as they are, Q8_0's bytes + 128) and the offset times the
+ * half's activation sum, computed once per token, starts each sum.
+ *
+ * Decode (one token) does not come here: packing costs a few tokens' work,
+ * and one token is bound by memory, where the AVX2 tiles already stream. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "x86_inline.h"
+
+#ifdef LM_HAVE_AVX512VNNI
+
+#define VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define VINLINE static inline __attribute__((always_inline)) VNNI
+
+#define PANEL_ROWS 16
+/* Tokens served by one packing of a panel: their activations (at most
+ * 64 x 4.25 KB for a 4096-wide row) stay in L2 while the panels pass. */
+#define PANEL_TOKS 64
+/* Tokens per inner tile: 4 x 2 accumulators and 8 weight registers, of
+ * the 32. */
+#define TILE_TOKS 4
+
+enum pkind { P_Q4_0, P_Q8_0 };
+
+/* Bytes of a weight block in the file, and where its quants start. */
+static const int wsize[] = {18, 34};
+/* Bytes of a packed block: 16 scales as f32, then 4-byte groups of 16 rows
+ * (Q4_0: 4 groups of nibble pairs, the low nibbles elements 4g..4g+3, the
+ * high ones 16+4g..; Q8_0: 8 groups of bytes, elements 4g..4g+3). */
+static const int pbytes[] = {64 + 4 * 64, 64 + 8 * 64};
+/* The weights' offset: stored value = w + off, so sum w x = sum (w+off) x -
+ * off sum x. */
+static const int woff[] = {8, 128};
+
+/* Bytes at rows[i] + o, 16 of them for each of 16 rows, as 4 registers of
+ * 4-byte groups: out[g] holds group g (bytes 4g..4g+3) of row i in lane i. */
+VINLINE void transpose16(const uint8_t *const rows[PANEL_ROWS], size_t o, __m512i out[4])
+{
+    /* lane 4g + j of z[k] <- group g of row 4k + j */
+    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    __m512i z[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rows[4 * k] + o)));
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rows[4 * k + 1] + o)), 1);
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rows[4 * k + 2] + o)), 2);
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rows[4 * k + 3] + o)), 3);
+        z[k] = _mm512_permutexvar_epi32(idx, v);
+    }
+    /* a 4 x 4 transpose of 128-bit lanes */
+    const __m512i t0 = _mm512_shuffle_i32x4(z[0], z[1], 0x44), t1 = _mm512_shuffle_i32x4(z[0], z[1], 0xEE);
+    const __m512i t2 = _mm512_shuffle_i32x4(z[2], z[3], 0x44), t3 = _mm512_shuffle_i32x4(z[2], z[3], 0xEE);
+    out[0] = _mm512_shuffle_i32x4(t0, t2, 0x88);
+    out[1] = _mm512_shuffle_i32x4(t0, t2, 0xDD);
+    out[2] = _mm512_shuffle_i32x4(t1, t3, 0x88);
+    out[3] = _mm512_shuffle_i32x4(t1, t3, 0xDD);
+}
+
+/* Packs nr (<= 16) rows starting at w into a panel of nb blocks; missing
+ * rows repeat the last one (their results are dropped). */
+VINLINE void pack_panel(enum pkind k, const uint8_t *w, size_t ws, int nr, int64_t nb,
+                        uint8_t *panel)
+{
+    const uint8_t *rows[PANEL_ROWS];
+    for (int i = 0; i < PANEL_ROWS; i++)
+        rows[i] = w + (size_t)(i < nr ? i : nr - 1) * ws;
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *pb = panel + b * pbytes[k];
+        const size_t o = (size_t)b * wsize[k];
+        _Alignas(32) uint16_t d[PANEL_ROWS];
+        for (int i = 0; i < PANEL_ROWS; i++)
+            memcpy(&d[i], rows[i] + o, sizeof d[i]);
+        _mm512_store_ps(pb, _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)d)));
+        __m512i g[4];
+        transpose16(rows, o + 2, g);
+        if (k == P_Q4_0) {
+            for (int j = 0; j < 4; j++)
+                _mm512_store_si512(pb + 64 + 64 * j, g[j]);
+        } else {
+            const __m512i flip = _mm512_set1_epi8((char)0x80);
+            for (int j = 0; j < 4; j++)
+                _mm512_store_si512(pb + 64 + 64 * j, _mm512_xor_si512(g[j], flip));
+            transpose16(rows, o + 18, g);
+            for (int j = 0; j < 4; j++)
+                _mm512_store_si512(pb + 64 + 256 + 64 * j, _mm512_xor_si512(g[j], flip));
+        }
+    }
+}
+
+/* -off * (sum of activation bytes 0..15, 16..31) for every Q8_0 block of
+ * n_tok rows: what starts each half's integer sum. */
+static void activation_offsets(enum pkind k, const uint8_t *x, size_t xs, int64_t n_tok,
+                               int64_t nb, int32_t *out)
+{
+    for (int64_t t = 0; t < n_tok; t++)
+        for (int64_t b = 0; b < nb; b++) {
+            const int8_t *q = (const int8_t *)(x + t * xs + b * 34 + 2);
+            int32_t lo = 0, hi = 0;
+            for (int i = 0; i < 16; i++) {
+                lo += q[i];
+                hi += q[16 + i];
+            }
+            out[(t * nb + b) * 2] = -woff[k] * lo;
+            out[(t * nb + b) * 2 + 1] = -woff[k] * hi;
+        }
+}
+
+VINLINE uint32_t load_u32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* One panel against T tokens (T a constant after inlining): y[t * ys + i]
+ * for rows i < nr.  Lane i of lo[t] (hi[t]) is row i's sum over elements
+ * 0..15 (16..31) of each block, its integer sum times d_w d_x fused in. */
+VINLINE void panel_tile(enum pkind k, int64_t nb, const uint8_t *panel, const uint8_t *x,
+                        size_t xs, const int32_t *xoff, float *y, int64_t ys, int nr, const int T)
+{
+    __m512 lo[TILE_TOKS], hi[TILE_TOKS];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++)
+        lo[t] = hi[t] = _mm512_setzero_ps();
+    const __m512i nib = _mm512_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *pb = panel + b * pbytes[k];
+        const __m512 dw = _mm512_load_ps(pb);
+        __m512i w[8]; /* w[g]: elements 4g..4g+3 of the 16 rows */
+        if (k == P_Q4_0) {
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                const __m512i v = _mm512_load_si512(pb + 64 + 64 * g);
+                w[g] = _mm512_and_si512(v, nib);
+                w[4 + g] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
+            }
+        } else {
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++)
+                w[g] = _mm512_load_si512(pb + 64 + 64 * g);
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            const uint8_t *xb = x + t * xs + b * 34;
+            const int32_t *off = xoff + (t * nb + b) * 2;
+            __m512i il = _mm512_set1_epi32(off[0]), ih = _mm512_set1_epi32(off[1]);
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                il = _mm512_dpbusd_epi32(il, w[g], _mm512_set1_epi32((int)load_u32(xb + 2 + 4 * g)));
+                ih = _mm512_dpbusd_epi32(ih, w[4 + g],
+                                         _mm512_set1_epi32((int)load_u32(xb + 18 + 4 * g)));
+            }
+            const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(_cvtsh_ss(load_u32(xb) & 0xFFFF)));
+            lo[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(il), scale, lo[t]);
+            hi[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ih), scale, hi[t]);
+        }
+    }
+    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++)
+        _mm512_mask_storeu_ps(y + t * ys, keep, _mm512_add_ps(lo[t], hi[t]));
+}
+
+#define PANEL_TILE_FN(K, T)                                                                   \
+    static VNNI void panel_##K##_##T(int64_t nb, const uint8_t *panel, const uint8_t *x,     \
+                                     size_t xs, const int32_t *xoff, float *y, int64_t ys,   \
+                                     int nr)                                                 \
+    {                                                                                         \
+        panel_tile(K, nb, panel, x, xs, xoff, y, ys, nr, T);                                  \
+    }
+typedef void (*panel_tile_fn)(int64_t nb, const uint8_t *panel, const uint8_t *x, size_t xs,
+                              const int32_t *xoff, float *y, int64_t ys, int nr);
+PANEL_TILE_FN(P_Q4_0, 1)
+PANEL_TILE_FN(P_Q4_0, 2)
+PANEL_TILE_FN(P_Q4_0, 3)
+PANEL_TILE_FN(P_Q4_0, 4)
+PANEL_TILE_FN(P_Q8_0, 1)
+PANEL_TILE_FN(P_Q8_0, 2)
+PANEL_TILE_FN(P_Q8_0, 3)
+PANEL_TILE_FN(P_Q8_0, 4)
+static const panel_tile_fn panel_tiles[2][TILE_TOKS] = {
+    {panel_P_Q4_0_1, panel_P_Q4_0_2, panel_P_Q4_0_3, panel_P_Q4_0_4},
+    {panel_P_Q8_0_1, panel_P_Q8_0_2, panel_P_Q8_0_3, panel_P_Q8_0_4},
+};
+
+static VNNI void pack_q4_0(const uint8_t *w, size_t ws, int nr, int64_t nb, uint8_t *panel)
+{
+    pack_panel(P_Q4_0, w, ws, nr, nb, panel);
+}
+
+static VNNI void pack_q8_0(const uint8_t *w, size_t ws, int nr, int64_t nb, uint8_t *panel)
+{
+    pack_panel(P_Q8_0, w, ws, nr, nb, panel);
+}
+
+/* Rows [r0, r1) for all tokens; returns -1 (nothing written) if its
+ * buffers cannot be had, and the caller takes the tile path. */
+static int panel_rows(enum pkind k, const void *vw, size_t ws, int64_t cols, int64_t r0,
+                      int64_t r1, const void *vx, size_t xs, int64_t n_tok, float *y,
+                      int64_t ys)
+{
+    const uint8_t *W = vw, *x = vx;
+    const int64_t nb = cols / 32;
+    uint8_t *panel = aligned_alloc(64, (size_t)(nb * pbytes[k] + 63) / 64 * 64);
+    int32_t *xoff = malloc((size_t)(n_tok * nb * 2) * sizeof *xoff);
+    if (!panel || !xoff) {
+        free(panel);
+        free(xoff);
+        return -1;
+    }
+    activation_offsets(k, x, xs, n_tok, nb, xoff);
+    for (int64_t t0 = 0; t0 < n_tok; t0 += PANEL_TOKS) {
+        const int64_t t1 = t0 + PANEL_TOKS < n_tok ? t0 + PANEL_TOKS : n_tok;
+        for (int64_t r = r0; r < r1; r += PANEL_ROWS) {
+            const int nr = (int)(r1 - r < PANEL_ROWS ? r1 - r : PANEL_ROWS);
+            (k == P_Q4_0 ? pack_q4_0 : pack_q8_0)(W + (size_t)r * ws, ws, nr, nb, panel);
+            for (int64_t t = t0; t < t1; t += TILE_TOKS) {
+                const int nt = (int)(t1 - t < TILE_TOKS ? t1 - t : TILE_TOKS);
+                panel_tiles[k][nt - 1](nb, panel, x + (size_t)t * xs, xs, xoff + t * nb * 2,
+                                       y + t * ys + r, ys, nr);
+            }
+        }
+    }
+    free(panel);
+    free(xoff);
+    return 0;
+}
+
+static int panel_q4_0(const void *w, size_t ws, int64_t cols, int64_t r0, int64_t r1,
+                      const void *x, size_t xs, int64_t n_tok, float *y, int64_t ys)
+{
+    return panel_rows(P_Q4_0, w, ws, cols, r0, r1, x, xs, n_tok, y, ys);
+}
+
+static int panel_q8_0(const void *w, size_t ws, int64_t cols, int64_t r0, int64_t r1,
+                      const void *x, size_t xs, int64_t n_tok, float *y, int64_t ys)
+{
+    return panel_rows(P_Q8_0, w, ws, cols, r0, r1, x, xs, n_tok, y, ys);
+}
+
+const lm_panel_fn lm_panel_avx512vnni[LM_TYPE_COUNT] = {
+    [LM_TYPE_Q4_0] = panel_q4_0,
+    [LM_TYPE_Q8_0] = panel_q8_0,
+};
+
+#else /* the compiler cannot build them: every type takes the AVX2 tiles */
+
+const lm_panel_fn lm_panel_avx512vnni[LM_TYPE_COUNT];
+
+#endif
