@@ -4,9 +4,9 @@
  * through copies that together overflow the L3), and prompts (128 tokens) in
  * GFLOP/s.  Runs a few seconds; threads from OMP_NUM_THREADS.
  *
- *   gcc -std=c11 -O2 -fopenmp -Iformats -Isrc/common -Icpu formats/quant.c \
+ *   gcc -std=c11 -O2 -fopenmp -I. -Iformats -Isrc/common -Icpu formats/quant.c \
  *       src/common/error.c src/common/utf8.c cpu/act_quant.c cpu/dot_portable.c \
- *       cpu/dot_avx2.c cpu/matmul.c cpu/cpu_path.c bench/matmul_bench.c -lm \
+ *       cpu/dot_avx2.c cpu/dot_avx512.c cpu/matmul.c cpu/cpu_path.c bench/matmul_bench.c -lm \
  *       -o /tmp/matmul_bench */
 #include <omp.h>
 #include <stdio.h>

@@ -260,13 +260,17 @@ static int panel_q8_0(const void *w, size_t ws, int64_t cols, int64_t r0, int64_
     return panel_rows(P_Q8_0, w, ws, cols, r0, r1, x, xs, n_tok, y, ys);
 }
 
-const lm_panel_fn lm_panel_avx512vnni[LM_TYPE_COUNT] = {
-    [LM_TYPE_Q4_0] = panel_q4_0,
-    [LM_TYPE_Q8_0] = panel_q8_0,
+/* From how many tokens each wins, measured on a 2048 x 2048 product, 2
+ * threads, Intel Xeon: Q4_0 1.3x the tiles at 2 tokens, 1.7x at 4; Q8_0,
+ * whose panels are twice as large to pack, 0.85x at 2, even at 3, 1.15x
+ * at 4. */
+const lm_panel lm_panel_avx512vnni[LM_TYPE_COUNT] = {
+    [LM_TYPE_Q4_0] = {panel_q4_0, 2},
+    [LM_TYPE_Q8_0] = {panel_q8_0, 4},
 };
 
 #else /* the compiler cannot build them: every type takes the AVX2 tiles */
 
-const lm_panel_fn lm_panel_avx512vnni[LM_TYPE_COUNT];
+const lm_panel lm_panel_avx512vnni[LM_TYPE_COUNT];
 
 #endif

@@ -40,9 +40,16 @@ typedef int (*lm_panel_fn)(const void *w, size_t w_stride, int64_t cols, int64_t
                            const void *x, size_t x_stride, int64_t n_tok, float *y,
                            int64_t y_stride);
 
+/* A panel kernel, and the fewest tokens for which it beats the tiles
+ * (packing a panel costs about as much as a token's work on it). */
+typedef struct {
+    lm_panel_fn fn;
+    int min_toks;
+} lm_panel;
+
 /* AVX-512 VNNI panel kernels for prompts and batches, indexed by weight
- * type (NULL: the tiles).  Only call them on the avx512vnni path. */
-extern const lm_panel_fn lm_panel_avx512vnni[LM_TYPE_COUNT];
+ * type (fn NULL: the tiles).  Only call them on the avx512vnni path. */
+extern const lm_panel lm_panel_avx512vnni[LM_TYPE_COUNT];
 
 /* Converts n f32 values into act_type (Q8_0, Q8_1, Q8_K, F32, F16 or BF16)
  * exactly as ggml's quantize_row_* does on an AVX2 machine; n is a multiple of

@@ -32,9 +32,6 @@ static const uint8_t vec_dot_type[LM_TYPE_COUNT] = {
 #define DYNAMIC_MAX_TOKS 1
 #define CHUNKS_PER_THREAD 8
 #define CHUNK_ROWS_ALIGN 16
-/* Products of fewer tokens take the tiles: packing a panel costs about as
- * much as a few tokens' work on it. */
-#define PANEL_MIN_TOKS 4
 /* Rows a panel takes at once: threads split a product in whole panels. */
 #define PANEL_ROWS 16
 
@@ -95,13 +92,12 @@ static lm_tile_fn tile_for(lm_cpu_path path, uint32_t type)
     return path >= LM_CPU_AVX2 ? lm_tile_avx2[type] : NULL;
 }
 
-/* The panel kernel, for products of at least PANEL_MIN_TOKS tokens (NULL:
- * none for this path and type). */
+/* The panel kernel, for products of enough tokens that it beats the tiles
+ * (NULL: none for this path, type and token count). */
 static lm_panel_fn panel_for(lm_cpu_path path, uint32_t type, int64_t n_tok)
 {
-    if (path >= LM_CPU_AVX512VNNI && n_tok >= PANEL_MIN_TOKS)
-        return lm_panel_avx512vnni[type];
-    return NULL;
+    const lm_panel *p = &lm_panel_avx512vnni[type];
+    return path >= LM_CPU_AVX512VNNI && p->fn && n_tok >= p->min_toks ? p->fn : NULL;
 }
 
 static void matmul(uint32_t type, const void *W, int64_t rows, int64_t cols, const float *x,
