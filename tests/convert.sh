@@ -81,7 +81,9 @@ done <"$FIXTURES/tokenize-strings.txt"
 # greedy text against the default model's own F16 rewrite
 "$LAMINA" quantize -q "$model" "$tmp/ref-f16.gguf" F16 >/dev/null 2>&1 || bad "quantize to F16"
 n=0
-while IFS= read -r line && [ "$n" -lt 3 ]; do
+greedy=3
+[ -n "${LAMINA_SANITIZED:-}" ] && greedy=1 # memory errors, not tokens: one prompt
+while IFS= read -r line && [ "$n" -lt "$greedy" ]; do
     n=$((n + 1))
     prompt=$(unescape "$line"); prompt=${prompt%x}
     want=$("$LAMINA" run -q -m "$tmp/ref-f16.gguf" -p "$prompt" -n 24 --temp 0 --ids -t 2 -c 256 2>&1)

@@ -36,11 +36,19 @@ while IFS= read -r line; do
         bad "tokenize string $i: got '$got', llama.cpp '$want'"; fi
 done <"$FIXTURES/tokenize-strings.txt"
 
-# perplexity within 1% of llama.cpp's
+# perplexity within 1% of llama.cpp's.  Under the sanitizers (which look for
+# memory errors, not numbers: the plain build checks the value) one window
+# of the eight, the same code, and only a number is asked for: 8 windows
+# there take a minute.
 want=$(sed -n 's/^perplexity: //p' "$FIXTURES/ppl-smollm2-c512.txt")
-got=$("$LAMINA" perplexity -m "$model" -f "$FIXTURES/ppl-text.txt" -c 512 --chunks 8 -q -t 2 --backend cpu 2>/dev/null |
+chunks=8
+[ -n "${LAMINA_SANITIZED:-}" ] && chunks=1
+got=$("$LAMINA" perplexity -m "$model" -f "$FIXTURES/ppl-text.txt" -c 512 --chunks $chunks -q -t 2 --backend cpu 2>/dev/null |
       sed -n 's/^perplexity: //p')
-if [ -n "$got" ] && awk -v g="$got" -v w="$want" 'BEGIN { d = (g - w) / w; exit !(d < 0.01 && d > -0.01) }'; then
+if [ "$chunks" -ne 8 ]; then
+    awk -v g="${got:-0}" 'BEGIN { exit !(g > 1 && g < 1000) }' && ok ||
+        bad "perplexity over $chunks window: '$got'"
+elif [ -n "$got" ] && awk -v g="$got" -v w="$want" 'BEGIN { d = (g - w) / w; exit !(d < 0.01 && d > -0.01) }'; then
     ok; echo "perplexity: lamina $got, llama.cpp $want"
 else bad "perplexity: lamina '$got', llama.cpp '$want' (more than 1% apart)"; fi
 

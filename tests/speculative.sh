@@ -19,7 +19,11 @@ run() { "$LAMINA" run -q -m "$model" -n 48 --temp 0 --ids -t 2 -c 512 "$@" 2>"$t
 printf 'def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\ndef mul(a, b):\n' >"$tmp/code"
 printf 'The quick brown fox jumps over the lazy dog. The quick brown fox jumps over the lazy dog. The quick brown' >"$tmp/repeat"
 printf 'The history of the printing press begins' >"$tmp/text"
-for p in code repeat text; do
+# under the sanitizers (memory errors, not tokens) the one prompt where
+# proposals are both accepted and refused
+prompts="code repeat text"
+[ -n "${LAMINA_SANITIZED:-}" ] && prompts=repeat
+for p in $prompts; do
     want=$(run -f "$tmp/$p") || { bad "run -f $p: $(cat "$tmp/err")"; continue; }
     for args in "--draft $model" "--lookup" "--lookup --draft-max 4" \
                 "--draft $model --ram-layers 0" "--lookup --ram-layers 0"; do
