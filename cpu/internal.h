@@ -40,8 +40,9 @@ typedef int (*lm_panel_fn)(const void *w, size_t w_stride, int64_t cols, int64_t
                            const void *x, size_t x_stride, int64_t n_tok, float *y,
                            int64_t y_stride);
 
-/* A panel kernel, and the fewest tokens for which it beats the tiles
- * (packing a panel costs about as much as a token's work on it). */
+/* A panel kernel, and the fewest tokens (2 or more) for which a packed
+ * panel beats the tiles (packing costs about a token's work on it).  One
+ * token (decode) always takes it: it reads the rows unpacked. */
 typedef struct {
     lm_panel_fn fn;
     int min_toks;

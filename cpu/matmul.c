@@ -92,12 +92,14 @@ static lm_tile_fn tile_for(lm_cpu_path path, uint32_t type)
     return path >= LM_CPU_AVX2 ? lm_tile_avx2[type] : NULL;
 }
 
-/* The panel kernel, for products of enough tokens that it beats the tiles
- * (NULL: none for this path, type and token count). */
+/* The panel kernel, for one token (read from the rows, no packing) or
+ * enough tokens that a packed panel beats the tiles (NULL: none for this
+ * path, type and token count). */
 static lm_panel_fn panel_for(lm_cpu_path path, uint32_t type, int64_t n_tok)
 {
     const lm_panel *p = &lm_panel_avx512vnni[type];
-    return path >= LM_CPU_AVX512VNNI && p->fn && n_tok >= p->min_toks ? p->fn : NULL;
+    const bool wins = n_tok == 1 || n_tok >= p->min_toks;
+    return path >= LM_CPU_AVX512VNNI && p->fn && wins ? p->fn : NULL;
 }
 
 static void matmul(uint32_t type, const void *W, int64_t rows, int64_t cols, const float *x,
@@ -129,7 +131,8 @@ static void matmul(uint32_t type, const void *W, int64_t rows, int64_t cols, con
 #pragma omp for schedule(dynamic, 1) nowait
             for (int64_t c = 0; c < n_chunks; c++) {
                 const int64_t r0 = c * chunk, r1 = r0 + chunk < rows ? r0 + chunk : rows;
-                sweep_rows(type, tile, W, w_row, rows, cols, xq, x_row, n_tok, y, r0, r1);
+                if (!panel || panel(W, w_row, cols, r0, r1, xq, x_row, n_tok, y, rows) != 0)
+                    sweep_rows(type, tile, W, w_row, rows, cols, xq, x_row, n_tok, y, r0, r1);
             }
         } else if (panel) {
             const int64_t panels = (rows + PANEL_ROWS - 1) / PANEL_ROWS;
