@@ -87,9 +87,16 @@ VINLINE __m512 block_from_rows(enum pkind k, const uint8_t *const rows[PANEL_ROW
                                __m512i g[8])
 {
     const size_t o = (size_t)b * wsize[k];
-    _Alignas(32) uint16_t d[PANEL_ROWS];
-    for (int i = 0; i < PANEL_ROWS; i++)
-        memcpy(&d[i], rows[i] + o, sizeof d[i]);
+    /* the 16 rows' d: 32-bit loads at their offsets from row 0 (rows
+     * past the last repeat it), the low halves kept */
+    const __m512i ridx = _mm512_setr_epi32(
+        (int)(rows[0] - rows[0]), (int)(rows[1] - rows[0]), (int)(rows[2] - rows[0]),
+        (int)(rows[3] - rows[0]), (int)(rows[4] - rows[0]), (int)(rows[5] - rows[0]),
+        (int)(rows[6] - rows[0]), (int)(rows[7] - rows[0]), (int)(rows[8] - rows[0]),
+        (int)(rows[9] - rows[0]), (int)(rows[10] - rows[0]), (int)(rows[11] - rows[0]),
+        (int)(rows[12] - rows[0]), (int)(rows[13] - rows[0]), (int)(rows[14] - rows[0]),
+        (int)(rows[15] - rows[0]));
+    const __m256i dh = _mm512_cvtepi32_epi16(_mm512_i32gather_epi32(ridx, rows[0] + o, 1));
     transpose16(rows, o + 2, g);
     if (k == P_Q8_0) {
         const __m512i flip = _mm512_set1_epi8((char)0x80);
@@ -97,7 +104,7 @@ VINLINE __m512 block_from_rows(enum pkind k, const uint8_t *const rows[PANEL_ROW
         for (int j = 0; j < 8; j++)
             g[j] = _mm512_xor_si512(g[j], flip);
     }
-    return _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)d));
+    return _mm512_cvtph_ps(dh);
 }
 
 /* The 16 row pointers of a panel of nr (<= 16) rows starting at w; missing
