@@ -1,5 +1,6 @@
-/* AVX-512 VNNI kernels for prompts and batches: a panel GEMM for Q4_0 and
- * Q8_0 whose results are the AVX2 tiles' bits (dot_avx2.c's tile32).
+/* AVX-512 VNNI kernels: for Q4_0 and Q8_0 a panel GEMM (prompts and
+ * batches) and a 16-row decode, for Q4_K a 16-row decode; each gives the
+ * AVX2 kernels' bits (dot_avx2.c's tile32 and tile_q45k).
  *
  * The weights are read in the file's blocks and packed, 16 rows at a time,
  * into a panel where 4-byte groups of the 16 rows lie side by side: one
@@ -25,6 +26,7 @@
  * not by RAM, and this is 1.23x (Q4_0) and 1.25x (Q8_0) the AVX2 tiles. */
 #include "config.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -328,6 +330,142 @@ static int panel_q8_0(const void *w, size_t ws, int64_t cols, int64_t r0, int64_
     return panel_rows(P_Q8_0, w, ws, cols, r0, r1, x, xs, n_tok, y, ys);
 }
 
+/* ---- Q4_K decode: 16 rows in lanes, each row's 8 lanes of ggml's order ----
+ *
+ * tile_q45k (dot_avx2.c) keeps 8 int32 lanes per row and token: lane k sums
+ * s_j x (elements 32j+4k..32j+4k+3) over the 8 sub-blocks j, and each lane
+ * has its own float accumulator, added in hsum8's order at the end.  Here
+ * lane k of every row is one register (acc[k], the 16 rows side by side);
+ * the 4-element group products come from vpmaddubsw against the activation
+ * bytes broadcast, and vpdpwssd multiplies them by the rows' s_j (int16) and
+ * adds them in: the same exact integers, the same float steps, its bits. */
+
+/* The 16 rows' 6-bit scales and mins from their 12 bytes at +4 (ggml's
+ * get_scale_min_k4 in four dword operations, as k4_scales_mins): bytes of
+ * sc[0] are s_0..s_3, of sc[1] s_4..s_7; of mn[0] m_0..m_3, of mn[1]
+ * m_4..m_7; row i in lane i. */
+VINLINE void k4_scales16(const uint8_t *const rows[PANEL_ROWS], size_t o, __m512i sc[2],
+                         __m512i mn[2])
+{
+    __m512i u[4]; /* dwords 0..2 of each row's scales (u[3]: qs, unused) */
+    transpose16(rows, o + 4, u);
+    const __m512i m3f = _mm512_set1_epi32(0x3f3f3f3f), m0f = _mm512_set1_epi32(0x0f0f0f0f),
+                  m03 = _mm512_set1_epi32(0x03030303);
+    sc[0] = _mm512_and_si512(u[0], m3f);
+    sc[1] = _mm512_or_si512(_mm512_and_si512(u[2], m0f),
+                            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u[0], 6), m03), 4));
+    mn[0] = _mm512_and_si512(u[1], m3f);
+    mn[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u[2], 4), m0f),
+                            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u[1], 6), m03), 4));
+}
+
+/* Byte j (< 4) of each lane of v, as the int16 pair (b, b) for vpdpwssd. */
+VINLINE __m512i byte_pair(__m512i v, const int j)
+{
+    const __m512i b = _mm512_and_si512(_mm512_srli_epi32(v, 8 * j), _mm512_set1_epi32(0xFF));
+    return _mm512_or_si512(b, _mm512_slli_epi32(b, 16));
+}
+
+/* Bytes 2i and 2i+1 of each lane of v as the int16 pair (low, high). */
+VINLINE __m512i bytes_pair(__m512i v, const int i)
+{
+    const __m512i w = _mm512_srli_epi32(v, 16 * i), ff = _mm512_set1_epi32(0xFF);
+    return _mm512_or_si512(_mm512_and_si512(w, ff),
+                           _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w, 8), ff), 16));
+}
+
+/* One token against nr (<= 16) Q4_K rows starting at w: y[i] for i < nr. */
+static VNNI void decode_q4_k(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
+                             float *y)
+{
+    const uint8_t *rows[PANEL_ROWS];
+    panel_row_ptrs(w, ws, nr, rows);
+    const size_t bsize = sizeof(lm_block_q4_k), xsize = sizeof(lm_block_q8_k);
+    __m512i ridx = _mm512_setzero_si512();
+    {
+        _Alignas(64) int32_t off[PANEL_ROWS];
+        for (int i = 0; i < PANEL_ROWS; i++)
+            off[i] = (int32_t)(rows[i] - rows[0]);
+        ridx = _mm512_load_si512(off);
+    }
+    __m512 acc[8], summ = _mm512_setzero_ps();
+    for (int k = 0; k < 8; k++)
+        acc[k] = _mm512_setzero_ps();
+    const __m512i nib = _mm512_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; b++) {
+        const size_t o = (size_t)b * bsize;
+        for (int i = 0; i < PANEL_ROWS; i++)
+            _mm_prefetch((const char *)rows[i] + o + 2 * bsize, _MM_HINT_T0);
+        const lm_block_q8_k *xb = (const lm_block_q8_k *)(x + b * xsize);
+        /* d (low half) and dmin (high half) of each row */
+        const __m512i dd = _mm512_i32gather_epi32(ridx, rows[0] + o, 1);
+        const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd));
+        const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16)));
+        __m512i sc[2], mn[2];
+        k4_scales16(rows, o, sc, mn);
+        /* imin = sum_j m_j (bsums[2j] + bsums[2j+1]), exact */
+        __m512i imin = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            const int p0 = xb->bsums[4 * i] + xb->bsums[4 * i + 1];
+            const int p1 = xb->bsums[4 * i + 2] + xb->bsums[4 * i + 3];
+            const int pair = (int)(((uint32_t)p1 << 16) | ((uint32_t)p0 & 0xFFFF));
+            imin = _mm512_dpwssd_epi32(imin, bytes_pair(mn[i / 2], i % 2), _mm512_set1_epi32(pair));
+        }
+        __m512i sumi[8];
+        for (int k = 0; k < 8; k++)
+            sumi[k] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            /* sub-blocks 2c (low nibbles) and 2c+1 (high) */
+            const __m512i s_lo = byte_pair(sc[c / 2], (2 * c) % 4);
+            const __m512i s_hi = byte_pair(sc[c / 2], (2 * c + 1) % 4);
+#pragma GCC unroll 2
+            for (int half = 0; half < 2; half++) {
+                __m512i g[4];
+                transpose16(rows, o + 16 + 32 * c + 16 * half, g);
+#pragma GCC unroll 4
+                for (int q = 0; q < 4; q++) {
+                    const int k = 4 * half + q;
+                    const __m512i lo = _mm512_and_si512(g[q], nib);
+                    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(g[q], 4), nib);
+                    const __m512i a0 = _mm512_set1_epi32((int)load_u32((const uint8_t *)xb->qs + 64 * c + 4 * k));
+                    const __m512i a1 = _mm512_set1_epi32((int)load_u32((const uint8_t *)xb->qs + 64 * c + 32 + 4 * k));
+                    sumi[k] = _mm512_dpwssd_epi32(sumi[k], _mm512_maddubs_epi16(lo, a0), s_lo);
+                    sumi[k] = _mm512_dpwssd_epi32(sumi[k], _mm512_maddubs_epi16(hi, a1), s_hi);
+                }
+            }
+        }
+        const __m512 xd = _mm512_set1_ps(xb->d);
+        const __m512 scale = _mm512_mul_ps(xd, dw);
+        for (int k = 0; k < 8; k++)
+            acc[k] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(sumi[k]), acc[k]);
+        /* tile_q45k's summ += d_x * dmin * (float)imin, contracted */
+        summ = _mm512_fmadd_ps(_mm512_mul_ps(xd, dmin), _mm512_cvtepi32_ps(imin), summ);
+    }
+    /* hsum8's order: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)) */
+    const __m512 s = _mm512_add_ps(
+        _mm512_add_ps(_mm512_add_ps(acc[0], acc[4]), _mm512_add_ps(acc[2], acc[6])),
+        _mm512_add_ps(_mm512_add_ps(acc[1], acc[5]), _mm512_add_ps(acc[3], acc[7])));
+    _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1), _mm512_sub_ps(s, summ));
+}
+
+/* Q4_K: decode only (rows [r0, r1) of one token); prompts take the tiles. */
+static int panel_q4_k(const void *vw, size_t ws, int64_t cols, int64_t r0, int64_t r1,
+                      const void *x, size_t xs, int64_t n_tok, float *y, int64_t ys)
+{
+    (void)xs;
+    (void)ys;
+    if (n_tok != 1)
+        return -1;
+    const uint8_t *W = vw;
+    for (int64_t r = r0; r < r1; r += PANEL_ROWS) {
+        const int nr = (int)(r1 - r < PANEL_ROWS ? r1 - r : PANEL_ROWS);
+        decode_q4_k(W + (size_t)r * ws, ws, nr, cols / LM_QK_K, x, y + r);
+    }
+    return 0;
+}
+
 /* From how many tokens each wins, measured on a 2048 x 2048 product, 2
  * threads, Intel Xeon: Q4_0 1.3x the tiles at 2 tokens, 1.7x at 4; Q8_0,
  * whose panels are twice as large to pack, 0.85x at 2, even at 3, 1.15x
@@ -335,6 +473,7 @@ static int panel_q8_0(const void *w, size_t ws, int64_t cols, int64_t r0, int64_
 const lm_panel lm_panel_avx512vnni[LM_TYPE_COUNT] = {
     [LM_TYPE_Q4_0] = {panel_q4_0, 2},
     [LM_TYPE_Q8_0] = {panel_q8_0, 4},
+    [LM_TYPE_Q4_K] = {panel_q4_k, INT_MAX}, /* decode only */
 };
 
 #else /* the compiler cannot build them: every type takes the AVX2 tiles */
