@@ -1,5 +1,6 @@
 /* AVX-512 VNNI kernels: for Q4_0 and Q8_0 a panel GEMM (prompts and
- * batches) and a 16-row decode, for Q4_K a 16-row decode; each gives the
+ * batches) and a 16-row decode, for Q4_K and Q5_K a 16-row decode; each
+ * gives the
  * AVX2 kernels' bits (dot_avx2.c's tile32 and tile_q45k).
  *
  * The weights are read in the file's blocks and packed, 16 rows at a time,
@@ -27,6 +28,8 @@
 #include "config.h"
 
 #include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -374,13 +377,16 @@ VINLINE __m512i bytes_pair(__m512i v, const int i)
                            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w, 8), ff), 16));
 }
 
-/* One token against nr (<= 16) Q4_K rows starting at w: y[i] for i < nr. */
-static VNNI void decode_q4_k(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
-                             float *y)
+/* One token against nr (<= 16) Q4_K (q5 false) or Q5_K (q5 true, the fifth
+ * bits from qh as tile_q45k takes them) rows starting at w: y[i], i < nr. */
+VINLINE void decode_q45k(const bool q5, const uint8_t *w, size_t ws, int nr, int64_t nb,
+                         const uint8_t *x, float *y)
 {
     const uint8_t *rows[PANEL_ROWS];
     panel_row_ptrs(w, ws, nr, rows);
-    const size_t bsize = sizeof(lm_block_q4_k), xsize = sizeof(lm_block_q8_k);
+    const size_t bsize = q5 ? sizeof(lm_block_q5_k) : sizeof(lm_block_q4_k);
+    const size_t xsize = sizeof(lm_block_q8_k);
+    const size_t qs_at = q5 ? offsetof(lm_block_q5_k, qs) : offsetof(lm_block_q4_k, qs);
     __m512i ridx = _mm512_setzero_si512();
     {
         _Alignas(64) int32_t off[PANEL_ROWS];
@@ -415,6 +421,12 @@ static VNNI void decode_q4_k(const uint8_t *w, size_t ws, int nr, int64_t nb, co
         __m512i sumi[8];
         for (int k = 0; k < 8; k++)
             sumi[k] = _mm512_setzero_si512();
+        __m512i qh[8]; /* Q5_K: qh bytes 4k..4k+3 of each row, group k */
+        if (q5) {
+            transpose16(rows, o + offsetof(lm_block_q5_k, qh), qh);
+            transpose16(rows, o + offsetof(lm_block_q5_k, qh) + 16, qh + 4);
+        }
+        const __m512i one = _mm512_set1_epi8(1);
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             /* sub-blocks 2c (low nibbles) and 2c+1 (high) */
@@ -423,12 +435,16 @@ static VNNI void decode_q4_k(const uint8_t *w, size_t ws, int nr, int64_t nb, co
 #pragma GCC unroll 2
             for (int half = 0; half < 2; half++) {
                 __m512i g[4];
-                transpose16(rows, o + 16 + 32 * c + 16 * half, g);
+                transpose16(rows, o + qs_at + 32 * c + 16 * half, g);
 #pragma GCC unroll 4
                 for (int q = 0; q < 4; q++) {
                     const int k = 4 * half + q;
-                    const __m512i lo = _mm512_and_si512(g[q], nib);
-                    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(g[q], 4), nib);
+                    __m512i lo = _mm512_and_si512(g[q], nib);
+                    __m512i hi = _mm512_and_si512(_mm512_srli_epi16(g[q], 4), nib);
+                    if (q5) { /* bit 2c of qh[l] tops sub-block 2c, bit 2c+1 the next */
+                        lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh[k], 2 * c), one), 4));
+                        hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh[k], 2 * c + 1), one), 4));
+                    }
                     const __m512i a0 = _mm512_set1_epi32((int)load_u32((const uint8_t *)xb->qs + 64 * c + 4 * k));
                     const __m512i a1 = _mm512_set1_epi32((int)load_u32((const uint8_t *)xb->qs + 64 * c + 32 + 4 * k));
                     sumi[k] = _mm512_dpwssd_epi32(sumi[k], _mm512_maddubs_epi16(lo, a0), s_lo);
@@ -450,20 +466,47 @@ static VNNI void decode_q4_k(const uint8_t *w, size_t ws, int nr, int64_t nb, co
     _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1), _mm512_sub_ps(s, summ));
 }
 
-/* Q4_K: decode only (rows [r0, r1) of one token); prompts take the tiles. */
-static int panel_q4_k(const void *vw, size_t ws, int64_t cols, int64_t r0, int64_t r1,
-                      const void *x, size_t xs, int64_t n_tok, float *y, int64_t ys)
+static VNNI void decode_q4_k(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
+                             float *y)
 {
-    (void)xs;
-    (void)ys;
+    decode_q45k(false, w, ws, nr, nb, x, y);
+}
+
+static VNNI void decode_q5_k(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
+                             float *y)
+{
+    decode_q45k(true, w, ws, nr, nb, x, y);
+}
+
+/* Q4_K and Q5_K: decode only (rows [r0, r1) of one token); prompts take the
+ * tiles. */
+static int decode_rows_k(bool q5, const void *vw, size_t ws, int64_t cols, int64_t r0,
+                         int64_t r1, const void *x, int64_t n_tok, float *y)
+{
     if (n_tok != 1)
         return -1;
     const uint8_t *W = vw;
     for (int64_t r = r0; r < r1; r += PANEL_ROWS) {
         const int nr = (int)(r1 - r < PANEL_ROWS ? r1 - r : PANEL_ROWS);
-        decode_q4_k(W + (size_t)r * ws, ws, nr, cols / LM_QK_K, x, y + r);
+        (q5 ? decode_q5_k : decode_q4_k)(W + (size_t)r * ws, ws, nr, cols / LM_QK_K, x, y + r);
     }
     return 0;
+}
+
+static int panel_q4_k(const void *w, size_t ws, int64_t cols, int64_t r0, int64_t r1,
+                      const void *x, size_t xs, int64_t n_tok, float *y, int64_t ys)
+{
+    (void)xs;
+    (void)ys;
+    return decode_rows_k(false, w, ws, cols, r0, r1, x, n_tok, y);
+}
+
+static int panel_q5_k(const void *w, size_t ws, int64_t cols, int64_t r0, int64_t r1,
+                      const void *x, size_t xs, int64_t n_tok, float *y, int64_t ys)
+{
+    (void)xs;
+    (void)ys;
+    return decode_rows_k(true, w, ws, cols, r0, r1, x, n_tok, y);
 }
 
 /* From how many tokens each wins, measured on a 2048 x 2048 product, 2
@@ -474,6 +517,7 @@ const lm_panel lm_panel_avx512vnni[LM_TYPE_COUNT] = {
     [LM_TYPE_Q4_0] = {panel_q4_0, 2},
     [LM_TYPE_Q8_0] = {panel_q8_0, 4},
     [LM_TYPE_Q4_K] = {panel_q4_k, INT_MAX}, /* decode only */
+    [LM_TYPE_Q5_K] = {panel_q5_k, INT_MAX},
 };
 
 #else /* the compiler cannot build them: every type takes the AVX2 tiles */
