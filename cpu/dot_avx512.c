@@ -1,7 +1,7 @@
 /* AVX-512 VNNI kernels: for Q4_0 and Q8_0 a panel GEMM (prompts and
- * batches) and a 16-row decode, for Q4_K and Q5_K a 16-row decode; each
- * gives the
- * AVX2 kernels' bits (dot_avx2.c's tile32 and tile_q45k).
+ * batches) and a 16-row decode, for Q4_K, Q5_K and Q6_K a 16-row decode;
+ * each gives the AVX2 kernels' bits (dot_avx2.c's tile32, tile_q45k and
+ * tile_q6k).
  *
  * The weights are read in the file's blocks and packed, 16 rows at a time,
  * into a panel where 4-byte groups of the 16 rows lie side by side: one
@@ -509,6 +509,115 @@ static int panel_q5_k(const void *w, size_t ws, int64_t cols, int64_t r0, int64_
     return decode_rows_k(true, w, ws, cols, r0, r1, x, n_tok, y);
 }
 
+/* ---- Q6_K decode: 16 rows in lanes, each row's 8 lanes of tile_q6k ------ */
+
+/* Signed byte j (< 4) of each lane of v as the int16 pair (b, b). */
+VINLINE __m512i sbyte_pair(__m512i v, const int j)
+{
+    const __m512i b = _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * j), 24);
+    return _mm512_or_si512(_mm512_and_si512(b, _mm512_set1_epi32(0xFFFF)),
+                           _mm512_slli_epi32(b, 16));
+}
+
+/* One token against nr (<= 16) Q6_K rows starting at w: y[i] for i < nr.
+ * tile_q6k's lanes: lane k of row r sums, over the 16 scales' groups,
+ * scale x (levels 0..63 times activations) for the bytes 4k..4k+3 of each
+ * 32-level vector, the low half of a vector (k < 4) under scale 8h+2j, the
+ * high half under 8h+2j+1; then -32 sum_g scale_g bsums_g into lane 0. */
+static VNNI void decode_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
+                             float *y)
+{
+    const uint8_t *rows[PANEL_ROWS];
+    panel_row_ptrs(w, ws, nr, rows);
+    const size_t bsize = sizeof(lm_block_q6_k), xsize = sizeof(lm_block_q8_k);
+    const size_t at_ql = offsetof(lm_block_q6_k, ql), at_qh = offsetof(lm_block_q6_k, qh),
+                 at_sc = offsetof(lm_block_q6_k, scales), at_d = offsetof(lm_block_q6_k, d);
+    __m512i ridx;
+    {
+        _Alignas(64) int32_t off[PANEL_ROWS];
+        for (int i = 0; i < PANEL_ROWS; i++)
+            off[i] = (int32_t)(rows[i] - rows[0]);
+        ridx = _mm512_load_si512(off);
+    }
+    __m512 acc[8];
+    for (int k = 0; k < 8; k++)
+        acc[k] = _mm512_setzero_ps();
+    const __m512i lo4 = _mm512_set1_epi8(0x0F), three = _mm512_set1_epi8(3);
+    for (int64_t b = 0; b < nb; b++) {
+        const size_t o = (size_t)b * bsize;
+        for (int i = 0; i < PANEL_ROWS; i++) {
+            _mm_prefetch((const char *)rows[i] + o + 2 * bsize, _MM_HINT_T0);
+            _mm_prefetch((const char *)rows[i] + o + 2 * bsize + 128, _MM_HINT_T0);
+        }
+        const lm_block_q8_k *xb = (const lm_block_q8_k *)(x + b * xsize);
+        /* d: the high half of the dword before it (scales 14, 15 and d, all
+         * inside the block) */
+        const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(
+            _mm512_srli_epi32(_mm512_i32gather_epi32(ridx, rows[0] + o + at_d - 2, 1), 16)));
+        __m512i sc[4]; /* scales 4m..4m+3 of each row, signed bytes */
+        transpose16(rows, o + at_sc, sc);
+        __m512i sumi[8];
+        for (int k = 0; k < 8; k++)
+            sumi[k] = _mm512_setzero_si512();
+        /* sum_g scale_g bsums_g, exact */
+        __m512i ioff = _mm512_setzero_si512();
+#pragma GCC unroll 16
+        for (int g = 0; g < 16; g++)
+            ioff = _mm512_dpwssd_epi32(ioff, sbyte_pair(sc[g / 4], g % 4),
+                                       _mm512_set1_epi32((int)(uint16_t)xb->bsums[g]));
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++)
+#pragma GCC unroll 2
+            for (int part = 0; part < 2; part++) { /* bytes 0..15 (k < 4), 16..31 */
+                __m512i l0[4], l1[4], hb[4];
+                transpose16(rows, o + at_ql + 64 * h + 16 * part, l0);
+                transpose16(rows, o + at_ql + 64 * h + 32 + 16 * part, l1);
+                transpose16(rows, o + at_qh + 32 * h + 16 * part, hb);
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++) {
+                    const int idx = 8 * h + 2 * j + part;
+                    const __m512i sp = sbyte_pair(sc[idx / 4], idx % 4);
+#pragma GCC unroll 4
+                    for (int q = 0; q < 4; q++) {
+                        const int k = 4 * part + q;
+                        const __m512i l = j % 2 ? l1[q] : l0[q];
+                        const __m512i nibble = j < 2 ? _mm512_and_si512(l, lo4)
+                                                     : _mm512_and_si512(_mm512_srli_epi16(l, 4), lo4);
+                        const __m512i top = _mm512_and_si512(_mm512_srli_epi16(hb[q], 2 * j), three);
+                        const __m512i lv = _mm512_or_si512(nibble, _mm512_slli_epi16(top, 4));
+                        const __m512i a = _mm512_set1_epi32(
+                            (int)load_u32((const uint8_t *)xb->qs + 128 * h + 32 * j + 4 * k));
+                        sumi[k] = _mm512_dpwssd_epi32(sumi[k], _mm512_maddubs_epi16(lv, a), sp);
+                    }
+                }
+            }
+        sumi[0] = _mm512_sub_epi32(sumi[0], _mm512_slli_epi32(ioff, 5));
+        const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xb->d));
+        for (int k = 0; k < 8; k++)
+            acc[k] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(sumi[k]), acc[k]);
+    }
+    /* hsum8's order: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)) */
+    const __m512 s = _mm512_add_ps(
+        _mm512_add_ps(_mm512_add_ps(acc[0], acc[4]), _mm512_add_ps(acc[2], acc[6])),
+        _mm512_add_ps(_mm512_add_ps(acc[1], acc[5]), _mm512_add_ps(acc[3], acc[7])));
+    _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1), s);
+}
+
+static int panel_q6_k(const void *vw, size_t ws, int64_t cols, int64_t r0, int64_t r1,
+                      const void *x, size_t xs, int64_t n_tok, float *y, int64_t ys)
+{
+    (void)xs;
+    (void)ys;
+    if (n_tok != 1)
+        return -1;
+    const uint8_t *W = vw;
+    for (int64_t r = r0; r < r1; r += PANEL_ROWS) {
+        const int nr = (int)(r1 - r < PANEL_ROWS ? r1 - r : PANEL_ROWS);
+        decode_q6_k(W + (size_t)r * ws, ws, nr, cols / LM_QK_K, x, y + r);
+    }
+    return 0;
+}
+
 /* From how many tokens each wins, measured on a 2048 x 2048 product, 2
  * threads, Intel Xeon: Q4_0 1.3x the tiles at 2 tokens, 1.7x at 4; Q8_0,
  * whose panels are twice as large to pack, 0.85x at 2, even at 3, 1.15x
@@ -518,6 +627,7 @@ const lm_panel lm_panel_avx512vnni[LM_TYPE_COUNT] = {
     [LM_TYPE_Q8_0] = {panel_q8_0, 4},
     [LM_TYPE_Q4_K] = {panel_q4_k, INT_MAX}, /* decode only */
     [LM_TYPE_Q5_K] = {panel_q5_k, INT_MAX},
+    [LM_TYPE_Q6_K] = {panel_q6_k, INT_MAX},
 };
 
 #else /* the compiler cannot build them: every type takes the AVX2 tiles */
