@@ -90,23 +90,28 @@ VINLINE void transpose16(const uint8_t *const rows[PANEL_ROWS], size_t o, __m512
     out[3] = _mm512_shuffle_i32x4(t1, t3, 0xDD);
 }
 
+/* The 16 row pointers of a panel of nr (<= 16) rows starting at w, missing
+ * rows repeating the last one (their results are dropped); returns the
+ * rows' byte offsets from rows[0], for the gathers of their scales. */
+VINLINE __m512i panel_row_ptrs(const uint8_t *w, size_t ws, int nr,
+                               const uint8_t *rows[PANEL_ROWS])
+{
+    for (int i = 0; i < PANEL_ROWS; i++)
+        rows[i] = w + (size_t)(i < nr ? i : nr - 1) * ws;
+    const __m512i i16 = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    return _mm512_mullo_epi32(_mm512_min_epi32(i16, _mm512_set1_epi32(nr - 1)),
+                              _mm512_set1_epi32((int)ws));
+}
+
 /* Block b's 16 scales and weight groups, read from the file's rows (row i
- * at rows[i]): g[j] for j < ngroups (Q4_0: 4 groups of nibble pairs; Q8_0:
- * 8 groups of bytes + 128). */
-VINLINE __m512 block_from_rows(enum pkind k, const uint8_t *const rows[PANEL_ROWS], int64_t b,
-                               __m512i g[8])
+ * at rows[i], roff[i] bytes after rows[0]): g[j] for j < ngroups (Q4_0: 4
+ * groups of nibble pairs; Q8_0: 8 groups of bytes + 128). */
+VINLINE __m512 block_from_rows(enum pkind k, const uint8_t *const rows[PANEL_ROWS], __m512i roff,
+                               int64_t b, __m512i g[8])
 {
     const size_t o = (size_t)b * wsize[k];
-    /* the 16 rows' d: 32-bit loads at their offsets from row 0 (rows
-     * past the last repeat it), the low halves kept */
-    const __m512i ridx = _mm512_setr_epi32(
-        (int)(rows[0] - rows[0]), (int)(rows[1] - rows[0]), (int)(rows[2] - rows[0]),
-        (int)(rows[3] - rows[0]), (int)(rows[4] - rows[0]), (int)(rows[5] - rows[0]),
-        (int)(rows[6] - rows[0]), (int)(rows[7] - rows[0]), (int)(rows[8] - rows[0]),
-        (int)(rows[9] - rows[0]), (int)(rows[10] - rows[0]), (int)(rows[11] - rows[0]),
-        (int)(rows[12] - rows[0]), (int)(rows[13] - rows[0]), (int)(rows[14] - rows[0]),
-        (int)(rows[15] - rows[0]));
-    const __m256i dh = _mm512_cvtepi32_epi16(_mm512_i32gather_epi32(ridx, rows[0] + o, 1));
+    /* the 16 rows' d: one 32-bit gather, the low halves kept */
+    const __m256i dh = _mm512_cvtepi32_epi16(_mm512_i32gather_epi32(roff, rows[0] + o, 1));
     transpose16(rows, o + 2, g);
     if (k == P_Q8_0) {
         const __m512i flip = _mm512_set1_epi8((char)0x80);
@@ -117,25 +122,17 @@ VINLINE __m512 block_from_rows(enum pkind k, const uint8_t *const rows[PANEL_ROW
     return _mm512_cvtph_ps(dh);
 }
 
-/* The 16 row pointers of a panel of nr (<= 16) rows starting at w; missing
- * rows repeat the last one (their results are dropped). */
-static void panel_row_ptrs(const uint8_t *w, size_t ws, int nr, const uint8_t *rows[PANEL_ROWS])
-{
-    for (int i = 0; i < PANEL_ROWS; i++)
-        rows[i] = w + (size_t)(i < nr ? i : nr - 1) * ws;
-}
-
 /* Packs nr (<= 16) rows starting at w into a panel of nb blocks. */
 VINLINE void pack_panel(enum pkind k, const uint8_t *w, size_t ws, int nr, int64_t nb,
                         uint8_t *panel)
 {
     const uint8_t *rows[PANEL_ROWS];
-    panel_row_ptrs(w, ws, nr, rows);
+    const __m512i roff = panel_row_ptrs(w, ws, nr, rows);
     const int ngroups = k == P_Q4_0 ? 4 : 8;
     for (int64_t b = 0; b < nb; b++) {
         uint8_t *pb = panel + b * pbytes[k];
         __m512i g[8];
-        _mm512_store_ps(pb, block_from_rows(k, rows, b, g));
+        _mm512_store_ps(pb, block_from_rows(k, rows, roff, b, g));
         for (int j = 0; j < ngroups; j++)
             _mm512_store_si512(pb + 64 + 64 * j, g[j]);
     }
@@ -173,7 +170,7 @@ VINLINE uint32_t load_u32(const uint8_t *p)
  * the file's rows, transposed in registers (decode: a panel would be used
  * once). */
 VINLINE void panel_tile(enum pkind k, int64_t nb, const uint8_t *panel,
-                        const uint8_t *const *rows, const uint8_t *x, size_t xs,
+                        const uint8_t *const *rows, __m512i roff, const uint8_t *x, size_t xs,
                         const int32_t *xoff, float *y, int64_t ys, int nr, const int T)
 {
     __m512 lo[TILE_TOKS], hi[TILE_TOKS];
@@ -190,7 +187,7 @@ VINLINE void panel_tile(enum pkind k, int64_t nb, const uint8_t *panel,
                 for (int i = 0; i < PANEL_ROWS; i++)
                     _mm_prefetch((const char *)rows[i] + (b + PREFETCH_BLOCKS) * wsize[k],
                                  _MM_HINT_T0);
-            dw = block_from_rows(k, rows, b, w);
+            dw = block_from_rows(k, rows, roff, b, w);
         } else {
             const uint8_t *pb = panel + b * pbytes[k];
             dw = _mm512_load_ps(pb);
@@ -233,7 +230,7 @@ VINLINE void panel_tile(enum pkind k, int64_t nb, const uint8_t *panel,
                                      size_t xs, const int32_t *xoff, float *y, int64_t ys,   \
                                      int nr)                                                 \
     {                                                                                         \
-        panel_tile(K, nb, panel, NULL, x, xs, xoff, y, ys, nr, T);                            \
+        panel_tile(K, nb, panel, NULL, _mm512_setzero_si512(), x, xs, xoff, y, ys, nr, T);    \
     }
 typedef void (*panel_tile_fn)(int64_t nb, const uint8_t *panel, const uint8_t *x, size_t xs,
                               const int32_t *xoff, float *y, int64_t ys, int nr);
@@ -265,16 +262,16 @@ static VNNI void decode_q4_0(const uint8_t *w, size_t ws, int nr, int64_t nb, co
                              const int32_t *xoff, float *y)
 {
     const uint8_t *rows[PANEL_ROWS];
-    panel_row_ptrs(w, ws, nr, rows);
-    panel_tile(P_Q4_0, nb, NULL, rows, x, 0, xoff, y, 0, nr, 1);
+    const __m512i roff = panel_row_ptrs(w, ws, nr, rows);
+    panel_tile(P_Q4_0, nb, NULL, rows, roff, x, 0, xoff, y, 0, nr, 1);
 }
 
 static VNNI void decode_q8_0(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
                              const int32_t *xoff, float *y)
 {
     const uint8_t *rows[PANEL_ROWS];
-    panel_row_ptrs(w, ws, nr, rows);
-    panel_tile(P_Q8_0, nb, NULL, rows, x, 0, xoff, y, 0, nr, 1);
+    const __m512i roff = panel_row_ptrs(w, ws, nr, rows);
+    panel_tile(P_Q8_0, nb, NULL, rows, roff, x, 0, xoff, y, 0, nr, 1);
 }
 
 /* Rows [r0, r1) for all tokens; returns -1 (nothing written) if its
@@ -377,23 +374,25 @@ VINLINE __m512i bytes_pair(__m512i v, const int i)
                            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w, 8), ff), 16));
 }
 
+/* Each row's 8 lane accumulators (acc[k]: lane k of the 16 rows) summed in
+ * hsum8's order: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)). */
+VINLINE __m512 sum_lanes8(const __m512 acc[8])
+{
+    return _mm512_add_ps(
+        _mm512_add_ps(_mm512_add_ps(acc[0], acc[4]), _mm512_add_ps(acc[2], acc[6])),
+        _mm512_add_ps(_mm512_add_ps(acc[1], acc[5]), _mm512_add_ps(acc[3], acc[7])));
+}
+
 /* One token against nr (<= 16) Q4_K (q5 false) or Q5_K (q5 true, the fifth
  * bits from qh as tile_q45k takes them) rows starting at w: y[i], i < nr. */
 VINLINE void decode_q45k(const bool q5, const uint8_t *w, size_t ws, int nr, int64_t nb,
                          const uint8_t *x, float *y)
 {
     const uint8_t *rows[PANEL_ROWS];
-    panel_row_ptrs(w, ws, nr, rows);
+    const __m512i ridx = panel_row_ptrs(w, ws, nr, rows);
     const size_t bsize = q5 ? sizeof(lm_block_q5_k) : sizeof(lm_block_q4_k);
     const size_t xsize = sizeof(lm_block_q8_k);
     const size_t qs_at = q5 ? offsetof(lm_block_q5_k, qs) : offsetof(lm_block_q4_k, qs);
-    __m512i ridx = _mm512_setzero_si512();
-    {
-        _Alignas(64) int32_t off[PANEL_ROWS];
-        for (int i = 0; i < PANEL_ROWS; i++)
-            off[i] = (int32_t)(rows[i] - rows[0]);
-        ridx = _mm512_load_si512(off);
-    }
     __m512 acc[8], summ = _mm512_setzero_ps();
     for (int k = 0; k < 8; k++)
         acc[k] = _mm512_setzero_ps();
@@ -459,10 +458,7 @@ VINLINE void decode_q45k(const bool q5, const uint8_t *w, size_t ws, int nr, int
         /* tile_q45k's summ += d_x * dmin * (float)imin, contracted */
         summ = _mm512_fmadd_ps(_mm512_mul_ps(xd, dmin), _mm512_cvtepi32_ps(imin), summ);
     }
-    /* hsum8's order: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)) */
-    const __m512 s = _mm512_add_ps(
-        _mm512_add_ps(_mm512_add_ps(acc[0], acc[4]), _mm512_add_ps(acc[2], acc[6])),
-        _mm512_add_ps(_mm512_add_ps(acc[1], acc[5]), _mm512_add_ps(acc[3], acc[7])));
+    const __m512 s = sum_lanes8(acc);
     _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1), _mm512_sub_ps(s, summ));
 }
 
@@ -478,17 +474,20 @@ static VNNI void decode_q5_k(const uint8_t *w, size_t ws, int nr, int64_t nb, co
     decode_q45k(true, w, ws, nr, nb, x, y);
 }
 
-/* Q4_K and Q5_K: decode only (rows [r0, r1) of one token); prompts take the
- * tiles. */
-static int decode_rows_k(bool q5, const void *vw, size_t ws, int64_t cols, int64_t r0,
-                         int64_t r1, const void *x, int64_t n_tok, float *y)
+typedef void (*decode_k_fn)(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
+                            float *y);
+
+/* The k-quants: decode only (rows [r0, r1) of one token), 16 rows a call;
+ * prompts take the tiles. */
+static int decode_rows_k(decode_k_fn decode, const void *vw, size_t ws, int64_t cols,
+                         int64_t r0, int64_t r1, const void *x, int64_t n_tok, float *y)
 {
     if (n_tok != 1)
         return -1;
     const uint8_t *W = vw;
     for (int64_t r = r0; r < r1; r += PANEL_ROWS) {
         const int nr = (int)(r1 - r < PANEL_ROWS ? r1 - r : PANEL_ROWS);
-        (q5 ? decode_q5_k : decode_q4_k)(W + (size_t)r * ws, ws, nr, cols / LM_QK_K, x, y + r);
+        decode(W + (size_t)r * ws, ws, nr, cols / LM_QK_K, x, y + r);
     }
     return 0;
 }
@@ -498,7 +497,7 @@ static int panel_q4_k(const void *w, size_t ws, int64_t cols, int64_t r0, int64_
 {
     (void)xs;
     (void)ys;
-    return decode_rows_k(false, w, ws, cols, r0, r1, x, n_tok, y);
+    return decode_rows_k(decode_q4_k, w, ws, cols, r0, r1, x, n_tok, y);
 }
 
 static int panel_q5_k(const void *w, size_t ws, int64_t cols, int64_t r0, int64_t r1,
@@ -506,7 +505,7 @@ static int panel_q5_k(const void *w, size_t ws, int64_t cols, int64_t r0, int64_
 {
     (void)xs;
     (void)ys;
-    return decode_rows_k(true, w, ws, cols, r0, r1, x, n_tok, y);
+    return decode_rows_k(decode_q5_k, w, ws, cols, r0, r1, x, n_tok, y);
 }
 
 /* ---- Q6_K decode: 16 rows in lanes, each row's 8 lanes of tile_q6k ------ */
@@ -528,17 +527,10 @@ static VNNI void decode_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb, co
                              float *y)
 {
     const uint8_t *rows[PANEL_ROWS];
-    panel_row_ptrs(w, ws, nr, rows);
+    const __m512i ridx = panel_row_ptrs(w, ws, nr, rows);
     const size_t bsize = sizeof(lm_block_q6_k), xsize = sizeof(lm_block_q8_k);
     const size_t at_ql = offsetof(lm_block_q6_k, ql), at_qh = offsetof(lm_block_q6_k, qh),
                  at_sc = offsetof(lm_block_q6_k, scales), at_d = offsetof(lm_block_q6_k, d);
-    __m512i ridx;
-    {
-        _Alignas(64) int32_t off[PANEL_ROWS];
-        for (int i = 0; i < PANEL_ROWS; i++)
-            off[i] = (int32_t)(rows[i] - rows[0]);
-        ridx = _mm512_load_si512(off);
-    }
     __m512 acc[8];
     for (int k = 0; k < 8; k++)
         acc[k] = _mm512_setzero_ps();
@@ -596,26 +588,16 @@ static VNNI void decode_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb, co
         for (int k = 0; k < 8; k++)
             acc[k] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(sumi[k]), acc[k]);
     }
-    /* hsum8's order: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)) */
-    const __m512 s = _mm512_add_ps(
-        _mm512_add_ps(_mm512_add_ps(acc[0], acc[4]), _mm512_add_ps(acc[2], acc[6])),
-        _mm512_add_ps(_mm512_add_ps(acc[1], acc[5]), _mm512_add_ps(acc[3], acc[7])));
+    const __m512 s = sum_lanes8(acc);
     _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1), s);
 }
 
-static int panel_q6_k(const void *vw, size_t ws, int64_t cols, int64_t r0, int64_t r1,
+static int panel_q6_k(const void *w, size_t ws, int64_t cols, int64_t r0, int64_t r1,
                       const void *x, size_t xs, int64_t n_tok, float *y, int64_t ys)
 {
     (void)xs;
     (void)ys;
-    if (n_tok != 1)
-        return -1;
-    const uint8_t *W = vw;
-    for (int64_t r = r0; r < r1; r += PANEL_ROWS) {
-        const int nr = (int)(r1 - r < PANEL_ROWS ? r1 - r : PANEL_ROWS);
-        decode_q6_k(W + (size_t)r * ws, ws, nr, cols / LM_QK_K, x, y + r);
-    }
-    return 0;
+    return decode_rows_k(decode_q6_k, w, ws, cols, r0, r1, x, n_tok, y);
 }
 
 /* From how many tokens each wins, measured on a 2048 x 2048 product, 2
