@@ -16,8 +16,8 @@
  * W, row_bytes, cols, rows, aq, ad, as, ab, af (f32/f16/bf16 activations), y,
  * n_tok (tokens in the product). */
 
-/* tile_q45k's `summ += d_x * dmin * (float)imin`: GCC contracts it into an
- * FMA on the CPU (GNU C, -ffp-contract=fast). */
+/* tile_q45k's `summ = fmaf(d_x * dmin, (float)imin, summ)` (one rounding
+ * for the add, written out on the CPU too). */
 #define KQ_SUMM(p, v, s) fma(p, v, s)
 
 #define MATVEC_ARGS                                                                   \

@@ -30,6 +30,7 @@
  * tile, which is where prompt speed comes from.  Decode (nt = 1) is bound by
  * memory instead: 4 rows at a time keep 4 sequential streams in flight. */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "internal.h"
@@ -322,7 +323,10 @@ INLINE void tile_q45k(enum kkind k, int64_t nb, const uint8_t *w, size_t ws, con
                 const int j = r * T + t;
                 acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(xb[t]->d * dw),
                                          _mm256_cvtepi32_ps(sumi[t]), acc[j]);
-                summ[j] += xb[t]->d * dmin * (float)imin;
+                /* one rounding for the add, spelled out: what GCC's
+                 * contraction made of `summ += d * dmin * imin` at -O2, and
+                 * what cl/matvec.cl and the VNNI decode do, at any -O */
+                summ[j] = fmaf(xb[t]->d * dmin, (float)imin, summ[j]);
             }
         }
     }

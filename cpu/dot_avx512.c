@@ -282,6 +282,8 @@ static int panel_rows(enum pkind k, const void *vw, size_t ws, int64_t cols, int
 {
     const uint8_t *W = vw, *x = vx;
     const int64_t nb = cols / 32;
+    if (ws > INT32_MAX / PANEL_ROWS) /* the rows' offsets are int32 */
+        return -1;
     /* one token: no panel, the rows are read where they lie */
     uint8_t *panel = n_tok == 1 ? NULL
                                 : aligned_alloc(64, (size_t)(nb * pbytes[k] + 63) / 64 * 64);
@@ -455,7 +457,7 @@ VINLINE void decode_q45k(const bool q5, const uint8_t *w, size_t ws, int nr, int
         const __m512 scale = _mm512_mul_ps(xd, dw);
         for (int k = 0; k < 8; k++)
             acc[k] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(sumi[k]), acc[k]);
-        /* tile_q45k's summ += d_x * dmin * (float)imin, contracted */
+        /* tile_q45k's summ = fmaf(d_x * dmin, (float)imin, summ) */
         summ = _mm512_fmadd_ps(_mm512_mul_ps(xd, dmin), _mm512_cvtepi32_ps(imin), summ);
     }
     const __m512 s = sum_lanes8(acc);
@@ -482,7 +484,7 @@ typedef void (*decode_k_fn)(const uint8_t *w, size_t ws, int nr, int64_t nb, con
 static int decode_rows_k(decode_k_fn decode, const void *vw, size_t ws, int64_t cols,
                          int64_t r0, int64_t r1, const void *x, int64_t n_tok, float *y)
 {
-    if (n_tok != 1)
+    if (n_tok != 1 || ws > INT32_MAX / PANEL_ROWS) /* the rows' offsets are int32 */
         return -1;
     const uint8_t *W = vw;
     for (int64_t r = r0; r < r1; r += PANEL_ROWS) {
