@@ -58,9 +58,10 @@ enum pkind { P_Q4_0, P_Q8_0 };
 
 /* Bytes of a weight block in the file, and where its quants start. */
 static const int wsize[] = {18, 34};
-/* Bytes of a packed block: 16 scales as f32, then 4-byte groups of 16 rows
+/* A packed block: 16 scales as f32, then ngroups 4-byte groups of 16 rows
  * (Q4_0: 4 groups of nibble pairs, the low nibbles elements 4g..4g+3, the
  * high ones 16+4g..; Q8_0: 8 groups of bytes, elements 4g..4g+3). */
+static const int ngroups[] = {4, 8};
 static const int pbytes[] = {64 + 4 * 64, 64 + 8 * 64};
 /* The weights' offset: stored value = w + off, so sum w x = sum (w+off) x -
  * off sum x. */
@@ -128,12 +129,11 @@ VINLINE void pack_panel(enum pkind k, const uint8_t *w, size_t ws, int nr, int64
 {
     const uint8_t *rows[PANEL_ROWS];
     const __m512i roff = panel_row_ptrs(w, ws, nr, rows);
-    const int ngroups = k == P_Q4_0 ? 4 : 8;
     for (int64_t b = 0; b < nb; b++) {
         uint8_t *pb = panel + b * pbytes[k];
         __m512i g[8];
         _mm512_store_ps(pb, block_from_rows(k, rows, roff, b, g));
-        for (int j = 0; j < ngroups; j++)
+        for (int j = 0; j < ngroups[k]; j++)
             _mm512_store_si512(pb + 64 + 64 * j, g[j]);
     }
 }
@@ -191,9 +191,8 @@ VINLINE void panel_tile(enum pkind k, int64_t nb, const uint8_t *panel,
         } else {
             const uint8_t *pb = panel + b * pbytes[k];
             dw = _mm512_load_ps(pb);
-            const int ngroups = k == P_Q4_0 ? 4 : 8;
 #pragma GCC unroll 8
-            for (int g = 0; g < ngroups; g++)
+            for (int g = 0; g < ngroups[k]; g++)
                 w[g] = _mm512_load_si512(pb + 64 + 64 * g);
         }
         if (k == P_Q4_0) {
