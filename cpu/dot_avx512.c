@@ -1,7 +1,7 @@
-/* AVX-512 VNNI kernels: for Q4_0 and Q8_0 a panel GEMM (prompts and
- * batches) and a 16-row decode, for Q4_K, Q5_K and Q6_K a 16-row decode;
- * each gives the AVX2 kernels' bits (dot_avx2.c's tile32, tile_q45k and
- * tile_q6k).
+/* AVX-512 VNNI kernels for Q4_0 and Q8_0: a panel GEMM (prompts and
+ * batches) and a 16-row decode, each giving the AVX2 kernels' bits
+ * (dot_avx2.c's tile32); the k-quants' are in dot_avx512_kquant.c, and the
+ * table at the end chooses among them.
  *
  * The weights are read in the file's blocks and packed, 16 rows at a time,
  * into a panel where 4-byte groups of the 16 rows lie side by side: one
@@ -38,13 +38,8 @@
 
 #ifdef LM_HAVE_AVX512VNNI
 
-#define VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
-#define VINLINE static inline __attribute__((always_inline)) VNNI
+#include "avx512_inline.h"
 
-#define PANEL_ROWS 16
-/* Tokens served by one packing of a panel: their activations (at most
- * 64 x 4.25 KB for a 4096-wide row) stay in L2 while the panels pass. */
-#define PANEL_TOKS 64
 /* Tokens per inner tile: 4 x 2 accumulators and 8 weight registers, of
  * the 32. */
 #define TILE_TOKS 4
@@ -66,43 +61,6 @@ static const int pbytes[] = {64 + 4 * 64, 64 + 8 * 64};
 /* The weights' offset: stored value = w + off, so sum w x = sum (w+off) x -
  * off sum x. */
 static const int woff[] = {8, 128};
-
-/* Bytes at rows[i] + o, 16 of them for each of 16 rows, as 4 registers of
- * 4-byte groups: out[g] holds group g (bytes 4g..4g+3) of row i in lane i. */
-VINLINE void transpose16(const uint8_t *const rows[PANEL_ROWS], size_t o, __m512i out[4])
-{
-    /* lane 4g + j of z[k] <- group g of row 4k + j */
-    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    __m512i z[4];
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; k++) {
-        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rows[4 * k] + o)));
-        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rows[4 * k + 1] + o)), 1);
-        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rows[4 * k + 2] + o)), 2);
-        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rows[4 * k + 3] + o)), 3);
-        z[k] = _mm512_permutexvar_epi32(idx, v);
-    }
-    /* a 4 x 4 transpose of 128-bit lanes */
-    const __m512i t0 = _mm512_shuffle_i32x4(z[0], z[1], 0x44), t1 = _mm512_shuffle_i32x4(z[0], z[1], 0xEE);
-    const __m512i t2 = _mm512_shuffle_i32x4(z[2], z[3], 0x44), t3 = _mm512_shuffle_i32x4(z[2], z[3], 0xEE);
-    out[0] = _mm512_shuffle_i32x4(t0, t2, 0x88);
-    out[1] = _mm512_shuffle_i32x4(t0, t2, 0xDD);
-    out[2] = _mm512_shuffle_i32x4(t1, t3, 0x88);
-    out[3] = _mm512_shuffle_i32x4(t1, t3, 0xDD);
-}
-
-/* The 16 row pointers of a panel of nr (<= 16) rows starting at w, missing
- * rows repeating the last one (their results are dropped); returns the
- * rows' byte offsets from rows[0], for the gathers of their scales. */
-VINLINE __m512i panel_row_ptrs(const uint8_t *w, size_t ws, int nr,
-                               const uint8_t *rows[PANEL_ROWS])
-{
-    for (int i = 0; i < PANEL_ROWS; i++)
-        rows[i] = w + (size_t)(i < nr ? i : nr - 1) * ws;
-    const __m512i i16 = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    return _mm512_mullo_epi32(_mm512_min_epi32(i16, _mm512_set1_epi32(nr - 1)),
-                              _mm512_set1_epi32((int)ws));
-}
 
 /* Block b's 16 scales and weight groups, read from the file's rows (row i
  * at rows[i], roff[i] bytes after rows[0]): g[j] for j < ngroups (Q4_0: 4
@@ -154,13 +112,6 @@ static void activation_offsets(enum pkind k, const uint8_t *x, size_t xs, int64_
             out[(t * nb + b) * 2] = -woff[k] * lo;
             out[(t * nb + b) * 2 + 1] = -woff[k] * hi;
         }
-}
-
-VINLINE uint32_t load_u32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
 }
 
 /* One panel against T tokens (T a constant after inlining): y[t * ys + i]
@@ -331,286 +282,16 @@ static int panel_q8_0(const void *w, size_t ws, int64_t cols, int64_t r0, int64_
     return panel_rows(P_Q8_0, w, ws, cols, r0, r1, x, xs, n_tok, y, ys);
 }
 
-/* ---- Q4_K decode: 16 rows in lanes, each row's 8 lanes of ggml's order ----
- *
- * tile_q45k (dot_avx2.c) keeps 8 int32 lanes per row and token: lane k sums
- * s_j x (elements 32j+4k..32j+4k+3) over the 8 sub-blocks j, and each lane
- * has its own float accumulator, added in hsum8's order at the end.  Here
- * lane k of every row is one register (acc[k], the 16 rows side by side);
- * the 4-element group products come from vpmaddubsw against the activation
- * bytes broadcast, and vpdpwssd multiplies them by the rows' s_j (int16) and
- * adds them in: the same exact integers, the same float steps, its bits. */
-
-/* The 16 rows' 6-bit scales and mins from their 12 bytes at +4 (ggml's
- * get_scale_min_k4 in four dword operations, as k4_scales_mins): bytes of
- * sc[0] are s_0..s_3, of sc[1] s_4..s_7; of mn[0] m_0..m_3, of mn[1]
- * m_4..m_7; row i in lane i. */
-VINLINE void k4_scales16(const uint8_t *const rows[PANEL_ROWS], size_t o, __m512i sc[2],
-                         __m512i mn[2])
-{
-    __m512i u[4]; /* dwords 0..2 of each row's scales (u[3]: qs, unused) */
-    transpose16(rows, o + 4, u);
-    const __m512i m3f = _mm512_set1_epi32(0x3f3f3f3f), m0f = _mm512_set1_epi32(0x0f0f0f0f),
-                  m03 = _mm512_set1_epi32(0x03030303);
-    sc[0] = _mm512_and_si512(u[0], m3f);
-    sc[1] = _mm512_or_si512(_mm512_and_si512(u[2], m0f),
-                            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u[0], 6), m03), 4));
-    mn[0] = _mm512_and_si512(u[1], m3f);
-    mn[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u[2], 4), m0f),
-                            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u[1], 6), m03), 4));
-}
-
-/* Byte j (< 4) of each lane of v, as the int16 pair (b, b) for vpdpwssd. */
-VINLINE __m512i byte_pair(__m512i v, const int j)
-{
-    const __m512i b = _mm512_and_si512(_mm512_srli_epi32(v, 8 * j), _mm512_set1_epi32(0xFF));
-    return _mm512_or_si512(b, _mm512_slli_epi32(b, 16));
-}
-
-/* Bytes 2i and 2i+1 of each lane of v as the int16 pair (low, high). */
-VINLINE __m512i bytes_pair(__m512i v, const int i)
-{
-    const __m512i w = _mm512_srli_epi32(v, 16 * i), ff = _mm512_set1_epi32(0xFF);
-    return _mm512_or_si512(_mm512_and_si512(w, ff),
-                           _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w, 8), ff), 16));
-}
-
-/* Each row's 8 lane accumulators (acc[k]: lane k of the 16 rows) summed in
- * hsum8's order: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)). */
-VINLINE __m512 sum_lanes8(const __m512 acc[8])
-{
-    return _mm512_add_ps(
-        _mm512_add_ps(_mm512_add_ps(acc[0], acc[4]), _mm512_add_ps(acc[2], acc[6])),
-        _mm512_add_ps(_mm512_add_ps(acc[1], acc[5]), _mm512_add_ps(acc[3], acc[7])));
-}
-
-/* One token against nr (<= 16) Q4_K (q5 false) or Q5_K (q5 true, the fifth
- * bits from qh as tile_q45k takes them) rows starting at w: y[i], i < nr. */
-VINLINE void decode_q45k(const bool q5, const uint8_t *w, size_t ws, int nr, int64_t nb,
-                         const uint8_t *x, float *y)
-{
-    const uint8_t *rows[PANEL_ROWS];
-    const __m512i ridx = panel_row_ptrs(w, ws, nr, rows);
-    const size_t bsize = q5 ? sizeof(lm_block_q5_k) : sizeof(lm_block_q4_k);
-    const size_t xsize = sizeof(lm_block_q8_k);
-    const size_t qs_at = q5 ? offsetof(lm_block_q5_k, qs) : offsetof(lm_block_q4_k, qs);
-    __m512 acc[8], summ = _mm512_setzero_ps();
-    for (int k = 0; k < 8; k++)
-        acc[k] = _mm512_setzero_ps();
-    const __m512i nib = _mm512_set1_epi8(0x0F);
-    for (int64_t b = 0; b < nb; b++) {
-        const size_t o = (size_t)b * bsize;
-        for (int i = 0; i < PANEL_ROWS; i++)
-            _mm_prefetch((const char *)rows[i] + o + 2 * bsize, _MM_HINT_T0);
-        const lm_block_q8_k *xb = (const lm_block_q8_k *)(x + b * xsize);
-        /* d (low half) and dmin (high half) of each row */
-        const __m512i dd = _mm512_i32gather_epi32(ridx, rows[0] + o, 1);
-        const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd));
-        const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16)));
-        __m512i sc[2], mn[2];
-        k4_scales16(rows, o, sc, mn);
-        /* imin = sum_j m_j (bsums[2j] + bsums[2j+1]), exact */
-        __m512i imin = _mm512_setzero_si512();
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) {
-            const int p0 = xb->bsums[4 * i] + xb->bsums[4 * i + 1];
-            const int p1 = xb->bsums[4 * i + 2] + xb->bsums[4 * i + 3];
-            const int pair = (int)(((uint32_t)p1 << 16) | ((uint32_t)p0 & 0xFFFF));
-            imin = _mm512_dpwssd_epi32(imin, bytes_pair(mn[i / 2], i % 2), _mm512_set1_epi32(pair));
-        }
-        __m512i sumi[8];
-        for (int k = 0; k < 8; k++)
-            sumi[k] = _mm512_setzero_si512();
-        __m512i qh[8]; /* Q5_K: qh bytes 4k..4k+3 of each row, group k */
-        if (q5) {
-            transpose16(rows, o + offsetof(lm_block_q5_k, qh), qh);
-            transpose16(rows, o + offsetof(lm_block_q5_k, qh) + 16, qh + 4);
-        }
-        const __m512i one = _mm512_set1_epi8(1);
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) {
-            /* sub-blocks 2c (low nibbles) and 2c+1 (high) */
-            const __m512i s_lo = byte_pair(sc[c / 2], (2 * c) % 4);
-            const __m512i s_hi = byte_pair(sc[c / 2], (2 * c + 1) % 4);
-#pragma GCC unroll 2
-            for (int half = 0; half < 2; half++) {
-                __m512i g[4];
-                transpose16(rows, o + qs_at + 32 * c + 16 * half, g);
-#pragma GCC unroll 4
-                for (int q = 0; q < 4; q++) {
-                    const int k = 4 * half + q;
-                    __m512i lo = _mm512_and_si512(g[q], nib);
-                    __m512i hi = _mm512_and_si512(_mm512_srli_epi16(g[q], 4), nib);
-                    if (q5) { /* bit 2c of qh[l] tops sub-block 2c, bit 2c+1 the next */
-                        lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh[k], 2 * c), one), 4));
-                        hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh[k], 2 * c + 1), one), 4));
-                    }
-                    const __m512i a0 = _mm512_set1_epi32((int)load_u32((const uint8_t *)xb->qs + 64 * c + 4 * k));
-                    const __m512i a1 = _mm512_set1_epi32((int)load_u32((const uint8_t *)xb->qs + 64 * c + 32 + 4 * k));
-                    sumi[k] = _mm512_dpwssd_epi32(sumi[k], _mm512_maddubs_epi16(lo, a0), s_lo);
-                    sumi[k] = _mm512_dpwssd_epi32(sumi[k], _mm512_maddubs_epi16(hi, a1), s_hi);
-                }
-            }
-        }
-        const __m512 xd = _mm512_set1_ps(xb->d);
-        const __m512 scale = _mm512_mul_ps(xd, dw);
-        for (int k = 0; k < 8; k++)
-            acc[k] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(sumi[k]), acc[k]);
-        /* tile_q45k's summ = fmaf(d_x * dmin, (float)imin, summ) */
-        summ = _mm512_fmadd_ps(_mm512_mul_ps(xd, dmin), _mm512_cvtepi32_ps(imin), summ);
-    }
-    const __m512 s = sum_lanes8(acc);
-    _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1), _mm512_sub_ps(s, summ));
-}
-
-static VNNI void decode_q4_k(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
-                             float *y)
-{
-    decode_q45k(false, w, ws, nr, nb, x, y);
-}
-
-static VNNI void decode_q5_k(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
-                             float *y)
-{
-    decode_q45k(true, w, ws, nr, nb, x, y);
-}
-
-typedef void (*decode_k_fn)(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
-                            float *y);
-
-/* The k-quants: decode only (rows [r0, r1) of one token), 16 rows a call;
- * prompts take the tiles. */
-static int decode_rows_k(decode_k_fn decode, const void *vw, size_t ws, int64_t cols,
-                         int64_t r0, int64_t r1, const void *x, int64_t n_tok, float *y)
-{
-    if (n_tok != 1 || ws > INT32_MAX / PANEL_ROWS) /* the rows' offsets are int32 */
-        return -1;
-    const uint8_t *W = vw;
-    for (int64_t r = r0; r < r1; r += PANEL_ROWS) {
-        const int nr = (int)(r1 - r < PANEL_ROWS ? r1 - r : PANEL_ROWS);
-        decode(W + (size_t)r * ws, ws, nr, cols / LM_QK_K, x, y + r);
-    }
-    return 0;
-}
-
-static int panel_q4_k(const void *w, size_t ws, int64_t cols, int64_t r0, int64_t r1,
-                      const void *x, size_t xs, int64_t n_tok, float *y, int64_t ys)
-{
-    (void)xs;
-    (void)ys;
-    return decode_rows_k(decode_q4_k, w, ws, cols, r0, r1, x, n_tok, y);
-}
-
-static int panel_q5_k(const void *w, size_t ws, int64_t cols, int64_t r0, int64_t r1,
-                      const void *x, size_t xs, int64_t n_tok, float *y, int64_t ys)
-{
-    (void)xs;
-    (void)ys;
-    return decode_rows_k(decode_q5_k, w, ws, cols, r0, r1, x, n_tok, y);
-}
-
-/* ---- Q6_K decode: 16 rows in lanes, each row's 8 lanes of tile_q6k ------ */
-
-/* Signed byte j (< 4) of each lane of v as the int16 pair (b, b). */
-VINLINE __m512i sbyte_pair(__m512i v, const int j)
-{
-    const __m512i b = _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * j), 24);
-    return _mm512_or_si512(_mm512_and_si512(b, _mm512_set1_epi32(0xFFFF)),
-                           _mm512_slli_epi32(b, 16));
-}
-
-/* One token against nr (<= 16) Q6_K rows starting at w: y[i] for i < nr.
- * tile_q6k's lanes: lane k of row r sums, over the 16 scales' groups,
- * scale x (levels 0..63 times activations) for the bytes 4k..4k+3 of each
- * 32-level vector, the low half of a vector (k < 4) under scale 8h+2j, the
- * high half under 8h+2j+1; then -32 sum_g scale_g bsums_g into lane 0. */
-static VNNI void decode_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
-                             float *y)
-{
-    const uint8_t *rows[PANEL_ROWS];
-    const __m512i ridx = panel_row_ptrs(w, ws, nr, rows);
-    const size_t bsize = sizeof(lm_block_q6_k), xsize = sizeof(lm_block_q8_k);
-    const size_t at_ql = offsetof(lm_block_q6_k, ql), at_qh = offsetof(lm_block_q6_k, qh),
-                 at_sc = offsetof(lm_block_q6_k, scales), at_d = offsetof(lm_block_q6_k, d);
-    __m512 acc[8];
-    for (int k = 0; k < 8; k++)
-        acc[k] = _mm512_setzero_ps();
-    const __m512i lo4 = _mm512_set1_epi8(0x0F), three = _mm512_set1_epi8(3);
-    for (int64_t b = 0; b < nb; b++) {
-        const size_t o = (size_t)b * bsize;
-        for (int i = 0; i < PANEL_ROWS; i++) {
-            _mm_prefetch((const char *)rows[i] + o + 2 * bsize, _MM_HINT_T0);
-            _mm_prefetch((const char *)rows[i] + o + 2 * bsize + 128, _MM_HINT_T0);
-        }
-        const lm_block_q8_k *xb = (const lm_block_q8_k *)(x + b * xsize);
-        /* d: the high half of the dword before it (scales 14, 15 and d, all
-         * inside the block) */
-        const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(
-            _mm512_srli_epi32(_mm512_i32gather_epi32(ridx, rows[0] + o + at_d - 2, 1), 16)));
-        __m512i sc[4]; /* scales 4m..4m+3 of each row, signed bytes */
-        transpose16(rows, o + at_sc, sc);
-        __m512i sumi[8];
-        for (int k = 0; k < 8; k++)
-            sumi[k] = _mm512_setzero_si512();
-        /* sum_g scale_g bsums_g, exact */
-        __m512i ioff = _mm512_setzero_si512();
-#pragma GCC unroll 16
-        for (int g = 0; g < 16; g++)
-            ioff = _mm512_dpwssd_epi32(ioff, sbyte_pair(sc[g / 4], g % 4),
-                                       _mm512_set1_epi32((int)(uint16_t)xb->bsums[g]));
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++)
-#pragma GCC unroll 2
-            for (int part = 0; part < 2; part++) { /* bytes 0..15 (k < 4), 16..31 */
-                __m512i l0[4], l1[4], hb[4];
-                transpose16(rows, o + at_ql + 64 * h + 16 * part, l0);
-                transpose16(rows, o + at_ql + 64 * h + 32 + 16 * part, l1);
-                transpose16(rows, o + at_qh + 32 * h + 16 * part, hb);
-#pragma GCC unroll 4
-                for (int j = 0; j < 4; j++) {
-                    const int idx = 8 * h + 2 * j + part;
-                    const __m512i sp = sbyte_pair(sc[idx / 4], idx % 4);
-#pragma GCC unroll 4
-                    for (int q = 0; q < 4; q++) {
-                        const int k = 4 * part + q;
-                        const __m512i l = j % 2 ? l1[q] : l0[q];
-                        const __m512i nibble = j < 2 ? _mm512_and_si512(l, lo4)
-                                                     : _mm512_and_si512(_mm512_srli_epi16(l, 4), lo4);
-                        const __m512i top = _mm512_and_si512(_mm512_srli_epi16(hb[q], 2 * j), three);
-                        const __m512i lv = _mm512_or_si512(nibble, _mm512_slli_epi16(top, 4));
-                        const __m512i a = _mm512_set1_epi32(
-                            (int)load_u32((const uint8_t *)xb->qs + 128 * h + 32 * j + 4 * k));
-                        sumi[k] = _mm512_dpwssd_epi32(sumi[k], _mm512_maddubs_epi16(lv, a), sp);
-                    }
-                }
-            }
-        sumi[0] = _mm512_sub_epi32(sumi[0], _mm512_slli_epi32(ioff, 5));
-        const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xb->d));
-        for (int k = 0; k < 8; k++)
-            acc[k] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(sumi[k]), acc[k]);
-    }
-    const __m512 s = sum_lanes8(acc);
-    _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1), s);
-}
-
-static int panel_q6_k(const void *w, size_t ws, int64_t cols, int64_t r0, int64_t r1,
-                      const void *x, size_t xs, int64_t n_tok, float *y, int64_t ys)
-{
-    (void)xs;
-    (void)ys;
-    return decode_rows_k(decode_q6_k, w, ws, cols, r0, r1, x, n_tok, y);
-}
-
 /* From how many tokens each wins, measured on a 2048 x 2048 product, 2
  * threads, Intel Xeon: Q4_0 1.3x the tiles at 2 tokens, 1.7x at 4; Q8_0,
  * whose panels are twice as large to pack, 0.85x at 2, even at 3, 1.15x
- * at 4. */
+ * at 4; Q4_K 1.18x at 2, Q5_K 1.12x, Q6_K 0.99x at 2, 1.46x at 3. */
 const lm_panel lm_panel_avx512vnni[LM_TYPE_COUNT] = {
     [LM_TYPE_Q4_0] = {panel_q4_0, 2},
     [LM_TYPE_Q8_0] = {panel_q8_0, 4},
-    [LM_TYPE_Q4_K] = {panel_q4_k, INT_MAX}, /* decode only */
-    [LM_TYPE_Q5_K] = {panel_q5_k, INT_MAX},
-    [LM_TYPE_Q6_K] = {panel_q6_k, INT_MAX},
+    [LM_TYPE_Q4_K] = {lm_vnni_q4_k, 2},
+    [LM_TYPE_Q5_K] = {lm_vnni_q5_k, 2},
+    [LM_TYPE_Q6_K] = {lm_vnni_q6_k, 3},
 };
 
 #else /* the compiler cannot build them: every type takes the AVX2 tiles */

@@ -257,7 +257,8 @@ static void test_matmul_prompt(void **state)
 /* The AVX-512 VNNI panels give the AVX2 tiles' results bit for bit (the
  * OpenCL kernels and the fixtures rely on one order per type): every type,
  * token counts on both sides of the panel threshold and past one packing's
- * PANEL_TOKS, row counts that leave partial panels. */
+ * run of tokens (64 for Q4_0 and Q8_0, up to 128 for the k-quants), row
+ * counts that leave partial panels. */
 static void test_paths_same_bits(void **state)
 {
     (void)state;
@@ -265,7 +266,7 @@ static void test_paths_same_bits(void **state)
         print_message("skipped: the avx512vnni path (this CPU lacks it)\n");
         skip();
     }
-    const int64_t tok_list[] = {1, 3, 4, 7, 64, 70};
+    const int64_t tok_list[] = {1, 2, 3, 4, 7, 64, 70, 133};
     const int64_t rows_list[] = {16, 37, 193};
     int compared = 0;
     for (size_t i = 0; i < N_TYPES; i++)

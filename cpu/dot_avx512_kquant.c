@@ -1,0 +1,576 @@
+/* AVX-512 VNNI kernels for Q4_K, Q5_K and Q6_K: decode (one token, 16
+ * rows read from the file's rows at a time) and a packed panel for prompts
+ * and batches; both give the AVX2 tiles' bits (dot_avx2.c's tile_q45k and
+ * tile_q6k). */
+#include "config.h"
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#ifdef LM_HAVE_AVX512VNNI
+
+#include "avx512_inline.h"
+
+/* ---- Q4_K decode: 16 rows in lanes, each row's 8 lanes of ggml's order ----
+ *
+ * tile_q45k (dot_avx2.c) keeps 8 int32 lanes per row and token: lane k sums
+ * s_j x (elements 32j+4k..32j+4k+3) over the 8 sub-blocks j, and each lane
+ * has its own float accumulator, added in hsum8's order at the end.  Here
+ * lane k of every row is one register (acc[k], the 16 rows side by side);
+ * the 4-element group products come from vpmaddubsw against the activation
+ * bytes broadcast, and vpdpwssd multiplies them by the rows' s_j (int16) and
+ * adds them in: the same exact integers, the same float steps, its bits. */
+
+/* The 16 rows' 6-bit scales and mins from their 12 bytes at +4 (ggml's
+ * get_scale_min_k4 in four dword operations, as k4_scales_mins): bytes of
+ * sc[0] are s_0..s_3, of sc[1] s_4..s_7; of mn[0] m_0..m_3, of mn[1]
+ * m_4..m_7; row i in lane i. */
+VINLINE void k4_scales16(const uint8_t *const rows[PANEL_ROWS], size_t o, __m512i sc[2],
+                         __m512i mn[2])
+{
+    __m512i u[4]; /* dwords 0..2 of each row's scales (u[3]: qs, unused) */
+    transpose16(rows, o + 4, u);
+    const __m512i m3f = _mm512_set1_epi32(0x3f3f3f3f), m0f = _mm512_set1_epi32(0x0f0f0f0f),
+                  m03 = _mm512_set1_epi32(0x03030303);
+    sc[0] = _mm512_and_si512(u[0], m3f);
+    sc[1] = _mm512_or_si512(_mm512_and_si512(u[2], m0f),
+                            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u[0], 6), m03), 4));
+    mn[0] = _mm512_and_si512(u[1], m3f);
+    mn[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u[2], 4), m0f),
+                            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u[1], 6), m03), 4));
+}
+
+/* Byte j (< 4) of each lane of v, as the int16 pair (b, b) for vpdpwssd. */
+VINLINE __m512i byte_pair(__m512i v, const int j)
+{
+    const __m512i b = _mm512_and_si512(_mm512_srli_epi32(v, 8 * j), _mm512_set1_epi32(0xFF));
+    return _mm512_or_si512(b, _mm512_slli_epi32(b, 16));
+}
+
+/* Bytes 2i and 2i+1 of each lane of v as the int16 pair (low, high). */
+VINLINE __m512i bytes_pair(__m512i v, const int i)
+{
+    const __m512i w = _mm512_srli_epi32(v, 16 * i), ff = _mm512_set1_epi32(0xFF);
+    return _mm512_or_si512(_mm512_and_si512(w, ff),
+                           _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w, 8), ff), 16));
+}
+
+/* The levels of sub-blocks 2c (lo) and 2c+1 (hi) in one 4-byte group
+ * register g of nibble pairs; Q5_K (q5) adds the fifth bits from qh, the
+ * same group's qh bytes (bit 2c of qh[l] tops sub-block 2c, bit 2c+1 the
+ * next, as tile_q45k takes them). */
+VINLINE void q45_levels(const bool q5, __m512i g, __m512i qh, const int c, __m512i *lo,
+                        __m512i *hi)
+{
+    const __m512i nib = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
+    *lo = _mm512_and_si512(g, nib);
+    *hi = _mm512_and_si512(_mm512_srli_epi16(g, 4), nib);
+    if (q5) {
+        *lo = _mm512_or_si512(*lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh, 2 * c), one), 4));
+        *hi = _mm512_or_si512(*hi, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh, 2 * c + 1), one), 4));
+    }
+}
+
+/* One token against nr (<= 16) Q4_K (q5 false) or Q5_K (q5 true, the fifth
+ * bits from qh as tile_q45k takes them) rows starting at w: y[i], i < nr. */
+VINLINE void decode_q45k(const bool q5, const uint8_t *w, size_t ws, int nr, int64_t nb,
+                         const uint8_t *x, float *y)
+{
+    const uint8_t *rows[PANEL_ROWS];
+    const __m512i ridx = panel_row_ptrs(w, ws, nr, rows);
+    const size_t bsize = q5 ? sizeof(lm_block_q5_k) : sizeof(lm_block_q4_k);
+    const size_t xsize = sizeof(lm_block_q8_k);
+    const size_t qs_at = q5 ? offsetof(lm_block_q5_k, qs) : offsetof(lm_block_q4_k, qs);
+    __m512 acc[8], summ = _mm512_setzero_ps();
+    for (int k = 0; k < 8; k++)
+        acc[k] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const size_t o = (size_t)b * bsize;
+        for (int i = 0; i < PANEL_ROWS; i++)
+            _mm_prefetch((const char *)rows[i] + o + 2 * bsize, _MM_HINT_T0);
+        const lm_block_q8_k *xb = (const lm_block_q8_k *)(x + b * xsize);
+        /* d (low half) and dmin (high half) of each row */
+        const __m512i dd = _mm512_i32gather_epi32(ridx, rows[0] + o, 1);
+        const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd));
+        const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16)));
+        __m512i sc[2], mn[2];
+        k4_scales16(rows, o, sc, mn);
+        /* imin = sum_j m_j (bsums[2j] + bsums[2j+1]), exact */
+        __m512i imin = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            const int p0 = xb->bsums[4 * i] + xb->bsums[4 * i + 1];
+            const int p1 = xb->bsums[4 * i + 2] + xb->bsums[4 * i + 3];
+            const int pair = (int)(((uint32_t)p1 << 16) | ((uint32_t)p0 & 0xFFFF));
+            imin = _mm512_dpwssd_epi32(imin, bytes_pair(mn[i / 2], i % 2), _mm512_set1_epi32(pair));
+        }
+        __m512i sumi[8];
+        for (int k = 0; k < 8; k++)
+            sumi[k] = _mm512_setzero_si512();
+        __m512i qh[8]; /* Q5_K: qh bytes 4k..4k+3 of each row, group k */
+        if (q5) {
+            transpose16(rows, o + offsetof(lm_block_q5_k, qh), qh);
+            transpose16(rows, o + offsetof(lm_block_q5_k, qh) + 16, qh + 4);
+        } else {
+            for (int i = 0; i < 8; i++)
+                qh[i] = _mm512_setzero_si512();
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            /* sub-blocks 2c (low nibbles) and 2c+1 (high) */
+            const __m512i s_lo = byte_pair(sc[c / 2], (2 * c) % 4);
+            const __m512i s_hi = byte_pair(sc[c / 2], (2 * c + 1) % 4);
+#pragma GCC unroll 4
+            for (int half = 0; half < 2; half++) {
+                __m512i g[4];
+                transpose16(rows, o + qs_at + 32 * c + 16 * half, g);
+#pragma GCC unroll 4
+                for (int q = 0; q < 4; q++) {
+                    const int k = 4 * half + q;
+                    __m512i lo, hi;
+                    q45_levels(q5, g[q], qh[k], c, &lo, &hi);
+                    const __m512i a0 = _mm512_set1_epi32((int)load_u32((const uint8_t *)xb->qs + 64 * c + 4 * k));
+                    const __m512i a1 = _mm512_set1_epi32((int)load_u32((const uint8_t *)xb->qs + 64 * c + 32 + 4 * k));
+                    sumi[k] = _mm512_dpwssd_epi32(sumi[k], _mm512_maddubs_epi16(lo, a0), s_lo);
+                    sumi[k] = _mm512_dpwssd_epi32(sumi[k], _mm512_maddubs_epi16(hi, a1), s_hi);
+                }
+            }
+        }
+        const __m512 xd = _mm512_set1_ps(xb->d);
+        const __m512 scale = _mm512_mul_ps(xd, dw);
+        for (int k = 0; k < 8; k++)
+            acc[k] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(sumi[k]), acc[k]);
+        /* tile_q45k's summ = fmaf(d_x * dmin, (float)imin, summ) */
+        summ = _mm512_fmadd_ps(_mm512_mul_ps(xd, dmin), _mm512_cvtepi32_ps(imin), summ);
+    }
+    const __m512 s = sum_lanes8(acc);
+    _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1), _mm512_sub_ps(s, summ));
+}
+
+static VNNI void decode_q4_k(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
+                             float *y)
+{
+    decode_q45k(false, w, ws, nr, nb, x, y);
+}
+
+static VNNI void decode_q5_k(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
+                             float *y)
+{
+    decode_q45k(true, w, ws, nr, nb, x, y);
+}
+
+/* ---- Q6_K decode: 16 rows in lanes, each row's 8 lanes of tile_q6k ------ */
+
+/* Signed byte j (< 4) of each lane of v as the int16 pair (b, b). */
+VINLINE __m512i sbyte_pair(__m512i v, const int j)
+{
+    const __m512i b = _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * j), 24);
+    return _mm512_or_si512(_mm512_and_si512(b, _mm512_set1_epi32(0xFFFF)),
+                           _mm512_slli_epi32(b, 16));
+}
+
+/* Levels 0..63 of 32-level vector j (< 4) of a half, for one 4-byte group:
+ * the low nibbles of ql bytes 0..31 (l0) for j = 0, of ql bytes 32..63 (l1)
+ * for j = 1, their high nibbles for j = 2, 3; bits 2j, 2j+1 of qh on top. */
+VINLINE __m512i q6_level(__m512i l0, __m512i l1, __m512i hb, const int j)
+{
+    const __m512i lo4 = _mm512_set1_epi8(0x0F), three = _mm512_set1_epi8(3);
+    const __m512i l = j % 2 ? l1 : l0;
+    const __m512i nibble = j < 2 ? _mm512_and_si512(l, lo4)
+                                 : _mm512_and_si512(_mm512_srli_epi16(l, 4), lo4);
+    const __m512i top = _mm512_and_si512(_mm512_srli_epi16(hb, 2 * j), three);
+    return _mm512_or_si512(nibble, _mm512_slli_epi16(top, 4));
+}
+
+/* One token against nr (<= 16) Q6_K rows starting at w: y[i] for i < nr.
+ * tile_q6k's lanes: lane k of row r sums, over the 16 scales' groups,
+ * scale x (levels 0..63 times activations) for the bytes 4k..4k+3 of each
+ * 32-level vector, the low half of a vector (k < 4) under scale 8h+2j, the
+ * high half under 8h+2j+1; then -32 sum_g scale_g bsums_g into lane 0. */
+static VNNI void decode_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
+                             float *y)
+{
+    const uint8_t *rows[PANEL_ROWS];
+    const __m512i ridx = panel_row_ptrs(w, ws, nr, rows);
+    const size_t bsize = sizeof(lm_block_q6_k), xsize = sizeof(lm_block_q8_k);
+    const size_t at_ql = offsetof(lm_block_q6_k, ql), at_qh = offsetof(lm_block_q6_k, qh),
+                 at_sc = offsetof(lm_block_q6_k, scales), at_d = offsetof(lm_block_q6_k, d);
+    __m512 acc[8];
+    for (int k = 0; k < 8; k++)
+        acc[k] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const size_t o = (size_t)b * bsize;
+        for (int i = 0; i < PANEL_ROWS; i++) {
+            _mm_prefetch((const char *)rows[i] + o + 2 * bsize, _MM_HINT_T0);
+            _mm_prefetch((const char *)rows[i] + o + 2 * bsize + 128, _MM_HINT_T0);
+        }
+        const lm_block_q8_k *xb = (const lm_block_q8_k *)(x + b * xsize);
+        /* d: the high half of the dword before it (scales 14, 15 and d, all
+         * inside the block) */
+        const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(
+            _mm512_srli_epi32(_mm512_i32gather_epi32(ridx, rows[0] + o + at_d - 2, 1), 16)));
+        __m512i sc[4]; /* scales 4m..4m+3 of each row, signed bytes */
+        transpose16(rows, o + at_sc, sc);
+        __m512i sumi[8];
+        for (int k = 0; k < 8; k++)
+            sumi[k] = _mm512_setzero_si512();
+        /* sum_g scale_g bsums_g, exact */
+        __m512i ioff = _mm512_setzero_si512();
+#pragma GCC unroll 16
+        for (int g = 0; g < 16; g++)
+            ioff = _mm512_dpwssd_epi32(ioff, sbyte_pair(sc[g / 4], g % 4),
+                                       _mm512_set1_epi32((int)(uint16_t)xb->bsums[g]));
+#pragma GCC unroll 4
+        for (int h = 0; h < 2; h++)
+#pragma GCC unroll 4
+            for (int part = 0; part < 2; part++) { /* bytes 0..15 (k < 4), 16..31 */
+                __m512i l0[4], l1[4], hb[4];
+                transpose16(rows, o + at_ql + 64 * h + 16 * part, l0);
+                transpose16(rows, o + at_ql + 64 * h + 32 + 16 * part, l1);
+                transpose16(rows, o + at_qh + 32 * h + 16 * part, hb);
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++) {
+                    const int idx = 8 * h + 2 * j + part;
+                    const __m512i sp = sbyte_pair(sc[idx / 4], idx % 4);
+#pragma GCC unroll 4
+                    for (int q = 0; q < 4; q++) {
+                        const int k = 4 * part + q;
+                        const __m512i lv = q6_level(l0[q], l1[q], hb[q], j);
+                        const __m512i a = _mm512_set1_epi32(
+                            (int)load_u32((const uint8_t *)xb->qs + 128 * h + 32 * j + 4 * k));
+                        sumi[k] = _mm512_dpwssd_epi32(sumi[k], _mm512_maddubs_epi16(lv, a), sp);
+                    }
+                }
+            }
+        sumi[0] = _mm512_sub_epi32(sumi[0], _mm512_slli_epi32(ioff, 5));
+        const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xb->d));
+        for (int k = 0; k < 8; k++)
+            acc[k] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(sumi[k]), acc[k]);
+    }
+    const __m512 s = sum_lanes8(acc);
+    _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1), s);
+}
+
+/* ---- Prompts and batches: a packed panel of 16 rows --------------------
+ *
+ * Decode unpacks every block for its one token.  A prompt packs 16 rows'
+ * blocks once into what the decoders' inner step consumes (the levels as
+ * bytes, the scales as int16 pairs) and runs that step for each of up to
+ * PANEL_TOKS tokens.  Both types then take the same step: for the 32-level
+ * vector v (< 8) of a block and lane k (< 8), register L[8v + k] holds the
+ * levels of elements 32v + 4k..32v + 4k + 3 of the 16 rows, which meet the
+ * activation bytes at the same place, under scale register S[2v + k / 4].
+ * So lane k of each row sums exactly what tile_q45k's and tile_q6k's lane k
+ * does, and the float steps that follow are theirs. */
+
+enum kq { KQ_Q4_K, KQ_Q5_K, KQ_Q6_K };
+
+/* A packed block of 16 rows: d and dmin as f32 (Q6_K: no dmin), 16 scale
+ * registers of int16 pairs (s, s) (Q4_K/Q5_K: s_v in S[2v] and S[2v+1]),
+ * 8 correction registers of int16 pairs meeting pairs of the activations'
+ * bsums (Q4_K/Q5_K: (m_2i, m_2i+1) against the sums of bsums 4i, 4i+1 and
+ * 4i+2, 4i+3, in M[0..3]; Q6_K: (scale_2i, scale_2i+1) against bsums 2i,
+ * 2i+1), and the 64 level registers. */
+#define KP_D 0
+#define KP_DMIN 64
+#define KP_S 128
+#define KP_M (KP_S + 16 * 64)
+#define KP_L (KP_M + 8 * 64)
+#define KP_BYTES (KP_L + 64 * 64)
+/* Tokens per inner tile: their 8 int32 lanes each take 32 registers at 4,
+ * and the float lanes go to L1 between blocks (2 tokens: 1B Q4_K prompt
+ * 142 tokens/s, 4: 150; Intel Xeon, 2 threads). */
+#define KTILE_TOKS 4
+/* Tokens served by one packing of a panel: up to 128 (packing a Q6_K panel
+ * took 14% of a 1B prompt at 64, and the prompt ran 140 -> 155 tokens/s
+ * at 128), fewer when their activations would pass 1 MB of the L2. */
+#define KPANEL_TOKS 128
+#define KPANEL_ACT_BYTES (1 << 20)
+
+/* Bytes 2i and 2i+1 of each lane of v, signed, as the int16 pair. */
+VINLINE __m512i sbytes_pair(__m512i v, const int i)
+{
+    const __m512i lo = _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 16 * i), 24);
+    const __m512i hi = _mm512_srai_epi32(_mm512_slli_epi32(v, 16 - 16 * i), 24);
+    return _mm512_or_si512(_mm512_and_si512(lo, _mm512_set1_epi32(0xFFFF)),
+                           _mm512_slli_epi32(hi, 16));
+}
+
+VINLINE void store_reg(uint8_t *p, int i, __m512i v)
+{
+    _mm512_store_si512(p + 64 * i, v);
+}
+
+/* Packs block b of 16 Q4_K/Q5_K rows. */
+VINLINE void pack_q45k_block(const bool q5, const uint8_t *const rows[PANEL_ROWS], __m512i ridx,
+                             int64_t b, uint8_t *pb)
+{
+    const size_t bsize = q5 ? sizeof(lm_block_q5_k) : sizeof(lm_block_q4_k);
+    const size_t qs_at = q5 ? offsetof(lm_block_q5_k, qs) : offsetof(lm_block_q4_k, qs);
+    const size_t o = (size_t)b * bsize;
+    const __m512i dd = _mm512_i32gather_epi32(ridx, rows[0] + o, 1);
+    _mm512_store_ps(pb + KP_D, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd)));
+    _mm512_store_ps(pb + KP_DMIN, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16))));
+    __m512i sc[2], mn[2];
+    k4_scales16(rows, o, sc, mn);
+    for (int v = 0; v < 8; v++) {
+        store_reg(pb + KP_S, 2 * v, byte_pair(sc[v / 4], v % 4));
+        store_reg(pb + KP_S, 2 * v + 1, byte_pair(sc[v / 4], v % 4));
+    }
+    for (int i = 0; i < 8; i++)
+        store_reg(pb + KP_M, i, i < 4 ? bytes_pair(mn[i / 2], i % 2) : _mm512_setzero_si512());
+    __m512i qh[8];
+    if (q5) {
+        transpose16(rows, o + offsetof(lm_block_q5_k, qh), qh);
+        transpose16(rows, o + offsetof(lm_block_q5_k, qh) + 16, qh + 4);
+    } else {
+        for (int i = 0; i < 8; i++)
+            qh[i] = _mm512_setzero_si512();
+    }
+    for (int c = 0; c < 4; c++)
+        for (int half = 0; half < 2; half++) {
+            __m512i g[4];
+            transpose16(rows, o + qs_at + 32 * c + 16 * half, g);
+            for (int q = 0; q < 4; q++) {
+                const int k = 4 * half + q;
+                __m512i lo, hi;
+                q45_levels(q5, g[q], qh[k], c, &lo, &hi);
+                store_reg(pb + KP_L, 8 * (2 * c) + k, lo);
+                store_reg(pb + KP_L, 8 * (2 * c + 1) + k, hi);
+            }
+        }
+}
+
+/* Packs block b of 16 Q6_K rows. */
+VINLINE void pack_q6k_block(const uint8_t *const rows[PANEL_ROWS], __m512i ridx, int64_t b,
+                            uint8_t *pb)
+{
+    const size_t o = (size_t)b * sizeof(lm_block_q6_k);
+    const size_t at_ql = offsetof(lm_block_q6_k, ql), at_qh = offsetof(lm_block_q6_k, qh),
+                 at_sc = offsetof(lm_block_q6_k, scales), at_d = offsetof(lm_block_q6_k, d);
+    _mm512_store_ps(pb + KP_D, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(
+                                   _mm512_i32gather_epi32(ridx, rows[0] + o + at_d - 2, 1), 16))));
+    _mm512_store_ps(pb + KP_DMIN, _mm512_setzero_ps());
+    __m512i sc[4];
+    transpose16(rows, o + at_sc, sc);
+    for (int g = 0; g < 16; g++)
+        store_reg(pb + KP_S, g, sbyte_pair(sc[g / 4], g % 4));
+    for (int i = 0; i < 8; i++)
+        store_reg(pb + KP_M, i, sbytes_pair(sc[i / 2], i % 2));
+    for (int h = 0; h < 2; h++)
+        for (int part = 0; part < 2; part++) {
+            __m512i l0[4], l1[4], hb[4];
+            transpose16(rows, o + at_ql + 64 * h + 16 * part, l0);
+            transpose16(rows, o + at_ql + 64 * h + 32 + 16 * part, l1);
+            transpose16(rows, o + at_qh + 32 * h + 16 * part, hb);
+            for (int j = 0; j < 4; j++)
+                for (int q = 0; q < 4; q++)
+                    store_reg(pb + KP_L, 8 * (4 * h + j) + 4 * part + q,
+                              q6_level(l0[q], l1[q], hb[q], j));
+        }
+}
+
+/* Packs nr (<= 16) rows starting at w into a panel of nb blocks. */
+VINLINE void pack_kpanel(const enum kq kind, const uint8_t *w, size_t ws, int nr, int64_t nb,
+                         uint8_t *panel)
+{
+    const uint8_t *rows[PANEL_ROWS];
+    const __m512i ridx = panel_row_ptrs(w, ws, nr, rows);
+    for (int64_t b = 0; b < nb; b++) {
+        if (kind == KQ_Q6_K)
+            pack_q6k_block(rows, ridx, b, panel + b * KP_BYTES);
+        else
+            pack_q45k_block(kind == KQ_Q5_K, rows, ridx, b, panel + b * KP_BYTES);
+    }
+}
+
+static VNNI void pack_q4_k(const uint8_t *w, size_t ws, int nr, int64_t nb, uint8_t *panel)
+{
+    pack_kpanel(KQ_Q4_K, w, ws, nr, nb, panel);
+}
+
+static VNNI void pack_q5_k(const uint8_t *w, size_t ws, int nr, int64_t nb, uint8_t *panel)
+{
+    pack_kpanel(KQ_Q5_K, w, ws, nr, nb, panel);
+}
+
+static VNNI void pack_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb, uint8_t *panel)
+{
+    pack_kpanel(KQ_Q6_K, w, ws, nr, nb, panel);
+}
+
+/* One panel against T (<= KTILE_TOKS, a constant after inlining) tokens:
+ * y[t * ys + i] for rows i < nr.  q6: Q6_K's float steps (no mins; the
+ * -32 offset taken out of lane 0 through the bsums), else Q4_K's. */
+VINLINE void kpanel_tile(const bool q6, int64_t nb, const uint8_t *panel, const uint8_t *x,
+                         size_t xs, float *y, int64_t ys, int nr, const int T)
+{
+    __m512 acc[KTILE_TOKS][8], summ[KTILE_TOKS];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        summ[t] = _mm512_setzero_ps();
+        for (int k = 0; k < 8; k++)
+            acc[t][k] = _mm512_setzero_ps();
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *pb = panel + b * KP_BYTES;
+        const lm_block_q8_k *xb[KTILE_TOKS];
+        __m512i sumi[KTILE_TOKS][8];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            xb[t] = (const lm_block_q8_k *)(x + t * xs) + b;
+            for (int k = 0; k < 8; k++)
+                sumi[t][k] = _mm512_setzero_si512();
+        }
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) {
+            const __m512i s0 = _mm512_load_si512(pb + KP_S + 64 * (2 * v));
+            const __m512i s1 = _mm512_load_si512(pb + KP_S + 64 * (2 * v + 1));
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                const __m512i l = _mm512_load_si512(pb + KP_L + 64 * (8 * v + k));
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++) {
+                    const __m512i a = _mm512_set1_epi32(
+                        (int)load_u32((const uint8_t *)xb[t]->qs + 32 * v + 4 * k));
+                    sumi[t][k] = _mm512_dpwssd_epi32(sumi[t][k], _mm512_maddubs_epi16(l, a),
+                                                     k < 4 ? s0 : s1);
+                }
+            }
+        }
+        const __m512 dw = _mm512_load_ps(pb + KP_D);
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            const __m512 xd = _mm512_set1_ps(xb[t]->d);
+            __m512i corr = _mm512_setzero_si512();
+            if (q6) {
+                /* sum_g scale_g bsums_g, exact, two groups a step */
+#pragma GCC unroll 8
+                for (int i = 0; i < 8; i++)
+                    corr = _mm512_dpwssd_epi32(
+                        corr, _mm512_load_si512(pb + KP_M + 64 * i),
+                        _mm512_set1_epi32((int)load_u32((const uint8_t *)(xb[t]->bsums + 2 * i))));
+                sumi[t][0] = _mm512_sub_epi32(sumi[t][0], _mm512_slli_epi32(corr, 5));
+            } else {
+                /* imin = sum_j m_j (bsums[2j] + bsums[2j+1]), exact */
+#pragma GCC unroll 4
+                for (int i = 0; i < 4; i++) {
+                    const int p0 = xb[t]->bsums[4 * i] + xb[t]->bsums[4 * i + 1];
+                    const int p1 = xb[t]->bsums[4 * i + 2] + xb[t]->bsums[4 * i + 3];
+                    const int pair = (int)(((uint32_t)p1 << 16) | ((uint32_t)p0 & 0xFFFF));
+                    corr = _mm512_dpwssd_epi32(corr, _mm512_load_si512(pb + KP_M + 64 * i),
+                                               _mm512_set1_epi32(pair));
+                }
+                const __m512 dmin = _mm512_load_ps(pb + KP_DMIN);
+                summ[t] = _mm512_fmadd_ps(_mm512_mul_ps(xd, dmin), _mm512_cvtepi32_ps(corr), summ[t]);
+            }
+            /* d_x d_w: one rounding, the same either way round */
+            const __m512 scale = _mm512_mul_ps(xd, dw);
+            for (int k = 0; k < 8; k++)
+                acc[t][k] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(sumi[t][k]), acc[t][k]);
+        }
+    }
+    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        __m512 s = sum_lanes8(acc[t]);
+        if (!q6)
+            s = _mm512_sub_ps(s, summ[t]);
+        _mm512_mask_storeu_ps(y + t * ys, keep, s);
+    }
+}
+
+typedef void (*kpanel_tile_fn)(int64_t nb, const uint8_t *panel, const uint8_t *x, size_t xs,
+                               float *y, int64_t ys, int nr);
+#define KPANEL_TILE_FN(Q6, T)                                                                 \
+    static VNNI void kpanel_##Q6##_##T(int64_t nb, const uint8_t *panel, const uint8_t *x,   \
+                                       size_t xs, float *y, int64_t ys, int nr)               \
+    {                                                                                         \
+        kpanel_tile(Q6, nb, panel, x, xs, y, ys, nr, T);                                      \
+    }
+KPANEL_TILE_FN(false, 1)
+KPANEL_TILE_FN(false, 2)
+KPANEL_TILE_FN(true, 1)
+KPANEL_TILE_FN(true, 2)
+KPANEL_TILE_FN(false, 3)
+KPANEL_TILE_FN(false, 4)
+KPANEL_TILE_FN(true, 3)
+KPANEL_TILE_FN(true, 4)
+
+typedef void (*decode_k_fn)(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
+                            float *y);
+typedef void (*pack_k_fn)(const uint8_t *w, size_t ws, int nr, int64_t nb, uint8_t *panel);
+
+/* How one k-quant type runs: its decoder, packer and panel tiles. */
+typedef struct {
+    decode_k_fn decode;
+    pack_k_fn pack;
+    kpanel_tile_fn tiles[KTILE_TOKS];
+} kquant_kernels;
+
+/* Rows [r0, r1) for all tokens: one token is decoded from the rows, more
+ * take packed panels; returns -1 (nothing written) if its buffers cannot be
+ * had, and the caller takes the tile path. */
+static int kquant_rows(const kquant_kernels *kk, const void *vw, size_t ws, int64_t cols,
+                       int64_t r0, int64_t r1, const void *vx, size_t xs, int64_t n_tok,
+                       float *y, int64_t ys)
+{
+    if (ws > INT32_MAX / PANEL_ROWS) /* the rows' offsets are int32 */
+        return -1;
+    const uint8_t *W = vw, *x = vx;
+    const int64_t nb = cols / LM_QK_K;
+    if (n_tok == 1) {
+        for (int64_t r = r0; r < r1; r += PANEL_ROWS) {
+            const int nr = (int)(r1 - r < PANEL_ROWS ? r1 - r : PANEL_ROWS);
+            kk->decode(W + (size_t)r * ws, ws, nr, nb, x, y + r);
+        }
+        return 0;
+    }
+    uint8_t *panel = aligned_alloc(64, (size_t)nb * KP_BYTES);
+    if (!panel)
+        return -1;
+    int64_t run = KPANEL_ACT_BYTES / (int64_t)xs;
+    run = run > KPANEL_TOKS ? KPANEL_TOKS : run < KTILE_TOKS ? KTILE_TOKS : run;
+    for (int64_t t0 = 0; t0 < n_tok; t0 += run) {
+        const int64_t t1 = t0 + run < n_tok ? t0 + run : n_tok;
+        for (int64_t r = r0; r < r1; r += PANEL_ROWS) {
+            const int nr = (int)(r1 - r < PANEL_ROWS ? r1 - r : PANEL_ROWS);
+            kk->pack(W + (size_t)r * ws, ws, nr, nb, panel);
+            for (int64_t t = t0; t < t1; t += KTILE_TOKS) {
+                const int nt = (int)(t1 - t < KTILE_TOKS ? t1 - t : KTILE_TOKS);
+                kk->tiles[nt - 1](nb, panel, x + (size_t)t * xs, xs, y + t * ys + r, ys, nr);
+            }
+        }
+    }
+    free(panel);
+    return 0;
+}
+
+static const kquant_kernels q4_k = {decode_q4_k, pack_q4_k, {kpanel_false_1, kpanel_false_2, kpanel_false_3, kpanel_false_4}};
+static const kquant_kernels q5_k = {decode_q5_k, pack_q5_k, {kpanel_false_1, kpanel_false_2, kpanel_false_3, kpanel_false_4}};
+static const kquant_kernels q6_k = {decode_q6_k, pack_q6_k, {kpanel_true_1, kpanel_true_2, kpanel_true_3, kpanel_true_4}};
+
+int lm_vnni_q4_k(const void *w, size_t ws, int64_t cols, int64_t r0, int64_t r1, const void *x,
+                 size_t xs, int64_t n_tok, float *y, int64_t ys)
+{
+    return kquant_rows(&q4_k, w, ws, cols, r0, r1, x, xs, n_tok, y, ys);
+}
+
+int lm_vnni_q5_k(const void *w, size_t ws, int64_t cols, int64_t r0, int64_t r1, const void *x,
+                 size_t xs, int64_t n_tok, float *y, int64_t ys)
+{
+    return kquant_rows(&q5_k, w, ws, cols, r0, r1, x, xs, n_tok, y, ys);
+}
+
+int lm_vnni_q6_k(const void *w, size_t ws, int64_t cols, int64_t r0, int64_t r1, const void *x,
+                 size_t xs, int64_t n_tok, float *y, int64_t ys)
+{
+    return kquant_rows(&q6_k, w, ws, cols, r0, r1, x, xs, n_tok, y, ys);
+}
+
+#endif
