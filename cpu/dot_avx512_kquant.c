@@ -282,10 +282,11 @@ enum kq { KQ_Q4_K, KQ_Q5_K, KQ_Q6_K };
 #define KP_M (KP_S + 16 * 64)
 #define KP_L (KP_M + 8 * 64)
 #define KP_BYTES (KP_L + 64 * 64)
-/* Tokens per inner tile: their 8 int32 lanes each take 32 registers at 4,
- * and the float lanes go to L1 between blocks (2 tokens: 1B Q4_K prompt
- * 142 tokens/s, 4: 150; Intel Xeon, 2 threads). */
-#define KTILE_TOKS 4
+/* Tokens per inner tile: 3 tokens' 8 int32 lane accumulators take 24 of
+ * the 32 registers (4 tokens' 32 spill), and the float lanes go to L1
+ * between blocks (1B prompts, 2 tokens: Q4_K 142 tokens/s; 4: 150-165, Q6_K
+ * 159-169; 3: 163-168, Q6_K 167-172; Intel Xeon, 2 threads, alternated). */
+#define KTILE_TOKS 3
 /* Tokens served by one packing of a panel: up to 128 (packing a Q6_K panel
  * took 14% of a 1B prompt at 64, and the prompt ran 140 -> 155 tokens/s
  * at 128), fewer when their activations would pass 1 MB of the L2. */
@@ -498,9 +499,7 @@ KPANEL_TILE_FN(false, 2)
 KPANEL_TILE_FN(true, 1)
 KPANEL_TILE_FN(true, 2)
 KPANEL_TILE_FN(false, 3)
-KPANEL_TILE_FN(false, 4)
 KPANEL_TILE_FN(true, 3)
-KPANEL_TILE_FN(true, 4)
 
 typedef void (*decode_k_fn)(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
                             float *y);
@@ -551,9 +550,9 @@ static int kquant_rows(const kquant_kernels *kk, const void *vw, size_t ws, int6
     return 0;
 }
 
-static const kquant_kernels q4_k = {decode_q4_k, pack_q4_k, {kpanel_false_1, kpanel_false_2, kpanel_false_3, kpanel_false_4}};
-static const kquant_kernels q5_k = {decode_q5_k, pack_q5_k, {kpanel_false_1, kpanel_false_2, kpanel_false_3, kpanel_false_4}};
-static const kquant_kernels q6_k = {decode_q6_k, pack_q6_k, {kpanel_true_1, kpanel_true_2, kpanel_true_3, kpanel_true_4}};
+static const kquant_kernels q4_k = {decode_q4_k, pack_q4_k, {kpanel_false_1, kpanel_false_2, kpanel_false_3}};
+static const kquant_kernels q5_k = {decode_q5_k, pack_q5_k, {kpanel_false_1, kpanel_false_2, kpanel_false_3}};
+static const kquant_kernels q6_k = {decode_q6_k, pack_q6_k, {kpanel_true_1, kpanel_true_2, kpanel_true_3}};
 
 int lm_vnni_q4_k(const void *w, size_t ws, int64_t cols, int64_t r0, int64_t r1, const void *x,
                  size_t xs, int64_t n_tok, float *y, int64_t ys)
