@@ -1,7 +1,8 @@
-/* AVX-512 VNNI kernels for Q4_0 and Q8_0: a panel GEMM (prompts and
- * batches) and a 16-row decode, each giving the AVX2 kernels' bits
- * (dot_avx2.c's tile32); the k-quants' are in dot_avx512_kquant.c, and the
- * table at the end chooses among them.
+/* AVX-512 VNNI kernels for the 32-element block types (Q4_0, Q4_1, Q5_0,
+ * Q5_1, Q8_0): a panel GEMM (prompts and batches) and a 16-row decode,
+ * each giving the AVX2 kernels' bits (dot_avx2.c's tile32 and
+ * tile32_lanes); the k-quants' are in dot_avx512_kquant.c, and the table
+ * at the end chooses among them.
  *
  * The weights are read in the file's blocks and packed, 16 rows at a time,
  * into a panel where 4-byte groups of the 16 rows lie side by side: one
@@ -12,14 +13,17 @@
  * PANEL_TOKS of them; longer prompts pack it again for the next run of
  * tokens, so that their activations stay in the L2 cache).
  *
- * Why the bits are tile32's: the integer sums are exact, and they are
- * taken over the same halves of a block (elements 0..15 and 16..31); each
- * half is scaled by the same product d_w d_x and fused into its own
- * accumulator, and the halves are added at the end, exactly the float
- * steps tile32 and cl/matvec.cl's dot32 take.  vpdpbusd multiplies unsigned
- * by signed bytes, so the weights are stored with an offset (Q4_0's
- * nibbles 0..15 as they are, Q8_0's bytes + 128) and the offset times the
- * half's activation sum, computed once per token, starts each sum.
+ * Why the bits are the AVX2 tiles': the integer sums are exact, and they
+ * are taken over the same parts of a block, the halves (elements 0..15 and
+ * 16..31) where tile32 folds them (Q4_0, Q5_1, Q8_0), the 8 groups of 4
+ * elements where tile32_lanes keeps ggml's lanes (Q4_1, Q5_0); each part is
+ * scaled by the same product d_w d_x and fused into its own accumulator,
+ * and the parts are added at the end in the tile's order, then the affine
+ * types' m_w s_x, summed on the side.  cl/matvec.cl takes the same steps.
+ * vpdpbusd multiplies unsigned by signed bytes, so signed weights are
+ * stored with an offset (Q4_0's nibbles 0..15 as they are, Q5_0's 5-bit
+ * levels, Q8_0's bytes + 128) and the offset times the part's activation
+ * sum, computed once per token, starts each sum.
  *
  * Decode (one token) reads the same groups straight from the file's rows,
  * 16 rows at a time transposed in registers (a packed panel would be used
@@ -40,49 +44,88 @@
 
 #include "avx512_inline.h"
 
-/* Tokens per inner tile: 4 x 2 accumulators and 8 weight registers, of
- * the 32. */
+/* Tokens per inner tile: in the folded order 4 x 2 accumulators and 8
+ * weight registers, of the 32; in ggml's lane order 2 x 8 accumulators. */
 #define TILE_TOKS 4
+#define LANES_TILE_TOKS 2
 /* Decode asks for each of its 16 rows' data this many blocks ahead: the
  * hardware prefetchers alone left a 1B Q4_0 decode at 68-70% of the RAM
  * bandwidth, this at 74-79% (Intel Xeon, 2 threads; 4 blocks: 69-71%, 16:
  * 75%, 32: 81% but slower in tokens/s; Q8_0, at 90% either way, unmoved). */
 #define PREFETCH_BLOCKS 8
 
-enum pkind { P_Q4_0, P_Q8_0 };
+enum pkind { P_Q4_0, P_Q8_0, P_Q5_1, P_Q4_1, P_Q5_0 };
 
-/* Bytes of a weight block in the file, and where its quants start. */
-static const int wsize[] = {18, 34};
-/* A packed block: 16 scales as f32, then ngroups 4-byte groups of 16 rows
- * (Q4_0: 4 groups of nibble pairs, the low nibbles elements 4g..4g+3, the
- * high ones 16+4g..; Q8_0: 8 groups of bytes, elements 4g..4g+3). */
-static const int ngroups[] = {4, 8};
-static const int pbytes[] = {64 + 4 * 64, 64 + 8 * 64};
+/* Where a weight block's fields lie in the file: its size, its quants, and
+ * Q5_0/Q5_1's 32 fifth bits (0: none).  d is at 0, and m (the _1 types,
+ * affine) right after it. */
+static const int wsize[] = {18, 34, 24, 20, 22};
+static const int qs_at[] = {2, 2, 8, 4, 6};
+static const int qh_at[] = {0, 0, 4, 0, 2};
+static const bool affine[] = {false, false, true, true, false};
+/* The float order each type keeps (dot_avx2.c): tile32's two folded halves
+ * (Q4_0, Q8_0, Q5_1) or tile32_lanes' 8 lanes of 4 elements (Q4_1, Q5_0). */
+static const bool lanes[] = {false, false, false, true, true};
+/* The activation block each meets: Q8_0 (34 bytes, quants at 2) or Q8_1
+ * (36 bytes, its s at 2, quants at 4). */
+static const int xsize[] = {34, 34, 36, 36, 34};
+static const int xq_at[] = {2, 2, 4, 4, 2};
+/* A packed block: 16 scales d as f32, the 16 m as f32 (affine types), then
+ * ngroups 4-byte groups of 16 rows: 4 groups of nibble pairs (Q4_0, Q4_1:
+ * the low nibbles elements 4g..4g+3, the high ones 16+4g..) or 8 groups of
+ * bytes, elements 4g..4g+3 (Q8_0's + 128, the 5-bit types' levels). */
+static const int ngroups[] = {4, 8, 8, 4, 8};
+static const int pbytes[] = {64 + 4 * 64, 64 + 8 * 64, 128 + 8 * 64, 128 + 4 * 64, 64 + 8 * 64};
 /* The weights' offset: stored value = w + off, so sum w x = sum (w+off) x -
- * off sum x. */
-static const int woff[] = {8, 128};
+ * off sum x (the _1 types' levels are unsigned already). */
+static const int woff[] = {8, 128, 0, 0, 16};
 
-/* Block b's 16 scales and weight groups, read from the file's rows (row i
- * at rows[i], roff[i] bytes after rows[0]): g[j] for j < ngroups (Q4_0: 4
- * groups of nibble pairs; Q8_0: 8 groups of bytes + 128). */
-VINLINE __m512 block_from_rows(enum pkind k, const uint8_t *const rows[PANEL_ROWS], __m512i roff,
-                               int64_t b, __m512i g[8])
+/* Group g (< 8: elements 4g..4g+3) of 16 rows' levels 0..15 (nib) with
+ * their fifth bits added from qh (each row's 32 bits in its lane): byte b
+ * of a row's group takes bit 4g + b. */
+VINLINE __m512i add_fifth_bits(__m512i nib, __m512i qh, const int g)
+{
+    /* each dword's 4 bytes <- the qh byte holding bits 4g..4g+3 */
+    const char q = (char)(g / 2);
+    const __m512i spread = _mm512_shuffle_epi8(
+        qh, _mm512_set4_epi32(0x0C0C0C0C + q * 0x01010101, 0x08080808 + q * 0x01010101,
+                              0x04040404 + q * 0x01010101, q * 0x01010101));
+    const __m512i bit = _mm512_set1_epi32(g % 2 ? (int)0x80402010 : 0x08040201);
+    return _mm512_mask_add_epi8(nib, _mm512_test_epi8_mask(spread, bit), nib,
+                                _mm512_set1_epi8(16));
+}
+
+/* Block b's 16 scales d (returned), m (*mw, affine types) and weight
+ * groups, read from the file's rows (row i at rows[i], roff[i] bytes after
+ * rows[0]): g[j] for j < ngroups, as a packed block holds them. */
+VINLINE __m512 block_from_rows(const enum pkind k, const uint8_t *const rows[PANEL_ROWS],
+                               __m512i roff, int64_t b, __m512i g[8], __m512 *mw)
 {
     const size_t o = (size_t)b * wsize[k];
-    /* the 16 rows' d: one 32-bit gather, the low halves kept */
-    const __m256i dh = _mm512_cvtepi32_epi16(_mm512_i32gather_epi32(roff, rows[0] + o, 1));
-    transpose16(rows, o + 2, g);
+    /* the 16 rows' d (low halves) and m (high halves): one 32-bit gather */
+    const __m512i dm = _mm512_i32gather_epi32(roff, rows[0] + o, 1);
+    if (affine[k])
+        *mw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
+    transpose16(rows, o + qs_at[k], g);
     if (k == P_Q8_0) {
         const __m512i flip = _mm512_set1_epi8((char)0x80);
         transpose16(rows, o + 18, g + 4);
         for (int j = 0; j < 8; j++)
             g[j] = _mm512_xor_si512(g[j], flip);
+    } else if (qh_at[k]) {
+        const __m512i qh = _mm512_i32gather_epi32(roff, rows[0] + o + qh_at[k], 1);
+        const __m512i nib = _mm512_set1_epi8(0x0F);
+#pragma GCC unroll 4
+        for (int j = 3; j >= 0; j--) {
+            g[4 + j] = add_fifth_bits(_mm512_and_si512(_mm512_srli_epi16(g[j], 4), nib), qh, 4 + j);
+            g[j] = add_fifth_bits(_mm512_and_si512(g[j], nib), qh, j);
+        }
     }
-    return _mm512_cvtph_ps(dh);
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
 }
 
 /* Packs nr (<= 16) rows starting at w into a panel of nb blocks. */
-VINLINE void pack_panel(enum pkind k, const uint8_t *w, size_t ws, int nr, int64_t nb,
+VINLINE void pack_panel(const enum pkind k, const uint8_t *w, size_t ws, int nr, int64_t nb,
                         uint8_t *panel)
 {
     const uint8_t *rows[PANEL_ROWS];
@@ -90,63 +133,82 @@ VINLINE void pack_panel(enum pkind k, const uint8_t *w, size_t ws, int nr, int64
     for (int64_t b = 0; b < nb; b++) {
         uint8_t *pb = panel + b * pbytes[k];
         __m512i g[8];
-        _mm512_store_ps(pb, block_from_rows(k, rows, roff, b, g));
+        __m512 mw;
+        _mm512_store_ps(pb, block_from_rows(k, rows, roff, b, g, &mw));
+        if (affine[k])
+            _mm512_store_ps(pb + 64, mw);
+        uint8_t *pg = pb + (affine[k] ? 128 : 64);
         for (int j = 0; j < ngroups[k]; j++)
-            _mm512_store_si512(pb + 64 + 64 * j, g[j]);
+            _mm512_store_si512(pg + 64 * j, g[j]);
     }
 }
 
-/* -off * (sum of activation bytes 0..15, 16..31) for every Q8_0 block of
- * n_tok rows: what starts each half's integer sum. */
-static void activation_offsets(enum pkind k, const uint8_t *x, size_t xs, int64_t n_tok,
+/* What starts each integer sum of n_tok activation rows: -off times the
+ * sum of the activation bytes it covers, per block 2 sums (the halves,
+ * elements 0..15 and 16..31) in the folded order, 8 (the 4-element groups)
+ * in the lane order. */
+static void activation_offsets(const enum pkind k, const uint8_t *x, size_t xs, int64_t n_tok,
                                int64_t nb, int32_t *out)
 {
+    const int nsum = lanes[k] ? 8 : 2, len = 32 / nsum;
     for (int64_t t = 0; t < n_tok; t++)
         for (int64_t b = 0; b < nb; b++) {
-            const int8_t *q = (const int8_t *)(x + t * xs + b * 34 + 2);
-            int32_t lo = 0, hi = 0;
-            for (int i = 0; i < 16; i++) {
-                lo += q[i];
-                hi += q[16 + i];
+            const int8_t *q = (const int8_t *)(x + t * xs + b * xsize[k] + xq_at[k]);
+            for (int s = 0; s < nsum; s++) {
+                int32_t sum = 0;
+                for (int i = 0; i < len; i++)
+                    sum += q[s * len + i];
+                out[(t * nb + b) * nsum + s] = -woff[k] * sum;
             }
-            out[(t * nb + b) * 2] = -woff[k] * lo;
-            out[(t * nb + b) * 2 + 1] = -woff[k] * hi;
         }
 }
 
 /* One panel against T tokens (T a constant after inlining): y[t * ys + i]
- * for rows i < nr.  Lane i of lo[t] (hi[t]) is row i's sum over elements
- * 0..15 (16..31) of each block, its integer sum times d_w d_x fused in.
- * The weights come packed (panel), or when rows is not NULL straight from
- * the file's rows, transposed in registers (decode: a panel would be used
- * once). */
-VINLINE void panel_tile(enum pkind k, int64_t nb, const uint8_t *panel,
+ * for rows i < nr.  The weights come packed (panel), or when rows is not
+ * NULL straight from the file's rows, transposed in registers (decode: a
+ * panel would be used once).
+ *
+ * Folded order (tile32): lane i of lo[t] (hi[t]) is row i's sum over
+ * elements 0..15 (16..31) of each block, its integer sum times d_w d_x
+ * fused in; the halves are added at the end, then the affine sum.
+ * Lane order (tile32_lanes): acc[t][j] is lane j of ggml's 8, the sums of
+ * elements 4j..4j+3, each block's times d_w d_x fused in, summed in
+ * hsum8's order at the end, then the affine sum.  The affine types' sum
+ * m_w s_x is fused into its own accumulator block by block. */
+VINLINE void panel_tile(const enum pkind k, int64_t nb, const uint8_t *panel,
                         const uint8_t *const *rows, __m512i roff, const uint8_t *x, size_t xs,
                         const int32_t *xoff, float *y, int64_t ys, int nr, const int T)
 {
-    __m512 lo[TILE_TOKS], hi[TILE_TOKS];
+    __m512 lo[TILE_TOKS], hi[TILE_TOKS], acc[TILE_TOKS][8], summ[TILE_TOKS];
 #pragma GCC unroll 4
-    for (int t = 0; t < T; t++)
-        lo[t] = hi[t] = _mm512_setzero_ps();
+    for (int t = 0; t < T; t++) {
+        lo[t] = hi[t] = summ[t] = _mm512_setzero_ps();
+        if (lanes[k])
+            for (int j = 0; j < 8; j++)
+                acc[t][j] = _mm512_setzero_ps();
+    }
     const __m512i nib = _mm512_set1_epi8(0x0F);
     for (int64_t b = 0; b < nb; b++) {
         __m512i w[8]; /* w[g]: elements 4g..4g+3 of the 16 rows */
-        __m512 dw;
+        __m512 dw, mw = _mm512_setzero_ps();
         if (rows) {
             if ((b & 3) == 0) /* a cache line holds 2-4 blocks of a row */
 #pragma GCC unroll 16
                 for (int i = 0; i < PANEL_ROWS; i++)
                     _mm_prefetch((const char *)rows[i] + (b + PREFETCH_BLOCKS) * wsize[k],
                                  _MM_HINT_T0);
-            dw = block_from_rows(k, rows, roff, b, w);
+            dw = block_from_rows(k, rows, roff, b, w, &mw);
         } else {
             const uint8_t *pb = panel + b * pbytes[k];
             dw = _mm512_load_ps(pb);
+            if (affine[k])
+                mw = _mm512_load_ps(pb + 64);
+            const uint8_t *pg = pb + (affine[k] ? 128 : 64);
 #pragma GCC unroll 8
             for (int g = 0; g < ngroups[k]; g++)
-                w[g] = _mm512_load_si512(pb + 64 + 64 * g);
+                w[g] = _mm512_load_si512(pg + 64 * g);
         }
-        if (k == P_Q4_0) {
+        if (ngroups[k] == 4) { /* nibble pairs: low nibbles, then high */
 #pragma GCC unroll 4
             for (int g = 3; g >= 0; g--) {
                 w[4 + g] = _mm512_and_si512(_mm512_srli_epi16(w[g], 4), nib);
@@ -155,25 +217,59 @@ VINLINE void panel_tile(enum pkind k, int64_t nb, const uint8_t *panel,
         }
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++) {
-            const uint8_t *xb = x + t * xs + b * 34;
-            const int32_t *off = xoff + (t * nb + b) * 2;
-            __m512i il = _mm512_set1_epi32(off[0]), ih = _mm512_set1_epi32(off[1]);
-#pragma GCC unroll 4
-            for (int g = 0; g < 4; g++) {
-                il = _mm512_dpbusd_epi32(il, w[g], _mm512_set1_epi32((int)load_u32(xb + 2 + 4 * g)));
-                ih = _mm512_dpbusd_epi32(ih, w[4 + g],
-                                         _mm512_set1_epi32((int)load_u32(xb + 18 + 4 * g)));
-            }
+            const uint8_t *xb = x + t * xs + b * xsize[k];
+            const uint8_t *xq = xb + xq_at[k];
             const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(_cvtsh_ss(load_u32(xb) & 0xFFFF)));
-            lo[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(il), scale, lo[t]);
-            hi[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ih), scale, hi[t]);
+            if (lanes[k]) {
+                const int32_t *off = xoff ? xoff + (t * nb + b) * 8 : NULL;
+#pragma GCC unroll 8
+                for (int g = 0; g < 8; g++) {
+                    const __m512i s = _mm512_dpbusd_epi32(
+                        off ? _mm512_set1_epi32(off[g]) : _mm512_setzero_si512(), w[g],
+                        _mm512_set1_epi32((int)load_u32(xq + 4 * g)));
+                    acc[t][g] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(s), acc[t][g]);
+                }
+            } else {
+                const int32_t *off = xoff ? xoff + (t * nb + b) * 2 : NULL;
+                __m512i il = off ? _mm512_set1_epi32(off[0]) : _mm512_setzero_si512();
+                __m512i ih = off ? _mm512_set1_epi32(off[1]) : _mm512_setzero_si512();
+#pragma GCC unroll 4
+                for (int g = 0; g < 4; g++) {
+                    il = _mm512_dpbusd_epi32(il, w[g], _mm512_set1_epi32((int)load_u32(xq + 4 * g)));
+                    ih = _mm512_dpbusd_epi32(ih, w[4 + g],
+                                             _mm512_set1_epi32((int)load_u32(xq + 16 + 4 * g)));
+                }
+                lo[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(il), scale, lo[t]);
+                hi[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ih), scale, hi[t]);
+            }
+            if (affine[k]) /* m_w s_x, the s of the Q8_1 block */
+                summ[t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(_cvtsh_ss(load_u32(xb) >> 16)), summ[t]);
         }
     }
     const __mmask16 keep = (__mmask16)((1u << nr) - 1);
 #pragma GCC unroll 4
-    for (int t = 0; t < T; t++)
-        _mm512_mask_storeu_ps(y + t * ys, keep, _mm512_add_ps(lo[t], hi[t]));
+    for (int t = 0; t < T; t++) {
+        __m512 s = lanes[k] ? sum_lanes8(acc[t]) : _mm512_add_ps(lo[t], hi[t]);
+        if (affine[k])
+            s = _mm512_add_ps(s, summ[t]);
+        _mm512_mask_storeu_ps(y + t * ys, keep, s);
+    }
 }
+
+typedef void (*panel_tile_fn)(int64_t nb, const uint8_t *panel, const uint8_t *x, size_t xs,
+                              const int32_t *xoff, float *y, int64_t ys, int nr);
+typedef void (*pack_fn)(const uint8_t *w, size_t ws, int nr, int64_t nb, uint8_t *panel);
+typedef void (*decode_fn)(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
+                          const int32_t *xoff, float *y);
+
+/* One type's kernels: its packer, its panel tiles for 1..TILE_TOKS tokens
+ * (lane order: 1..LANES_TILE_TOKS) and its decoder, which reads the rows
+ * unpacked. */
+typedef struct {
+    pack_fn pack;
+    panel_tile_fn tiles[TILE_TOKS];
+    decode_fn decode;
+} panel_kernels;
 
 #define PANEL_TILE_FN(K, T)                                                                   \
     static VNNI void panel_##K##_##T(int64_t nb, const uint8_t *panel, const uint8_t *x,     \
@@ -182,73 +278,64 @@ VINLINE void panel_tile(enum pkind k, int64_t nb, const uint8_t *panel,
     {                                                                                         \
         panel_tile(K, nb, panel, NULL, _mm512_setzero_si512(), x, xs, xoff, y, ys, nr, T);    \
     }
-typedef void (*panel_tile_fn)(int64_t nb, const uint8_t *panel, const uint8_t *x, size_t xs,
-                              const int32_t *xoff, float *y, int64_t ys, int nr);
-PANEL_TILE_FN(P_Q4_0, 1)
-PANEL_TILE_FN(P_Q4_0, 2)
-PANEL_TILE_FN(P_Q4_0, 3)
-PANEL_TILE_FN(P_Q4_0, 4)
-PANEL_TILE_FN(P_Q8_0, 1)
-PANEL_TILE_FN(P_Q8_0, 2)
-PANEL_TILE_FN(P_Q8_0, 3)
-PANEL_TILE_FN(P_Q8_0, 4)
-static const panel_tile_fn panel_tiles[2][TILE_TOKS] = {
-    {panel_P_Q4_0_1, panel_P_Q4_0_2, panel_P_Q4_0_3, panel_P_Q4_0_4},
-    {panel_P_Q8_0_1, panel_P_Q8_0_2, panel_P_Q8_0_3, panel_P_Q8_0_4},
-};
-
-static VNNI void pack_q4_0(const uint8_t *w, size_t ws, int nr, int64_t nb, uint8_t *panel)
-{
-    pack_panel(P_Q4_0, w, ws, nr, nb, panel);
-}
-
-static VNNI void pack_q8_0(const uint8_t *w, size_t ws, int nr, int64_t nb, uint8_t *panel)
-{
-    pack_panel(P_Q8_0, w, ws, nr, nb, panel);
-}
-
-/* One token against nr (<= 16) rows starting at w, from the file's rows. */
-static VNNI void decode_q4_0(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
-                             const int32_t *xoff, float *y)
-{
-    const uint8_t *rows[PANEL_ROWS];
-    const __m512i roff = panel_row_ptrs(w, ws, nr, rows);
-    panel_tile(P_Q4_0, nb, NULL, rows, roff, x, 0, xoff, y, 0, nr, 1);
-}
-
-static VNNI void decode_q8_0(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
-                             const int32_t *xoff, float *y)
-{
-    const uint8_t *rows[PANEL_ROWS];
-    const __m512i roff = panel_row_ptrs(w, ws, nr, rows);
-    panel_tile(P_Q8_0, nb, NULL, rows, roff, x, 0, xoff, y, 0, nr, 1);
-}
+#define PACK_DECODE_FN(K)                                                                     \
+    static VNNI void pack_##K(const uint8_t *w, size_t ws, int nr, int64_t nb, uint8_t *panel) \
+    {                                                                                         \
+        pack_panel(K, w, ws, nr, nb, panel);                                                  \
+    }                                                                                         \
+    static VNNI void decode_##K(const uint8_t *w, size_t ws, int nr, int64_t nb,             \
+                                const uint8_t *x, const int32_t *xoff, float *y)              \
+    {                                                                                         \
+        const uint8_t *rows[PANEL_ROWS];                                                      \
+        const __m512i roff = panel_row_ptrs(w, ws, nr, rows);                                 \
+        panel_tile(K, nb, NULL, rows, roff, x, 0, xoff, y, 0, nr, 1);                         \
+    }
+#define FOLDED_KERNELS(K)                                                                     \
+    PANEL_TILE_FN(K, 1)                                                                       \
+    PANEL_TILE_FN(K, 2)                                                                       \
+    PANEL_TILE_FN(K, 3)                                                                       \
+    PANEL_TILE_FN(K, 4)                                                                       \
+    PACK_DECODE_FN(K)                                                                         \
+    static const panel_kernels kernels_##K = {                                                \
+        pack_##K, {panel_##K##_1, panel_##K##_2, panel_##K##_3, panel_##K##_4}, decode_##K};
+#define LANE_KERNELS(K)                                                                       \
+    PANEL_TILE_FN(K, 1)                                                                       \
+    PANEL_TILE_FN(K, 2)                                                                       \
+    PACK_DECODE_FN(K)                                                                         \
+    static const panel_kernels kernels_##K = {pack_##K, {panel_##K##_1, panel_##K##_2},       \
+                                              decode_##K};
+FOLDED_KERNELS(P_Q4_0)
+FOLDED_KERNELS(P_Q8_0)
+FOLDED_KERNELS(P_Q5_1)
+LANE_KERNELS(P_Q4_1)
+LANE_KERNELS(P_Q5_0)
 
 /* Rows [r0, r1) for all tokens; returns -1 (nothing written) if its
  * buffers cannot be had, and the caller takes the tile path. */
-static int panel_rows(enum pkind k, const void *vw, size_t ws, int64_t cols, int64_t r0,
-                      int64_t r1, const void *vx, size_t xs, int64_t n_tok, float *y,
-                      int64_t ys)
+static int panel_rows(const enum pkind k, const panel_kernels *pk, const void *vw, size_t ws,
+                      int64_t cols, int64_t r0, int64_t r1, const void *vx, size_t xs,
+                      int64_t n_tok, float *y, int64_t ys)
 {
     const uint8_t *W = vw, *x = vx;
     const int64_t nb = cols / 32;
+    const int nsum = lanes[k] ? 8 : 2, tile_toks = lanes[k] ? LANES_TILE_TOKS : TILE_TOKS;
     if (ws > INT32_MAX / PANEL_ROWS) /* the rows' offsets are int32 */
         return -1;
     /* one token: no panel, the rows are read where they lie */
     uint8_t *panel = n_tok == 1 ? NULL
                                 : aligned_alloc(64, (size_t)(nb * pbytes[k] + 63) / 64 * 64);
-    int32_t *xoff = malloc((size_t)(n_tok * nb * 2) * sizeof *xoff);
-    if ((n_tok > 1 && !panel) || !xoff) {
+    int32_t *xoff = woff[k] ? malloc((size_t)(n_tok * nb * nsum) * sizeof *xoff) : NULL;
+    if ((n_tok > 1 && !panel) || (woff[k] && !xoff)) {
         free(panel);
         free(xoff);
         return -1;
     }
-    activation_offsets(k, x, xs, n_tok, nb, xoff);
+    if (xoff)
+        activation_offsets(k, x, xs, n_tok, nb, xoff);
     if (n_tok == 1) {
         for (int64_t r = r0; r < r1; r += PANEL_ROWS) {
             const int nr = (int)(r1 - r < PANEL_ROWS ? r1 - r : PANEL_ROWS);
-            (k == P_Q4_0 ? decode_q4_0 : decode_q8_0)(W + (size_t)r * ws, ws, nr, nb, x, xoff,
-                                                      y + r);
+            pk->decode(W + (size_t)r * ws, ws, nr, nb, x, xoff, y + r);
         }
         free(xoff);
         return 0;
@@ -257,11 +344,11 @@ static int panel_rows(enum pkind k, const void *vw, size_t ws, int64_t cols, int
         const int64_t t1 = t0 + PANEL_TOKS < n_tok ? t0 + PANEL_TOKS : n_tok;
         for (int64_t r = r0; r < r1; r += PANEL_ROWS) {
             const int nr = (int)(r1 - r < PANEL_ROWS ? r1 - r : PANEL_ROWS);
-            (k == P_Q4_0 ? pack_q4_0 : pack_q8_0)(W + (size_t)r * ws, ws, nr, nb, panel);
-            for (int64_t t = t0; t < t1; t += TILE_TOKS) {
-                const int nt = (int)(t1 - t < TILE_TOKS ? t1 - t : TILE_TOKS);
-                panel_tiles[k][nt - 1](nb, panel, x + (size_t)t * xs, xs, xoff + t * nb * 2,
-                                       y + t * ys + r, ys, nr);
+            pk->pack(W + (size_t)r * ws, ws, nr, nb, panel);
+            for (int64_t t = t0; t < t1; t += tile_toks) {
+                const int nt = (int)(t1 - t < tile_toks ? t1 - t : tile_toks);
+                pk->tiles[nt - 1](nb, panel, x + (size_t)t * xs, xs,
+                                  xoff ? xoff + t * nb * nsum : NULL, y + t * ys + r, ys, nr);
             }
         }
     }
@@ -270,24 +357,28 @@ static int panel_rows(enum pkind k, const void *vw, size_t ws, int64_t cols, int
     return 0;
 }
 
-static int panel_q4_0(const void *w, size_t ws, int64_t cols, int64_t r0, int64_t r1,
-                      const void *x, size_t xs, int64_t n_tok, float *y, int64_t ys)
-{
-    return panel_rows(P_Q4_0, w, ws, cols, r0, r1, x, xs, n_tok, y, ys);
-}
-
-static int panel_q8_0(const void *w, size_t ws, int64_t cols, int64_t r0, int64_t r1,
-                      const void *x, size_t xs, int64_t n_tok, float *y, int64_t ys)
-{
-    return panel_rows(P_Q8_0, w, ws, cols, r0, r1, x, xs, n_tok, y, ys);
-}
+#define PANEL_FN(name, K)                                                                     \
+    static int name(const void *w, size_t ws, int64_t cols, int64_t r0, int64_t r1,          \
+                    const void *x, size_t xs, int64_t n_tok, float *y, int64_t ys)            \
+    {                                                                                         \
+        return panel_rows(K, &kernels_##K, w, ws, cols, r0, r1, x, xs, n_tok, y, ys);         \
+    }
+PANEL_FN(panel_q4_0, P_Q4_0)
+PANEL_FN(panel_q8_0, P_Q8_0)
+PANEL_FN(panel_q5_1, P_Q5_1)
+PANEL_FN(panel_q4_1, P_Q4_1)
+PANEL_FN(panel_q5_0, P_Q5_0)
 
 /* From how many tokens each wins, measured on a 2048 x 2048 product, 2
  * threads, Intel Xeon: Q4_0 1.3x the tiles at 2 tokens, 1.7x at 4; Q8_0,
  * whose panels are twice as large to pack, 0.85x at 2, even at 3, 1.15x
- * at 4; Q4_K 1.18x at 2, Q5_K 1.12x, Q6_K 0.99x at 2, 1.46x at 3. */
+ * at 4; Q4_1 1.5x at 2, Q5_0 1.48x, Q5_1 1.33x; Q4_K 1.18x at 2, Q5_K
+ * 1.12x, Q6_K 0.99x at 2, 1.46x at 3. */
 const lm_panel lm_panel_avx512vnni[LM_TYPE_COUNT] = {
     [LM_TYPE_Q4_0] = {panel_q4_0, 2},
+    [LM_TYPE_Q4_1] = {panel_q4_1, 2},
+    [LM_TYPE_Q5_0] = {panel_q5_0, 2},
+    [LM_TYPE_Q5_1] = {panel_q5_1, 2},
     [LM_TYPE_Q8_0] = {panel_q8_0, 4},
     [LM_TYPE_Q4_K] = {lm_vnni_q4_k, 2},
     [LM_TYPE_Q5_K] = {lm_vnni_q5_k, 2},
