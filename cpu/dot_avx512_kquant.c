@@ -76,6 +76,30 @@ VINLINE void q45_levels(const bool q5, __m512i g, __m512i qh, const int c, __m51
     }
 }
 
+/* Q5_K's fifth bits of the 16 rows' block at o: qh[k] holds qh bytes
+ * 4k..4k+3 of each row (none for Q4_K: zeros). */
+VINLINE void q5k_high_bits(const bool q5, const uint8_t *const rows[PANEL_ROWS], size_t o,
+                           __m512i qh[8])
+{
+    if (q5) {
+        transpose16(rows, o + offsetof(lm_block_q5_k, qh), qh);
+        transpose16(rows, o + offsetof(lm_block_q5_k, qh) + 16, qh + 4);
+    } else {
+        for (int i = 0; i < 8; i++)
+            qh[i] = _mm512_setzero_si512();
+    }
+}
+
+/* The activations' sums over sub-blocks 2i and 2i+1 (bsums 4i + 4i+1 and
+ * 4i+2 + 4i+3, exact in int16) as the int16 pair that meets (m_2i,
+ * m_2i+1) in vpdpwssd, in every lane. */
+VINLINE __m512i bsum_pair(const lm_block_q8_k *xb, const int i)
+{
+    const int p0 = xb->bsums[4 * i] + xb->bsums[4 * i + 1];
+    const int p1 = xb->bsums[4 * i + 2] + xb->bsums[4 * i + 3];
+    return _mm512_set1_epi32((int)(((uint32_t)p1 << 16) | ((uint32_t)p0 & 0xFFFF)));
+}
+
 /* One token against nr (<= 16) Q4_K (q5 false) or Q5_K (q5 true, the fifth
  * bits from qh as tile_q45k takes them) rows starting at w: y[i], i < nr. */
 VINLINE void decode_q45k(const bool q5, const uint8_t *w, size_t ws, int nr, int64_t nb,
@@ -104,22 +128,13 @@ VINLINE void decode_q45k(const bool q5, const uint8_t *w, size_t ws, int nr, int
         __m512i imin = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
-            const int p0 = xb->bsums[4 * i] + xb->bsums[4 * i + 1];
-            const int p1 = xb->bsums[4 * i + 2] + xb->bsums[4 * i + 3];
-            const int pair = (int)(((uint32_t)p1 << 16) | ((uint32_t)p0 & 0xFFFF));
-            imin = _mm512_dpwssd_epi32(imin, bytes_pair(mn[i / 2], i % 2), _mm512_set1_epi32(pair));
+            imin = _mm512_dpwssd_epi32(imin, bytes_pair(mn[i / 2], i % 2), bsum_pair(xb, i));
         }
         __m512i sumi[8];
         for (int k = 0; k < 8; k++)
             sumi[k] = _mm512_setzero_si512();
-        __m512i qh[8]; /* Q5_K: qh bytes 4k..4k+3 of each row, group k */
-        if (q5) {
-            transpose16(rows, o + offsetof(lm_block_q5_k, qh), qh);
-            transpose16(rows, o + offsetof(lm_block_q5_k, qh) + 16, qh + 4);
-        } else {
-            for (int i = 0; i < 8; i++)
-                qh[i] = _mm512_setzero_si512();
-        }
+        __m512i qh[8];
+        q5k_high_bits(q5, rows, o, qh);
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             /* sub-blocks 2c (low nibbles) and 2c+1 (high) */
@@ -326,13 +341,7 @@ VINLINE void pack_q45k_block(const bool q5, const uint8_t *const rows[PANEL_ROWS
     for (int i = 0; i < 8; i++)
         store_reg(pb + KP_M, i, i < 4 ? bytes_pair(mn[i / 2], i % 2) : _mm512_setzero_si512());
     __m512i qh[8];
-    if (q5) {
-        transpose16(rows, o + offsetof(lm_block_q5_k, qh), qh);
-        transpose16(rows, o + offsetof(lm_block_q5_k, qh) + 16, qh + 4);
-    } else {
-        for (int i = 0; i < 8; i++)
-            qh[i] = _mm512_setzero_si512();
-    }
+    q5k_high_bits(q5, rows, o, qh);
     for (int c = 0; c < 4; c++)
         for (int half = 0; half < 2; half++) {
             __m512i g[4];
@@ -461,11 +470,8 @@ VINLINE void kpanel_tile(const bool q6, int64_t nb, const uint8_t *panel, const 
                 /* imin = sum_j m_j (bsums[2j] + bsums[2j+1]), exact */
 #pragma GCC unroll 4
                 for (int i = 0; i < 4; i++) {
-                    const int p0 = xb[t]->bsums[4 * i] + xb[t]->bsums[4 * i + 1];
-                    const int p1 = xb[t]->bsums[4 * i + 2] + xb[t]->bsums[4 * i + 3];
-                    const int pair = (int)(((uint32_t)p1 << 16) | ((uint32_t)p0 & 0xFFFF));
                     corr = _mm512_dpwssd_epi32(corr, _mm512_load_si512(pb + KP_M + 64 * i),
-                                               _mm512_set1_epi32(pair));
+                                               bsum_pair(xb[t], i));
                 }
                 const __m512 dmin = _mm512_load_ps(pb + KP_DMIN);
                 summ[t] = _mm512_fmadd_ps(_mm512_mul_ps(xd, dmin), _mm512_cvtepi32_ps(corr), summ[t]);
