@@ -75,10 +75,21 @@ static const int xq_at[] = {2, 2, 4, 4, 2};
  * the low nibbles elements 4g..4g+3, the high ones 16+4g..) or 8 groups of
  * bytes, elements 4g..4g+3 (Q8_0's + 128, the 5-bit types' levels). */
 static const int ngroups[] = {4, 8, 8, 4, 8};
-static const int pbytes[] = {64 + 4 * 64, 64 + 8 * 64, 128 + 8 * 64, 128 + 4 * 64, 64 + 8 * 64};
 /* The weights' offset: stored value = w + off, so sum w x = sum (w+off) x -
  * off sum x (the _1 types' levels are unsigned already). */
 static const int woff[] = {8, 128, 0, 0, 16};
+
+/* Where a packed block's groups start (after d, and m for the affine
+ * types), and its size. */
+static inline int groups_at(const enum pkind k)
+{
+    return affine[k] ? 128 : 64;
+}
+
+static inline int pbytes(const enum pkind k)
+{
+    return groups_at(k) + 64 * ngroups[k];
+}
 
 /* Group g (< 8: elements 4g..4g+3) of 16 rows' levels 0..15 (nib) with
  * their fifth bits added from qh (each row's 32 bits in its lane): byte b
@@ -131,13 +142,13 @@ VINLINE void pack_panel(const enum pkind k, const uint8_t *w, size_t ws, int nr,
     const uint8_t *rows[PANEL_ROWS];
     const __m512i roff = panel_row_ptrs(w, ws, nr, rows);
     for (int64_t b = 0; b < nb; b++) {
-        uint8_t *pb = panel + b * pbytes[k];
+        uint8_t *pb = panel + b * pbytes(k);
         __m512i g[8];
         __m512 mw;
         _mm512_store_ps(pb, block_from_rows(k, rows, roff, b, g, &mw));
         if (affine[k])
             _mm512_store_ps(pb + 64, mw);
-        uint8_t *pg = pb + (affine[k] ? 128 : 64);
+        uint8_t *pg = pb + groups_at(k);
         for (int j = 0; j < ngroups[k]; j++)
             _mm512_store_si512(pg + 64 * j, g[j]);
     }
@@ -199,11 +210,11 @@ VINLINE void panel_tile(const enum pkind k, int64_t nb, const uint8_t *panel,
                                  _MM_HINT_T0);
             dw = block_from_rows(k, rows, roff, b, w, &mw);
         } else {
-            const uint8_t *pb = panel + b * pbytes[k];
+            const uint8_t *pb = panel + b * pbytes(k);
             dw = _mm512_load_ps(pb);
             if (affine[k])
                 mw = _mm512_load_ps(pb + 64);
-            const uint8_t *pg = pb + (affine[k] ? 128 : 64);
+            const uint8_t *pg = pb + groups_at(k);
 #pragma GCC unroll 8
             for (int g = 0; g < ngroups[k]; g++)
                 w[g] = _mm512_load_si512(pg + 64 * g);
@@ -323,7 +334,7 @@ static int panel_rows(const enum pkind k, const panel_kernels *pk, const void *v
         return -1;
     /* one token: no panel, the rows are read where they lie */
     uint8_t *panel = n_tok == 1 ? NULL
-                                : aligned_alloc(64, (size_t)(nb * pbytes[k] + 63) / 64 * 64);
+                                : aligned_alloc(64, (size_t)(nb * pbytes(k) + 63) / 64 * 64);
     int32_t *xoff = woff[k] ? malloc((size_t)(n_tok * nb * nsum) * sizeof *xoff) : NULL;
     if ((n_tok > 1 && !panel) || (woff[k] && !xoff)) {
         free(panel);
