@@ -19,7 +19,7 @@
  * LAMINA_CL_GEMM=1 sends products of 2 or more tokens to it, and
  * LAMINA_CL_GEMM_MIN=n those of n or more tokens. */
 #define _GNU_SOURCE
-#include "cl_device.h" /* first: it fixes the OpenCL version to 1.2 */
+#include "backend_cl.h" /* first: it fixes the OpenCL version to 1.2 */
 
 #include <clblast_c.h>
 #include <limits.h>
@@ -35,23 +35,20 @@
 #include "quant.h"
 #include "timing.h"
 
-/* Kernels with a fixed role, by name. */
-enum { K_QUANT_Q8_0, K_QUANT_Q8_K, K_ROUND_F16, K_ROUND_BF16, K_RMSNORM, K_ROPE, K_SWIGLU,
-       K_ADD, K_ADD_BIAS, K_STORE_KV, K_ATTENTION, K_GEGLU, K_SCALE, K_COLUMNS, K_COUNT };
-static const char *const kernel_names[K_COUNT] = {
+const char *const lm_cl_kernel_names[K_COUNT] = {
     "quantize_q8_0", "quantize_q8_k", "round_to_f16", "round_to_bf16", "rmsnorm", "rope",
     "swiglu", "add", "add_bias", "store_kv", "attention", "geglu", "scale", "columns",
+    "moe_gather", "moe_scatter", "moe_combine", "scale_rows",
 };
 
 /* Per weight type: the suffix of its matvec_ and dequant_ kernels. */
-static const char *const type_suffix[LM_TYPE_COUNT] = {
+const char *const lm_cl_type_suffix[LM_TYPE_COUNT] = {
     [LM_TYPE_F32] = "f32",   [LM_TYPE_F16] = "f16",   [LM_TYPE_BF16] = "bf16",
     [LM_TYPE_Q4_0] = "q4_0", [LM_TYPE_Q4_1] = "q4_1", [LM_TYPE_Q5_0] = "q5_0",
     [LM_TYPE_Q5_1] = "q5_1", [LM_TYPE_Q8_0] = "q8_0", [LM_TYPE_Q4_K] = "q4_k",
     [LM_TYPE_Q5_K] = "q5_k", [LM_TYPE_Q6_K] = "q6_k",
 };
 
-#define MAX_PROFILE 48
 static bool profiling;
 
 void lm_backend_opencl_profile(bool on)
@@ -59,73 +56,7 @@ void lm_backend_opencl_profile(bool on)
     profiling = on;
 }
 
-typedef struct {
-    cl_mem w[LM_W_PER_LAYER]; /* the tensors' bytes as in the file */
-} cl_layer;
-
-/* Streaming: as many slots as the streamer has staging buffers. */
-#define N_SLOTS 2
-typedef struct {
-    cl_layer dev; /* device buffers, each as large as the role's largest streamed tensor */
-} cl_slot;
-
-/* Pinned host memory handed out by pinned_alloc. */
-typedef struct {
-    cl_mem buf;
-    void *ptr;
-} cl_pinned;
-
-typedef struct {
-    lm_backend base;
-    cl_context ctx;
-    cl_command_queue queue;
-    cl_command_queue xfer;     /* uploads of streamed layers, beside the kernels */
-    cl_device_id device;
-    cl_program program;
-    cl_kernel k[K_COUNT];
-    cl_kernel matvec[LM_TYPE_COUNT], dequant[LM_TYPE_COUNT];
-    lm_cl_mem mem;
-    cl_layer *layers;
-    uint8_t *run;              /* per layer an lm_layer_run */
-    cl_slot slot[N_SLOTS];
-    int n_slots;
-    uint64_t slot_bytes[LM_W_PER_LAYER];
-    cl_pinned *pinned;
-    int n_pinned;
-    cl_mem out_norm, out_w;
-    cl_mem *k_cache, *v_cache;
-    cl_mem act[LM_A_COUNT];    /* the block's activations, n_batch rows each */
-    int width[LM_A_COUNT];     /* floats per row of each */
-    cl_mem scores;
-    cl_mem rope_cs[2];         /* per lm_rope_kind: cos, sin of the pass's rows */
-    cl_mem gelu_table;         /* lm_gelu_table(), made on first use */
-    cl_mem aq, ad, as, ab, af; /* quantized activations */
-    cl_mem wf;                 /* a weight dequantized for SGEMM (made on first use) */
-    size_t wf_floats;
-    cl_mem logits;
-    int logits_rows;
-    float *rope_host;
-    int *rows_host;            /* ROW_INFO ints per row (cl/common.cl) ... */
-    int rows_n;                /* ... of the rows rows_dev and rope_cs hold */
-    cl_mem rows_dev;
-    lm_run *runs;              /* n_batch */
-    int gemm_min;              /* fewest tokens that take the GEMM path */
-    long fail_after;           /* LAMINA_CL_FAIL_AFTER (-1: none) ... */
-    long layer_calls;          /* ... and the layers run so far */
-    struct { const char *name; double ms; long calls; } prof[MAX_PROFILE];
-    int n_prof;
-    /* the layer and pass bound for the block's operations */
-    int il, n;
-    const cl_mem *w;           /* per role: the layer's weights (NULL: absent) */
-} cl_backend;
-
 /* ---- launching --------------------------------------------------------- */
-
-typedef struct {
-    size_t size;
-    const void *p;
-} karg;
-#define A(v) ((karg){sizeof(v), &(v)})
 
 static void profile_event(cl_backend *cb, const char *name, cl_event ev)
 {
@@ -146,8 +77,8 @@ static void profile_event(cl_backend *cb, const char *name, cl_event ev)
     cb->prof[i].calls++;
 }
 
-static int launch(cl_backend *cb, cl_kernel k, const char *name, cl_uint dims, const size_t *gws,
-                  int nargs, const karg *args)
+int lm_cl_launch(cl_backend *cb, cl_kernel k, const char *name, cl_uint dims, const size_t *gws,
+                 int nargs, const karg *args)
 {
     for (int i = 0; i < nargs; i++) {
         cl_int err = clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].p);
@@ -167,10 +98,6 @@ static int launch(cl_backend *cb, cl_kernel k, const char *name, cl_uint dims, c
         profile_event(cb, name, ev);
     return 0;
 }
-
-#define LAUNCH(cb, kid, dims, gws, ...)                                                     \
-    launch(cb, (cb)->k[kid], kernel_names[kid], dims, gws,                                  \
-           (int)(sizeof((karg[]){__VA_ARGS__}) / sizeof(karg)), (karg[]){__VA_ARGS__})
 
 /* ---- products ------------------------------------------------------------ */
 
@@ -208,10 +135,11 @@ static int ensure_wf(cl_backend *cb, size_t floats)
     return cb->wf ? 0 : -1;
 }
 
-/* y (n rows of `rows`) = x (n rows of cols) times W (rows x cols, type)^T */
-static int product(cl_backend *cb, const lm_gguf_tensor *t, cl_mem W, cl_mem x, int n, cl_mem y)
+int lm_cl_product(cl_backend *cb, const lm_gguf_tensor *t, cl_mem W, uint64_t w_off, cl_mem x,
+                  int n, cl_mem y)
 {
     const int cols = (int)t->ne[0], rows = (int)t->ne[1];
+    const cl_ulong off = w_off;
     if (n < cb->gemm_min) {
         cl_mem af;
         const cl_ulong row_bytes = lm_row_size(t->type, cols);
@@ -219,25 +147,27 @@ static int product(cl_backend *cb, const lm_gguf_tensor *t, cl_mem W, cl_mem x, 
             return -1;
         /* the 32-value block types take up to 4 tokens per work-item */
         const int per = lm_type_get(t->type)->block_size == 32 ? 4 : 1;
-        return launch(cb, cb->matvec[t->type], type_suffix[t->type], 2,
-                      (size_t[]){(size_t)rows, (size_t)((n + per - 1) / per)}, 11,
-                      (karg[]){A(W), A(row_bytes), A(cols), A(rows), A(cb->aq), A(cb->ad),
+        return lm_cl_launch(cb, cb->matvec[t->type], lm_cl_type_suffix[t->type], 2,
+                      (size_t[]){(size_t)rows, (size_t)((n + per - 1) / per)}, 12,
+                      (karg[]){A(W), A(off), A(row_bytes), A(cols), A(rows), A(cb->aq), A(cb->ad),
                                A(cb->as), A(cb->ab), A(af), A(y), A(n)});
     }
     cl_mem wf = W;
-    if (t->type != LM_TYPE_F32) {
+    size_t wf_off = (size_t)(w_off / sizeof(float)); /* F32 weights: SGEMM reads them in place */
+    if (t->type != LM_TYPE_F32 || w_off % sizeof(float)) {
         const size_t count = (size_t)rows * cols;
         const size_t bs = (size_t)lm_type_get(t->type)->block_size;
         if (ensure_wf(cb, count) != 0 ||
-            launch(cb, cb->dequant[t->type], "dequant", 1, (size_t[]){count / bs}, 2,
-                   (karg[]){A(W), A(cb->wf)}) != 0)
+            lm_cl_launch(cb, cb->dequant[t->type], "dequant", 1, (size_t[]){count / bs}, 3,
+                   (karg[]){A(W), A(off), A(cb->wf)}) != 0)
             return -1;
         wf = cb->wf;
+        wf_off = 0;
     }
     cl_event ev;
     CLBlastStatusCode st =
         CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, (size_t)n,
-                     (size_t)rows, (size_t)cols, 1.0f, x, 0, (size_t)cols, wf, 0, (size_t)cols,
+                     (size_t)rows, (size_t)cols, 1.0f, x, 0, (size_t)cols, wf, wf_off, (size_t)cols,
                      0.0f, y, 0, (size_t)rows, &cb->queue, &ev);
     if (st != CLBlastSuccess) {
         lm_set_error("CLBlastSgemm(%d x %d x %d): status %d", n, rows, cols, (int)st);
@@ -252,7 +182,7 @@ static int product(cl_backend *cb, const lm_gguf_tensor *t, cl_mem W, cl_mem x, 
 
 /* ---- the layer ------------------------------------------------------------ */
 
-static int write_buf(cl_backend *cb, cl_mem dst, const void *src, size_t bytes, const char *what)
+int lm_cl_write(cl_backend *cb, cl_mem dst, const void *src, size_t bytes, const char *what)
 {
     cl_int err = clEnqueueWriteBuffer(cb->queue, dst, CL_TRUE, 0, bytes, src, 0, NULL, NULL);
     if (err != CL_SUCCESS) {
@@ -262,7 +192,7 @@ static int write_buf(cl_backend *cb, cl_mem dst, const void *src, size_t bytes, 
     return 0;
 }
 
-static int read_buf(cl_backend *cb, cl_mem src, void *dst, size_t bytes, const char *what)
+int lm_cl_read(cl_backend *cb, cl_mem src, void *dst, size_t bytes, const char *what)
 {
     cl_int err = clEnqueueReadBuffer(cb->queue, src, CL_TRUE, 0, bytes, dst, 0, NULL, NULL);
     if (err != CL_SUCCESS) {
@@ -276,7 +206,7 @@ static int read_buf(cl_backend *cb, cl_mem src, void *dst, size_t bytes, const c
 static cl_mem upload_bytes(cl_backend *cb, const void *data, size_t bytes, const char *what)
 {
     cl_mem buf = lm_cl_alloc(&cb->mem, cb->ctx, CL_MEM_READ_ONLY, bytes, what);
-    if (buf && write_buf(cb, buf, data, bytes, what) != 0) {
+    if (buf && lm_cl_write(cb, buf, data, bytes, what) != 0) {
         lm_cl_release(&cb->mem, buf);
         return NULL;
     }
@@ -307,7 +237,7 @@ static int upload_rows(cl_backend *cb, const lm_rows *rows)
         return 0;
     memcpy(cb->rows_host, info, bytes);
     cb->rows_n = -1; /* until both uploads are done */
-    if (write_buf(cb, cb->rows_dev, cb->rows_host, bytes, "row table") != 0)
+    if (lm_cl_write(cb, cb->rows_dev, cb->rows_host, bytes, "row table") != 0)
         return -1;
     const lm_rope_params *kinds[2] = {&b->model->rope, &b->model->rope_swa};
     for (int k = 0; k < 2 && cb->rope_cs[k]; k++) {
@@ -315,7 +245,7 @@ static int upload_rows(cl_backend *cb, const lm_rows *rows)
             float *row = cb->rope_host + (size_t)t * hp->n_rot;
             lm_rope_angles(kinds[k], rows->pos[t], row, row + half);
         }
-        if (write_buf(cb, cb->rope_cs[k], cb->rope_host, (size_t)n * hp->n_rot * sizeof(float),
+        if (lm_cl_write(cb, cb->rope_cs[k], cb->rope_host, (size_t)n * hp->n_rot * sizeof(float),
                       "rope table") != 0)
             return -1;
     }
@@ -371,7 +301,7 @@ static int op_rmsnorm(void *ctx, lm_act out, lm_act in, int w, int dim)
 static int op_matmul(void *ctx, lm_act out, int w, lm_act in)
 {
     cl_backend *cb = ctx;
-    return product(cb, cb->base.model->layers[cb->il].t[w], cb->w[w], cb->act[in], cb->n,
+    return lm_cl_product(cb, cb->base.model->layers[cb->il].t[w], cb->w[w], 0, cb->act[in], cb->n,
                    cb->act[out]);
 }
 
@@ -451,7 +381,7 @@ static int op_add(void *ctx, lm_act x, lm_act y, int dim)
 static const lm_block_ops block_ops = {
     .rmsnorm = op_rmsnorm, .matmul = op_matmul, .add_bias = op_add_bias, .rope = op_rope,
     .attention = op_attention, .swiglu = op_swiglu, .geglu = op_geglu, .scale = op_scale,
-    .columns = op_columns,
+    .columns = op_columns, .moe = lm_cl_op_moe, .sigmoid_gate = lm_cl_op_sigmoid_gate,
     .add = op_add,
 };
 
@@ -467,7 +397,7 @@ static int run_layer(cl_backend *cb, int il, const cl_mem *w, float *x, const lm
         return -1;
     const size_t xbytes = (size_t)rows->n * m->hp.n_embd * sizeof(float);
     if ((!(x_flags & LM_X_ON_BACKEND) &&
-         write_buf(cb, cb->act[LM_A_X], x, xbytes, "activations") != 0) ||
+         lm_cl_write(cb, cb->act[LM_A_X], x, xbytes, "activations") != 0) ||
         upload_rows(cb, rows) != 0)
         return -1;
     cb->il = il;
@@ -478,7 +408,7 @@ static int run_layer(cl_backend *cb, int il, const cl_mem *w, float *x, const lm
     if (m->hp.arch->block(&blk) != 0)
         return -1;
     if (!(x_flags & LM_X_STAYS))
-        return read_buf(cb, cb->act[LM_A_X], x, xbytes, "activations");
+        return lm_cl_read(cb, cb->act[LM_A_X], x, xbytes, "activations");
     /* done before returning all the same: a streamed layer's slot is
      * refilled as soon as this returns, and the layer's time is its own */
     return lm_cl_check(clFinish(cb->queue), "clFinish");
@@ -528,11 +458,11 @@ static int cl_output(lm_backend *b, const float *x_host, int n, float *logits)
         cb->logits_rows = n;
     }
     cl_mem x = cb->act[LM_A_X], xn = cb->act[LM_A_XN];
-    if (write_buf(cb, x, x_host, (size_t)n * m->hp.n_embd * sizeof(float), "activations") != 0 ||
+    if (lm_cl_write(cb, x, x_host, (size_t)n * m->hp.n_embd * sizeof(float), "activations") != 0 ||
         rmsnorm(cb, xn, x, cb->out_norm, n, (int)m->hp.n_embd) != 0 ||
-        product(cb, m->output, cb->out_w, xn, n, cb->logits) != 0)
+        lm_cl_product(cb, m->output, cb->out_w, 0, xn, n, cb->logits) != 0)
         return -1;
-    return read_buf(cb, cb->logits, logits, (size_t)n * m->hp.n_vocab * sizeof(float), "logits");
+    return lm_cl_read(cb, cb->logits, logits, (size_t)n * m->hp.n_vocab * sizeof(float), "logits");
 }
 
 static int cl_seq_copy(lm_backend *b, int src, int dst, int n)
@@ -621,6 +551,7 @@ static void cl_free(lm_backend *b)
     lm_cl_release(&cb->mem, cb->out_norm);
     for (int a = 0; a < LM_A_COUNT; a++)
         lm_cl_release(&cb->mem, cb->act[a]);
+    lm_cl_moe_free(cb);
     cl_mem bufs[] = {cb->scores, cb->rope_cs[0], cb->rope_cs[1], cb->gelu_table, cb->aq, cb->ad, cb->as, cb->ab,
                      cb->af,     cb->wf,      cb->logits, cb->rows_dev};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
@@ -785,7 +716,7 @@ static cl_mem upload(cl_backend *cb, const lm_gguf_tensor *t, const void *data, 
     if (!t)
         return NULL;
     cl_mem buf = lm_cl_alloc(&cb->mem, cb->ctx, CL_MEM_READ_ONLY, t->nbytes, what);
-    if (buf && write_buf(cb, buf, data, t->nbytes, what) != 0) {
+    if (buf && lm_cl_write(cb, buf, data, t->nbytes, what) != 0) {
         lm_cl_release(&cb->mem, buf);
         return NULL;
     }
@@ -801,7 +732,7 @@ static int take_layer(cl_backend *cb, int il, const lm_layer_view *view)
     const lm_layer *L = &cb->base.model->layers[il];
     for (int w = 0; w < LM_W_PER_LAYER; w++) {
         const lm_gguf_tensor *t = L->t[w];
-        if (t && t->n_dims == 2 && !type_suffix[t->type]) {
+        if (t && t->n_dims >= 2 && !lm_cl_type_suffix[t->type]) {
             lm_set_error("layer %d: OpenCL has no kernel for %s weights", il,
                          lm_type_name(t->type));
             return -1;
@@ -820,19 +751,19 @@ static int create_kernels(cl_backend *cb)
 {
     cl_int err;
     for (int i = 0; i < K_COUNT; i++) {
-        cb->k[i] = clCreateKernel(cb->program, kernel_names[i], &err);
+        cb->k[i] = clCreateKernel(cb->program, lm_cl_kernel_names[i], &err);
         if (lm_cl_check(err, "clCreateKernel") != 0)
             return -1;
     }
     for (int t = 0; t < LM_TYPE_COUNT; t++) {
-        if (!type_suffix[t])
+        if (!lm_cl_type_suffix[t])
             continue;
         char name[64];
-        snprintf(name, sizeof name, "matvec_%s", type_suffix[t]);
+        snprintf(name, sizeof name, "matvec_%s", lm_cl_type_suffix[t]);
         cb->matvec[t] = clCreateKernel(cb->program, name, &err);
         if (lm_cl_check(err, "clCreateKernel") != 0)
             return -1;
-        snprintf(name, sizeof name, "dequant_%s", type_suffix[t]);
+        snprintf(name, sizeof name, "dequant_%s", lm_cl_type_suffix[t]);
         cb->dequant[t] = clCreateKernel(cb->program, name, &err);
         if (lm_cl_check(err, "clCreateKernel") != 0)
             return -1;
@@ -840,7 +771,7 @@ static int create_kernels(cl_backend *cb)
     return 0;
 }
 
-static cl_mem scratch(cl_backend *cb, size_t bytes, const char *what)
+cl_mem lm_cl_scratch(cl_backend *cb, size_t bytes, const char *what)
 {
     return lm_cl_alloc(&cb->mem, cb->ctx, CL_MEM_READ_WRITE, bytes, what);
 }
@@ -850,8 +781,12 @@ static int create_buffers(cl_backend *cb)
     const lm_hparams *hp = &cb->base.model->hp;
     const size_t nb = (size_t)cb->base.n_batch, f = sizeof(float);
     const size_t q_dim = (size_t)hp->n_head * hp->head_dim, kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
-    size_t widest = hp->n_embd > hp->n_ff ? hp->n_embd : hp->n_ff;
+    /* GATE and UP are as wide as the widest feed-forward: the dense or
+     * shared expert's (an expert's has scratch of its own, cl/moe_cl.c) */
+    const size_t ff = hp->n_ff_shexp > hp->n_ff ? hp->n_ff_shexp : hp->n_ff;
+    size_t widest = hp->n_embd > ff ? hp->n_embd : ff;
     widest = widest > q_dim ? widest : q_dim;
+    widest = widest > hp->n_ff_exp ? widest : hp->n_ff_exp; /* an expert's down product */
     cb->k_cache = calloc(hp->n_layer, sizeof *cb->k_cache);
     cb->v_cache = calloc(hp->n_layer, sizeof *cb->v_cache);
     cb->rope_host = malloc(nb * hp->n_rot * f);
@@ -864,32 +799,32 @@ static int create_buffers(cl_backend *cb)
     const size_t cache_bytes = (size_t)cb->base.n_seq * cb->base.n_ctx * kv_dim * 2;
     for (uint32_t il = 0; il < hp->n_layer; il++)
         if (cb->run[il] != LM_RUN_NONE &&
-            (!(cb->k_cache[il] = scratch(cb, cache_bytes, "the K cache")) ||
-             !(cb->v_cache[il] = scratch(cb, cache_bytes, "the V cache"))))
+            (!(cb->k_cache[il] = lm_cl_scratch(cb, cache_bytes, "the K cache")) ||
+             !(cb->v_cache[il] = lm_cl_scratch(cb, cache_bytes, "the V cache"))))
             return -1;
     const size_t width[LM_A_COUNT] = {
         [LM_A_X] = hp->n_embd, [LM_A_XN] = hp->n_embd, [LM_A_TMP] = hp->n_embd,
         [LM_A_Q] = q_dim,      [LM_A_ATT] = q_dim,     [LM_A_K] = kv_dim,
-        [LM_A_V] = kv_dim,     [LM_A_GATE] = hp->n_ff, [LM_A_UP] = hp->n_ff,
+        [LM_A_V] = kv_dim,     [LM_A_GATE] = ff,       [LM_A_UP] = ff,
         [LM_A_WIDE] = lm_arch_wide_width(cb->base.model),
     };
     for (int a = 0; a < LM_A_COUNT; a++) {
         cb->width[a] = (int)width[a];
-        if (width[a] && !(cb->act[a] = scratch(cb, nb * width[a] * f, "activations")))
+        if (width[a] && !(cb->act[a] = lm_cl_scratch(cb, nb * width[a] * f, "activations")))
             return -1;
     }
     if (hp->n_swa > 0 &&
-        !(cb->rope_cs[LM_ROPE_SWA] = scratch(cb, nb * hp->n_rot * f, "rope table")))
+        !(cb->rope_cs[LM_ROPE_SWA] = lm_cl_scratch(cb, nb * hp->n_rot * f, "rope table")))
         return -1;
-    return (cb->scores = scratch(cb, nb * hp->n_head * cb->base.n_ctx * f,
+    return (cb->scores = lm_cl_scratch(cb, nb * hp->n_head * cb->base.n_ctx * f,
                                          "attention scores")) &&
-                   (cb->rope_cs[LM_ROPE_GLOBAL] = scratch(cb, nb * hp->n_rot * f, "rope table")) &&
-                   (cb->rows_dev = scratch(cb, nb * ROW_INFO * sizeof(int), "row table")) &&
-                   (cb->aq = scratch(cb, nb * widest, "quantized activations")) &&
-                   (cb->ad = scratch(cb, nb * widest / 32 * f, "quantized activations")) &&
-                   (cb->as = scratch(cb, nb * widest / 32 * f, "quantized activations")) &&
-                   (cb->ab = scratch(cb, nb * widest / 16 * 4, "quantized activations")) &&
-                   (cb->af = scratch(cb, nb * widest * f, "rounded activations"))
+                   (cb->rope_cs[LM_ROPE_GLOBAL] = lm_cl_scratch(cb, nb * hp->n_rot * f, "rope table")) &&
+                   (cb->rows_dev = lm_cl_scratch(cb, nb * ROW_INFO * sizeof(int), "row table")) &&
+                   (cb->aq = lm_cl_scratch(cb, nb * widest, "quantized activations")) &&
+                   (cb->ad = lm_cl_scratch(cb, nb * widest / 32 * f, "quantized activations")) &&
+                   (cb->as = lm_cl_scratch(cb, nb * widest / 32 * f, "quantized activations")) &&
+                   (cb->ab = lm_cl_scratch(cb, nb * widest / 16 * 4, "quantized activations")) &&
+                   (cb->af = lm_cl_scratch(cb, nb * widest * f, "rounded activations"))
                ? 0
                : -1;
 }
@@ -932,10 +867,6 @@ lm_backend *lm_backend_opencl_new(const lm_model *m, int n_ctx, int n_seq, int n
     const char *fail = getenv("LAMINA_CL_FAIL_AFTER");
     cb->fail_after = fail && *fail ? strtol(fail, NULL, 10) : -1;
     cb->gemm_min = lm_backend_opencl_gemm_min();
-    if (m->hp.n_expert) { /* the planner then keeps every layer on the CPU */
-        lm_set_error("OpenCL does not run mixture-of-experts layers yet");
-        goto fail;
-    }
     if (m->hp.head_dim > 256) { /* MAX_HD in cl/attention.cl */
         lm_set_error("OpenCL attention supports head sizes up to 256, not %u",
                      (unsigned)m->hp.head_dim);
@@ -962,7 +893,7 @@ lm_backend *lm_backend_opencl_new(const lm_model *m, int n_ctx, int n_seq, int n
     if (lm_cl_check(err, "clCreateCommandQueue") != 0)
         goto fail;
     if (!(cb->program = lm_cl_program_build(cb->ctx, cb->device)) || create_kernels(cb) != 0 ||
-        create_buffers(cb) != 0 || make_slots(cb) != 0)
+        create_buffers(cb) != 0 || lm_cl_moe_create(cb) != 0 || make_slots(cb) != 0)
         goto fail;
     for (uint32_t il = 0; il < m->hp.n_layer; il++) {
         lm_layer_view view;
@@ -972,7 +903,7 @@ lm_backend *lm_backend_opencl_new(const lm_model *m, int n_ctx, int n_seq, int n
     }
     if (share && share->no_head)
         return &cb->base;
-    if (!type_suffix[m->output->type]) {
+    if (!lm_cl_type_suffix[m->output->type]) {
         lm_set_error("OpenCL has no kernel for the %s output head", lm_type_name(m->output->type));
         goto fail;
     }

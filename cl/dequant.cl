@@ -1,10 +1,12 @@
 /* Weights to f32 for the prompt GEMMs, with the arithmetic of the scalar
  * reference dequantizers in formats/quant.c (so the values are identical).
- * One work-item per block; W is the tensor's GGUF bytes. */
+ * One work-item per block; W is the matrix's GGUF bytes, at w_off in the
+ * tensor's (an expert's, in a stack of them). */
 
-kernel void dequant_q4_0(global const uchar *W, global float *y)
+kernel void dequant_q4_0(global const uchar *W_all, ulong w_off, global float *y)
 {
     const size_t i = get_global_id(0);
+    global const uchar *W = W_all + w_off;
     global const uchar *b = W + i * 18;
     global float *o = y + i * 32;
     const float d = h2f(ld16(b));
@@ -14,9 +16,10 @@ kernel void dequant_q4_0(global const uchar *W, global float *y)
     }
 }
 
-kernel void dequant_q4_1(global const uchar *W, global float *y)
+kernel void dequant_q4_1(global const uchar *W_all, ulong w_off, global float *y)
 {
     const size_t i = get_global_id(0);
+    global const uchar *W = W_all + w_off;
     global const uchar *b = W + i * 20;
     global float *o = y + i * 32;
     const float d = h2f(ld16(b)), m = h2f(ld16(b + 2));
@@ -32,9 +35,10 @@ inline int q5_level(global const uchar *qs, uint qh, int j)
     return nib | (int)(((qh >> j) & 1) << 4);
 }
 
-kernel void dequant_q5_0(global const uchar *W, global float *y)
+kernel void dequant_q5_0(global const uchar *W_all, ulong w_off, global float *y)
 {
     const size_t i = get_global_id(0);
+    global const uchar *W = W_all + w_off;
     global const uchar *b = W + i * 22;
     const float d = h2f(ld16(b));
     const uint qh = b[2] | (b[3] << 8) | (b[4] << 16) | ((uint)b[5] << 24);
@@ -42,9 +46,10 @@ kernel void dequant_q5_0(global const uchar *W, global float *y)
         y[i * 32 + j] = (q5_level(b + 6, qh, j) - 16) * d;
 }
 
-kernel void dequant_q5_1(global const uchar *W, global float *y)
+kernel void dequant_q5_1(global const uchar *W_all, ulong w_off, global float *y)
 {
     const size_t i = get_global_id(0);
+    global const uchar *W = W_all + w_off;
     global const uchar *b = W + i * 24;
     const float d = h2f(ld16(b)), m = h2f(ld16(b + 2));
     const uint qh = b[4] | (b[5] << 8) | (b[6] << 16) | ((uint)b[7] << 24);
@@ -52,9 +57,10 @@ kernel void dequant_q5_1(global const uchar *W, global float *y)
         y[i * 32 + j] = q5_level(b + 8, qh, j) * d + m;
 }
 
-kernel void dequant_q8_0(global const uchar *W, global float *y)
+kernel void dequant_q8_0(global const uchar *W_all, ulong w_off, global float *y)
 {
     const size_t i = get_global_id(0);
+    global const uchar *W = W_all + w_off;
     global const uchar *b = W + i * 34;
     const float d = h2f(ld16(b));
     for (int j = 0; j < 32; j++)
@@ -83,21 +89,24 @@ inline void dequant_q45_k(global const uchar *b, int bits, global float *o)
     }
 }
 
-kernel void dequant_q4_k(global const uchar *W, global float *y)
+kernel void dequant_q4_k(global const uchar *W_all, ulong w_off, global float *y)
 {
     const size_t i = get_global_id(0);
+    global const uchar *W = W_all + w_off;
     dequant_q45_k(W + i * 144, 4, y + i * 256);
 }
 
-kernel void dequant_q5_k(global const uchar *W, global float *y)
+kernel void dequant_q5_k(global const uchar *W_all, ulong w_off, global float *y)
 {
     const size_t i = get_global_id(0);
+    global const uchar *W = W_all + w_off;
     dequant_q45_k(W + i * 176, 5, y + i * 256);
 }
 
-kernel void dequant_q6_k(global const uchar *W, global float *y)
+kernel void dequant_q6_k(global const uchar *W_all, ulong w_off, global float *y)
 {
     const size_t i = get_global_id(0);
+    global const uchar *W = W_all + w_off;
     global const uchar *b = W + i * 210;
     global float *o = y + i * 256;
     const float d = h2f(ld16(b + 208));
@@ -118,20 +127,23 @@ kernel void dequant_q6_k(global const uchar *W, global float *y)
     }
 }
 
-kernel void dequant_f16(global const uchar *W, global float *y)
+kernel void dequant_f16(global const uchar *W_all, ulong w_off, global float *y)
 {
     const size_t i = get_global_id(0);
+    global const uchar *W = W_all + w_off;
     y[i] = h2f(ld16(W + 2 * i));
 }
 
-kernel void dequant_bf16(global const uchar *W, global float *y)
+kernel void dequant_bf16(global const uchar *W_all, ulong w_off, global float *y)
 {
     const size_t i = get_global_id(0);
+    global const uchar *W = W_all + w_off;
     y[i] = bf2f(ld16(W + 2 * i));
 }
 
-kernel void dequant_f32(global const uchar *W, global float *y)
+kernel void dequant_f32(global const uchar *W_all, ulong w_off, global float *y)
 {
     const size_t i = get_global_id(0);
+    global const uchar *W = W_all + w_off;
     y[i] = ((global const float *)W)[i];
 }

@@ -13,22 +13,23 @@
  * contraction elsewhere (FP_CONTRACT OFF in common.cl).
  *
  * Argument order is the same for every type so the host sets it once:
- * W, row_bytes, cols, rows, aq, ad, as, ab, af (f32/f16/bf16 activations), y,
+ * W, w_off (where the matrix starts in W: an expert's, in a stack of them),
+ * row_bytes, cols, rows, aq, ad, as, ab, af (f32/f16/bf16 activations), y,
  * n_tok (tokens in the product). */
 
 /* tile_q45k's `summ = fmaf(d_x * dmin, (float)imin, summ)` (one rounding
  * for the add, written out on the CPU too). */
 #define KQ_SUMM(p, v, s) fma(p, v, s)
 
-#define MATVEC_ARGS                                                                   \
-    global const uchar *W, ulong row_bytes, int cols, int rows, global const char *aq, \
-        global const float *ad, global const float *as, global const int *ab,         \
-        global const float *af, global float *y, int n_tok
+#define MATVEC_ARGS                                                                  \
+    global const uchar *W, ulong w_off, ulong row_bytes, int cols, int rows,         \
+        global const char *aq, global const float *ad, global const float *as,       \
+        global const int *ab, global const float *af, global float *y, int n_tok
 #define MATVEC_SETUP(bs)                                                  \
     const int r = get_global_id(0), t = get_global_id(1);                 \
     if (r >= rows)                                                        \
         return;                                                           \
-    global const uchar *w = W + (size_t)r * row_bytes;                    \
+    global const uchar *w = W + w_off + (size_t)r * row_bytes;            \
     const int nb = cols / (bs);                                           \
     global const char *a = aq + (size_t)t * cols;                         \
     const size_t ab0 = (size_t)t * (cols / (bs));                         \
@@ -184,7 +185,7 @@ dot32_lanes(int kind, global const uchar *w, int nb, global const char *a, int c
         if (r >= rows || t0 >= n_tok)                                                      \
             return;                                                                        \
         const int nt = min(4, n_tok - t0);                                                 \
-        global const uchar *w = W + (size_t)r * row_bytes;                                 \
+        global const uchar *w = W + w_off + (size_t)r * row_bytes;                         \
         (void)ab; (void)af;                                                                \
         /* constant tile sizes, so the accumulators stay in registers */                   \
         if (nt == 1)                                                                       \

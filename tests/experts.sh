@@ -2,7 +2,8 @@
 # Mixtures of experts read from disk expert by expert (expert_cache.h): the
 # same logits, to the bit, whether the layers are in RAM, read from disk
 # whole, or read with only their routed experts through an expert cache of
-# any size (two slots, a few, all); and plan and bench say what they read.
+# any size (two slots, a few, all), or on an OpenCL device; and plan and
+# bench say what they read.
 # The three layouts: Mixtral's (llama with experts), qwen3moe and qwen2moe
 # (with a shared expert); with the
 # default model's tokenizer (scripts/fetch-model), also their perplexity
@@ -22,6 +23,18 @@ vocab=$tmp/vocab.gguf
 awk 'BEGIN { srand(7); for (i = 0; i < 1500; i++) printf "%c%s", 97 + int(rand() * 26),
      (i % 7 == 6) ? " " : "" }' >"$tmp/text.txt"
 
+# an OpenCL device (PoCL in CI) runs them too
+cpu_path=$("$LAMINA" --version | sed -n 's/^cpu kernels: \([a-z0-9]*\).*/\1/p')
+if "$LAMINA" run -q -m "$vocab" -p ab -n 1 --backend opencl >/dev/null 2>&1; then
+    opencl=yes
+elif [ -n "${CI:-}" ]; then
+    opencl=no
+    bad "no working OpenCL device in CI"
+else
+    opencl=no
+    echo "SKIP (part): no working OpenCL device"
+fi
+
 for arch in llama qwen3moe qwen2moe; do
     model=$tmp/moe-$arch.gguf
     "$LAMINA" synth -q -o "$model" --shape moe-tiny --arch "$arch" --type Q8_0 \
@@ -32,10 +45,13 @@ for arch in llama qwen3moe qwen2moe; do
     want=$(tail -n 1 "$tmp/ref")
     "$LAMINA" run -q -m "$model" -p "the mixture" -n 24 --temp 0 >"$tmp/ref-run" 2>"$tmp/err" ||
         bad "$arch run in RAM: $(cat "$tmp/err")"
+    # (on the CPU: a device, where there is one, would take the layers the
+    # RAM budget leaves out, and a device layer reads every expert)
     for opts in "--ram-layers 0 --whole-layers" "--ram-layers 0 --expert-cache 1" \
         "--ram-layers 0 --expert-cache 1500K" "--ram-layers 0" "--ram-layers 2 --expert-cache 1" \
         "--ram-layers 0 --expert-cache 1 --no-prefetch" \
         "--ram-layers 0 --expert-cache 1200K --expert-evict frequent"; do
+        opts="--backend cpu $opts"
         # shellcheck disable=SC2086
         if "$LAMINA" perplexity -q -m "$model" -f "$tmp/text.txt" -c 64 --chunks 3 -b 64 \
             $opts >"$tmp/out" 2>"$tmp/err"; then
@@ -49,18 +65,38 @@ for arch in llama qwen3moe qwen2moe; do
             cmp -s "$tmp/out" "$tmp/ref-run" && ok || bad "$arch run $opts: other text ($(cat "$tmp/err"))"
     done
 
+    # on the device (OpenCL): resident, beside CPU layers, streamed to it
+    # from RAM and from disk; the same text, and on the CPU's AVX2 or
+    # AVX-512 kernels (which the device's repeat) the same perplexity
+    for opts in "--backend opencl" "--gpu-layers 2" "--backend opencl -c 64 -b 64 --vram 10M" \
+        "--backend opencl -c 64 -b 64 --vram 10M --ram-layers 0"; do
+        [ "$opencl" = yes ] || break
+        # shellcheck disable=SC2086
+        "$LAMINA" run -q -m "$model" -p "the mixture" -n 24 --temp 0 $opts >"$tmp/out" 2>"$tmp/err" &&
+            cmp -s "$tmp/out" "$tmp/ref-run" && ok || bad "$arch run $opts: other text ($(cat "$tmp/err"))"
+        # shellcheck disable=SC2086
+        if "$LAMINA" perplexity -q -m "$model" -f "$tmp/text.txt" -c 64 --chunks 3 -b 64 \
+            $opts >"$tmp/out" 2>"$tmp/err"; then
+            got=$(tail -n 1 "$tmp/out")
+            [ "$got" = "$want" ] || [ "$cpu_path" = portable ] && ok ||
+                bad "$arch $opts: $got, on the CPU $want"
+        else
+            bad "$arch perplexity $opts: $(cat "$tmp/err")"
+        fi
+    done
+
     # the plan says what a token reads, with and without the experts apart
-    if "$LAMINA" plan -m "$model" --ram-layers 0 --expert-cache 1M >"$tmp/out" 2>"$tmp/err"; then
+    if "$LAMINA" plan -m "$model" --backend cpu --ram-layers 0 --expert-cache 1M >"$tmp/out" 2>"$tmp/err"; then
         grep -q '^experts: the layers from disk read only the experts routed to (2 of 8 per token), through a cache of 1.0 MiB ([0-9]* experts, the least recently used given up;' "$tmp/out" &&
             grep -q '^  per token .* MiB read from disk, against .* MiB reading every expert' "$tmp/out" &&
             ok || bad "$arch plan's experts lines: $(cat "$tmp/out")"
     else
         bad "$arch plan: $(cat "$tmp/err")"
     fi
-    "$LAMINA" plan -m "$model" --ram-layers 0 --whole-layers >"$tmp/out" 2>"$tmp/err" &&
+    "$LAMINA" plan -m "$model" --backend cpu --ram-layers 0 --whole-layers >"$tmp/out" 2>"$tmp/err" &&
         grep -q '^experts: the layers from disk are read whole, all 8 experts each' "$tmp/out" &&
         ok || bad "$arch plan --whole-layers: $(cat "$tmp/out" "$tmp/err")"
-    XDG_CACHE_HOME="$tmp/fresh-$arch" "$LAMINA" plan -m "$model" --ram-layers 0 --json \
+    XDG_CACHE_HOME="$tmp/fresh-$arch" "$LAMINA" plan -m "$model" --backend cpu --ram-layers 0 --json \
         >"$tmp/out" 2>"$tmp/err" &&
         python3 -c '
 import json, sys
@@ -74,22 +110,22 @@ assert p["expert_cache_bytes"] > 0 and p["predicted_expert_cache_hit_rate"] == 1
     # a run teaches the plan the hit rate it measured (a bench: no end of
     # text cuts it short)
     learn="$tmp/learn-$arch"
-    XDG_CACHE_HOME=$learn "$LAMINA" bench -m "$model" -p 8 -n 48 -r 1 --ram-layers 0 \
+    XDG_CACHE_HOME=$learn "$LAMINA" bench -m "$model" --backend cpu -p 8 -n 48 -r 1 --ram-layers 0 \
         --expert-cache 1200K >/dev/null 2>"$tmp/err" || bad "$arch learning run: $(cat "$tmp/err")"
-    XDG_CACHE_HOME=$learn "$LAMINA" plan -m "$model" --ram-layers 0 --expert-cache 1200K \
+    XDG_CACHE_HOME=$learn "$LAMINA" plan -m "$model" --backend cpu --ram-layers 0 --expert-cache 1200K \
         >"$tmp/out" 2>"$tmp/err" &&
         grep -q '^experts: .*predicted hit rate [0-9]*%, as the last 1 run of this cache measured)' "$tmp/out" &&
         ok || bad "$arch plan after a run: $(cat "$tmp/out" "$tmp/err")"
-    XDG_CACHE_HOME=$learn "$LAMINA" plan -m "$model" --ram-layers 0 --expert-cache 1200K \
+    XDG_CACHE_HOME=$learn "$LAMINA" plan -m "$model" --backend cpu --ram-layers 0 --expert-cache 1200K \
         --expert-evict frequent >"$tmp/out" 2>"$tmp/err" &&
         grep -q '^experts: .*were every expert as likely)' "$tmp/out" &&
         ok || bad "$arch plan of another cache learns nothing from it: $(cat "$tmp/out" "$tmp/err")"
 
     # bench measures it: two slots cannot hit (each token's two experts
     # push out the last); a cache of every expert reads only the rest
-    "$LAMINA" bench -m "$model" --ram-layers 0 --expert-cache 1 -p 8 -n 8 -r 1 --json \
+    "$LAMINA" bench -m "$model" --backend cpu --ram-layers 0 --expert-cache 1 -p 8 -n 8 -r 1 --json \
         >"$tmp/small" 2>"$tmp/err" &&
-        "$LAMINA" bench -m "$model" --ram-layers 0 --whole-layers -p 8 -n 8 -r 1 --json \
+        "$LAMINA" bench -m "$model" --backend cpu --ram-layers 0 --whole-layers -p 8 -n 8 -r 1 --json \
             >"$tmp/whole" 2>>"$tmp/err" &&
         python3 -c '
 import json, sys
@@ -115,7 +151,7 @@ if [ -f "$smollm2" ]; then
         "$LAMINA" synth -q -o "$model" --shape moe-tiny --arch "$arch" --type Q8_0 \
             --tokenizer-from "$smollm2" >/dev/null || { bad "synth moe-tiny $arch"; continue; }
         want=$(awk -v a="$arch" '$1 == a { print $2 }' "$FIXTURES/ppl-moe-tiny-c512.txt")
-        for opts in "" "--ram-layers 0 --expert-cache 1"; do
+        for opts in "" "--backend cpu --ram-layers 0 --expert-cache 1"; do
             # shellcheck disable=SC2086
             got=$("$LAMINA" perplexity -q -m "$model" -f "$FIXTURES/ppl-text.txt" -c 512 -t 2 \
                 --chunks 4 $opts | sed -n 's/^perplexity: //p')

@@ -271,13 +271,33 @@ uint64_t lm_plan_kv_bytes(const lm_hparams *hp, int n_ctx)
     return (uint64_t)n_ctx * hp->n_layer * kv_dim * 2 * sizeof(uint16_t);
 }
 
+/* The widest feed-forward GATE and UP hold: the dense one's or the shared
+ * expert's (a routed expert's have scratch of their own). */
+static uint64_t ffn_width(const lm_hparams *hp)
+{
+    return hp->n_ff_shexp > hp->n_ff ? hp->n_ff_shexp : hp->n_ff;
+}
+
+/* A mixture of experts' scratch per row of a pass, on either backend
+ * (cpu/backend_cpu.c, cl/moe_cl.c): the router's logits, the rows an
+ * expert takes, its feed-forward and output, every pick's output, weight
+ * and place. */
+static uint64_t moe_bytes_per_row(const lm_hparams *hp)
+{
+    if (!hp->n_expert)
+        return 0;
+    const uint64_t K = hp->n_expert_used;
+    return (hp->n_expert + 2 * hp->n_embd + 2 * (uint64_t)hp->n_ff_exp + K * hp->n_embd + 2 * K) *
+           sizeof(float);
+}
+
 uint64_t lm_plan_activation_bytes(const lm_hparams *hp, int n_batch)
 {
     const uint64_t kv_dim = (uint64_t)hp->n_head_kv * hp->head_dim;
     const uint64_t q_dim = (uint64_t)hp->n_head * hp->head_dim;
-    return (uint64_t)n_batch * (3 * hp->n_embd + 2 * q_dim + 2 * kv_dim + 2 * hp->n_ff) *
+    return (uint64_t)n_batch * (3 * hp->n_embd + 2 * q_dim + 2 * kv_dim + 2 * ffn_width(hp)) *
                sizeof(float) +
-           (uint64_t)hp->n_vocab * sizeof(float) * 2;
+           (uint64_t)n_batch * moe_bytes_per_row(hp) + (uint64_t)hp->n_vocab * sizeof(float) * 2;
 }
 
 static void fixed_costs(const lm_model *m, const lm_plan_request *req, lm_plan *plan)
@@ -293,13 +313,15 @@ static void fixed_costs(const lm_model *m, const lm_plan_request *req, lm_plan *
     /* the OpenCL backend's buffers, as cl/backend_cl.c's create_buffers
      * makes them: activations, attention scores, rope table, quantized and
      * rounded activations */
-    uint64_t widest = hp->n_embd > hp->n_ff ? hp->n_embd : hp->n_ff;
+    const uint64_t ff = ffn_width(hp);
+    uint64_t widest = hp->n_embd > ff ? hp->n_embd : ff;
     widest = widest > q_dim ? widest : q_dim;
+    widest = widest > hp->n_ff_exp ? widest : hp->n_ff_exp;
     plan->device_activation_bytes =
-        nb * (3 * hp->n_embd + 2 * q_dim + 2 * kv_dim + 2 * hp->n_ff) * sizeof(float) +
+        nb * (3 * hp->n_embd + 2 * q_dim + 2 * kv_dim + 2 * ff) * sizeof(float) +
         nb * hp->n_head * req->n_ctx * sizeof(float) + nb * hp->n_rot * sizeof(float) +
         nb * widest + 2 * (nb * widest / 32 * sizeof(float)) + nb * widest / 16 * 4 +
-        nb * widest * sizeof(float);
+        nb * widest * sizeof(float) + nb * moe_bytes_per_row(hp);
 #ifdef LAMINA_OPENCL
     /* the opt-in GEMM path keeps the largest weight it meets as f32 */
     if ((uint64_t)lm_backend_opencl_gemm_min() <= nb) {
@@ -307,7 +329,8 @@ static void fixed_costs(const lm_model *m, const lm_plan_request *req, lm_plan *
         for (uint32_t il = 0; il < hp->n_layer; il++)
             for (int w = 0; w < LM_W_PER_LAYER; w++) {
                 const lm_gguf_tensor *t = m->layers[il].t[w];
-                if (t && t->n_dims == 2 && (uint64_t)t->ne[0] * t->ne[1] > most)
+                /* (an expert's matrix, of a stack of them) */
+                if (t && t->n_dims >= 2 && (uint64_t)t->ne[0] * t->ne[1] > most)
                     most = (uint64_t)t->ne[0] * t->ne[1];
             }
         plan->device_activation_bytes += most * sizeof(float);
