@@ -431,6 +431,7 @@ static int cl_forward_layer(lm_backend *b, int il, const lm_layer_view *view, fl
         w[i] = !b->model->layers[il].t[i] ? NULL
                : staged                   ? cb->slot[view->device_slot].dev.w[i]
                                           : cb->layers[il].w[i];
+    cb->trace = view->trace;
     if (run_layer(cb, il, w, x, rows, x_flags) == 0)
         return 0;
     /* the kernels already queued may still read the slot, which the caller

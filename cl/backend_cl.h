@@ -98,6 +98,7 @@ typedef struct {
     int il, n;
     const cl_mem *w;           /* per role: the layer's weights (NULL: absent) */
     lm_cl_moe moe;             /* a mixture of experts' scratch (cl/moe_cl.c) */
+    struct lm_expert_trace *trace; /* the bound layer's routing record (or NULL) */
 } cl_backend;
 
 typedef struct {

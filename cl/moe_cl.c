@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "expert_trace.h"
 #include "ops.h"
 #include "quant.h"
 
@@ -69,14 +70,18 @@ int lm_cl_op_moe(void *ctx, lm_act out, lm_act in)
         lm_moe_route(mo->logits_host + (size_t)t * E, E, K, hp->expert_norm, mo->probs_host,
                      mo->picked_host + (size_t)t * K, mo->weights_host + (size_t)t * K);
     /* per expert in turn, the (row, pick)s that chose it, in row order */
-    int start[LM_MAX_EXPERTS + 1], n_list = 0;
+    int start[LM_MAX_EXPERTS + 1], n_list = 0, n_used = 0;
+    int32_t used[LM_MAX_EXPERTS];
     for (int e = 0; e < E; e++) {
         start[e] = n_list;
         for (int s = 0; s < n * K; s++)
             if (mo->picked_host[s] == e)
                 mo->list_host[n_list++] = s;
+        if (n_list > start[e])
+            used[n_used++] = e;
     }
     start[E] = n_list;
+    lm_expert_trace_add(cb->trace, cb->il, n, used, n_used);
     if (lm_cl_write(cb, mo->list, mo->list_host, (size_t)n_list * sizeof(int), "expert rows") !=
             0 ||
         lm_cl_write(cb, mo->weights, mo->weights_host, (size_t)n * K * sizeof(float),

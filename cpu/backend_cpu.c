@@ -10,6 +10,7 @@
 #include "backend.h"
 #include "error.h"
 #include "expert_cache.h"
+#include "expert_trace.h"
 #include "kernels.h"
 #include "ops.h"
 #include "quant.h"
@@ -193,6 +194,7 @@ static int op_moe(void *ctx, lm_act out, lm_act in)
     for (int e = 0; e < E; e++)
         if (picked[e])
             used[n_used++] = e;
+    lm_expert_trace_add(cb->w->trace, cb->il, n, used, n_used);
     lm_expert_cache *cache = cb->w->experts;
     if (cache) /* read what is not cached while the rest computes */
         lm_expert_cache_want(cache, cb->il, used, n_used);

@@ -108,18 +108,42 @@ assert p["expert_cache_bytes"] > 0 and p["predicted_expert_cache_hit_rate"] == 1
 ' "$tmp/out" && ok || bad "$arch plan --json: $(cat "$tmp/out" "$tmp/err")"
 
     # a run teaches the plan the hit rate it measured (a bench: no end of
-    # text cuts it short)
+    # text cuts it short), and the routing it made: replayed through any
+    # other cache, it predicts that cache's hit rate; through the same
+    # cache, what the run measured (its one-token passes, as bench's)
     learn="$tmp/learn-$arch"
     XDG_CACHE_HOME=$learn "$LAMINA" bench -m "$model" --backend cpu -p 8 -n 48 -r 1 --ram-layers 0 \
-        --expert-cache 1200K >/dev/null 2>"$tmp/err" || bad "$arch learning run: $(cat "$tmp/err")"
-    XDG_CACHE_HOME=$learn "$LAMINA" plan -m "$model" --backend cpu --ram-layers 0 --expert-cache 1200K \
-        >"$tmp/out" 2>"$tmp/err" &&
+        --expert-cache 3M --json >"$tmp/bench" 2>"$tmp/err" || bad "$arch learning run: $(cat "$tmp/err")"
+    XDG_CACHE_HOME=$learn "$LAMINA" plan -m "$model" --backend cpu --ram-layers 0 --expert-cache 3M \
+        --expert-evict recent >"$tmp/out" 2>"$tmp/err" &&
         grep -q '^experts: .*predicted hit rate [0-9]*%, as the last 1 run of this cache measured)' "$tmp/out" &&
         ok || bad "$arch plan after a run: $(cat "$tmp/out" "$tmp/err")"
-    XDG_CACHE_HOME=$learn "$LAMINA" plan -m "$model" --backend cpu --ram-layers 0 --expert-cache 1200K \
+    XDG_CACHE_HOME=$learn "$LAMINA" plan -m "$model" --backend cpu --ram-layers 0 --expert-cache 3M \
         --expert-evict frequent >"$tmp/out" 2>"$tmp/err" &&
-        grep -q '^experts: .*were every expert as likely)' "$tmp/out" &&
-        ok || bad "$arch plan of another cache learns nothing from it: $(cat "$tmp/out" "$tmp/err")"
+        grep -q '^experts: .*replaying the routing of 384 experts a run used)' "$tmp/out" &&
+        ok || bad "$arch plan of another cache replays the routing: $(cat "$tmp/out" "$tmp/err")"
+    # (the routing alone: no rate measured to prefer)
+    mkdir -p "$tmp/routes-$arch/lamina" && cp -r "$learn/lamina/routes" "$tmp/routes-$arch/lamina/" &&
+        for evict in recent frequent auto; do
+            XDG_CACHE_HOME="$tmp/routes-$arch" "$LAMINA" plan -m "$model" --backend cpu \
+                --ram-layers 0 --expert-cache 3M --expert-evict $evict --json >"$tmp/$evict" \
+                2>"$tmp/err" || break
+        done &&
+        python3 -c '
+import json, sys
+recent, frequent, auto, bench = (json.load(open(f)) for f in sys.argv[1:5])
+for p in recent, frequent, auto:
+    assert p["expert_cache_hit_rate_runs"] == 0 and p["expert_cache_hit_rate_traced"] == 384, p
+assert recent["expert_evict"] == "recent" and frequent["expert_evict"] == "frequent", (recent, frequent)
+# the run gave up the least recently used: its cache replayed, its rate
+assert 0 < bench["expert_cache_hit_rate"] < 1, bench
+assert abs(recent["predicted_expert_cache_hit_rate"] - bench["expert_cache_hit_rate"]) < 1e-9, (recent, bench)
+# auto takes the eviction that hits more
+r, f = recent["predicted_expert_cache_hit_rate"], frequent["predicted_expert_cache_hit_rate"]
+assert auto["expert_evict"] == ("frequent" if f > r else "recent"), (r, f, auto)
+assert auto["predicted_expert_cache_hit_rate"] == max(r, f), (r, f, auto)
+' "$tmp/recent" "$tmp/frequent" "$tmp/auto" "$tmp/bench" && ok ||
+        bad "$arch replayed routing: $(cat "$tmp/recent" "$tmp/frequent" "$tmp/auto" "$tmp/bench" "$tmp/err")"
 
     # bench measures it: two slots cannot hit (each token's two experts
     # push out the last); a cache of every expert reads only the rest

@@ -54,6 +54,7 @@ static int plan_for(const lm_model *m, const lm_engine_params *p, lm_device_use 
         .whole_layers = p->whole_layers,
         .expert_cache_bytes = p->expert_cache,
         .evict_frequent = p->evict_frequent,
+        .evict_auto = p->evict_auto,
     };
     if (lm_probe(m, p->reprobe, &probes) != 0)
         return -1;

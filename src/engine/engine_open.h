@@ -28,6 +28,9 @@ typedef struct {
     bool whole_layers;    /* mixtures of experts: read every expert of a streamed layer */
     uint64_t expert_cache; /* bytes for the expert cache; 0: what the RAM budget leaves */
     bool evict_frequent;   /* the expert cache gives up the least often used */
+    bool evict_auto;       /* ... or, if it hits more replaying the routing the
+                              model's last run recorded, the least recently
+                              used (expert_trace.h) */
     bool reprobe;         /* measure the probes again */
     bool quiet;           /* no plan summary or loading lines on stderr */
 } lm_engine_params;

@@ -469,6 +469,7 @@ void lm_model_layer_view(const lm_model *m, int il, lm_layer_view *view)
     }
     view->device_slot = -1;
     view->experts = NULL;
+    view->trace = NULL;
 }
 
 uint64_t lm_model_bytes_per_token(const lm_model *m)

@@ -78,12 +78,15 @@ typedef struct {
 /* The bytes of one layer's tensors, wherever they are now (the file mapping,
  * a staging buffer): what a backend's forward_layer reads. */
 struct lm_expert_cache;
+struct lm_expert_trace;
 typedef struct {
     const void *data[LM_W_PER_LAYER];
     int device_slot; /* >= 0: a device already holds the layer in this slot */
     /* NULL: data[] holds every expert; else the experts' stacked tensors
      * are not in data[] and come one by one from this cache */
     struct lm_expert_cache *experts;
+    /* NULL, or where a mixture's layer records its routing (expert_trace.h) */
+    struct lm_expert_trace *trace;
 } lm_layer_view;
 
 typedef struct lm_model {

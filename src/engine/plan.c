@@ -705,6 +705,7 @@ int lm_plan_make(const lm_model *m, const lm_plan_request *req, const lm_probes 
     plan->n_layer = (int)m->hp.n_layer;
     plan->n_expert = (int)m->hp.n_expert;
     plan->evict_frequent = req->evict_frequent;
+    plan->evict_auto = req->evict_auto;
     plan->n_expert_used = (int)m->hp.n_expert_used;
     plan->expert_slot_bytes = m->hp.n_expert ? lm_expert_slot_bytes(m) : 0;
     plan->probes = *probes;

@@ -95,6 +95,9 @@ typedef struct {
     bool whole_layers;
     uint64_t expert_cache_bytes; /* 0: what the RAM budget leaves */
     bool evict_frequent;         /* the cache gives up the least often used */
+    bool evict_auto;             /* the eviction replaying the last run's
+                                    routing hits more with (plan_learn.h);
+                                    evict_frequent without a routing */
 } lm_plan_request;
 
 typedef struct {
@@ -143,9 +146,14 @@ typedef struct {
     int expert_hit_runs; /* > 0: expert_hit_rate is what that many runs of
                             the same cache measured (plan_learn.h), not the
                             uniform guess */
+    uint64_t expert_hit_traced; /* else > 0: it is this cache replaying the
+                                   routing a run recorded (expert_trace.h),
+                                   over that many wants */
     int n_expert, n_expert_used; /* the model's (0: no experts) */
     uint64_t expert_cache_bytes, expert_slot_bytes;
     bool evict_frequent;
+    bool evict_auto;   /* evict_frequent is to be chosen by replaying (plan_learn.h) ... */
+    bool evict_chosen; /* ... and was */
     double expert_hit_rate;
     uint64_t read_bytes_per_token, dense_read_bytes_per_token;
 } lm_plan;

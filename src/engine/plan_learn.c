@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "expert_cache.h"
+#include "expert_trace.h"
 #include "kernels.h"
 #include "probe.h"
 #include "session.h"
@@ -198,22 +199,59 @@ static void hit_rate_key(const lm_model *m, const lm_plan *plan, char *key, size
              plan->evict_frequent ? "frequent" : "recent");
 }
 
+/* The hit rates of the plan's cache, giving up the least recently and
+ * the least often used, replaying the routing the model's last run
+ * recorded (expert_trace.h) over the layers it reads experts apart; false
+ * without a trace of enough of their wants. */
+static bool traced_hit_rates(const lm_model *m, const lm_plan *plan, double rate[2],
+                             uint64_t *wants)
+{
+    lm_expert_trace *t = lm_expert_trace_load(m);
+    bool *apart = calloc((size_t)plan->n_layer, sizeof *apart);
+    *wants = 0;
+    if (t && apart) {
+        for (int il = 0; il < plan->n_layer; il++)
+            apart[il] = lm_plan_layer_experts_apart(m, plan, il);
+        const int slots = (int)(plan->expert_cache_bytes / plan->expert_slot_bytes);
+        rate[0] = lm_expert_trace_hit_rate(t, apart, slots, LM_EVICT_RECENT, wants);
+        rate[1] = lm_expert_trace_hit_rate(t, apart, slots, LM_EVICT_FREQUENT, wants);
+    }
+    free(apart);
+    lm_expert_trace_free(t);
+    return *wants >= LEARN_MIN_EXPERTS;
+}
+
 /* Predicts again with the hit rate runs of this cache measured, where
- * there are some (routers are far from uniform). */
+ * there are some, else with this cache replaying the routing a run
+ * recorded (routers are far from uniform).  The eviction, if the plan is
+ * to choose it, is the one that hits more in the replay (least recently
+ * used on a tie, or with no routing to replay). */
 static void apply_hit_rate(const lm_model *m, lm_plan *plan)
 {
     if (!plan->expert_cache_bytes || !plan->expert_slot_bytes)
         return;
+    double traced[2];
+    uint64_t wants;
+    const bool replayed = traced_hit_rates(m, plan, traced, &wants);
+    if (plan->evict_auto && replayed) {
+        plan->evict_frequent = traced[1] > traced[0];
+        plan->evict_chosen = true;
+    }
     char key[512];
     hit_rate_key(m, plan, key, sizeof key);
     learned l;
-    if (!lm_probe_cache_load("learned", key, parse_learned, &l))
-        return;
-    const double rate = median(&l) - 1.0;
+    double rate = -1;
+    if (lm_probe_cache_load("learned", key, parse_learned, &l)) {
+        rate = median(&l) - 1.0;
+        plan->expert_hit_runs = rate >= 0 && rate <= 1 ? l.n : 0;
+    }
+    if (plan->expert_hit_runs == 0 && replayed) {
+        rate = traced[plan->evict_frequent];
+        plan->expert_hit_traced = wants;
+    }
     if (rate < 0 || rate > 1)
         return;
     plan->expert_hit_rate = rate;
-    plan->expert_hit_runs = l.n;
     lm_plan_predict(m, plan);
     plan->figures_token_ms = plan->token_ms;
 }

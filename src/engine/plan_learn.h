@@ -15,7 +15,10 @@
  * that one is learned from one-token passes, what the plan predicts.
  * A mixture of experts' expert cache keeps the hit rate runs measured, per
  * model, placement, cache size and eviction, and the next plan of the same
- * cache predicts with it rather than with a uniform router's.
+ * cache predicts with it; any other cache's is predicted by replaying the
+ * routing the model's last run recorded (expert_trace.h), which also picks
+ * the eviction where the plan is to choose it; only with neither is it
+ * what a uniform router would give.
  * Kept beside the probes in $XDG_CACHE_HOME/lamina/learned; --reprobe
  * ignores it.  A run during which other processes held the cores teaches
  * nothing (probe.h's watch). */

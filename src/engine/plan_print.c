@@ -128,14 +128,19 @@ static void print_experts(const lm_plan *plan, FILE *f)
     if (plan->expert_hit_runs > 0)
         snprintf(source, sizeof source, "as the last %d run%s of this cache measured",
                  plan->expert_hit_runs, plan->expert_hit_runs == 1 ? "" : "s");
+    else if (plan->expert_hit_traced > 0)
+        snprintf(source, sizeof source, "replaying the routing of %llu experts a run used",
+                 (unsigned long long)plan->expert_hit_traced);
     else
         snprintf(source, sizeof source, "were every expert as likely");
     fprintf(f, "experts: the layers from disk read only the experts routed to (%d of %d per "
                "token), through a cache of %.1f MiB (%llu experts, the least %s used given "
-               "up; predicted hit rate %.0f%%, %s); the rest of them stays in RAM\n",
+               "up%s; predicted hit rate %.0f%%, %s); the rest of them stays in RAM\n",
             plan->n_expert_used, plan->n_expert, MIB(plan->expert_cache_bytes),
             (unsigned long long)(plan->expert_cache_bytes / plan->expert_slot_bytes),
-            plan->evict_frequent ? "often" : "recently", 100.0 * plan->expert_hit_rate, source);
+            plan->evict_frequent ? "often" : "recently",
+            plan->evict_chosen ? ", which hits more replaying the routing" : "",
+            100.0 * plan->expert_hit_rate, source);
     fprintf(f, "  per token %.1f MiB read from disk, against %.1f MiB reading every expert "
                "(%.1fx fewer)\n",
             MIB(plan->read_bytes_per_token), MIB(plan->dense_read_bytes_per_token),
@@ -256,6 +261,10 @@ json_t *lm_plan_json(const lm_plan *plan)
                                 json_real(plan->expert_hit_rate));
             json_object_set_new(obj, "expert_cache_hit_rate_runs",
                                 json_integer(plan->expert_hit_runs));
+            json_object_set_new(obj, "expert_cache_hit_rate_traced",
+                                json_integer((json_int_t)plan->expert_hit_traced));
+            json_object_set_new(obj, "expert_evict",
+                                json_string(plan->evict_frequent ? "frequent" : "recent"));
         }
         json_object_set_new(obj, "learned_factor", json_real(plan->learned_factor));
         json_object_set_new(obj, "probe_predicted_decode_tokens_per_s",

@@ -9,6 +9,7 @@
 #include "timing.h"
 #include "error.h"
 #include "expert_cache.h"
+#include "expert_trace.h"
 #include "streamer.h"
 #include "kernels.h"
 
@@ -85,6 +86,7 @@ static lm_session *session_alloc(const lm_model *m, int n_ctx, int n_seq, int n_
     s->run_by = calloc(m->hp.n_layer, sizeof *s->run_by);
     s->history = malloc(cells * sizeof *s->history);
     s->batch_len = calloc(cells, sizeof *s->batch_len);
+    s->trace = lm_expert_trace_new(m); /* none: the run goes untraced */
     if (!s->n_past || !s->x || !s->x_out || !s->row_seq || !s->row_pos || !s->logits ||
         !s->layer_seconds || !s->timed_compute_seconds || !s->timed_probe_ms ||
         !s->pass_compute_seconds || !s->pass_probe_ms || !s->run_by || !s->history || !s->batch_len) {
@@ -127,6 +129,8 @@ void lm_session_free(lm_session *s)
     if (!s)
         return;
     lm_session_learn(s); /* what its passes took, for the next plan */
+    lm_expert_trace_save(s->trace, s->model, LM_TRACE_MIN_WANTS);
+    lm_expert_trace_free(s->trace);
     /* the streamer first: its staging memory may be the device's */
     lm_streamer_free(s->streamer);
     lm_expert_cache_free(s->experts);
@@ -439,6 +443,7 @@ static int run_pass(lm_session *s, const int32_t *tokens, int n, const bool *wan
                 if (lm_role_is_expert_stack(w))
                     view.data[w] = NULL;
         }
+        view.trace = s->trace;
         /* the time it waits for experts is the disk's, not compute */
         const double waited0 = view.experts ? lm_expert_cache_get_stats(s->experts).wait_seconds : 0;
         const double t1 = lm_now_seconds();

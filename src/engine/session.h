@@ -40,6 +40,7 @@ typedef struct lm_session {
     bool *streamed;               /* per layer: comes through the streamer */
     struct lm_expert_cache *experts; /* the routed experts of the layers the
                                         streamer reads without them, or NULL */
+    struct lm_expert_trace *trace; /* a mixture's routing, for the next plans */
     double *layer_seconds;        /* per layer: time spent in it, all passes */
     uint64_t passes;              /* forward passes run */
     double decode_seconds;        /* one-token passes (decoding one sequence): their time */

@@ -122,6 +122,7 @@ static int read_layer(const lm_streamer *st, const lm_stream_layer *sl, uint8_t 
     const bool drop_cache = sl->from_disk;
     view->device_slot = -1;
     view->experts = NULL;
+    view->trace = NULL;
     const int fd = lm_gguf_fd(m->gguf);
     const char *path = lm_gguf_path(m->gguf);
     if (span_is_compact(m, il)) {

@@ -145,8 +145,9 @@ static const struct option long_options[] = {
     "                          disk, the most recently used kept (default: what\n"   \
     "                          the RAM budget leaves)\n"                               \
     "      --expert-evict P    which cached expert gives its place up: recent (the\n" \
-    "                          least recently used, the default) or frequent (the\n" \
-    "                          least often used)\n"                                   \
+    "                          least recently used), frequent (the least often\n"    \
+    "                          used) or auto (the default: the one that hits more\n" \
+    "                          replaying the model's last run; else recent)\n"      \
     "      --whole-layers      mixtures of experts: read every expert of a layer\n"    \
     "                          streamed from disk, not only the routed ones\n"        \
     "      --reprobe           measure RAM, disk and CPU speed again\n"                \
@@ -443,11 +444,13 @@ static int parse_one(lm_cli *o, int c, const char *arg)
     case OPT_WHOLE_LAYERS: o->whole_layers = true; return 0;
     case OPT_EXPERT_CACHE: return lm_parse_size(arg, &o->expert_cache);
     case OPT_EXPERT_EVICT:
-        if (strcmp(arg, "recent") != 0 && strcmp(arg, "frequent") != 0) {
-            lm_set_error("--expert-evict: '%s' is neither recent nor frequent", arg);
+        if (strcmp(arg, "recent") != 0 && strcmp(arg, "frequent") != 0 &&
+            strcmp(arg, "auto") != 0) {
+            lm_set_error("--expert-evict: '%s' is neither recent nor frequent (nor auto)", arg);
             return -1;
         }
         o->evict_frequent = strcmp(arg, "frequent") == 0;
+        o->evict_auto = strcmp(arg, "auto") == 0;
         return 0;
     case OPT_REPROBE: o->reprobe = true; return 0;
     case OPT_RAM_LAYERS: return lm_cli_int("--ram-layers", arg, 0, 1 << 20, &o->ram_layers);
@@ -488,6 +491,7 @@ int lm_cli_parse(lm_cli *o, const char *command, int argc, char **argv)
     o->n_parallel = 1;
     o->n_chunks = -1;
     o->ram_layers = -1;
+    o->evict_auto = true;
     o->gpu_layers = -1;
     o->repetitions = 3;
     const lm_spec_params spec = lm_spec_default_params();
@@ -589,6 +593,7 @@ static lm_engine_params engine_params(const lm_cli *o, int n_ctx, int n_batch, i
     p.whole_layers = o->whole_layers;
     p.expert_cache = o->expert_cache;
     p.evict_frequent = o->evict_frequent;
+    p.evict_auto = o->evict_auto;
     p.reprobe = o->reprobe;
     p.quiet = o->quiet;
     return p;

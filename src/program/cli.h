@@ -35,6 +35,8 @@ typedef struct {
     bool whole_layers;       /* --whole-layers: read every expert of a streamed layer */
     uint64_t expert_cache;   /* --expert-cache SIZE; 0: what the RAM budget leaves */
     bool evict_frequent;     /* --expert-evict frequent (default recent) */
+    bool evict_auto;         /* --expert-evict auto (the default): the one that
+                                hits more replaying the last run's routing */
     bool reprobe;            /* --reprobe: measure the probes again */
     int ram_layers;          /* --ram-layers N: keep N layers in RAM; -1: plan */
     int n_predict;           /* -n; -1: until end of generation or context;
