@@ -420,7 +420,8 @@ static int cl_forward_layer(lm_backend *b, int il, const lm_layer_view *view, fl
     cl_backend *cb = (cl_backend *)b;
     /* streamed: the slot upload_staged filled; resident: uploaded at creation */
     const bool staged = view->device_slot >= 0 && view->device_slot < cb->n_slots;
-    if (cb->run[il] == LM_RUN_NONE || (!staged && cb->run[il] != LM_RUN_RESIDENT)) {
+    if (cb->run[il] == LM_RUN_NONE ||
+        (!staged && cb->run[il] != LM_RUN_RESIDENT && cb->run[il] != LM_RUN_RESIDENT_DENSE)) {
         lm_set_error("internal: layer %d's weights are not on the device", il);
         return -1;
     }
@@ -432,6 +433,7 @@ static int cl_forward_layer(lm_backend *b, int il, const lm_layer_view *view, fl
                : staged                   ? cb->slot[view->device_slot].dev.w[i]
                                           : cb->layers[il].w[i];
     cb->trace = view->trace;
+    cb->view = view;
     if (run_layer(cb, il, w, x, rows, x_flags) == 0)
         return 0;
     /* the kernels already queued may still read the slot, which the caller
@@ -553,6 +555,7 @@ static void cl_free(lm_backend *b)
     for (int a = 0; a < LM_A_COUNT; a++)
         lm_cl_release(&cb->mem, cb->act[a]);
     lm_cl_moe_free(cb);
+    lm_cl_experts_free(cb);
     cl_mem bufs[] = {cb->scores, cb->rope_cs[0], cb->rope_cs[1], cb->gelu_table, cb->aq, cb->ad, cb->as, cb->ab,
                      cb->af,     cb->wf,      cb->logits, cb->rows_dev};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
@@ -696,6 +699,11 @@ double lm_backend_opencl_h2d_bandwidth(lm_backend *b, uint64_t bytes, bool *agre
     return rep.n > 0 && rep.best > 0 ? (double)bytes / rep.best : 0.0;
 }
 
+static lm_backend_expert_stats cl_expert_stats(lm_backend *b)
+{
+    return ((cl_backend *)b)->experts.stats;
+}
+
 static const lm_backend_ops cl_ops = {
     .name = "opencl",
     .forward_layer = cl_forward_layer,
@@ -705,6 +713,7 @@ static const lm_backend_ops cl_ops = {
     .device_peak_bytes = cl_peak,
     .pinned_alloc = cl_pinned_alloc,
     .upload_staged = cl_upload_staged,
+    .expert_stats = cl_expert_stats,
 };
 
 /* ---- creation -------------------------------------------------------------- */
@@ -738,8 +747,9 @@ static int take_layer(cl_backend *cb, int il, const lm_layer_view *view)
                          lm_type_name(t->type));
             return -1;
         }
-        if (cb->run[il] != LM_RUN_RESIDENT)
-            continue;
+        if (cb->run[il] != LM_RUN_RESIDENT &&
+            (cb->run[il] != LM_RUN_RESIDENT_DENSE || lm_role_is_expert_stack(w)))
+            continue; /* (a dense-resident layer's experts: the expert cache) */
         if (t && !(cb->layers[il].w[w] = upload(cb, t, view->data[w], "layer weights"))) {
             free_layer(cb, &cb->layers[il]);
             return -1;
@@ -843,6 +853,10 @@ static int take_share(cl_backend *cb, const lm_backend_share *share)
     }
     for (uint32_t il = 0; il < m->hp.n_layer; il++) {
         cb->run[il] = share && share->layers ? share->layers[il] : LM_RUN_RESIDENT;
+        /* (only a mixture's layers have experts to keep apart) */
+        if (cb->run[il] == LM_RUN_RESIDENT_DENSE && !m->layers[il].t[LM_W_GATE_EXPS])
+            cb->run[il] = LM_RUN_RESIDENT;
+        cb->any_dense |= cb->run[il] == LM_RUN_RESIDENT_DENSE;
         for (int w = 0; w < LM_W_PER_LAYER && cb->run[il] == LM_RUN_STREAMED; w++) {
             const lm_gguf_tensor *t = m->layers[il].t[w];
             if (t && t->nbytes > cb->slot_bytes[w])
@@ -894,7 +908,9 @@ lm_backend *lm_backend_opencl_new(const lm_model *m, int n_ctx, int n_seq, int n
     if (lm_cl_check(err, "clCreateCommandQueue") != 0)
         goto fail;
     if (!(cb->program = lm_cl_program_build(cb->ctx, cb->device)) || create_kernels(cb) != 0 ||
-        create_buffers(cb) != 0 || lm_cl_moe_create(cb) != 0 || make_slots(cb) != 0)
+        create_buffers(cb) != 0 || lm_cl_moe_create(cb) != 0 || make_slots(cb) != 0 ||
+        (cb->any_dense && lm_cl_experts_create(cb, share->expert_cache_bytes,
+                                               share->evict_frequent) != 0))
         goto fail;
     for (uint32_t il = 0; il < m->hp.n_layer; il++) {
         lm_layer_view view;

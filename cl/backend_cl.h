@@ -39,6 +39,24 @@ typedef struct {
     int *list_host;
 } lm_cl_moe;
 
+/* The device's expert cache (expert_cache_cl.c), for the layers it runs
+ * without their experts resident (LM_RUN_RESIDENT_DENSE). */
+typedef struct {
+    int key;       /* layer * n_expert + expert, or -1 */
+    uint64_t used; /* when it was last used: the least recent goes first */
+    cl_mem buf;    /* the expert's gate, up and down */
+} lm_cl_expert_slot;
+
+typedef struct {
+    int n_slots, n_expert;
+    bool frequent; /* give up the least often used first */
+    lm_cl_expert_slot *slots;
+    int *where;     /* per key: its slot, or -1 */
+    uint64_t *uses; /* per key: how often passes used it */
+    uint64_t tick;
+    lm_backend_expert_stats stats;
+} lm_cl_experts;
+
 typedef struct {
     cl_mem w[LM_W_PER_LAYER]; /* the tensors' bytes as in the file */
 } cl_layer;
@@ -98,6 +116,9 @@ typedef struct {
     int il, n;
     const cl_mem *w;           /* per role: the layer's weights (NULL: absent) */
     lm_cl_moe moe;             /* a mixture of experts' scratch (cl/moe_cl.c) */
+    lm_cl_experts experts;     /* the device's expert cache (n_slots 0: none) */
+    bool any_dense;            /* a layer runs LM_RUN_RESIDENT_DENSE */
+    const lm_layer_view *view; /* the bound layer's (for the experts' host bytes) */
     struct lm_expert_trace *trace; /* the bound layer's routing record (or NULL) */
 } cl_backend;
 
@@ -134,5 +155,20 @@ int lm_cl_op_sigmoid_gate(void *ctx, lm_act x, lm_act g, int dim);
 /* Makes (for a model with experts) and frees cb->moe. */
 int lm_cl_moe_create(cl_backend *cb);
 void lm_cl_moe_free(cl_backend *cb);
+
+/* ---- the device's expert cache (expert_cache_cl.c) ---- */
+
+/* Slots of lm_expert_slot_bytes (expert_cache.h) for `bytes` of device
+ * memory (at least two); 0, or -1 with an error. */
+int lm_cl_experts_create(cl_backend *cb, uint64_t bytes, bool frequent);
+void lm_cl_experts_free(cl_backend *cb);
+/* Whether expert e of layer il is in a slot now (a lookup: no use counted). */
+bool lm_cl_experts_cached(const cl_backend *cb, int il, int e);
+/* Expert e of layer il in a slot, copied there from the view's host bytes
+ * if it was not: *buf holds its gate, up and down at off[0..2].  An expert
+ * from the host's expert cache must have been wanted from it (every one
+ * that is not cached, before the first is got).  0, or -1 with an error. */
+int lm_cl_experts_get(cl_backend *cb, const lm_layer_view *view, int il, int e, cl_mem *buf,
+                      uint64_t off[3]);
 
 #endif

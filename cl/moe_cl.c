@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "expert_cache.h"
 #include "expert_trace.h"
 #include "ops.h"
 #include "quant.h"
@@ -29,7 +30,9 @@ static uint64_t expert_offset(const lm_gguf_tensor *t, int e)
 }
 
 /* Expert e's SwiGLU FFN over the count rows of x whose (row, pick)s are at
- * list0 in the uploaded list, each output into its pick's place. */
+ * list0 in the uploaded list, each output into its pick's place.  Its
+ * matrices: in the layer's stacked tensors on the device, or in a slot of
+ * the device's expert cache. */
 static int run_expert(cl_backend *cb, int e, cl_mem x, int list0, int count)
 {
     const lm_model *m = cb->base.model;
@@ -39,15 +42,19 @@ static int run_expert(cl_backend *cb, int e, cl_mem x, int list0, int count)
     const size_t gx = (size_t)count * D, gf = (size_t)count * F;
     const lm_gguf_tensor *gate = L->t[LM_W_GATE_EXPS], *up = L->t[LM_W_UP_EXPS],
                          *down = L->t[LM_W_DOWN_EXPS];
+    cl_mem W[3] = {cb->w[LM_W_GATE_EXPS], cb->w[LM_W_UP_EXPS], cb->w[LM_W_DOWN_EXPS]};
+    uint64_t off[3] = {expert_offset(gate, e), expert_offset(up, e), expert_offset(down, e)};
+    if (cb->run[cb->il] == LM_RUN_RESIDENT_DENSE) {
+        if (lm_cl_experts_get(cb, cb->view, cb->il, e, &W[0], off) != 0)
+            return -1;
+        W[1] = W[2] = W[0];
+    }
     return LAUNCH(cb, K_MOE_GATHER, 1, &gx, A(mo->x), A(x), A(mo->list), A(list0), A(D),
                   A(K)) != 0 ||
-                   lm_cl_product(cb, gate, cb->w[LM_W_GATE_EXPS], expert_offset(gate, e), mo->x,
-                                 count, mo->gate) != 0 ||
-                   lm_cl_product(cb, up, cb->w[LM_W_UP_EXPS], expert_offset(up, e), mo->x, count,
-                                 mo->up) != 0 ||
+                   lm_cl_product(cb, gate, W[0], off[0], mo->x, count, mo->gate) != 0 ||
+                   lm_cl_product(cb, up, W[1], off[1], mo->x, count, mo->up) != 0 ||
                    LAUNCH(cb, K_SWIGLU, 1, &gf, A(mo->gate), A(mo->up)) != 0 ||
-                   lm_cl_product(cb, down, cb->w[LM_W_DOWN_EXPS], expert_offset(down, e),
-                                 mo->gate, count, mo->down) != 0 ||
+                   lm_cl_product(cb, down, W[2], off[2], mo->gate, count, mo->down) != 0 ||
                    LAUNCH(cb, K_MOE_SCATTER, 1, &gx, A(mo->out), A(mo->down), A(mo->list),
                           A(list0), A(D)) != 0
                ? -1
@@ -87,10 +94,32 @@ int lm_cl_op_moe(void *ctx, lm_act out, lm_act in)
         lm_cl_write(cb, mo->weights, mo->weights_host, (size_t)n * K * sizeof(float),
                     "expert weights") != 0)
         return -1;
-    for (int e = 0; e < E; e++)
-        if (start[e + 1] > start[e] &&
-            run_expert(cb, e, cb->act[in], start[e], start[e + 1] - start[e]) != 0)
-            return -1;
+    if (cb->run[cb->il] == LM_RUN_RESIDENT_DENSE) {
+        /* the cached experts first, then the others, read from disk by the
+         * host's expert cache where they come from there (asked for all at
+         * once, so its reads run ahead) */
+        int32_t order[LM_MAX_EXPERTS], misses[LM_MAX_EXPERTS];
+        int n_hit = 0, n_miss = 0;
+        for (int i = 0; i < n_used; i++)
+            if (lm_cl_experts_cached(cb, cb->il, used[i]))
+                order[n_hit++] = used[i];
+            else
+                misses[n_miss++] = used[i];
+        memcpy(order + n_hit, misses, (size_t)n_miss * sizeof *misses);
+        if (cb->view->experts && n_miss)
+            lm_expert_cache_want(cb->view->experts, cb->il, misses, n_miss);
+        for (int i = 0; i < n_used; i++) {
+            const int e = order[i];
+            if (run_expert(cb, e, cb->act[in], start[e], start[e + 1] - start[e]) != 0)
+                return -1;
+        }
+    } else {
+        for (int i = 0; i < n_used; i++) {
+            const int e = used[i];
+            if (run_expert(cb, e, cb->act[in], start[e], start[e + 1] - start[e]) != 0)
+                return -1;
+        }
+    }
     const size_t g = (size_t)n * D;
     return LAUNCH(cb, K_MOE_COMBINE, 1, &g, A(cb->act[out]), A(mo->out), A(mo->weights), A(D),
                   A(K));

@@ -68,9 +68,25 @@ for arch in llama qwen3moe qwen2moe; do
     # on the device (OpenCL): resident, beside CPU layers, streamed to it
     # from RAM and from disk; the same text, and on the CPU's AVX2 or
     # AVX-512 kernels (which the device's repeat) the same perplexity
+    # and with VRAM for the rest of each layer and a few experts: the
+    # experts through the device's cache, copied from RAM or, with RAM for
+    # little more than a few experts, read from disk through the host's
+    case $arch in qwen2moe) vram=5M ;; *) vram=4M ;; esac
     for opts in "--backend opencl" "--gpu-layers 2" "--backend opencl -c 64 -b 64 --vram 10M" \
-        "--backend opencl -c 64 -b 64 --vram 10M --ram-layers 0"; do
+        "--backend opencl -c 64 -b 64 --vram 10M --ram-layers 0" \
+        "--backend opencl -c 64 -b 64 --vram $vram" \
+        "--backend opencl -c 64 -b 64 --vram $vram --ram 75M"; do
         [ "$opencl" = yes ] || break
+        case $opts in
+        *"--vram $vram"*)
+            case $opts in *--ram*) from='the expert cache below (read from disk)' ;; *) from=RAM ;; esac
+            # shellcheck disable=SC2086
+            "$LAMINA" plan -m "$model" $opts >"$tmp/out" 2>"$tmp/err" &&
+                grep -q '^0-3 *device, experts cached' "$tmp/out" &&
+                grep -qF "), copied from $from" "$tmp/out" &&
+                grep -q "^experts: the device's layers keep the rest of themselves there" "$tmp/out" &&
+                ok || bad "$arch plan $opts: $(cat "$tmp/out" "$tmp/err")" ;;
+        esac
         # shellcheck disable=SC2086
         "$LAMINA" run -q -m "$model" -p "the mixture" -n 24 --temp 0 $opts >"$tmp/out" 2>"$tmp/err" &&
             cmp -s "$tmp/out" "$tmp/ref-run" && ok || bad "$arch run $opts: other text ($(cat "$tmp/err"))"
@@ -84,6 +100,32 @@ for arch in llama qwen3moe qwen2moe; do
             bad "$arch perplexity $opts: $(cat "$tmp/err")"
         fi
     done
+
+    # the device's expert cache: what a run measured is what replaying its
+    # routing through that cache predicts
+    if [ "$opencl" = yes ]; then
+        # (room for a third of the experts: some hit, some miss)
+        case $arch in llama) dev_vram=7M ;; qwen2moe) dev_vram=6M ;; *) dev_vram=$vram ;; esac
+        dev="--backend opencl -c 64 -b 64 --vram $dev_vram --expert-evict recent"
+        # shellcheck disable=SC2086
+        XDG_CACHE_HOME="$tmp/dev-$arch" "$LAMINA" bench -m "$model" $dev -p 8 -n 48 -r 1 --json \
+            >"$tmp/bench" 2>"$tmp/err" &&
+            XDG_CACHE_HOME="$tmp/dev-$arch" "$LAMINA" plan -m "$model" $dev --json >"$tmp/out" \
+                2>>"$tmp/err" &&
+            python3 -c '
+import json, sys
+plan, bench = (json.load(open(f)) for f in sys.argv[1:3])
+assert plan["device_expert_cache_hit_rate_traced"] == 384, plan
+assert 0 < bench["device_expert_cache_hit_rate"] < 1, bench
+assert bench["device_expert_copy_bytes_per_token"] > 0, bench
+# the same cache: the same rate; the plan may since have moved the output
+# head on or off the device (its timing is measured again), which changes
+# the cache by that much: then about the same
+same = plan["device_expert_cache_bytes"] == bench["device_expert_cache_bytes"]
+diff = abs(plan["predicted_device_expert_cache_hit_rate"] - bench["device_expert_cache_hit_rate"])
+assert diff < (1e-9 if same else 0.05), (plan, bench)
+' "$tmp/out" "$tmp/bench" && ok || bad "$arch device expert cache: $(cat "$tmp/out" "$tmp/bench" "$tmp/err")"
+    fi
 
     # the plan says what a token reads, with and without the experts apart
     if "$LAMINA" plan -m "$model" --backend cpu --ram-layers 0 --expert-cache 1M >"$tmp/out" 2>"$tmp/err"; then

@@ -19,6 +19,7 @@
 
 #include "cl_device.h"
 #include "error.h"
+#include "expert_cache.h"
 #include "kernels.h"
 #include "model.h"
 #include "model_writer.h"
@@ -198,12 +199,41 @@ static lm_session *planned(const lm_model *m, const lm_placement *place, bool he
     return test_planned_session(m, place, head_on_device, prefetch, false, 32, 1, 8);
 }
 
+/* Both layers on the device, a mixture's with their experts in a device
+ * cache of two experts (so a pass gives up slots it used itself), copied
+ * from the file mapping or, through a host cache of two experts, from
+ * disk.  (A dense model's layers are simply resident.) */
+static lm_session *experts_cached_session(const lm_model *m, bool from_disk)
+{
+    lm_plan plan = {.n_layer = 2, .prefetch = true, .learned_factor = 1.0,
+                    .device_experts_apart = true, .device_experts_from_disk = from_disk};
+    lm_learned_none(&plan.learned);
+    plan.place = calloc(2, sizeof *plan.place);
+    plan.layer_bytes = calloc(2, sizeof *plan.layer_bytes);
+    plan.layer_ms = calloc(2, sizeof *plan.layer_ms);
+    if (!plan.place || !plan.layer_bytes || !plan.layer_ms) {
+        lm_plan_free(&plan);
+        return NULL;
+    }
+    plan.place[0] = plan.place[1] = LM_PLACE_DEVICE;
+    plan.expert_slot_bytes = lm_expert_slot_bytes(m);
+    plan.device_expert_cache_bytes = 2 * plan.expert_slot_bytes;
+    plan.expert_cache_bytes = from_disk ? 2 * plan.expert_slot_bytes : 0;
+    lm_session *s = lm_session_new_planned(m, 32, 1, 8, &plan, NULL, false);
+    if (!s)
+        fprintf(stderr, "%s\n", lm_last_error());
+    return s;
+}
+
 /* The splits and streams a plan can make, each against the CPU backend:
  * a layer streamed to the device from disk and one from RAM (with and
- * without prefetch), and a layer on the device beside one on the CPU. */
-#define N_PLANNED 4
+ * without prefetch), a layer on the device beside one on the CPU, and a
+ * mixture's experts through the device's cache (from RAM, from disk). */
+#define N_PLANNED 6
 static lm_session *planned_sessions(const lm_model *m, int i)
 {
+    if (i >= 4)
+        return experts_cached_session(m, i == 5);
     static const lm_placement splits[N_PLANNED][2] = {
         {LM_PLACE_DEVICE_DISK, LM_PLACE_DEVICE_RAM},
         {LM_PLACE_DEVICE_RAM, LM_PLACE_DEVICE_DISK},

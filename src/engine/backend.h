@@ -24,6 +24,8 @@ typedef enum {
     LM_RUN_NONE,     /* another backend runs this layer */
     LM_RUN_RESIDENT, /* runs it; a device keeps the weights from creation on */
     LM_RUN_STREAMED, /* runs it; the weights come through the streamer each pass */
+    LM_RUN_RESIDENT_DENSE, /* runs it; a device keeps all but a mixture's experts from
+                              creation on, the experts in its expert cache */
 } lm_layer_run;
 
 typedef struct lm_backend_share {
@@ -31,7 +33,17 @@ typedef struct lm_backend_share {
     bool no_head;          /* another backend runs the output head */
     int n_slots;           /* device slots for streamed layers: 2 to overlap
                               (the default, 0), 1 without prefetch */
+    /* device memory for the expert cache of the LM_RUN_RESIDENT_DENSE
+     * layers (at least two experts' worth is taken), and its eviction */
+    uint64_t expert_cache_bytes;
+    bool evict_frequent;
 } lm_backend_share;
+
+/* What a device's expert cache did: experts passes used, those found in
+ * it, bytes copied to it for the others. */
+typedef struct {
+    uint64_t wanted, hits, bytes_uploaded;
+} lm_backend_expert_stats;
 
 /* The rows of one pass: row r is a token of sequence seq[r] at position
  * pos[r].  Each sequence's rows are consecutive and at consecutive positions
@@ -93,6 +105,8 @@ typedef struct {
      * copy overlaps the layer computing on the device. */
     void *(*pinned_alloc)(lm_backend *b, uint64_t bytes);
     int (*upload_staged)(lm_backend *b, int slot, int il, const lm_layer_view *view);
+    /* The device's expert cache so far (NULL, or zeros: none). */
+    lm_backend_expert_stats (*expert_stats)(lm_backend *b);
 } lm_backend_ops;
 
 struct lm_backend {

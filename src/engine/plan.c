@@ -140,6 +140,30 @@ bool lm_plan_layer_experts_apart(const lm_model *m, const lm_plan *plan, int il)
     return plan->experts_apart && plan->place[il] == LM_PLACE_DISK && lm_expert_bytes(m, il) > 0;
 }
 
+bool lm_plan_layer_device_experts_apart(const lm_model *m, const lm_plan *plan, int il)
+{
+    return plan->device_experts_apart && plan->place[il] == LM_PLACE_DEVICE &&
+           lm_expert_bytes(m, il) > 0;
+}
+
+/* Whether layer il's experts come through the host's expert cache: read
+ * from disk for the CPU, or for the device's expert cache. */
+static bool host_cache_layer(const lm_model *m, const lm_plan *plan, int il)
+{
+    return lm_plan_layer_experts_apart(m, plan, il) ||
+           (plan->device_experts_from_disk && lm_plan_layer_device_experts_apart(m, plan, il));
+}
+
+/* The bytes of layer il's stacked expert tensors. */
+static uint64_t expert_stack_bytes(const lm_model *m, int il)
+{
+    uint64_t bytes = 0;
+    for (int w = 0; w < LM_W_PER_LAYER; w++)
+        if (m->layers[il].t[w] && lm_role_is_expert_stack(w))
+            bytes += m->layers[il].t[w]->nbytes;
+    return bytes;
+}
+
 /* The bytes of layer il's tensors other than the experts'. */
 static uint64_t dense_bytes(const lm_model *m, int il)
 {
@@ -154,13 +178,39 @@ static uint64_t dense_bytes(const lm_model *m, int il)
  * the whole layer, or with its experts apart only the distinct experts the
  * rows pick (n_used of n_expert each, as if at random) that the cache
  * misses. */
+/* The distinct experts n_tok rows pick (n_used of n_expert each, as if at
+ * random), times one expert's bytes. */
+static double routed_bytes(const lm_model *m, int il, int n_tok)
+{
+    const double E = m->hp.n_expert, K = m->hp.n_expert_used;
+    return E * (1.0 - pow(1.0 - K / E, n_tok)) * (double)lm_expert_bytes(m, il);
+}
+
+/* Bytes a pass of n_tok rows copies to the device's expert cache for layer
+ * il (its misses). */
+static double device_expert_bytes(const lm_plan *plan, const lm_model *m, int il, int n_tok)
+{
+    if (!lm_plan_layer_device_experts_apart(m, plan, il))
+        return 0;
+    return routed_bytes(m, il, n_tok) * (1.0 - plan->device_expert_hit_rate);
+}
+
 static double disk_bytes(const lm_plan *plan, const lm_model *m, int il, int n_tok)
 {
+    if (lm_plan_layer_device_experts_apart(m, plan, il))
+        return plan->device_experts_from_disk
+                   ? device_expert_bytes(plan, m, il, n_tok) * (1.0 - plan->expert_hit_rate)
+                   : 0;
     if (!lm_plan_layer_experts_apart(m, plan, il))
         return (double)plan->layer_bytes[il];
-    const double E = m->hp.n_expert, K = m->hp.n_expert_used;
-    const double distinct = E * (1.0 - pow(1.0 - K / E, n_tok));
-    return distinct * (double)lm_expert_bytes(m, il) * (1.0 - plan->expert_hit_rate);
+    return routed_bytes(m, il, n_tok) * (1.0 - plan->expert_hit_rate);
+}
+
+/* Whether layer il reads from disk each pass. */
+static bool reads_disk(const lm_model *m, const lm_plan *plan, int il)
+{
+    const lm_placement p = plan->place[il];
+    return p == LM_PLACE_DISK || p == LM_PLACE_DEVICE_DISK || host_cache_layer(m, plan, il);
 }
 
 static layer_cost cost_of(const lm_plan *plan, const lm_model *m, int il, int n_tok)
@@ -177,10 +227,12 @@ static layer_cost cost_of(const lm_plan *plan, const lm_model *m, int il, int n_
          * buffer first (the disk's time, below) */
         if (p != LM_PLACE_DEVICE)
             c.copy = ms_for(bytes, d->h2d_bw);
+        /* the experts the device's cache misses */
+        c.copy += ms_for((uint64_t)device_expert_bytes(plan, m, il, n_tok), d->h2d_bw);
     } else {
         c.cpu = cpu_layer_ms(plan, m, il, n_tok);
     }
-    if (p == LM_PLACE_DISK || p == LM_PLACE_DEVICE_DISK)
+    if (reads_disk(m, plan, il))
         c.disk = ms_for((uint64_t)disk_bytes(plan, m, il, n_tok), plan->probes.disk_bw);
     return c;
 }
@@ -192,7 +244,7 @@ static layer_cost learned_cost(const lm_plan *plan, const lm_model *m, int il, i
     const double *f = plan->learned.factor;
     c.cpu *= f[LM_FIG_CPU_LAYER];
     c.device *= f[LM_FIG_DEVICE_LAYER];
-    c.disk *= f[lm_plan_layer_experts_apart(m, plan, il) ? LM_FIG_EXPERT_DISK : LM_FIG_DISK];
+    c.disk *= f[host_cache_layer(m, plan, il) ? LM_FIG_EXPERT_DISK : LM_FIG_DISK];
     c.copy *= f[LM_FIG_COPY];
     return c;
 }
@@ -382,17 +434,62 @@ static uint64_t device_head_bytes(const lm_model *m, const lm_plan_request *req)
            (uint64_t)req->n_batch * m->hp.n_vocab * sizeof(float);
 }
 
+/* The last n_dev layers on the device, a mixture's without their experts:
+ * the rest of each resident, the experts through a device expert cache of
+ * what the VRAM budget leaves (two experts at least, no more than all of
+ * them, nor than cache_cap).  -1 if that does not fit. */
+static int place_device_experts_apart(const lm_model *m, lm_plan *plan, int n_dev,
+                                      uint64_t fixed, uint64_t cache_cap, bool head)
+{
+    const int first = plan->n_layer - n_dev;
+    const uint64_t slot = lm_expert_slot_bytes(m);
+    uint64_t resident = 0, all = 0;
+    int n_apart = 0;
+    for (int il = first; il < plan->n_layer; il++) {
+        plan->place[il] = LM_PLACE_DEVICE;
+        const bool apart = lm_expert_bytes(m, il) > 0;
+        resident += apart ? dense_bytes(m, il) : plan->layer_bytes[il];
+        all += apart ? (uint64_t)m->hp.n_expert * slot : 0;
+        n_apart += apart;
+    }
+    const uint64_t least = 2 * slot, need = fixed + resident + least;
+    if (!n_apart || (plan->vram_budget && need > plan->vram_budget))
+        return -1;
+    uint64_t cache = plan->vram_budget ? plan->vram_budget - fixed - resident : all;
+    cache = cache > all ? all : cache;
+    cache = cache > cache_cap ? cache_cap : cache;
+    cache = cache < least ? least : cache;
+    plan->device_experts_apart = true;
+    plan->device_expert_cache_bytes = cache;
+    const double rate = (double)(cache / slot) / (double)((uint64_t)n_apart * m->hp.n_expert);
+    plan->device_expert_hit_rate = rate > 1 ? 1 : rate;
+    plan->device_weights = resident;
+    plan->device_slot_bytes = 0;
+    plan->device_kv_bytes = kv_per_layer(plan) * (uint64_t)n_dev;
+    plan->device_total = fixed + resident + cache;
+    plan->head_on_device = head;
+    return 0;
+}
+
 /* Device side of a split with the last n_dev layers on the device: as many
  * of them resident as the VRAM budget holds, the rest streamed through the
- * slots.  -1 if not even the slots fit. */
+ * slots; but a mixture's layers that do not all fit whole stay resident
+ * without their experts, which come through a device expert cache (they
+ * would otherwise be copied over whole, every expert, each pass), unless
+ * whole layers are asked for.  -1 if not even the slots fit. */
 static int place_device(const lm_model *m, const lm_plan_request *req, lm_plan *plan, int n_dev,
-                        int max_resident, bool head)
+                        int max_resident, uint64_t cache_cap, bool head)
 {
     const int first = plan->n_layer - n_dev;
     const uint64_t fixed = kv_per_layer(plan) * (uint64_t)n_dev +
                            (n_dev ? plan->device_activation_bytes : 0) +
                            (head ? device_head_bytes(m, req) : 0);
+    plan->device_experts_apart = false;
+    plan->device_expert_cache_bytes = 0;
     for (int r = n_dev < max_resident ? n_dev : max_resident; r >= 0; r--) {
+        if (r < n_dev && plan->experts_apart && max_resident >= n_dev &&
+            place_device_experts_apart(m, plan, n_dev, fixed, cache_cap, head) == 0)
+            return 0;
         uint64_t resident = 0;
         for (int i = 0; i < n_dev; i++) {
             plan->place[first + i] = i < r ? LM_PLACE_DEVICE : LM_PLACE_DEVICE_RAM;
@@ -432,7 +529,7 @@ static uint64_t apart_expert_bytes(const lm_plan *plan, const lm_model *m, int *
 {
     *n_layers = 0;
     for (int il = 0; il < plan->n_layer; il++)
-        *n_layers += lm_plan_layer_experts_apart(m, plan, il);
+        *n_layers += host_cache_layer(m, plan, il);
     return (uint64_t)*n_layers * m->hp.n_expert * lm_expert_slot_bytes(m);
 }
 
@@ -484,8 +581,12 @@ static int place_host(const lm_model *m, const lm_plan_request *req, lm_plan *pl
 {
     const int n = plan->n_layer;
     /* a CPU-type device's memory is this RAM: it counts against both budgets */
+    /* the experts the device's cache copies from RAM stay in the mapping */
+    uint64_t dev_experts = 0;
+    for (int il = 0; il < n && !plan->device_experts_from_disk; il++)
+        dev_experts += lm_plan_layer_device_experts_apart(m, plan, il) ? expert_stack_bytes(m, il) : 0;
     const uint64_t fixed = kv_per_layer(plan) * (uint64_t)(n - n_dev) + plan->activation_bytes +
-                           plan->head_bytes + LM_PLAN_RAM_OVERHEAD +
+                           plan->head_bytes + LM_PLAN_RAM_OVERHEAD + dev_experts +
                            (plan->dev.is_cpu ? plan->device_total : 0);
     int keep = -1;
     uint64_t best_total = 0;
@@ -528,6 +629,7 @@ static int place_host(const lm_model *m, const lm_plan_request *req, lm_plan *pl
     }
     for (int il = 0; il < n; il++)
         plan->ram_weights += plan->place[il] == LM_PLACE_DEVICE ? 0 : ram_bytes(plan, m, il);
+    plan->ram_weights += dev_experts;
     plan->staging_bytes = staging_bytes(plan, m);
     plan->ram_total = best_total;
     size_expert_cache(plan, m, req);
@@ -570,9 +672,12 @@ static void predict(const lm_model *m, const lm_plan_request *req, lm_plan *plan
     plan->cpu_ms = plan->device_ms = plan->disk_ms = plan->copy_ms = 0;
     plan->read_bytes_per_token = plan->dense_read_bytes_per_token = 0;
     for (int il = 0; il < plan->n_layer; il++) {
-        if (plan->place[il] == LM_PLACE_DISK || plan->place[il] == LM_PLACE_DEVICE_DISK) {
+        if (reads_disk(m, plan, il)) {
             plan->read_bytes_per_token += (uint64_t)disk_bytes(plan, m, il, 1);
-            plan->dense_read_bytes_per_token += plan->layer_bytes[il];
+            /* (a device layer keeps the rest of itself on the device) */
+            plan->dense_read_bytes_per_token += plan->place[il] == LM_PLACE_DEVICE
+                                                    ? expert_stack_bytes(m, il)
+                                                    : plan->layer_bytes[il];
         }
         const layer_cost c = learned_cost(plan, m, il, 1);
         plan->layer_ms[il] = layer_ms(plan, c);
@@ -617,6 +722,8 @@ static int place_split(const lm_model *m, const lm_plan_request *req, lm_plan *p
         plan->place[il] = LM_PLACE_RAM;
     plan->experts_apart = plan->n_expert > 0 && !req->whole_layers;
     plan->expert_cache_bytes = 0;
+    plan->device_experts_from_disk = false;
+    uint64_t cache_cap = UINT64_MAX; /* the device's expert cache */
     plan->device_total = plan->device_weights = plan->device_slot_bytes = 0;
     plan->device_kv_bytes = 0;
     plan->head_on_device = false;
@@ -627,21 +734,38 @@ static int place_split(const lm_model *m, const lm_plan_request *req, lm_plan *p
                        head_ms_on(plan, m, true) < head_ms_on(plan, m, false));
     int max_resident = n_dev;
 again:
-    if (n_dev > 0 && place_device(m, req, plan, n_dev, max_resident, head) != 0 &&
-        (!head || place_device(m, req, plan, n_dev, max_resident, false) != 0)) {
+    if (n_dev > 0 && place_device(m, req, plan, n_dev, max_resident, cache_cap, head) != 0 &&
+        (!head || place_device(m, req, plan, n_dev, max_resident, cache_cap, false) != 0)) {
         for (int il = n - n_dev; il < n; il++)
             plan->place[il] = LM_PLACE_DEVICE_RAM;
         const uint64_t need = kv_per_layer(plan) * (uint64_t)n_dev +
                               plan->device_activation_bytes + device_slot_bytes(plan, m);
+        /* a mixture's layers less their experts, and two of those */
+        uint64_t apart = 0;
+        for (int il = n - n_dev; plan->experts_apart && il < n; il++)
+            apart += lm_expert_bytes(m, il) ? dense_bytes(m, il) : plan->layer_bytes[il];
+        apart += apart ? kv_per_layer(plan) * (uint64_t)n_dev + plan->device_activation_bytes +
+                             2 * lm_expert_slot_bytes(m)
+                       : 0;
+        char apart_part[96] = "";
+        if (apart && apart < need)
+            snprintf(apart_part, sizeof apart_part,
+                     " (with the experts in a device cache, %.1f MiB)", MIB(apart));
         lm_set_error("a VRAM budget of %.0f MiB cannot hold %d streamed layer%s with their "
                      "buffers: at least %.0f MiB is needed (KV cache %.0f MiB, layer slots "
-                     "%.0f MiB, activations %.0f MiB); use a smaller -c or fewer --gpu-layers",
+                     "%.0f MiB, activations %.0f MiB)%s; use a smaller -c or fewer --gpu-layers",
                      MIB(plan->vram_budget), n_dev, n_dev == 1 ? "" : "s", MIB(need),
                      MIB(kv_per_layer(plan) * (uint64_t)n_dev), MIB(device_slot_bytes(plan, m)),
-                     MIB(plan->device_activation_bytes));
+                     MIB(plan->device_activation_bytes), apart_part);
         return -1;
     }
     int host = place_host(m, req, plan, n_dev);
+    if (host != 0 && plan->device_experts_apart && !plan->device_experts_from_disk) {
+        /* the device's experts not all in RAM: from disk, through the
+         * host's expert cache */
+        plan->device_experts_from_disk = true;
+        host = place_host(m, req, plan, n_dev);
+    }
     if (host != 0 && plan->experts_apart && !req->expert_cache_bytes) {
         /* not even the mixture's layers less their experts fit: whole
          * layers through the streamer's buffers may */
@@ -653,8 +777,17 @@ again:
         int resident = 0;
         for (int il = 0; il < n; il++)
             resident += plan->place[il] == LM_PLACE_DEVICE;
+        /* ... or a smaller expert cache there */
+        const uint64_t two = 2 * lm_expert_slot_bytes(m);
+        if (plan->dev.is_cpu && plan->device_experts_apart &&
+            plan->device_expert_cache_bytes > two) {
+            cache_cap = plan->device_expert_cache_bytes / 2;
+            plan->device_experts_from_disk = false;
+            goto again;
+        }
         if (plan->dev.is_cpu && resident > 0) {
             max_resident = resident - 1;
+            plan->device_experts_from_disk = false;
             goto again;
         }
         /* the least that works: nothing kept in RAM */

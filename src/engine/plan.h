@@ -149,6 +149,18 @@ typedef struct {
     uint64_t expert_hit_traced; /* else > 0: it is this cache replaying the
                                    routing a run recorded (expert_trace.h),
                                    over that many wants */
+    /* a mixture's layers on the device whose experts do not all fit there
+     * (device_experts_apart): the rest of each stays on the device, and
+     * the experts a pass uses come through a device expert cache of
+     * device_expert_cache_bytes, copied from RAM (the file mapping) or,
+     * with device_experts_from_disk, read from disk through the expert
+     * cache above; the hit rate predicted for it (as above: measured by
+     * runs of it, replayed, or a uniform router's) */
+    bool device_experts_apart, device_experts_from_disk;
+    uint64_t device_expert_cache_bytes;
+    double device_expert_hit_rate;
+    int device_expert_hit_runs;
+    uint64_t device_expert_hit_traced;
     int n_expert, n_expert_used; /* the model's (0: no experts) */
     uint64_t expert_cache_bytes, expert_slot_bytes;
     bool evict_frequent;
@@ -191,6 +203,9 @@ bool lm_place_streamed(lm_placement p);
 /* Whether layer il is read from disk for the CPU with only its routed
  * experts (they come through the expert cache). */
 bool lm_plan_layer_experts_apart(const lm_model *m, const lm_plan *plan, int il);
+/* Whether layer il is on the device with its experts in the device's
+ * expert cache (device_experts_apart). */
+bool lm_plan_layer_device_experts_apart(const lm_model *m, const lm_plan *plan, int il);
 
 /* The CPU's KV cache for n_ctx positions (f16), and its activation buffers
  * for passes of n_batch rows: the RAM a model needs besides its weights. */

@@ -199,11 +199,13 @@ static void hit_rate_key(const lm_model *m, const lm_plan *plan, char *key, size
              plan->evict_frequent ? "frequent" : "recent");
 }
 
-/* The hit rates of the plan's cache, giving up the least recently and
- * the least often used, replaying the routing the model's last run
- * recorded (expert_trace.h) over the layers it reads experts apart; false
- * without a trace of enough of their wants. */
-static bool traced_hit_rates(const lm_model *m, const lm_plan *plan, double rate[2],
+/* The hit rates of one of the plan's caches (device: the device's, else
+ * the host's for the CPU's layers), giving up the least recently and the
+ * least often used, replaying the routing the model's last run recorded
+ * (expert_trace.h) over the layers the cache serves; false without a
+ * trace of enough of their wants.  (The host's cache behind the device's
+ * sees only the device's misses: it is not replayed.) */
+static bool traced_hit_rates(const lm_model *m, const lm_plan *plan, bool device, double rate[2],
                              uint64_t *wants)
 {
     lm_expert_trace *t = lm_expert_trace_load(m);
@@ -211,8 +213,11 @@ static bool traced_hit_rates(const lm_model *m, const lm_plan *plan, double rate
     *wants = 0;
     if (t && apart) {
         for (int il = 0; il < plan->n_layer; il++)
-            apart[il] = lm_plan_layer_experts_apart(m, plan, il);
-        const int slots = (int)(plan->expert_cache_bytes / plan->expert_slot_bytes);
+            apart[il] = device ? lm_plan_layer_device_experts_apart(m, plan, il)
+                               : lm_plan_layer_experts_apart(m, plan, il);
+        const int slots = (int)((device ? plan->device_expert_cache_bytes
+                                        : plan->expert_cache_bytes) /
+                                plan->expert_slot_bytes);
         rate[0] = lm_expert_trace_hit_rate(t, apart, slots, LM_EVICT_RECENT, wants);
         rate[1] = lm_expert_trace_hit_rate(t, apart, slots, LM_EVICT_FREQUENT, wants);
     }
@@ -228,12 +233,26 @@ static bool traced_hit_rates(const lm_model *m, const lm_plan *plan, double rate
  * used on a tie, or with no routing to replay). */
 static void apply_hit_rate(const lm_model *m, lm_plan *plan)
 {
-    if (!plan->expert_cache_bytes || !plan->expert_slot_bytes)
+    if (!plan->expert_slot_bytes)
         return;
-    double traced[2];
-    uint64_t wants;
-    const bool replayed = traced_hit_rates(m, plan, traced, &wants);
-    if (plan->evict_auto && replayed) {
+    double traced[2], dev_traced[2];
+    uint64_t wants, dev_wants;
+    const bool dev_replayed = plan->device_experts_apart &&
+                              traced_hit_rates(m, plan, true, dev_traced, &dev_wants);
+    if (plan->evict_auto && dev_replayed) {
+        plan->evict_frequent = dev_traced[1] > dev_traced[0];
+        plan->evict_chosen = true;
+    }
+    if (dev_replayed) {
+        plan->device_expert_hit_rate = dev_traced[plan->evict_frequent];
+        plan->device_expert_hit_traced = dev_wants;
+        lm_plan_predict(m, plan);
+        plan->figures_token_ms = plan->token_ms;
+    }
+    if (!plan->expert_cache_bytes)
+        return;
+    const bool replayed = traced_hit_rates(m, plan, false, traced, &wants);
+    if (plan->evict_auto && replayed && !dev_replayed) {
         plan->evict_frequent = traced[1] > traced[0];
         plan->evict_chosen = true;
     }

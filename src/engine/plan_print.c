@@ -113,9 +113,39 @@ static void print_figures(const lm_plan *plan, FILE *f)
     }
 }
 
-/* How a mixture of experts' layers read from disk are read. */
+/* Where a hit rate's prediction comes from. */
+static void hit_source(int runs, uint64_t traced, char *buf, size_t len)
+{
+    if (runs > 0)
+        snprintf(buf, len, "as the last %d run%s of this cache measured", runs,
+                 runs == 1 ? "" : "s");
+    else if (traced > 0)
+        snprintf(buf, len, "replaying the routing of %llu experts a run used",
+                 (unsigned long long)traced);
+    else
+        snprintf(buf, len, "were every expert as likely");
+}
+
+/* How a mixture of experts' layers read from disk are read, and those on
+ * the device without their experts get them. */
 static void print_experts(const lm_plan *plan, FILE *f)
 {
+    if (plan->device_experts_apart) {
+        char source[96];
+        hit_source(plan->device_expert_hit_runs, plan->device_expert_hit_traced, source,
+                   sizeof source);
+        fprintf(f, "experts: the device's layers keep the rest of themselves there and the "
+                   "experts routed to (%d of %d per token) in a device cache of %.1f MiB (%llu "
+                   "experts, the least %s used given up%s; predicted hit rate %.0f%%, %s), "
+                   "copied from %s\n",
+                plan->n_expert_used, plan->n_expert, MIB(plan->device_expert_cache_bytes),
+                (unsigned long long)(plan->device_expert_cache_bytes / plan->expert_slot_bytes),
+                plan->evict_frequent ? "often" : "recently",
+                plan->evict_chosen ? ", which hits more replaying the routing" : "",
+                100.0 * plan->device_expert_hit_rate, source,
+                plan->device_experts_from_disk ? "the expert cache below (read from disk)"
+                                               : "RAM");
+    }
     if (!plan->n_expert || !plan->dense_read_bytes_per_token)
         return;
     if (!plan->expert_cache_bytes) {
@@ -125,14 +155,7 @@ static void print_experts(const lm_plan *plan, FILE *f)
         return;
     }
     char source[96];
-    if (plan->expert_hit_runs > 0)
-        snprintf(source, sizeof source, "as the last %d run%s of this cache measured",
-                 plan->expert_hit_runs, plan->expert_hit_runs == 1 ? "" : "s");
-    else if (plan->expert_hit_traced > 0)
-        snprintf(source, sizeof source, "replaying the routing of %llu experts a run used",
-                 (unsigned long long)plan->expert_hit_traced);
-    else
-        snprintf(source, sizeof source, "were every expert as likely");
+    hit_source(plan->expert_hit_runs, plan->expert_hit_traced, source, sizeof source);
     fprintf(f, "experts: the layers from disk read only the experts routed to (%d of %d per "
                "token), through a cache of %.1f MiB (%llu experts, the least %s used given "
                "up%s; predicted hit rate %.0f%%, %s); the rest of them stays in RAM\n",
@@ -157,8 +180,11 @@ void lm_plan_print(const lm_plan *plan, FILE *f)
         char range[32];
         snprintf(range, sizeof range, b - a > 1 ? "%d-%d" : "%d", a, b - 1);
         const bool apart = plan->expert_cache_bytes && plan->place[a] == LM_PLACE_DISK;
+        const bool dev_apart = plan->device_experts_apart && plan->place[a] == LM_PLACE_DEVICE;
         fprintf(f, "%-12s %-26s %12.2f %14.3f\n", range,
-                apart ? "cpu, routed experts from disk" : place_name(plan->place[a]),
+                apart       ? "cpu, routed experts from disk"
+                : dev_apart ? "device, experts cached"
+                            : place_name(plan->place[a]),
                 MIB(plan->layer_bytes[a]), plan->layer_ms[a]);
         a = b;
     }
@@ -176,13 +202,17 @@ void lm_plan_print(const lm_plan *plan, FILE *f)
         fprintf(f, ", the CPU device's memory %.1f", MIB(plan->device_total));
     fprintf(f, ")\n");
     print_experts(plan, f);
-    if (plan->device_total)
+    if (plan->device_total) {
         fprintf(f, "device: %.1f MiB of a %.1f MiB budget (weights %.1f, KV cache %.1f, layer "
-                   "slots %.1f, activations %.1f%s)\n",
+                   "slots %.1f, activations %.1f%s",
                 MIB(plan->device_total), MIB(plan->vram_budget), MIB(plan->device_weights),
                 MIB(plan->device_kv_bytes), MIB(plan->device_slot_bytes),
                 MIB(plan->device_activation_bytes),
                 plan->head_on_device ? ", output head and logits" : "");
+        if (plan->device_experts_apart)
+            fprintf(f, ", expert cache %.1f", MIB(plan->device_expert_cache_bytes));
+        fprintf(f, ")\n");
+    }
     fprintf(f, "probes%s: RAM %.2f GB/s, disk %.2f GB/s (uncached)\n",
             plan->probes.from_cache ? " (cached)" : "", plan->probes.ram_bw / 1e9,
             plan->probes.disk_bw / 1e9);
@@ -221,7 +251,11 @@ json_t *lm_plan_json(const lm_plan *plan)
     json_t *layers = json_array();
     for (int il = 0; layers && il < plan->n_layer; il++)
         json_array_append_new(layers, json_pack("{s:i, s:s, s:I, s:f}", "layer", il, "placement",
-                                                place_key(plan->place[il]), "bytes",
+                                                plan->device_experts_apart &&
+                                                        plan->place[il] == LM_PLACE_DEVICE
+                                                    ? "device_experts_cached"
+                                                    : place_key(plan->place[il]),
+                                                "bytes",
                                                 (json_int_t)plan->layer_bytes[il], "ms_per_token",
                                                 plan->layer_ms[il]));
     json_t *obj = json_pack(
@@ -265,6 +299,16 @@ json_t *lm_plan_json(const lm_plan *plan)
                                 json_integer((json_int_t)plan->expert_hit_traced));
             json_object_set_new(obj, "expert_evict",
                                 json_string(plan->evict_frequent ? "frequent" : "recent"));
+            json_object_set_new(obj, "device_expert_cache_bytes",
+                                json_integer((json_int_t)plan->device_expert_cache_bytes));
+            if (plan->device_experts_apart) {
+                json_object_set_new(obj, "predicted_device_expert_cache_hit_rate",
+                                    json_real(plan->device_expert_hit_rate));
+                json_object_set_new(obj, "device_expert_cache_hit_rate_traced",
+                                    json_integer((json_int_t)plan->device_expert_hit_traced));
+                json_object_set_new(obj, "device_experts_from_disk",
+                                    json_boolean(plan->device_experts_from_disk));
+            }
         }
         json_object_set_new(obj, "learned_factor", json_real(plan->learned_factor));
         json_object_set_new(obj, "probe_predicted_decode_tokens_per_s",

@@ -247,7 +247,8 @@ static int make_planned_backends(lm_session *s, const char *device_spec)
     }
     for (int il = 0; il < plan->n_layer; il++) {
         const lm_placement p = plan->place[il];
-        dev_run[il] = p == LM_PLACE_DEVICE                                      ? LM_RUN_RESIDENT
+        dev_run[il] = lm_plan_layer_device_experts_apart(m, plan, il) ? LM_RUN_RESIDENT_DENSE
+                      : p == LM_PLACE_DEVICE                                    ? LM_RUN_RESIDENT
                       : p == LM_PLACE_DEVICE_RAM || p == LM_PLACE_DEVICE_DISK ? LM_RUN_STREAMED
                                                                                 : LM_RUN_NONE;
         cpu_run[il] = lm_place_on_device(p) ? LM_RUN_NONE : LM_RUN_RESIDENT;
@@ -257,7 +258,9 @@ static int make_planned_backends(lm_session *s, const char *device_spec)
     if (any_dev) {
 #ifdef LAMINA_OPENCL
         const lm_backend_share share = {.layers = dev_run, .no_head = !plan->head_on_device,
-                                        .n_slots = plan->prefetch ? 2 : 1};
+                                        .n_slots = plan->prefetch ? 2 : 1,
+                                        .expert_cache_bytes = plan->device_expert_cache_bytes,
+                                        .evict_frequent = plan->evict_frequent};
         if (!(s->device = lm_backend_opencl_new(m, s->n_ctx, s->n_seq, s->n_batch, device_spec,
                                                 &share)))
             goto done;
@@ -437,7 +440,11 @@ static int run_pass(lm_session *s, const int32_t *tokens, int n, const bool *wan
             *device_failed = lm_streamer_upload_failed(s->streamer);
             return -1;
         }
-        if (s->experts && lm_plan_layer_experts_apart(m, &s->plan, (int)il)) {
+        const bool host_cached =
+            lm_plan_layer_experts_apart(m, &s->plan, (int)il) ||
+            (s->plan.device_experts_from_disk &&
+             lm_plan_layer_device_experts_apart(m, &s->plan, (int)il));
+        if (s->experts && host_cached) {
             view.experts = s->experts; /* not the mapping: that would read the disk */
             for (int w = 0; w < LM_W_PER_LAYER; w++)
                 if (lm_role_is_expert_stack(w))

@@ -23,6 +23,7 @@ typedef struct {
      * for a mixture of experts' layers read without them, the experts they
      * used (per layer) and the share found in the expert cache */
     double read_bytes, experts, hit_rate;
+    double dev_hit_rate, dev_copy_bytes; /* the device's expert cache, per pass */
 } bench_result;
 
 static lm_streamer_stats streamer_stats(const lm_session *s)
@@ -35,6 +36,13 @@ static lm_expert_cache_stats expert_stats(const lm_session *s)
 {
     lm_expert_cache_stats none = {0};
     return s->experts ? lm_expert_cache_get_stats(s->experts) : none;
+}
+
+static lm_backend_expert_stats device_expert_stats(const lm_session *s)
+{
+    lm_backend_expert_stats none = {0};
+    return s->device && s->device->ops->expert_stats ? s->device->ops->expert_stats(s->device)
+                                                     : none;
 }
 
 /* Layers whose experts come through the expert cache. */
@@ -85,6 +93,7 @@ static int bench_once(lm_session *s, const lm_model *m, int n_prompt, int n_gen,
         rc = lm_session_seq_copy(s, 0, i, -1);
     const lm_streamer_stats before = streamer_stats(s);
     const lm_expert_cache_stats ex_before = expert_stats(s);
+    const lm_backend_expert_stats dev_before = device_expert_stats(s);
     const double t1 = lm_now_seconds();
     for (int i = 0; rc == 0 && i < n_gen; i++) {
         rc = lm_session_decode(s, n_seq, tokens, seq, want, logits);
@@ -98,6 +107,7 @@ static int bench_once(lm_session *s, const lm_model *m, int n_prompt, int n_gen,
     const double t2 = lm_now_seconds();
     const lm_streamer_stats after = streamer_stats(s);
     const lm_expert_cache_stats ex_after = expert_stats(s);
+    const lm_backend_expert_stats dev_after = device_expert_stats(s);
     free(prompt);
     free(logits);
     r->decode_tps = n_gen > 0 ? (double)n_gen * n_seq / (t2 - t1) : 0.0;
@@ -115,6 +125,9 @@ static int bench_once(lm_session *s, const lm_model *m, int n_prompt, int n_gen,
     const int apart = layers_apart(s);
     r->experts = apart && n_gen ? wanted / n_gen / apart : 0.0;
     r->hit_rate = wanted > 0 ? (double)(ex_after.hits - ex_before.hits) / wanted : 0.0;
+    const double dev_wanted = (double)(dev_after.wanted - dev_before.wanted);
+    r->dev_hit_rate = dev_wanted > 0 ? (double)(dev_after.hits - dev_before.hits) / dev_wanted : 0.0;
+    r->dev_copy_bytes = (double)(dev_after.bytes_uploaded - dev_before.bytes_uploaded) * per / 1e3;
     return rc;
 }
 
@@ -207,6 +220,13 @@ int lm_cmd_bench(int argc, char **argv)
             json_object_set_new(obj, "read_bytes_per_token", json_integer((json_int_t)best.read_bytes));
             json_object_set_new(obj, "dense_read_bytes_per_token", json_integer((json_int_t)streamed));
         }
+        if (obj && s->plan.device_experts_apart) {
+            json_object_set_new(obj, "device_expert_cache_hit_rate", json_real(best.dev_hit_rate));
+            json_object_set_new(obj, "device_expert_copy_bytes_per_token",
+                                json_integer((json_int_t)best.dev_copy_bytes));
+            json_object_set_new(obj, "device_expert_cache_bytes",
+                                json_integer((json_int_t)s->plan.device_expert_cache_bytes));
+        }
         if (obj && s->experts) {
             json_object_set_new(obj, "experts_per_token", json_real(best.experts));
             json_object_set_new(obj, "expert_cache_hit_rate", json_real(best.hit_rate));
@@ -230,6 +250,12 @@ int lm_cmd_bench(int argc, char **argv)
         printf("decode reads %.2f MiB of weights per pass: %.2f GB/s = %.0f%% of measured RAM "
                "bandwidth (%.2f GB/s)\n",
                bytes_per_token / (1024.0 * 1024.0), weight_bw / 1e9, share, ram_bw / 1e9);
+        if (s->plan.device_experts_apart)
+            printf("device experts: %.0f%% found in the device's expert cache (%.1f MiB), "
+                   "%.2f MiB copied to it per pass\n",
+                   100.0 * best.dev_hit_rate,
+                   (double)s->plan.device_expert_cache_bytes / (1024.0 * 1024.0),
+                   best.dev_copy_bytes / (1024.0 * 1024.0));
         if (s->experts) {
             printf("decode reads %.2f MiB per pass from disk (measured), against %.2f MiB "
                    "reading every expert (%.1fx fewer): %.2f GB/s = %.0f%% of the measured "
