@@ -722,7 +722,8 @@ static int place_split(const lm_model *m, const lm_plan_request *req, lm_plan *p
         plan->place[il] = LM_PLACE_RAM;
     plan->experts_apart = plan->n_expert > 0 && !req->whole_layers;
     plan->expert_cache_bytes = 0;
-    plan->device_experts_from_disk = false;
+    plan->device_experts_apart = plan->device_experts_from_disk = false;
+    plan->device_expert_cache_bytes = 0;
     uint64_t cache_cap = UINT64_MAX; /* the device's expert cache */
     plan->device_total = plan->device_weights = plan->device_slot_bytes = 0;
     plan->device_kv_bytes = 0;
