@@ -44,6 +44,7 @@ typedef struct {
 typedef struct {
     int key;       /* layer * n_expert + expert, or -1 */
     uint64_t used; /* when it was last used: the least recent goes first */
+    uint64_t pass; /* the last pass that used it */
     cl_mem buf;    /* the expert's gate, up and down */
 } lm_cl_expert_slot;
 
@@ -53,7 +54,7 @@ typedef struct {
     lm_cl_expert_slot *slots;
     int *where;     /* per key: its slot, or -1 */
     uint64_t *uses; /* per key: how often passes used it */
-    uint64_t tick;
+    uint64_t tick, pass;
     lm_backend_expert_stats stats;
 } lm_cl_experts;
 
@@ -162,6 +163,8 @@ void lm_cl_moe_free(cl_backend *cb);
  * memory (at least two); 0, or -1 with an error. */
 int lm_cl_experts_create(cl_backend *cb, uint64_t bytes, bool frequent);
 void lm_cl_experts_free(cl_backend *cb);
+/* A layer's pass begins: the slots it uses are given up after the others. */
+void lm_cl_experts_begin_pass(cl_backend *cb);
 /* Whether expert e of layer il is in a slot now (a lookup: no use counted). */
 bool lm_cl_experts_cached(const cl_backend *cb, int il, int e);
 /* Expert e of layer il in a slot, copied there from the view's host bytes

@@ -101,16 +101,26 @@ static bool sooner(const lm_cl_experts *c, const lm_cl_expert_slot *a, const lm_
     return a->used < b->used;
 }
 
+/* The slot a miss takes: an empty one; else the one to give up first of
+ * those this pass has not used; else of those it has (as the replay of
+ * expert_trace.c, and the host's cache, whose reads start with the pass). */
 static int victim(const lm_cl_experts *c)
 {
-    int best = -1;
+    int best = -1, done = -1;
     for (int i = 0; i < c->n_slots; i++) {
-        if (c->slots[i].key < 0)
+        const lm_cl_expert_slot *s = &c->slots[i];
+        if (s->key < 0)
             return i;
-        if (best < 0 || sooner(c, &c->slots[i], &c->slots[best]))
-            best = i;
+        int *pick = s->pass == c->pass ? &done : &best;
+        if (*pick < 0 || sooner(c, s, &c->slots[*pick]))
+            *pick = i;
     }
-    return best;
+    return best >= 0 ? best : done;
+}
+
+void lm_cl_experts_begin_pass(cl_backend *cb)
+{
+    cb->experts.pass++;
 }
 
 /* Copies expert e of layer il from the host into slot s: from the host's
@@ -168,6 +178,7 @@ int lm_cl_experts_get(cl_backend *cb, const lm_layer_view *view, int il, int e, 
         c->where[key] = s;
     }
     c->slots[s].used = ++c->tick;
+    c->slots[s].pass = c->pass;
     *buf = c->slots[s].buf;
     return 0;
 }

@@ -105,13 +105,19 @@ int lm_cl_op_moe(void *ctx, lm_act out, lm_act in)
                 order[n_hit++] = used[i];
             else
                 misses[n_miss++] = used[i];
-        memcpy(order + n_hit, misses, (size_t)n_miss * sizeof *misses);
+        /* (the host's cache puts those it holds first: taken in its order,
+         * a read never waits for a slot a later expert of the pass holds) */
         if (cb->view->experts && n_miss)
             lm_expert_cache_want(cb->view->experts, cb->il, misses, n_miss);
+        memcpy(order + n_hit, misses, (size_t)n_miss * sizeof *misses);
+        lm_cl_experts_begin_pass(cb);
         for (int i = 0; i < n_used; i++) {
             const int e = order[i];
-            if (run_expert(cb, e, cb->act[in], start[e], start[e + 1] - start[e]) != 0)
+            if (run_expert(cb, e, cb->act[in], start[e], start[e + 1] - start[e]) != 0) {
+                if (cb->view->experts)
+                    lm_expert_cache_abandon(cb->view->experts);
                 return -1;
+            }
         }
     } else {
         for (int i = 0; i < n_used; i++) {

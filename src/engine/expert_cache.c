@@ -320,6 +320,13 @@ static void forget_wants(lm_expert_cache *c)
         }
 }
 
+void lm_expert_cache_abandon(lm_expert_cache *c)
+{
+    pthread_mutex_lock(&c->mu);
+    forget_wants(c);
+    pthread_mutex_unlock(&c->mu);
+}
+
 int lm_expert_cache_acquire(lm_expert_cache *c, int il, int e, const void *mats[3])
 {
     const int key = il * c->n_expert + e;

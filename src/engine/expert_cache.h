@@ -57,6 +57,9 @@ void lm_expert_cache_want(lm_expert_cache *c, int il, int32_t *experts, int n);
  * forgotten). */
 int lm_expert_cache_acquire(lm_expert_cache *c, int il, int e, const void *mats[3]);
 void lm_expert_cache_release(lm_expert_cache *c, int il, int e);
+/* A pass that fails before it has acquired every expert it wanted gives
+ * the rest up, so their slots can go to later passes. */
+void lm_expert_cache_abandon(lm_expert_cache *c);
 
 lm_expert_cache_stats lm_expert_cache_get_stats(const lm_expert_cache *c);
 

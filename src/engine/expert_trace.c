@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "atomic_file.h"
 #include "cache_dir.h"
@@ -183,9 +184,15 @@ lm_expert_trace *lm_expert_trace_load(const lm_model *m)
     FILE *f = fopen(path, "rb");
     if (!f)
         return NULL;
-    char *text = malloc(TRACE_MAX_FILE);
-    const size_t len = text ? fread(text, 1, TRACE_MAX_FILE, f) : 0;
-    const bool whole = text && len < TRACE_MAX_FILE && !ferror(f);
+    /* as large as the file says it is, one byte more to see it end */
+    struct stat st;
+    const size_t size = fstat(fileno(f), &st) == 0 && st.st_size >= 0 &&
+                                (uint64_t)st.st_size < TRACE_MAX_FILE
+                            ? (size_t)st.st_size + 1
+                            : 0;
+    char *text = size ? malloc(size) : NULL;
+    const size_t len = text ? fread(text, 1, size, f) : 0;
+    const bool whole = text && len < size && !ferror(f);
     fclose(f);
     lm_expert_trace *t =
         whole ? lm_expert_trace_parse(text, len, (int)m->hp.n_layer, (int)m->hp.n_expert) : NULL;

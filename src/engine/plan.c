@@ -87,6 +87,8 @@ static double ms_for(uint64_t bytes, double bytes_per_s)
 /* The parts of layer il's time for n_tok tokens where the plan puts it. */
 typedef struct {
     double cpu, device, disk, copy;
+    double copy_between; /* copies queued between the layer's kernels (the
+                            device's expert cache's): they do not overlap */
 } layer_cost;
 
 /* Layer il's share of layer 0's measured time: their ratio by the per-type
@@ -228,7 +230,7 @@ static layer_cost cost_of(const lm_plan *plan, const lm_model *m, int il, int n_
         if (p != LM_PLACE_DEVICE)
             c.copy = ms_for(bytes, d->h2d_bw);
         /* the experts the device's cache misses */
-        c.copy += ms_for((uint64_t)device_expert_bytes(plan, m, il, n_tok), d->h2d_bw);
+        c.copy_between = ms_for((uint64_t)device_expert_bytes(plan, m, il, n_tok), d->h2d_bw);
     } else {
         c.cpu = cpu_layer_ms(plan, m, il, n_tok);
     }
@@ -246,6 +248,7 @@ static layer_cost learned_cost(const lm_plan *plan, const lm_model *m, int il, i
     c.device *= f[LM_FIG_DEVICE_LAYER];
     c.disk *= f[host_cache_layer(m, plan, il) ? LM_FIG_EXPERT_DISK : LM_FIG_DISK];
     c.copy *= f[LM_FIG_COPY];
+    c.copy_between *= f[LM_FIG_COPY];
     return c;
 }
 
@@ -307,7 +310,7 @@ const char *lm_figure_key(lm_figure f)
  * both.  Disk reads, which mostly wait, overlap as usual. */
 static double layer_ms(const lm_plan *plan, layer_cost c)
 {
-    const double io = c.disk + c.copy, work = c.cpu + c.device;
+    const double io = c.disk + c.copy, work = c.cpu + c.device + c.copy_between;
     if (!plan->prefetch)
         return io + work;
     if (plan->dev.is_cpu && c.copy > 0) {
@@ -686,7 +689,7 @@ static void predict(const lm_model *m, const lm_plan_request *req, lm_plan *plan
         plan->cpu_ms += c.cpu;
         plan->device_ms += c.device;
         plan->disk_ms += c.disk;
-        plan->copy_ms += c.copy;
+        plan->copy_ms += c.copy + c.copy_between;
     }
     plan->first_token_ms = first + plan->head_ms;
     plan->tokens_per_s = plan->token_ms > 0 ? 1e3 / plan->token_ms : 0;

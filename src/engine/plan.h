@@ -97,7 +97,7 @@ typedef struct {
     bool evict_frequent;         /* the cache gives up the least often used */
     bool evict_auto;             /* the eviction replaying the last run's
                                     routing hits more with (plan_learn.h);
-                                    evict_frequent without a routing */
+                                    evict_frequent's without a routing */
 } lm_plan_request;
 
 typedef struct {
@@ -154,12 +154,11 @@ typedef struct {
      * the experts a pass uses come through a device expert cache of
      * device_expert_cache_bytes, copied from RAM (the file mapping) or,
      * with device_experts_from_disk, read from disk through the expert
-     * cache above; the hit rate predicted for it (as above: measured by
-     * runs of it, replayed, or a uniform router's) */
+     * cache above; the hit rate predicted for it (replaying the last run's
+     * routing, else a uniform router's) */
     bool device_experts_apart, device_experts_from_disk;
     uint64_t device_expert_cache_bytes;
     double device_expert_hit_rate;
-    int device_expert_hit_runs;
     uint64_t device_expert_hit_traced;
     int n_expert, n_expert_used; /* the model's (0: no experts) */
     uint64_t expert_cache_bytes, expert_slot_bytes;

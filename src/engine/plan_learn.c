@@ -170,19 +170,33 @@ void lm_learned_load(const lm_model *m, const lm_probes *p, const lm_device_prob
 
 /* ---- the whole plan: what the figures leave out ------------------------- */
 
+/* The device's expert cache, for the keys: "" without one, else its
+ * experts and where the misses come from. */
+static void device_cache_part(const lm_plan *plan, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    if (plan->device_experts_apart && plan->expert_slot_bytes)
+        snprintf(buf, len, "|devexperts%llu%s",
+                 (unsigned long long)(plan->device_expert_cache_bytes / plan->expert_slot_bytes),
+                 plan->device_experts_from_disk ? "-disk" : "");
+}
+
 static void plan_cache_key(const lm_model *m, const lm_plan *plan, char *key, size_t len)
 {
     int counts[LM_PLACE_COUNT] = {0};
     for (int il = 0; il < plan->n_layer; il++)
         counts[plan->place[il]]++;
+    char dev[64];
+    device_cache_part(plan, dev, sizeof dev);
     snprintf(key, len,
-             "plan=%s,t%d|w%llu|l%d|e%u|ram%d|disk%d|dev%d|devram%d|devdisk%d|head%d|seq%d|pf%d%s",
+             "plan=%s,t%d|w%llu|l%d|e%u|ram%d|disk%d|dev%d|devram%d|devdisk%d|head%d|seq%d|pf%d%s%s",
              lm_cpu_path_name(lm_cpu_active_path()), omp_get_max_threads(), (unsigned long long)m->weight_bytes, plan->n_layer,
              m->hp.n_embd, counts[LM_PLACE_RAM], counts[LM_PLACE_DISK], counts[LM_PLACE_DEVICE],
              counts[LM_PLACE_DEVICE_RAM], counts[LM_PLACE_DEVICE_DISK], plan->head_on_device,
              plan->parallel > 1 ? plan->parallel : 1, plan->prefetch,
              !plan->expert_cache_bytes ? "" : plan->evict_frequent ? "|experts-apart-lfu"
-                                                                   : "|experts-apart");
+                                                                   : "|experts-apart",
+             dev);
 }
 
 /* ---- the expert cache's hit rate: what runs of the same cache measured --- */
@@ -193,10 +207,13 @@ static void hit_rate_key(const lm_model *m, const lm_plan *plan, char *key, size
     int from_disk = 0;
     for (int il = 0; il < plan->n_layer; il++)
         from_disk += plan->place[il] == LM_PLACE_DISK;
-    snprintf(key, len, "experts=w%llu|l%d|e%u|disk%d|slots%llu|%s",
+    /* (behind the device's cache, this one sees only its misses) */
+    char dev[64];
+    device_cache_part(plan, dev, sizeof dev);
+    snprintf(key, len, "experts=w%llu|l%d|e%u|disk%d|slots%llu|%s%s",
              (unsigned long long)m->weight_bytes, plan->n_layer, m->hp.n_expert, from_disk,
              (unsigned long long)(plan->expert_cache_bytes / plan->expert_slot_bytes),
-             plan->evict_frequent ? "frequent" : "recent");
+             plan->evict_frequent ? "frequent" : "recent", dev);
 }
 
 /* The hit rates of one of the plan's caches (device: the device's, else
@@ -313,14 +330,19 @@ void lm_plan_apply_learned(const lm_model *m, lm_plan *plan)
 static double compute_factor(const lm_session *s, bool device)
 {
     const lm_plan *plan = &s->plan;
+    /* (a layer whose experts come through the device's cache copies them
+     * between its kernels: its time is not the weights' compute alone) */
     bool any_fixed = false;
     for (int il = 0; il < plan->n_layer; il++)
         any_fixed |= lm_place_on_device(plan->place[il]) == device &&
-                     !lm_place_streamed(plan->place[il]);
+                     !lm_place_streamed(plan->place[il]) &&
+                     !lm_plan_layer_device_experts_apart(s->model, plan, il);
     double measured = 0, probe = 0;
     for (int il = 0; il < plan->n_layer; il++) {
         const lm_placement p = plan->place[il];
-        if (lm_place_on_device(p) != device || (any_fixed && lm_place_streamed(p)))
+        const bool moving = lm_place_streamed(p) ||
+                            lm_plan_layer_device_experts_apart(s->model, plan, il);
+        if (lm_place_on_device(p) != device || (any_fixed && moving))
             continue;
         measured += s->timed_compute_seconds[il] * 1e3;
         probe += s->timed_probe_ms[il];

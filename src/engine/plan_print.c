@@ -132,8 +132,7 @@ static void print_experts(const lm_plan *plan, FILE *f)
 {
     if (plan->device_experts_apart) {
         char source[96];
-        hit_source(plan->device_expert_hit_runs, plan->device_expert_hit_traced, source,
-                   sizeof source);
+        hit_source(0, plan->device_expert_hit_traced, source, sizeof source);
         fprintf(f, "experts: the device's layers keep the rest of themselves there and the "
                    "experts routed to (%d of %d per token) in a device cache of %.1f MiB (%llu "
                    "experts, the least %s used given up%s; predicted hit rate %.0f%%, %s), "
@@ -308,6 +307,9 @@ json_t *lm_plan_json(const lm_plan *plan)
                                     json_integer((json_int_t)plan->device_expert_hit_traced));
                 json_object_set_new(obj, "device_experts_from_disk",
                                     json_boolean(plan->device_experts_from_disk));
+                json_object_set_new(obj, "device_expert_cache_experts",
+                                    json_integer((json_int_t)(plan->device_expert_cache_bytes /
+                                                              plan->expert_slot_bytes)));
             }
         }
         json_object_set_new(obj, "learned_factor", json_real(plan->learned_factor));

@@ -125,7 +125,10 @@ static int bench_once(lm_session *s, const lm_model *m, int n_prompt, int n_gen,
     const int apart = layers_apart(s);
     r->experts = apart && n_gen ? wanted / n_gen / apart : 0.0;
     r->hit_rate = wanted > 0 ? (double)(ex_after.hits - ex_before.hits) / wanted : 0.0;
-    const double dev_wanted = (double)(dev_after.wanted - dev_before.wanted);
+    /* (a device that failed mid-run leaves the CPU: no figures after) */
+    const double dev_wanted = dev_after.wanted >= dev_before.wanted
+                                  ? (double)(dev_after.wanted - dev_before.wanted)
+                                  : 0.0;
     r->dev_hit_rate = dev_wanted > 0 ? (double)(dev_after.hits - dev_before.hits) / dev_wanted : 0.0;
     r->dev_copy_bytes = (double)(dev_after.bytes_uploaded - dev_before.bytes_uploaded) * per / 1e3;
     return rc;
@@ -226,6 +229,9 @@ int lm_cmd_bench(int argc, char **argv)
                                 json_integer((json_int_t)best.dev_copy_bytes));
             json_object_set_new(obj, "device_expert_cache_bytes",
                                 json_integer((json_int_t)s->plan.device_expert_cache_bytes));
+            json_object_set_new(obj, "device_expert_cache_experts",
+                                json_integer((json_int_t)(s->plan.device_expert_cache_bytes /
+                                                          s->plan.expert_slot_bytes)));
         }
         if (obj && s->experts) {
             json_object_set_new(obj, "experts_per_token", json_real(best.experts));
