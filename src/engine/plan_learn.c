@@ -415,6 +415,19 @@ void lm_session_learn(const lm_session *s)
     if (!now.layer_ms)
         return;
     lm_learned_load(m, &plan->probes, dev, &now.learned);
+    /* with the hit rates this run's caches had, not the ones guessed: the
+     * next plan predicts those from this run (measured or replayed), and a
+     * correction that also made up for a wrong guess would count it twice */
+    if (s->experts) {
+        const lm_expert_cache_stats ex = lm_expert_cache_get_stats(s->experts);
+        if (ex.wanted > 0)
+            now.expert_hit_rate = (double)ex.hits / (double)ex.wanted;
+    }
+    if (s->device && s->device->ops->expert_stats && plan->device_experts_apart) {
+        const lm_backend_expert_stats ex = s->device->ops->expert_stats(s->device);
+        if (ex.wanted > 0)
+            now.device_expert_hit_rate = (double)ex.hits / (double)ex.wanted;
+    }
     lm_plan_predict(m, &now);
     const double measured_ms = s->decode_seconds * 1e3 / (double)s->decode_passes;
     char key[512];
