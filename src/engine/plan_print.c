@@ -113,35 +113,42 @@ static void print_figures(const lm_plan *plan, FILE *f)
     }
 }
 
-/* Where a hit rate's prediction comes from. */
-static void hit_source(int runs, uint64_t traced, char *buf, size_t len)
+/* "cache of X MiB (N experts, the least ... used given up; predicted
+ * hit rate R%, as SOURCE)": one of the plan's expert caches, its hit rate
+ * measured by `runs` runs, else replayed over `traced` wants, else a
+ * uniform router's. */
+static void describe_cache(const lm_plan *plan, uint64_t bytes, double rate, int runs,
+                           uint64_t traced, char *buf, size_t len)
 {
+    char source[96];
     if (runs > 0)
-        snprintf(buf, len, "as the last %d run%s of this cache measured", runs,
+        snprintf(source, sizeof source, "as the last %d run%s of this cache measured", runs,
                  runs == 1 ? "" : "s");
     else if (traced > 0)
-        snprintf(buf, len, "replaying the routing of %llu experts a run used",
+        snprintf(source, sizeof source, "replaying the routing of %llu experts a run used",
                  (unsigned long long)traced);
     else
-        snprintf(buf, len, "were every expert as likely");
+        snprintf(source, sizeof source, "were every expert as likely");
+    snprintf(buf, len,
+             "cache of %.1f MiB (%llu experts, the least %s used given up%s; predicted hit "
+             "rate %.0f%%, %s)",
+             MIB(bytes), (unsigned long long)(bytes / plan->expert_slot_bytes),
+             plan->evict_frequent ? "often" : "recently",
+             plan->evict_chosen ? ", which hits more replaying the routing" : "", 100.0 * rate,
+             source);
 }
 
 /* How a mixture of experts' layers read from disk are read, and those on
  * the device without their experts get them. */
 static void print_experts(const lm_plan *plan, FILE *f)
 {
+    char cache[320];
     if (plan->device_experts_apart) {
-        char source[96];
-        hit_source(0, plan->device_expert_hit_traced, source, sizeof source);
+        describe_cache(plan, plan->device_expert_cache_bytes, plan->device_expert_hit_rate, 0,
+                       plan->device_expert_hit_traced, cache, sizeof cache);
         fprintf(f, "experts: the device's layers keep the rest of themselves there and the "
-                   "experts routed to (%d of %d per token) in a device cache of %.1f MiB (%llu "
-                   "experts, the least %s used given up%s; predicted hit rate %.0f%%, %s), "
-                   "copied from %s\n",
-                plan->n_expert_used, plan->n_expert, MIB(plan->device_expert_cache_bytes),
-                (unsigned long long)(plan->device_expert_cache_bytes / plan->expert_slot_bytes),
-                plan->evict_frequent ? "often" : "recently",
-                plan->evict_chosen ? ", which hits more replaying the routing" : "",
-                100.0 * plan->device_expert_hit_rate, source,
+                   "experts routed to (%d of %d per token) in a device %s, copied from %s\n",
+                plan->n_expert_used, plan->n_expert, cache,
                 plan->device_experts_from_disk ? "the expert cache below (read from disk)"
                                                : "RAM");
     }
@@ -153,16 +160,11 @@ static void print_experts(const lm_plan *plan, FILE *f)
                 plan->n_expert, MIB(plan->dense_read_bytes_per_token));
         return;
     }
-    char source[96];
-    hit_source(plan->expert_hit_runs, plan->expert_hit_traced, source, sizeof source);
+    describe_cache(plan, plan->expert_cache_bytes, plan->expert_hit_rate, plan->expert_hit_runs,
+                   plan->expert_hit_traced, cache, sizeof cache);
     fprintf(f, "experts: the layers from disk read only the experts routed to (%d of %d per "
-               "token), through a cache of %.1f MiB (%llu experts, the least %s used given "
-               "up%s; predicted hit rate %.0f%%, %s); the rest of them stays in RAM\n",
-            plan->n_expert_used, plan->n_expert, MIB(plan->expert_cache_bytes),
-            (unsigned long long)(plan->expert_cache_bytes / plan->expert_slot_bytes),
-            plan->evict_frequent ? "often" : "recently",
-            plan->evict_chosen ? ", which hits more replaying the routing" : "",
-            100.0 * plan->expert_hit_rate, source);
+               "token), through a %s; the rest of them stays in RAM\n",
+            plan->n_expert_used, plan->n_expert, cache);
     fprintf(f, "  per token %.1f MiB read from disk, against %.1f MiB reading every expert "
                "(%.1fx fewer)\n",
             MIB(plan->read_bytes_per_token), MIB(plan->dense_read_bytes_per_token),
