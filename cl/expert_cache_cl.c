@@ -17,7 +17,6 @@
 
 #include "error.h"
 #include "expert_cache.h"
-#include "timing.h"
 
 static const int roles[3] = {LM_W_GATE_EXPS, LM_W_UP_EXPS, LM_W_DOWN_EXPS};
 
