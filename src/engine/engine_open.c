@@ -108,8 +108,7 @@ lm_session *lm_engine_open(const lm_model *m, const lm_engine_params *p)
      * the device, and layers kept in pinned RAM for it */
     uint64_t upfront = 0;
     for (int il = 0; il < plan.n_layer; il++)
-        if (plan.place[il] == LM_PLACE_DEVICE || plan.place[il] == LM_PLACE_DEVICE_RAM)
-            upfront += plan.layer_bytes[il];
+        upfront += lm_plan_layer_upload_bytes(m, &plan, il);
     const double t0 = lm_now_seconds();
     const bool say_loading = !p->quiet && upfront > ((uint64_t)256 << 20);
     if (say_loading)

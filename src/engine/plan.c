@@ -176,10 +176,15 @@ static uint64_t dense_bytes(const lm_model *m, int il)
     return bytes;
 }
 
-/* Bytes a pass of n_tok rows reads from disk for layer il (placed there):
- * the whole layer, or with its experts apart only the distinct experts the
- * rows pick (n_used of n_expert each, as if at random) that the cache
- * misses. */
+uint64_t lm_plan_layer_upload_bytes(const lm_model *m, const lm_plan *plan, int il)
+{
+    const lm_placement p = plan->place[il];
+    if (p != LM_PLACE_DEVICE && p != LM_PLACE_DEVICE_RAM)
+        return 0;
+    return lm_plan_layer_device_experts_apart(m, plan, il) ? dense_bytes(m, il)
+                                                           : plan->layer_bytes[il];
+}
+
 /* The distinct experts n_tok rows pick (n_used of n_expert each, as if at
  * random), times one expert's bytes. */
 static double routed_bytes(const lm_model *m, int il, int n_tok)
@@ -197,6 +202,10 @@ static double device_expert_bytes(const lm_plan *plan, const lm_model *m, int il
     return routed_bytes(m, il, n_tok) * (1.0 - plan->device_expert_hit_rate);
 }
 
+/* Bytes a pass of n_tok rows reads from disk for layer il: the whole
+ * layer; or with its experts apart only the routed experts the cache
+ * misses; or for the device's expert cache, those of its misses the host's
+ * cache misses too. */
 static double disk_bytes(const lm_plan *plan, const lm_model *m, int il, int n_tok)
 {
     if (lm_plan_layer_device_experts_apart(m, plan, il))

@@ -205,6 +205,10 @@ bool lm_plan_layer_experts_apart(const lm_model *m, const lm_plan *plan, int il)
 /* Whether layer il is on the device with its experts in the device's
  * expert cache (device_experts_apart). */
 bool lm_plan_layer_device_experts_apart(const lm_model *m, const lm_plan *plan, int il);
+/* The bytes of layer il an engine reads before it starts, for the device:
+ * resident there (less its experts, where they are cached), or kept in
+ * pinned RAM for it; 0 for the others. */
+uint64_t lm_plan_layer_upload_bytes(const lm_model *m, const lm_plan *plan, int il);
 
 /* The CPU's KV cache for n_ctx positions (f16), and its activation buffers
  * for passes of n_batch rows: the RAM a model needs besides its weights. */
