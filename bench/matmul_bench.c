@@ -1,4 +1,5 @@
-/* Microbenchmark of lm_cpu_matmul on the default model's shapes, each figure
+/* Microbenchmark of lm_cpu_matmul on the default model's shapes (and 1B and
+ * 7B ones), each figure
  * next to the limit it chases: decode (one token) in GB/s of weights read,
  * once with the matrix hot in cache and once streaming from RAM (cycling
  * through copies that together overflow the L3), and prompts (128 tokens) in
@@ -6,8 +7,9 @@
  *
  *   gcc -std=c11 -O2 -fopenmp -I. -Iformats -Isrc/common -Icpu formats/quant.c \
  *       src/common/error.c src/common/utf8.c cpu/act_quant.c cpu/dot_portable.c \
- *       cpu/dot_avx2.c cpu/dot_avx512.c cpu/matmul.c cpu/cpu_path.c bench/matmul_bench.c -lm \
- *       -o /tmp/matmul_bench */
+ *       cpu/dot_avx2.c cpu/dot_avx512.c cpu/dot_avx512_kquant.c cpu/matmul.c \
+ *       cpu/cpu_path.c bench/matmul_bench.c -lm -o /tmp/matmul_bench
+ *   OMP_NUM_THREADS=1 LAMINA_CPU=avx2 /tmp/matmul_bench 13   (one case, one path) */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +85,15 @@ static const struct {
     {LM_TYPE_Q4_1, 576, 1536, 128, 0}, {LM_TYPE_Q8_0, 1536, 576, 128, 0},
     {LM_TYPE_Q4_K, 1536, 512, 128, 0}, {LM_TYPE_Q6_K, 1536, 512, 128, 0},
     {LM_TYPE_Q8_0, 1536, 576, 1, 0},   {LM_TYPE_Q8_0, 1536, 576, 1, 1},
+    /* 12..15: a 1B model's FFN matrix, decode from RAM */
+    {LM_TYPE_Q4_0, 8192, 2048, 1, 1},  {LM_TYPE_Q8_0, 8192, 2048, 1, 1},
+    {LM_TYPE_Q4_K, 8192, 2048, 1, 1},  {LM_TYPE_Q6_K, 8192, 2048, 1, 1},
+    /* 16..19: the same types, a matrix that stays in L2/L3: compute alone */
+    {LM_TYPE_Q4_0, 1024, 2048, 1, 0},  {LM_TYPE_Q8_0, 1024, 2048, 1, 0},
+    {LM_TYPE_Q4_K, 1024, 2048, 1, 0},  {LM_TYPE_Q6_K, 1024, 2048, 1, 0},
+    /* 20..23: a 7B model's FFN down matrix (long rows), decode from RAM */
+    {LM_TYPE_Q4_0, 4096, 11008, 1, 1}, {LM_TYPE_Q8_0, 4096, 11008, 1, 1},
+    {LM_TYPE_Q4_K, 4096, 11008, 1, 1}, {LM_TYPE_Q6_K, 4096, 11008, 1, 1},
 };
 
 /* With an argument, only that case (its index in the table). */

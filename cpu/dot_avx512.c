@@ -48,11 +48,6 @@
  * weight registers, of the 32; in ggml's lane order 2 x 8 accumulators. */
 #define TILE_TOKS 4
 #define LANES_TILE_TOKS 2
-/* Decode asks for each of its 16 rows' data this many blocks ahead: the
- * hardware prefetchers alone left a 1B Q4_0 decode at 68-70% of the RAM
- * bandwidth, this at 74-79% (Intel Xeon, 2 threads; 4 blocks: 69-71%, 16:
- * 75%, 32: 81% but slower in tokens/s; Q8_0, at 90% either way, unmoved). */
-#define PREFETCH_BLOCKS 8
 
 enum pkind { P_Q4_0, P_Q8_0, P_Q5_1, P_Q4_1, P_Q5_0 };
 
@@ -187,7 +182,8 @@ static void activation_offsets(const enum pkind k, const uint8_t *x, size_t xs, 
  * hsum8's order at the end, then the affine sum.  The affine types' sum
  * m_w s_x is fused into its own accumulator block by block. */
 VINLINE void panel_tile(const enum pkind k, int64_t nb, const uint8_t *panel,
-                        const uint8_t *const *rows, __m512i roff, const uint8_t *x, size_t xs,
+                        const uint8_t *const *rows, __m512i roff, const uint8_t *ahead,
+                        size_t ahead_len, const uint8_t *x, size_t xs,
                         const int32_t *xoff, float *y, int64_t ys, int nr, const int T)
 {
     __m512 lo[TILE_TOKS], hi[TILE_TOKS], acc[TILE_TOKS][8], summ[TILE_TOKS];
@@ -203,11 +199,7 @@ VINLINE void panel_tile(const enum pkind k, int64_t nb, const uint8_t *panel,
         __m512i w[8]; /* w[g]: elements 4g..4g+3 of the 16 rows */
         __m512 dw, mw = _mm512_setzero_ps();
         if (rows) {
-            if ((b & 3) == 0) /* a cache line holds 2-4 blocks of a row */
-#pragma GCC unroll 16
-                for (int i = 0; i < PANEL_ROWS; i++)
-                    _mm_prefetch((const char *)rows[i] + (b + PREFETCH_BLOCKS) * wsize[k],
-                                 _MM_HINT_T0);
+            prefetch_next_panel(ahead, ahead_len, PANEL_ROWS * (size_t)wsize[k], b);
             dw = block_from_rows(k, rows, roff, b, w, &mw);
         } else {
             const uint8_t *pb = panel + b * pbytes(k);
@@ -270,8 +262,8 @@ VINLINE void panel_tile(const enum pkind k, int64_t nb, const uint8_t *panel,
 typedef void (*panel_tile_fn)(int64_t nb, const uint8_t *panel, const uint8_t *x, size_t xs,
                               const int32_t *xoff, float *y, int64_t ys, int nr);
 typedef void (*pack_fn)(const uint8_t *w, size_t ws, int nr, int64_t nb, uint8_t *panel);
-typedef void (*decode_fn)(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
-                          const int32_t *xoff, float *y);
+typedef void (*decode_fn)(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *ahead,
+                          size_t ahead_len, const uint8_t *x, const int32_t *xoff, float *y);
 
 /* One type's kernels: its packer, its panel tiles for 1..TILE_TOKS tokens
  * (lane order: 1..LANES_TILE_TOKS) and its decoder, which reads the rows
@@ -287,7 +279,8 @@ typedef struct {
                                      size_t xs, const int32_t *xoff, float *y, int64_t ys,   \
                                      int nr)                                                 \
     {                                                                                         \
-        panel_tile(K, nb, panel, NULL, _mm512_setzero_si512(), x, xs, xoff, y, ys, nr, T);    \
+        panel_tile(K, nb, panel, NULL, _mm512_setzero_si512(), NULL, 0, x, xs, xoff, y, ys, nr, \
+                   T);                                                                        \
     }
 #define PACK_DECODE_FN(K)                                                                     \
     static VNNI void pack_##K(const uint8_t *w, size_t ws, int nr, int64_t nb, uint8_t *panel) \
@@ -295,11 +288,12 @@ typedef struct {
         pack_panel(K, w, ws, nr, nb, panel);                                                  \
     }                                                                                         \
     static VNNI void decode_##K(const uint8_t *w, size_t ws, int nr, int64_t nb,             \
-                                const uint8_t *x, const int32_t *xoff, float *y)              \
+                                const uint8_t *ahead, size_t ahead_len, const uint8_t *x,     \
+                                const int32_t *xoff, float *y)                                \
     {                                                                                         \
         const uint8_t *rows[PANEL_ROWS];                                                      \
         const __m512i roff = panel_row_ptrs(w, ws, nr, rows);                                 \
-        panel_tile(K, nb, NULL, rows, roff, x, 0, xoff, y, 0, nr, 1);                         \
+        panel_tile(K, nb, NULL, rows, roff, ahead, ahead_len, x, 0, xoff, y, 0, nr, 1);       \
     }
 #define FOLDED_KERNELS(K)                                                                     \
     PANEL_TILE_FN(K, 1)                                                                       \
@@ -346,7 +340,9 @@ static int panel_rows(const enum pkind k, const panel_kernels *pk, const void *v
     if (n_tok == 1) {
         for (int64_t r = r0; r < r1; r += PANEL_ROWS) {
             const int nr = (int)(r1 - r < PANEL_ROWS ? r1 - r : PANEL_ROWS);
-            pk->decode(W + (size_t)r * ws, ws, nr, nb, x, xoff, y + r);
+            const uint8_t *next = W + (size_t)(r + nr) * ws; /* (the run's next panel) */
+            pk->decode(W + (size_t)r * ws, ws, nr, nb, next, (size_t)(r1 - r - nr) * ws, x, xoff,
+                       y + r);
         }
         free(xoff);
         return 0;

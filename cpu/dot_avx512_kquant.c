@@ -103,7 +103,7 @@ VINLINE __m512i bsum_pair(const lm_block_q8_k *xb, const int i)
 /* One token against nr (<= 16) Q4_K (q5 false) or Q5_K (q5 true, the fifth
  * bits from qh as tile_q45k takes them) rows starting at w: y[i], i < nr. */
 VINLINE void decode_q45k(const bool q5, const uint8_t *w, size_t ws, int nr, int64_t nb,
-                         const uint8_t *x, float *y)
+                         const uint8_t *ahead, size_t ahead_len, const uint8_t *x, float *y)
 {
     const uint8_t *rows[PANEL_ROWS];
     const __m512i ridx = panel_row_ptrs(w, ws, nr, rows);
@@ -115,8 +115,7 @@ VINLINE void decode_q45k(const bool q5, const uint8_t *w, size_t ws, int nr, int
         acc[k] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const size_t o = (size_t)b * bsize;
-        for (int i = 0; i < PANEL_ROWS; i++)
-            _mm_prefetch((const char *)rows[i] + o + 2 * bsize, _MM_HINT_T0);
+        prefetch_next_panel(ahead, ahead_len, PANEL_ROWS * bsize, b);
         const lm_block_q8_k *xb = (const lm_block_q8_k *)(x + b * xsize);
         /* d (low half) and dmin (high half) of each row */
         const __m512i dd = _mm512_i32gather_epi32(ridx, rows[0] + o, 1);
@@ -167,16 +166,16 @@ VINLINE void decode_q45k(const bool q5, const uint8_t *w, size_t ws, int nr, int
     _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1), _mm512_sub_ps(s, summ));
 }
 
-static VNNI void decode_q4_k(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
-                             float *y)
+static VNNI void decode_q4_k(const uint8_t *w, size_t ws, int nr, int64_t nb,
+                             const uint8_t *ahead, size_t ahead_len, const uint8_t *x, float *y)
 {
-    decode_q45k(false, w, ws, nr, nb, x, y);
+    decode_q45k(false, w, ws, nr, nb, ahead, ahead_len, x, y);
 }
 
-static VNNI void decode_q5_k(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
-                             float *y)
+static VNNI void decode_q5_k(const uint8_t *w, size_t ws, int nr, int64_t nb,
+                             const uint8_t *ahead, size_t ahead_len, const uint8_t *x, float *y)
 {
-    decode_q45k(true, w, ws, nr, nb, x, y);
+    decode_q45k(true, w, ws, nr, nb, ahead, ahead_len, x, y);
 }
 
 /* ---- Q6_K decode: 16 rows in lanes, each row's 8 lanes of tile_q6k ------ */
@@ -207,8 +206,8 @@ VINLINE __m512i q6_level(__m512i l0, __m512i l1, __m512i hb, const int j)
  * scale x (levels 0..63 times activations) for the bytes 4k..4k+3 of each
  * 32-level vector, the low half of a vector (k < 4) under scale 8h+2j, the
  * high half under 8h+2j+1; then -32 sum_g scale_g bsums_g into lane 0. */
-static VNNI void decode_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
-                             float *y)
+static VNNI void decode_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb,
+                             const uint8_t *ahead, size_t ahead_len, const uint8_t *x, float *y)
 {
     const uint8_t *rows[PANEL_ROWS];
     const __m512i ridx = panel_row_ptrs(w, ws, nr, rows);
@@ -220,10 +219,7 @@ static VNNI void decode_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb, co
         acc[k] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const size_t o = (size_t)b * bsize;
-        for (int i = 0; i < PANEL_ROWS; i++) {
-            _mm_prefetch((const char *)rows[i] + o + 2 * bsize, _MM_HINT_T0);
-            _mm_prefetch((const char *)rows[i] + o + 2 * bsize + 128, _MM_HINT_T0);
-        }
+        prefetch_next_panel(ahead, ahead_len, PANEL_ROWS * bsize, b);
         const lm_block_q8_k *xb = (const lm_block_q8_k *)(x + b * xsize);
         /* d: the high half of the dword before it (scales 14, 15 and d, all
          * inside the block) */
@@ -507,8 +503,8 @@ KPANEL_TILE_FN(true, 2)
 KPANEL_TILE_FN(false, 3)
 KPANEL_TILE_FN(true, 3)
 
-typedef void (*decode_k_fn)(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *x,
-                            float *y);
+typedef void (*decode_k_fn)(const uint8_t *w, size_t ws, int nr, int64_t nb,
+                            const uint8_t *ahead, size_t ahead_len, const uint8_t *x, float *y);
 typedef void (*pack_k_fn)(const uint8_t *w, size_t ws, int nr, int64_t nb, uint8_t *panel);
 
 /* How one k-quant type runs: its decoder, packer and panel tiles. */
@@ -532,7 +528,8 @@ static int kquant_rows(const kquant_kernels *kk, const void *vw, size_t ws, int6
     if (n_tok == 1) {
         for (int64_t r = r0; r < r1; r += PANEL_ROWS) {
             const int nr = (int)(r1 - r < PANEL_ROWS ? r1 - r : PANEL_ROWS);
-            kk->decode(W + (size_t)r * ws, ws, nr, nb, x, y + r);
+            const uint8_t *next = W + (size_t)(r + nr) * ws; /* (the run's next panel) */
+            kk->decode(W + (size_t)r * ws, ws, nr, nb, next, (size_t)(r1 - r - nr) * ws, x, y + r);
         }
         return 0;
     }
