@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "x86_inline.h"
+
 #define VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 #define VINLINE static inline __attribute__((always_inline)) VNNI
 
@@ -19,25 +21,6 @@
  * 64 x 4.25 KB for a 4096-wide Q8_0 row, 64 x 9.1 KB for an 8192-wide
  * Q8_K one) stay in L2 while the panels pass. */
 #define PANEL_TOKS 64
-
-/* Decode reads its 16 rows side by side, 16 streams at once, which some
- * hardware prefetchers follow badly: on AMD Zen 5 a 1B Q8_0 decode read
- * 8.7 GB/s on one core where llama.cpp's one row at a time reads 31.  So
- * while a decoder works on a panel it asks for the next panel of its run
- * (the next 16 rows: one span of memory, none of it past the rows it was
- * given), block b of nb taking bytes [b span, (b + 1) span) of its len,
- * span being the panel's bytes over nb.  (One core: 8.7 -> 28 GB/s for
- * Q8_0, 11.7 -> 27 Q4_K, 8.1 -> 24 Q6_K, 11.6 -> 23 Q4_0, an 8192 x 2048
- * product from RAM, bench/matmul_bench.c; into L1: Q6_K 19 -> 24 GB/s
- * against into L2.  It replaces each row's data asked for 8 blocks ahead,
- * which on an Intel Xeon took a 1B Q4_0 decode from 68-70% of the RAM
- * bandwidth to 74-79%: not measured there again yet.) */
-VINLINE void prefetch_next_panel(const uint8_t *next, size_t len, size_t span, int64_t b)
-{
-    const size_t from = (size_t)b * span, to = from + span < len ? from + span : len;
-    for (size_t off = from; off < to; off += 64)
-        _mm_prefetch((const char *)next + off, _MM_HINT_T0);
-}
 
 /* Bytes at rows[i] + o, 16 of them for each of 16 rows, as 4 registers of
  * 4-byte groups: out[g] holds group g (bytes 4g..4g+3) of row i in lane i. */

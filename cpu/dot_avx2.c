@@ -160,7 +160,8 @@ INLINE __m256i isum4(enum kind k, const wblock w[4], __m256i x)
  * product's values do not depend on how many tokens share it (a sequence's
  * logits do not depend on its batch), and cl/matvec.cl repeats them. */
 INLINE void tile32(enum kind k, int64_t nb, const uint8_t *w, size_t ws, int nr, const uint8_t *x,
-                   size_t xs, float *y, int64_t ys, const int T)
+                   size_t xs, float *y, int64_t ys, const void *ahead, size_t ahead_len,
+                   const int T)
 {
     const int affine = k == K_Q4_1 || k == K_Q5_1;
     const int xsize = affine ? 36 : 34, xq = affine ? 4 : 2;
@@ -177,6 +178,8 @@ INLINE void tile32(enum kind k, int64_t nb, const uint8_t *w, size_t ws, int nr,
     }
     for (int64_t b = 0; b < nb; b++) {
         const size_t o = (size_t)b * wsize[k];
+        if (T == 1)
+            prefetch_ahead(ahead, ahead_len, LM_TILE_ROWS * (size_t)wsize[k], b);
         __m128 dw, mw = _mm_setzero_ps();
         if (affine) { /* {d, m} of each row, then {d0..d3} and {m0..m3} */
             const __m128 lo = _mm_unpacklo_ps(half_pair(row[0] + o), half_pair(row[1] + o));
@@ -256,7 +259,8 @@ INLINE int hsum_i32x8(__m256i v)
  * block step are independent chains, and each row and token takes the same
  * float steps whatever R and T, so the bits do not depend on the tile. */
 INLINE void tile_q45k(enum kkind k, int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x,
-                      size_t xs, float *y, int64_t ys, const int R, const int T)
+                      size_t xs, float *y, int64_t ys, const void *ahead, size_t ahead_len,
+                      const int R, const int T)
 {
     const size_t bsize = k == K_Q4_K ? sizeof(lm_block_q4_k) : sizeof(lm_block_q5_k);
     __m256 acc[4];
@@ -267,6 +271,8 @@ INLINE void tile_q45k(enum kkind k, int64_t nb, const uint8_t *w, size_t ws, con
         summ[j] = 0.0f;
     }
     for (int64_t i = 0; i < nb; i++) {
+        if (T == 1 && R > 1)
+            prefetch_ahead(ahead, ahead_len, LM_TILE_ROWS * bsize, i);
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             const uint8_t *wb = w + (size_t)r * ws + (size_t)i * bsize;
@@ -473,16 +479,17 @@ INLINE void tile_float(enum fkind k, int64_t n, const uint8_t *w, size_t ws, int
 /* ---- instantiation and dispatch ----------------------------------------- */
 
 typedef void (*tile32_fn)(int64_t nb, const uint8_t *w, size_t ws, int nr, const uint8_t *x,
-                          size_t xs, float *y, int64_t ys);
+                          size_t xs, float *y, int64_t ys, const void *ahead, size_t ahead_len);
 
 /* One instantiation of tile32 per token count, so the accumulators stay in
  * registers; every call takes 4 rows (decode too: four sequential streams
  * prefetch well, and the float work per row is a quarter of one row's). */
 #define TILE32_FN(name, K, T)                                                                 \
     static AVX2 void name##_##T(int64_t nb, const uint8_t *w, size_t ws, int nr,              \
-                                const uint8_t *x, size_t xs, float *y, int64_t ys)            \
+                                const uint8_t *x, size_t xs, float *y, int64_t ys,            \
+                                const void *ahead, size_t ahead_len)                          \
     {                                                                                         \
-        tile32(K, nb, w, ws, nr, x, xs, y, ys, T);                                            \
+        tile32(K, nb, w, ws, nr, x, xs, y, ys, ahead, ahead_len, T);                          \
     }
 
 #define TILE32_SET(name, K)                                                                   \
@@ -491,10 +498,10 @@ typedef void (*tile32_fn)(int64_t nb, const uint8_t *w, size_t ws, int nr, const
     TILE32_FN(name, K, 3)                                                                     \
     TILE32_FN(name, K, 4)                                                                     \
     static void name(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,   \
-                     int nt, float *y, int64_t ys)                                            \
+                     int nt, float *y, int64_t ys, const void *ahead, size_t ahead_len)       \
     {                                                                                         \
         static const tile32_fn k[4] = {name##_1, name##_2, name##_3, name##_4};               \
-        k[nt - 1](n / 32, w, ws, nr, x, xs, y, ys);                                           \
+        k[nt - 1](n / 32, w, ws, nr, x, xs, y, ys, ahead, ahead_len);                         \
     }
 
 TILE32_SET(tile_q4_0, K_Q4_0)
@@ -510,7 +517,8 @@ TILE32_SET(tile_q8_0, K_Q8_0)
  * sums s) are gathered into one vector, so a weight row needs one multiply
  * for all T scale products and one FMA for all T m*s terms. */
 INLINE void tile32_lanes(enum kind k, int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x,
-                   size_t xs, float *y, int64_t ys, const int R, const int T)
+                   size_t xs, float *y, int64_t ys, const void *ahead, size_t ahead_len,
+                   const int R, const int T)
 {
     const int affine = k == K_Q4_1 || k == K_Q5_1;
     const int xsize = affine ? 36 : 34, xq = affine ? 4 : 2;
@@ -525,6 +533,8 @@ INLINE void tile32_lanes(enum kind k, int64_t nb, const uint8_t *w, size_t ws, c
             acc[r][t] = _mm256_setzero_ps();
     }
     for (int64_t b = 0; b < nb; b++) {
+        if (T == 1 && R > 1)
+            prefetch_ahead(ahead, ahead_len, LM_TILE_ROWS * (size_t)wsize[k], b);
         /* ds[t] = {d_t, s_t, 0, 0}; then dx = {d_0..d_3}, sx = {s_0..s_3} */
         __m128 ds[4];
 #pragma GCC unroll 4
@@ -570,7 +580,7 @@ INLINE void tile32_lanes(enum kind k, int64_t nb, const uint8_t *w, size_t ws, c
 
 
 typedef void (*tile32l_fn)(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs,
-                           float *y, int64_t ys);
+                           float *y, int64_t ys, const void *ahead, size_t ahead_len);
 
 /* One instantiation of tile32_lanes for R rows x T tokens, the sizes known
  * at compile time so the accumulators stay in registers.  Decode takes 4
@@ -580,9 +590,10 @@ typedef void (*tile32l_fn)(int64_t nb, const uint8_t *w, size_t ws, const uint8_
  * registers). */
 #define TILE32L_FN(name, K, R, T)                                                             \
     static AVX2 void name##_##R##x##T(int64_t nb, const uint8_t *w, size_t ws,                \
-                                      const uint8_t *x, size_t xs, float *y, int64_t ys)      \
+                                      const uint8_t *x, size_t xs, float *y, int64_t ys,      \
+                                      const void *ahead, size_t ahead_len)                    \
     {                                                                                         \
-        tile32_lanes(K, nb, w, ws, x, xs, y, ys, R, T);                                       \
+        tile32_lanes(K, nb, w, ws, x, xs, y, ys, ahead, ahead_len, R, T);                     \
     }
 
 #define TILE32L_SET(name, K)                                                                  \
@@ -599,22 +610,23 @@ typedef void (*tile32l_fn)(int64_t nb, const uint8_t *w, size_t ws, const uint8_
         {name##_4x1, name##_2x2, name##_2x3, name##_2x4},                                     \
     };                                                                                        \
     static void name(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,   \
-                     int nt, float *y, int64_t ys)                                            \
+                     int nt, float *y, int64_t ys, const void *ahead, size_t ahead_len)       \
     {                                                                                         \
-        dispatch32l(name##_kernels, n / 32, w, ws, nr, x, xs, nt, y, ys);                     \
+        dispatch32l(name##_kernels, n / 32, w, ws, nr, x, xs, nt, y, ys, ahead, ahead_len);   \
     }
 
 /* k[1] takes several rows at once (4 for one token, else 2), k[0] one. */
 static void dispatch32l(const tile32l_fn k[2][4], int64_t nb, const void *vw, size_t ws, int nr,
-                        const void *vx, size_t xs, int nt, float *y, int64_t ys)
+                        const void *vx, size_t xs, int nt, float *y, int64_t ys,
+                        const void *ahead, size_t ahead_len)
 {
     const uint8_t *w = vw, *x = vx;
     const int step = nt == 1 ? 4 : 2;
     int r = 0;
     for (; r + step <= nr; r += step)
-        k[1][nt - 1](nb, w + r * ws, ws, x, xs, y + r, ys);
+        k[1][nt - 1](nb, w + r * ws, ws, x, xs, y + r, ys, ahead, ahead_len);
     for (; r < nr; r++)
-        k[0][nt - 1](nb, w + r * ws, ws, x, xs, y + r, ys);
+        k[0][nt - 1](nb, w + r * ws, ws, x, xs, y + r, ys, NULL, 0);
 }
 
 TILE32L_SET(tile_q4_1, K_Q4_1)
@@ -623,11 +635,12 @@ TILE32L_SET(tile_q5_0, K_Q5_0)
 /* k-quants: T tokens of one row, or for decode 4 rows of one token (four
  * independent chains: 1.5x one row's speed on an Intel Xeon). */
 typedef void (*tilek_fn)(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs,
-                         float *y, int64_t ys);
+                         float *y, int64_t ys, const void *ahead, size_t ahead_len);
 
 #define TILEK_FN(name, CALL, R, T)                                                            \
     static AVX2 void name##_##R##x##T(int64_t nb, const uint8_t *w, size_t ws,                \
-                                      const uint8_t *x, size_t xs, float *y, int64_t ys)      \
+                                      const uint8_t *x, size_t xs, float *y, int64_t ys,      \
+                                      const void *ahead, size_t ahead_len)                    \
     {                                                                                         \
         CALL(R, T);                                                                           \
     }
@@ -640,34 +653,38 @@ typedef void (*tilek_fn)(int64_t nb, const uint8_t *w, size_t ws, const uint8_t 
     TILEK_FN(name, CALL, 1, 3)                                                                \
     TILEK_FN(name, CALL, 1, 4)                                                                \
     static AVX2 void name##_dec(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x,    \
-                                size_t xs, float *y, int64_t ys)                              \
+                                size_t xs, float *y, int64_t ys, const void *ahead,           \
+                                size_t ahead_len)                                             \
     {                                                                                         \
         CALL(DEC, 1);                                                                         \
     }                                                                                         \
     static void name(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,   \
-                     int nt, float *y, int64_t ys)                                            \
+                     int nt, float *y, int64_t ys, const void *ahead, size_t ahead_len)       \
     {                                                                                         \
         static const tilek_fn k[4] = {name##_1x1, name##_1x2, name##_1x3, name##_1x4};        \
         const uint8_t *wb = w;                                                                \
         int r = 0;                                                                            \
         if (nt == 1)                                                                          \
             for (; r + (DEC) <= nr; r += (DEC))                                               \
-                name##_dec(n / LM_QK_K, wb + r * ws, ws, x, xs, y + r, ys);                   \
+                name##_dec(n / LM_QK_K, wb + r * ws, ws, x, xs, y + r, ys, ahead, ahead_len); \
         for (; r < nr; r++)                                                                   \
-            k[nt - 1](n / LM_QK_K, wb + r * ws, ws, x, xs, y + r, ys);                        \
+            k[nt - 1](n / LM_QK_K, wb + r * ws, ws, x, xs, y + r, ys, NULL, 0);               \
     }
 
-#define CALL_Q4K(R, T) tile_q45k(K_Q4_K, nb, w, ws, x, xs, y, ys, R, T)
-#define CALL_Q5K(R, T) tile_q45k(K_Q5_K, nb, w, ws, x, xs, y, ys, R, T)
-#define CALL_Q6K(R, T) tile_q6k(nb, w, ws, x, xs, y, ys, R, T)
+#define CALL_Q4K(R, T) tile_q45k(K_Q4_K, nb, w, ws, x, xs, y, ys, ahead, ahead_len, R, T)
+#define CALL_Q5K(R, T) tile_q45k(K_Q5_K, nb, w, ws, x, xs, y, ys, ahead, ahead_len, R, T)
+/* (one row at a time, one stream: the hardware prefetchers follow it) */
+#define CALL_Q6K(R, T) ((void)ahead, (void)ahead_len, tile_q6k(nb, w, ws, x, xs, y, ys, R, T))
 TILEK_SET(tile_q4_k, CALL_Q4K, 4)
 TILEK_SET(tile_q5_k, CALL_Q5K, 4)
 TILEK_SET(tile_q6_k, CALL_Q6K, 1)
 
 #define TILEF(name, K)                                                                        \
     static AVX2 void name(int64_t n, const void *w, size_t ws, int nr, const void *x,         \
-                          size_t xs, int nt, float *y, int64_t ys)                            \
+                          size_t xs, int nt, float *y, int64_t ys, const void *ahead,         \
+                          size_t ahead_len)                                                   \
     {                                                                                         \
+        (void)ahead, (void)ahead_len; /* one row at a time */                                 \
         tile_float(K, n, w, ws, nr, x, xs, nt, y, ys);                                        \
     }
 TILEF(tile_f32, K_F32)

@@ -199,7 +199,7 @@ VINLINE void panel_tile(const enum pkind k, int64_t nb, const uint8_t *panel,
         __m512i w[8]; /* w[g]: elements 4g..4g+3 of the 16 rows */
         __m512 dw, mw = _mm512_setzero_ps();
         if (rows) {
-            prefetch_next_panel(ahead, ahead_len, PANEL_ROWS * (size_t)wsize[k], b);
+            prefetch_ahead(ahead, ahead_len, PANEL_ROWS * (size_t)wsize[k], b);
             dw = block_from_rows(k, rows, roff, b, w, &mw);
         } else {
             const uint8_t *pb = panel + b * pbytes(k);

@@ -115,7 +115,7 @@ VINLINE void decode_q45k(const bool q5, const uint8_t *w, size_t ws, int nr, int
         acc[k] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const size_t o = (size_t)b * bsize;
-        prefetch_next_panel(ahead, ahead_len, PANEL_ROWS * bsize, b);
+        prefetch_ahead(ahead, ahead_len, PANEL_ROWS * bsize, b);
         const lm_block_q8_k *xb = (const lm_block_q8_k *)(x + b * xsize);
         /* d (low half) and dmin (high half) of each row */
         const __m512i dd = _mm512_i32gather_epi32(ridx, rows[0] + o, 1);
@@ -219,7 +219,7 @@ static VNNI void decode_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb,
         acc[k] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const size_t o = (size_t)b * bsize;
-        prefetch_next_panel(ahead, ahead_len, PANEL_ROWS * bsize, b);
+        prefetch_ahead(ahead, ahead_len, PANEL_ROWS * bsize, b);
         const lm_block_q8_k *xb = (const lm_block_q8_k *)(x + b * xsize);
         /* d: the high half of the dword before it (scales 14, 15 and d, all
          * inside the block) */

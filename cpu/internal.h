@@ -21,9 +21,13 @@ typedef float (*lm_dot_fn)(int64_t n, const void *w, const void *x);
 /* y[t*y_stride + r] = dot(row r of w, row t of x) for r < nr, t < nt, with
  * nr <= LM_TILE_ROWS and nt <= LM_TILE_TOKS.  Weight rows are w_stride bytes
  * apart and activation rows x_stride bytes apart.  Loading a weight block
- * once for several tokens is what makes prompts fast. */
+ * once for several tokens is what makes prompts fast.  For one token (nt
+ * 1), a tile that reads its rows side by side asks for the ahead_len bytes
+ * at ahead (the next tile's rows, x86_inline.h's prefetch_ahead) while it
+ * works; NULL, 0: none. */
 typedef void (*lm_tile_fn)(int64_t n, const void *w, size_t w_stride, int nr, const void *x,
-                           size_t x_stride, int nt, float *y, int64_t y_stride);
+                           size_t x_stride, int nt, float *y, int64_t y_stride, const void *ahead,
+                           size_t ahead_len);
 
 /* Portable C dot products, indexed by weight type (NULL: unsupported). */
 extern const lm_dot_fn lm_dot_portable[LM_TYPE_COUNT];

@@ -76,8 +76,13 @@ static void sweep_rows(uint32_t type, lm_tile_fn tile, const uint8_t *W, size_t 
                 const uint8_t *w = W + (size_t)r * w_row;
                 const uint8_t *x = xq + (size_t)t * x_row;
                 float *yt = y + t * rows + r;
+                /* decode: the next tile of this thread's rows, asked for
+                 * while this one runs (x86_inline.h's prefetch_ahead) */
+                const int64_t next = n_tok == 1 ? r1 - r - nr : 0;
+                const size_t ahead = (size_t)(next < LM_TILE_ROWS ? next : LM_TILE_ROWS) * w_row;
                 if (tile)
-                    tile(cols, w, w_row, nr, x, x_row, nt, yt, rows);
+                    tile(cols, w, w_row, nr, x, x_row, nt, yt, rows, w + (size_t)nr * w_row,
+                         ahead);
                 else
                     tile_by_dots(lm_dot_portable[type], cols, w, w_row, nr, x, x_row, nt, yt,
                                  rows);
