@@ -482,8 +482,10 @@ typedef void (*tile32_fn)(int64_t nb, const uint8_t *w, size_t ws, int nr, const
                           size_t xs, float *y, int64_t ys, const void *ahead, size_t ahead_len);
 
 /* One instantiation of tile32 per token count, so the accumulators stay in
- * registers; every call takes 4 rows (decode too: four sequential streams
- * prefetch well, and the float work per row is a quarter of one row's). */
+ * registers; every call takes 4 rows (decode too: the float work per row is
+ * a quarter of one row's; its four short streams are asked for ahead, as
+ * the hardware prefetchers of AMD Zen 5 do not follow them: x86_inline.h's
+ * prefetch_ahead). */
 #define TILE32_FN(name, K, T)                                                                 \
     static AVX2 void name##_##T(int64_t nb, const uint8_t *w, size_t ws, int nr,              \
                                 const uint8_t *x, size_t xs, float *y, int64_t ys,            \
