@@ -94,6 +94,13 @@ static const struct {
     /* 20..23: a 7B model's FFN down matrix (long rows), decode from RAM */
     {LM_TYPE_Q4_0, 4096, 11008, 1, 1}, {LM_TYPE_Q8_0, 4096, 11008, 1, 1},
     {LM_TYPE_Q4_K, 4096, 11008, 1, 1}, {LM_TYPE_Q6_K, 4096, 11008, 1, 1},
+    /* 24..27: a 1B model's FFN down matrix, a 128-token prompt */
+    {LM_TYPE_Q4_0, 2048, 8192, 128, 0}, {LM_TYPE_Q8_0, 2048, 8192, 128, 0},
+    {LM_TYPE_Q4_K, 2048, 8192, 128, 0}, {LM_TYPE_Q6_K, 2048, 8192, 128, 0},
+    /* 28..31: a 1B model's other Q6_K matrices, decode from RAM: attention
+     * (wq, wk), FFN down (long rows) and the output head */
+    {LM_TYPE_Q6_K, 2048, 2048, 1, 1},   {LM_TYPE_Q6_K, 512, 2048, 1, 1},
+    {LM_TYPE_Q6_K, 2048, 8192, 1, 1},   {LM_TYPE_Q6_K, 49152, 2048, 1, 1},
 };
 
 /* With an argument, only that case (its index in the table). */

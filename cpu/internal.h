@@ -46,10 +46,13 @@ typedef int (*lm_panel_fn)(const void *w, size_t w_stride, int64_t cols, int64_t
 
 /* A panel kernel, and the fewest tokens (2 or more) for which a packed
  * panel beats the tiles (packing costs about a token's work on it).  One
- * token (decode) always takes it: it reads the rows unpacked. */
+ * token (decode) takes it too, reading the rows unpacked, unless
+ * decode_on_tiles: a type whose AVX2 tiles decode faster (the bits are the
+ * same either way). */
 typedef struct {
     lm_panel_fn fn;
     int min_toks;
+    bool decode_on_tiles;
 } lm_panel;
 
 /* AVX-512 VNNI panel kernels for prompts and batches, indexed by weight

@@ -103,7 +103,7 @@ static lm_tile_fn tile_for(lm_cpu_path path, uint32_t type)
 static lm_panel_fn panel_for(lm_cpu_path path, uint32_t type, int64_t n_tok)
 {
     const lm_panel *p = &lm_panel_avx512vnni[type];
-    const bool wins = n_tok == 1 || n_tok >= p->min_toks;
+    const bool wins = n_tok == 1 ? !p->decode_on_tiles : n_tok >= p->min_toks;
     return path >= LM_CPU_AVX512VNNI && p->fn && wins ? p->fn : NULL;
 }
 
