@@ -1,8 +1,8 @@
 /* AVX-512 VNNI kernels for the 32-element block types (Q4_0, Q4_1, Q5_0,
  * Q5_1, Q8_0): a panel GEMM (prompts and batches) and a 16-row decode
- * (Q8_0 decodes on the AVX2 tiles instead, see the table), each giving the AVX2 kernels' bits (dot_avx2.c's tile32 and
- * tile32_lanes); the k-quants' are in dot_avx512_kquant.c, and the table
- * at the end chooses among them.
+ * (Q8_0 decodes on the AVX2 tiles instead, see the table), each giving the
+ * AVX2 kernels' bits (dot_avx2.c's tile32 and tile32_lanes); the k-quants'
+ * are in dot_avx512_kquant.c, and the table at the end chooses among them.
  *
  * The weights are read in the file's blocks and packed, 16 rows at a time,
  * into a panel where 4-byte groups of the 16 rows lie side by side: one
@@ -102,14 +102,14 @@ VINLINE __m512i add_fifth_bits(__m512i nib, __m512i qh, const int g)
 }
 
 /* Block b's 16 scales d (returned), m (*mw, affine types) and weight
- * groups, read from the file's rows (row i at rows[i], roff[i] bytes after
- * rows[0]): g[j] for j < ngroups, as a packed block holds them. */
+ * groups, read from the file's rows (row i at rows[i]): g[j] for j <
+ * ngroups, as a packed block holds them. */
 VINLINE __m512 block_from_rows(const enum pkind k, const uint8_t *const rows[PANEL_ROWS],
-                               __m512i roff, int64_t b, __m512i g[8], __m512 *mw)
+                               int64_t b, __m512i g[8], __m512 *mw)
 {
     const size_t o = (size_t)b * wsize[k];
-    /* the 16 rows' d (low halves) and m (high halves): one 32-bit gather */
-    const __m512i dm = _mm512_i32gather_epi32(roff, rows[0] + o, 1);
+    /* the 16 rows' d (low halves) and m (high halves) */
+    const __m512i dm = dwords16(rows, o);
     if (affine[k])
         *mw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
     transpose16(rows, o + qs_at[k], g);
@@ -119,7 +119,7 @@ VINLINE __m512 block_from_rows(const enum pkind k, const uint8_t *const rows[PAN
         for (int j = 0; j < 8; j++)
             g[j] = _mm512_xor_si512(g[j], flip);
     } else if (qh_at[k]) {
-        const __m512i qh = _mm512_i32gather_epi32(roff, rows[0] + o + qh_at[k], 1);
+        const __m512i qh = dwords16(rows, o + qh_at[k]);
         const __m512i nib = _mm512_set1_epi8(0x0F);
 #pragma GCC unroll 4
         for (int j = 3; j >= 0; j--) {
@@ -135,12 +135,12 @@ VINLINE void pack_panel(const enum pkind k, const uint8_t *w, size_t ws, int nr,
                         uint8_t *panel)
 {
     const uint8_t *rows[PANEL_ROWS];
-    const __m512i roff = panel_row_ptrs(w, ws, nr, rows);
+    panel_row_ptrs(w, ws, nr, rows);
     for (int64_t b = 0; b < nb; b++) {
         uint8_t *pb = panel + b * pbytes(k);
         __m512i g[8];
         __m512 mw;
-        _mm512_store_ps(pb, block_from_rows(k, rows, roff, b, g, &mw));
+        _mm512_store_ps(pb, block_from_rows(k, rows, b, g, &mw));
         if (affine[k])
             _mm512_store_ps(pb + 64, mw);
         uint8_t *pg = pb + groups_at(k);
@@ -182,7 +182,7 @@ static void activation_offsets(const enum pkind k, const uint8_t *x, size_t xs, 
  * hsum8's order at the end, then the affine sum.  The affine types' sum
  * m_w s_x is fused into its own accumulator block by block. */
 VINLINE void panel_tile(const enum pkind k, int64_t nb, const uint8_t *panel,
-                        const uint8_t *const *rows, __m512i roff, const uint8_t *ahead,
+                        const uint8_t *const *rows, const uint8_t *ahead,
                         size_t ahead_len, const uint8_t *x, size_t xs,
                         const int32_t *xoff, float *y, int64_t ys, int nr, const int T)
 {
@@ -200,7 +200,7 @@ VINLINE void panel_tile(const enum pkind k, int64_t nb, const uint8_t *panel,
         __m512 dw, mw = _mm512_setzero_ps();
         if (rows) {
             prefetch_ahead(ahead, ahead_len, PANEL_ROWS * (size_t)wsize[k], b);
-            dw = block_from_rows(k, rows, roff, b, w, &mw);
+            dw = block_from_rows(k, rows, b, w, &mw);
         } else {
             const uint8_t *pb = panel + b * pbytes(k);
             dw = _mm512_load_ps(pb);
@@ -279,8 +279,7 @@ typedef struct {
                                      size_t xs, const int32_t *xoff, float *y, int64_t ys,   \
                                      int nr)                                                 \
     {                                                                                         \
-        panel_tile(K, nb, panel, NULL, _mm512_setzero_si512(), NULL, 0, x, xs, xoff, y, ys, nr, \
-                   T);                                                                        \
+        panel_tile(K, nb, panel, NULL, NULL, 0, x, xs, xoff, y, ys, nr, T);                   \
     }
 #define PACK_DECODE_FN(K)                                                                     \
     static VNNI void pack_##K(const uint8_t *w, size_t ws, int nr, int64_t nb, uint8_t *panel) \
@@ -292,8 +291,8 @@ typedef struct {
                                 const int32_t *xoff, float *y)                                \
     {                                                                                         \
         const uint8_t *rows[PANEL_ROWS];                                                      \
-        const __m512i roff = panel_row_ptrs(w, ws, nr, rows);                                 \
-        panel_tile(K, nb, NULL, rows, roff, ahead, ahead_len, x, 0, xoff, y, 0, nr, 1);       \
+        panel_row_ptrs(w, ws, nr, rows);                                                      \
+        panel_tile(K, nb, NULL, rows, ahead, ahead_len, x, 0, xoff, y, 0, nr, 1);             \
     }
 #define FOLDED_KERNELS(K)                                                                     \
     PANEL_TILE_FN(K, 1)                                                                       \
@@ -383,19 +382,19 @@ PANEL_FN(panel_q5_0, P_Q5_0)
  * at 4; Q4_1 1.5x at 2, Q5_0 1.48x, Q5_1 1.33x; Q4_K 1.18x at 2, Q5_K
  * 1.12x, Q6_K 0.99x at 2, 1.46x at 3. */
 const lm_panel lm_panel_avx512vnni[LM_TYPE_COUNT] = {
-    [LM_TYPE_Q4_0] = {panel_q4_0, 2},
-    [LM_TYPE_Q4_1] = {panel_q4_1, 2},
-    [LM_TYPE_Q5_0] = {panel_q5_0, 2},
-    [LM_TYPE_Q5_1] = {panel_q5_1, 2},
+    [LM_TYPE_Q4_0] = {panel_q4_0, 2, false},
+    [LM_TYPE_Q4_1] = {panel_q4_1, 2, false},
+    [LM_TYPE_Q5_0] = {panel_q5_0, 2, false},
+    [LM_TYPE_Q5_1] = {panel_q5_1, 2, false},
     /* Q8_0 decodes on the AVX2 tiles: 4 rows of 34-byte blocks read as
-     * they lie beat the 16-row transposes.  2 threads, bench/matmul_bench.c
-     * (8192 x 2048 from RAM; 1024 x 2048 in cache): AMD Zen 5 35 vs 31 and
-     * 41 vs 31 GB/s, Intel Xeon (family 6, model 207) 18.8 vs 17.5 and 41
-     * vs 29; a 1B decode on Zen 5 ran 51 tokens/s against 39. */
+     * they lie beat the 16-row transposes.  bench/matmul_bench.c (8192 x
+     * 2048 from RAM; 1024 x 2048 in cache): AMD Zen 5, one thread, 35 vs 31
+     * and 41 vs 31 GB/s; Intel Xeon (family 6, model 207), two, 18.8 vs
+     * 17.5 and 41 vs 29.  A 1B decode on Zen 5 ran 51 tokens/s against 39. */
     [LM_TYPE_Q8_0] = {panel_q8_0, 4, true},
-    [LM_TYPE_Q4_K] = {lm_vnni_q4_k, 2},
-    [LM_TYPE_Q5_K] = {lm_vnni_q5_k, 2},
-    [LM_TYPE_Q6_K] = {lm_vnni_q6_k, 3},
+    [LM_TYPE_Q4_K] = {lm_vnni_q4_k, 2, false},
+    [LM_TYPE_Q5_K] = {lm_vnni_q5_k, 2, false},
+    [LM_TYPE_Q6_K] = {lm_vnni_q6_k, 3, false},
 };
 
 #else /* the compiler cannot build them: every type takes the AVX2 tiles */
