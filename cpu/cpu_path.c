@@ -117,7 +117,8 @@ void lm_cpu_path_describe(char *buf, size_t len)
         extra = ", AVX2 kernels (AVX-512 kernels need VNNI)";
     else if (p == LM_CPU_AVX512VNNI)
         extra = lm_panel_avx512vnni[LM_TYPE_Q4_0].fn
-                    ? ", VNNI kernels for the quantized types, AVX2 kernels for F32, F16 and BF16"
+                    ? ", VNNI kernels for the quantized types (Q8_0 decode: AVX2), AVX2 "
+                      "kernels for F32, F16 and BF16"
                     : ", AVX2 kernels (this build's compiler has no AVX-512 VNNI)";
     snprintf(buf, len, "%s%s (this CPU: %s%s%s%s%s%s%s%s)", lm_cpu_path_name(p), extra,
              f.avx2 ? "AVX2" : "no AVX2", f.fma ? " FMA" : "", f.f16c ? " F16C" : "",

@@ -31,7 +31,6 @@
  * not by RAM, and this is 1.23x (Q4_0) and 1.25x (Q8_0) the AVX2 tiles. */
 #include "config.h"
 
-#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -267,7 +266,8 @@ typedef void (*decode_fn)(const uint8_t *w, size_t ws, int nr, int64_t nb, const
 
 /* One type's kernels: its packer, its panel tiles for 1..TILE_TOKS tokens
  * (lane order: 1..LANES_TILE_TOKS) and its decoder, which reads the rows
- * unpacked. */
+ * unpacked (NULL: the type decodes on the AVX2 tiles, decode_on_tiles in
+ * the table at the end). */
 typedef struct {
     pack_fn pack;
     panel_tile_fn tiles[TILE_TOKS];
@@ -281,11 +281,12 @@ typedef struct {
     {                                                                                         \
         panel_tile(K, nb, panel, NULL, NULL, 0, x, xs, xoff, y, ys, nr, T);                   \
     }
-#define PACK_DECODE_FN(K)                                                                     \
+#define PACK_FN(K)                                                                            \
     static VNNI void pack_##K(const uint8_t *w, size_t ws, int nr, int64_t nb, uint8_t *panel) \
     {                                                                                         \
         pack_panel(K, w, ws, nr, nb, panel);                                                  \
-    }                                                                                         \
+    }
+#define DECODE_FN(K)                                                                          \
     static VNNI void decode_##K(const uint8_t *w, size_t ws, int nr, int64_t nb,             \
                                 const uint8_t *ahead, size_t ahead_len, const uint8_t *x,     \
                                 const int32_t *xoff, float *y)                                \
@@ -294,28 +295,32 @@ typedef struct {
         panel_row_ptrs(w, ws, nr, rows);                                                      \
         panel_tile(K, nb, NULL, rows, ahead, ahead_len, x, 0, xoff, y, 0, nr, 1);             \
     }
-#define FOLDED_KERNELS(K)                                                                     \
+#define FOLDED_KERNELS(K, DECODE)                                                             \
     PANEL_TILE_FN(K, 1)                                                                       \
     PANEL_TILE_FN(K, 2)                                                                       \
     PANEL_TILE_FN(K, 3)                                                                       \
     PANEL_TILE_FN(K, 4)                                                                       \
-    PACK_DECODE_FN(K)                                                                         \
+    PACK_FN(K)                                                                                \
     static const panel_kernels kernels_##K = {                                                \
-        pack_##K, {panel_##K##_1, panel_##K##_2, panel_##K##_3, panel_##K##_4}, decode_##K};
+        pack_##K, {panel_##K##_1, panel_##K##_2, panel_##K##_3, panel_##K##_4}, DECODE};
 #define LANE_KERNELS(K)                                                                       \
     PANEL_TILE_FN(K, 1)                                                                       \
     PANEL_TILE_FN(K, 2)                                                                       \
-    PACK_DECODE_FN(K)                                                                         \
+    PACK_FN(K)                                                                                \
+    DECODE_FN(K)                                                                              \
     static const panel_kernels kernels_##K = {pack_##K, {panel_##K##_1, panel_##K##_2},       \
                                               decode_##K};
-FOLDED_KERNELS(P_Q4_0)
-FOLDED_KERNELS(P_Q8_0)
-FOLDED_KERNELS(P_Q5_1)
+DECODE_FN(P_Q4_0)
+DECODE_FN(P_Q5_1)
+FOLDED_KERNELS(P_Q4_0, decode_P_Q4_0)
+FOLDED_KERNELS(P_Q8_0, NULL)
+FOLDED_KERNELS(P_Q5_1, decode_P_Q5_1)
 LANE_KERNELS(P_Q4_1)
 LANE_KERNELS(P_Q5_0)
 
 /* Rows [r0, r1) for all tokens; returns -1 (nothing written) if its
- * buffers cannot be had, and the caller takes the tile path. */
+ * buffers cannot be had, or for one token if the type has no decoder, and
+ * the caller takes the tile path. */
 static int panel_rows(const enum pkind k, const panel_kernels *pk, const void *vw, size_t ws,
                       int64_t cols, int64_t r0, int64_t r1, const void *vx, size_t xs,
                       int64_t n_tok, float *y, int64_t ys)
@@ -323,7 +328,7 @@ static int panel_rows(const enum pkind k, const panel_kernels *pk, const void *v
     const uint8_t *W = vw, *x = vx;
     const int64_t nb = cols / 32;
     const int nsum = lanes[k] ? 8 : 2, tile_toks = lanes[k] ? LANES_TILE_TOKS : TILE_TOKS;
-    if (ws > INT32_MAX / PANEL_ROWS) /* the rows' offsets are int32 */
+    if (n_tok == 1 && !pk->decode)
         return -1;
     /* one token: no panel, the rows are read where they lie */
     uint8_t *panel = n_tok == 1 ? NULL

@@ -4,7 +4,6 @@
  * tile_q6k). */
 #include "config.h"
 
-#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -526,8 +525,6 @@ static int kquant_rows(const kquant_kernels *kk, const void *vw, size_t ws, int6
                        int64_t r0, int64_t r1, const void *vx, size_t xs, int64_t n_tok,
                        float *y, int64_t ys)
 {
-    if (ws > INT32_MAX / PANEL_ROWS) /* the rows' offsets are int32 */
-        return -1;
     const uint8_t *W = vw, *x = vx;
     const int64_t nb = cols / LM_QK_K;
     if (n_tok == 1) {
