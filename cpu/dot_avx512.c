@@ -342,7 +342,6 @@ static int panel_rows(const enum pkind k, const panel_kernels *pk, const void *v
     if (xoff)
         activation_offsets(k, x, xs, n_tok, nb, xoff);
     if (n_tok == 1) {
-        prefetch_first_panel(W + (size_t)r0 * ws, ws, r1 - r0);
         for (int64_t r = r0; r < r1; r += PANEL_ROWS) {
             const int nr = (int)(r1 - r < PANEL_ROWS ? r1 - r : PANEL_ROWS);
             const uint8_t *next = W + (size_t)(r + nr) * ws; /* (the run's next panel) */

@@ -528,7 +528,6 @@ static int kquant_rows(const kquant_kernels *kk, const void *vw, size_t ws, int6
     const uint8_t *W = vw, *x = vx;
     const int64_t nb = cols / LM_QK_K;
     if (n_tok == 1) {
-        prefetch_first_panel(W + (size_t)r0 * ws, ws, r1 - r0);
         for (int64_t r = r0; r < r1; r += PANEL_ROWS) {
             const int nr = (int)(r1 - r < PANEL_ROWS ? r1 - r : PANEL_ROWS);
             const uint8_t *next = W + (size_t)(r + nr) * ws; /* (the run's next panel) */

@@ -10,6 +10,7 @@
 
 #include "internal.h"
 #include "kernels.h"
+#include "x86_inline.h"
 
 /* The activation type each weight type meets (ggml's vec_dot_type).  F16 and
  * BF16 weights take f16/bf16 activations as ggml does, so rounding matches. */
@@ -107,6 +108,20 @@ static lm_panel_fn panel_for(lm_cpu_path path, uint32_t type, int64_t n_tok)
     return path >= LM_CPU_AVX512VNNI && p->fn && wins ? p->fn : NULL;
 }
 
+/* Rows [r0, r1) of the product: the panel kernel where there is one (it
+ * may decline), else the tiles.  A decode run first asks for its first
+ * rows, which nothing before it has asked for (x86_inline.h's
+ * prefetch_first_panel); the kernels ask for the rest as they go. */
+static void run_rows(uint32_t type, lm_tile_fn tile, lm_panel_fn panel, const uint8_t *W,
+                     size_t w_row, int64_t rows, int64_t cols, const uint8_t *xq, size_t x_row,
+                     int64_t n_tok, float *y, int64_t r0, int64_t r1)
+{
+    if (n_tok == 1)
+        prefetch_first_panel(W + (size_t)r0 * w_row, w_row, r1 - r0);
+    if (!panel || panel(W, w_row, cols, r0, r1, xq, x_row, n_tok, y, rows) != 0)
+        sweep_rows(type, tile, W, w_row, rows, cols, xq, x_row, n_tok, y, r0, r1);
+}
+
 static void matmul(uint32_t type, const void *W, int64_t rows, int64_t cols, const float *x,
                    int64_t n_tok, float *y, void *scratch, lm_cpu_path path)
 {
@@ -136,8 +151,7 @@ static void matmul(uint32_t type, const void *W, int64_t rows, int64_t cols, con
 #pragma omp for schedule(dynamic, 1) nowait
             for (int64_t c = 0; c < n_chunks; c++) {
                 const int64_t r0 = c * chunk, r1 = r0 + chunk < rows ? r0 + chunk : rows;
-                if (!panel || panel(W, w_row, cols, r0, r1, xq, x_row, n_tok, y, rows) != 0)
-                    sweep_rows(type, tile, W, w_row, rows, cols, xq, x_row, n_tok, y, r0, r1);
+                run_rows(type, tile, panel, W, w_row, rows, cols, xq, x_row, n_tok, y, r0, r1);
             }
         } else if (panel) {
             const int64_t panels = (rows + PANEL_ROWS - 1) / PANEL_ROWS;
@@ -145,8 +159,8 @@ static void matmul(uint32_t type, const void *W, int64_t rows, int64_t cols, con
             int64_t r1 = panels * (ith + 1) / nth * PANEL_ROWS;
             if (r1 > rows)
                 r1 = rows;
-            if (r0 < r1 && panel(W, w_row, cols, r0, r1, xq, x_row, n_tok, y, rows) != 0)
-                sweep_rows(type, tile, W, w_row, rows, cols, xq, x_row, n_tok, y, r0, r1);
+            if (r0 < r1)
+                run_rows(type, tile, panel, W, w_row, rows, cols, xq, x_row, n_tok, y, r0, r1);
         } else {
             const int64_t tiles = (rows + LM_TILE_ROWS - 1) / LM_TILE_ROWS;
             const int64_t r0 = tiles * ith / nth * LM_TILE_ROWS;
@@ -154,7 +168,7 @@ static void matmul(uint32_t type, const void *W, int64_t rows, int64_t cols, con
             if (r1 > rows)
                 r1 = rows;
             if (r0 < r1)
-                sweep_rows(type, tile, W, w_row, rows, cols, xq, x_row, n_tok, y, r0, r1);
+                run_rows(type, tile, NULL, W, w_row, rows, cols, xq, x_row, n_tok, y, r0, r1);
         }
     }
 }

@@ -11,6 +11,15 @@
 #define LM_X86_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define LM_X86_INLINE static inline __attribute__((always_inline)) LM_X86_AVX2
 
+/* Asks for the cache line at p, into L1.  asm rather than _mm_prefetch:
+ * GCC 12 deletes a loop whose only work is __builtin_prefetch once it can
+ * tell the loop ends, and prefetch_first_panel's first version compiled to
+ * nothing. */
+static inline void prefetch_line(const void *p)
+{
+    __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)p));
+}
+
 /* Decode reads the rows of a tile (4) or panel (16) side by side: that many
  * short streams at once, which some hardware prefetchers follow badly: on
  * AMD Zen 5 a 1B Q8_0 decode read 8.7 GB/s on one core (the VNNI panels),
@@ -28,31 +37,29 @@ LM_X86_INLINE void prefetch_ahead(const void *next, size_t len, size_t span, int
 {
     const size_t from = (size_t)b * span, to = from + span < len ? from + span : len;
     for (size_t off = from; off < to; off += 64)
-        _mm_prefetch((const char *)next + off, _MM_HINT_T0);
+        prefetch_line((const char *)next + off);
 }
 
-/* prefetch_ahead has nothing to ask for the first panel of a run, which
- * then comes from RAM one miss after another: with decode's runs of 2-8
- * panels (a thread's chunk of a 512- or 2048-row matrix) that was a
- * quarter of the reads or more.  So a run asks for its first panel before
- * it starts: the first 2 KiB of each of its nr (<= 16) rows of ws bytes,
- * whole rows up to 2048 columns of most types, at most 32 KiB, which L1
- * holds.  A 1B-shaped 512 x 2048 Q6_K product from RAM, 2 threads, read
- * 14-16 GB/s before and 19-20 after (bench/matmul_bench.c case 29, AMD
- * Zen 5).  Plain SSE, so that untargeted code may call it. */
+/* prefetch_ahead has nothing to ask for the first panel or tile of a run,
+ * which then comes from RAM one miss after another: with decode's runs of
+ * 2-8 panels (a thread's chunk of a 512- or 2048-row matrix) that was a
+ * quarter of the reads or more.  So matmul.c's decode asks for a run's
+ * first rows before it starts: the first 2 KiB of each of its nr (<= 16)
+ * rows of ws bytes, whole rows up to 2048 columns of most types, at most 32
+ * KiB, which L1 holds.  A 1B-shaped 512 x 2048 Q6_K product from RAM, 2
+ * threads, read 15.2-15.9 GB/s before and 21.1-21.7 after
+ * (bench/matmul_bench.c case 29, AMD Zen 5).  No target needed. */
 static inline void prefetch_first_panel(const uint8_t *w, size_t ws, int64_t nr)
 {
     const size_t rows = (size_t)(nr < 16 ? nr : 16);
-    /* (asm, not _mm_prefetch: GCC 12 deletes a loop whose only work is
-     * __builtin_prefetch once it can tell the loop ends) */
     if (ws <= 2048) { /* whole rows: one span */
         for (size_t off = 0; off < rows * ws; off += 64)
-            __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)(w + off)));
+            prefetch_line(w + off);
         return;
     }
     for (size_t i = 0; i < rows; i++)
         for (size_t off = 0; off < 2048; off += 64)
-            __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)(w + i * ws + off)));
+            prefetch_line(w + i * ws + off);
 }
 
 /* The two fp16 values at p (d and m, or d and s) as floats in lanes 0, 1:
