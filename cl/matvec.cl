@@ -2,12 +2,11 @@
  * reading the GGUF blocks as they are.  y[t*rows + r] = W[r,:] . x[t,:] for
  * work-item (r, t).  Each result is computed with the very float operations
  * of the CPU backend's AVX2 tiles (cpu/dot_avx2.c), so the two agree bit for
- * bit.  For the k-quants the integer dot is split per block into the 8 int32
- * lanes that maddubs/madd leave (lane l holds elements 4l..4l+3 of each 32),
- * each lane is converted to float and fused into its own float accumulator
- * with the block's scale, and at the end the 8 accumulators are summed in
- * hsum8's order; for the 32-value types it is split into two halves
- * (elements 0..15 and 16..31), each with its accumulator, added at the end.
+ * bit.  For the k-quants a super-block's whole integer sum is exact and
+ * meets its scale in one fma (the contract of cpu/dot_portable.c's
+ * dot_q45_k, which every CPU path keeps); for the 32-value types it is
+ * split into two halves (elements 0..15 and 16..31), each with its
+ * accumulator, added at the end.
  * The min/affine terms are kept on the side as there.  Integer sums are
  * exact, so only the float steps need care: fma() where the CPU fuses, no
  * contraction elsewhere (FP_CONTRACT OFF in common.cl).
@@ -16,10 +15,6 @@
  * W, w_off (where the matrix starts in W: an expert's, in a stack of them),
  * row_bytes, cols, rows, aq, ad, as, ab, af (f32/f16/bf16 activations), y,
  * n_tok (tokens in the product). */
-
-/* tile_q45k's `summ = fmaf(d_x * dmin, (float)imin, summ)` (one rounding
- * for the add, written out on the CPU too). */
-#define KQ_SUMM(p, v, s) fma(p, v, s)
 
 #define MATVEC_ARGS                                                                  \
     global const uchar *W, ulong w_off, ulong row_bytes, int cols, int rows,         \
@@ -204,44 +199,38 @@ MATVEC32(matvec_q5_1, T_Q5_1, dot32)
 MATVEC32(matvec_q8_0, T_Q8_0, dot32)
 
 /* Q4_K (bits 4) and Q5_K (bits 5): 8 sub-blocks of 32 with 6-bit scales
- * and mins (tile_q45k).  Lane l of the integer dot gathers elements 4l..4l+3
- * of every sub-block, each sub-block times its scale; the mins meet the
- * activation sums on the side. */
+ * and mins; each sub-block's dot times its scale, summed exact; the mins
+ * meet the activation sums on the side. */
 inline float dot_q45_k(global const uchar *w, int nb, int bits, global const char *a,
                        global const float *ad, global const int *ab)
 {
     const int bsize = bits == 4 ? 144 : 176;
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    float summ = 0.0f;
+    float acc = 0.0f, summ = 0.0f;
     for (int i = 0; i < nb; i++) {
         global const uchar *b = w + i * bsize;
         global const uchar *qs = b + (bits == 4 ? 16 : 48), *qh = b + 16;
         global const char *x = a + i * 256;
-        int lane[8] = {0, 0, 0, 0, 0, 0, 0, 0}, imin = 0;
+        int isum = 0, imin = 0;
         for (int j = 0; j < 8; j++) {
             int sc, m;
             k4_scale_min(j, b + 4, &sc, &m);
             const int shift = (j & 1) * 4;
             global const uchar *q = qs + (j / 2) * 32;
-            for (int l = 0; l < 8; l++) {
-                int s = 0;
-                for (int k = 4 * l; k < 4 * l + 4; k++) {
-                    int v = (q[k] >> shift) & 0x0F;
-                    if (bits == 5)
-                        v |= ((qh[k] >> j) & 1) << 4;
-                    s += v * x[j * 32 + k];
-                }
-                lane[l] += sc * s;
+            int s = 0;
+            for (int k = 0; k < 32; k++) {
+                int v = (q[k] >> shift) & 0x0F;
+                if (bits == 5)
+                    v |= ((qh[k] >> j) & 1) << 4;
+                s += v * x[j * 32 + k];
             }
+            isum += sc * s;
             imin += m * (ab[i * 16 + 2 * j] + ab[i * 16 + 2 * j + 1]);
         }
         const float dw = h2f(ld16(b)), dmin = h2f(ld16(b + 2));
-        const float dd = ad[i] * dw;
-        for (int l = 0; l < 8; l++)
-            acc[l] = fma(dd, (float)lane[l], acc[l]);
-        summ = KQ_SUMM(ad[i] * dmin, (float)imin, summ);
+        acc = fma(ad[i] * dw, (float)isum, acc);
+        summ = fma(ad[i] * dmin, (float)imin, summ);
     }
-    return hsum8(acc) - summ;
+    return acc - summ;
 }
 
 kernel void matvec_q4_k(MATVEC_ARGS)
@@ -257,36 +246,33 @@ kernel void matvec_q5_k(MATVEC_ARGS)
 }
 
 /* Q6_K: 16 sub-blocks of 16, signed 8-bit scales, levels 0..63 whose -32
- * offset is taken out with the activation sums, into lane 0 (tile_q6k). */
+ * offset is taken out with the activation sums; one fma a super-block. */
 kernel void matvec_q6_k(MATVEC_ARGS)
 {
     MATVEC_SETUP(256);
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    float acc = 0.0f;
     for (int i = 0; i < nb; i++) {
         global const uchar *b = w + i * 210;
         global const char *sc = (global const char *)(b + 192);
-        int lane[8] = {0, 0, 0, 0, 0, 0, 0, 0}, ioff = 0;
+        int isum = 0, ioff = 0;
         for (int h = 0; h < 2; h++) {
             global const uchar *ql = b + 64 * h, *qh = b + 128 + 32 * h;
             global const char *s = sc + 8 * h, *x = a + i * 256 + 128 * h;
             for (int l = 0; l < 32; l++) {
-                const int is = l / 16, ln = (l & 15) / 4 + 4 * is;
+                const int is = l / 16;
                 const int q1 = (ql[l] & 0x0F) | ((qh[l] >> 0) & 3) << 4;
                 const int q2 = (ql[l + 32] & 0x0F) | ((qh[l] >> 2) & 3) << 4;
                 const int q3 = (ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4;
                 const int q4 = (ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4;
-                lane[ln] += s[is] * q1 * x[l] + s[is + 2] * q2 * x[l + 32] +
+                isum += s[is] * q1 * x[l] + s[is + 2] * q2 * x[l + 32] +
                             s[is + 4] * q3 * x[l + 64] + s[is + 6] * q4 * x[l + 96];
             }
         }
         for (int g = 0; g < 16; g++)
             ioff += sc[g] * ab[(ab0 + i) * 16 + g];
-        lane[0] += -32 * ioff;
-        const float dd = h2f(ld16(b + 208)) * ad[ab0 + i];
-        for (int l = 0; l < 8; l++)
-            acc[l] = fma(dd, (float)lane[l], acc[l]);
+        acc = fma(h2f(ld16(b + 208)) * ad[ab0 + i], (float)(isum - 32 * ioff), acc);
     }
-    y[(size_t)t * rows + r] = hsum8(acc);
+    y[(size_t)t * rows + r] = acc;
 }
 
 /* Float weights: activations already rounded to the weight's type in af (f32

@@ -5,7 +5,7 @@
  * maddubs (unsigned x signed -> pairs of int16), and signed weights use the
  * sign trick, |w| * (x * sign(w)), because maddubs wants its first operand
  * unsigned.  Integer sums are exact; the float steps after them fix a
- * product's bits, and two orders are kept:
+ * product's bits, and three orders are kept:
  *
  *  - tile32 (Q4_0, Q5_1, Q8_0): four rows at a time, their integer dots
  *    folded together by horizontal adds so that one float multiply-add
@@ -22,6 +22,10 @@
  *    path, llama.cpp's 37.92 (-fa off) and 37.72 (default); SmolLM2's
  *    greedy text changes in 4 of 6 fixture prompts.  Those two types stay
  *    in llama.cpp's order, so that the fixtures keep meaning bit identity.
+ *  - the k-quants (Q4_K, Q5_K, Q6_K): one row at a time, a super-block's 8
+ *    int32 lanes summed exact before its float steps, the contract written
+ *    out in dot_portable.c's dot_q45_k, which the VNNI kernels need to add a
+ *    sub-block's products before one multiply by its scale.
  *
  * Both give every row and token the same float steps whatever the tile
  * around it, so a sequence's logits do not depend on its batch, and
@@ -257,17 +261,18 @@ INLINE int hsum_i32x8(__m256i v)
 
 /* R rows x T tokens with R * T <= 4 (R > 1 only for decode): the rows of a
  * block step are independent chains, and each row and token takes the same
- * float steps whatever R and T, so the bits do not depend on the tile. */
+ * float steps whatever R and T, so the bits do not depend on the tile.  The
+ * 8 int32 lanes of a super-block are summed (exact) before its float steps,
+ * the k-quant contract of dot_portable.c's dot_q45_k. */
 INLINE void tile_q45k(enum kkind k, int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x,
                       size_t xs, float *y, int64_t ys, const void *ahead, size_t ahead_len,
                       const int R, const int T)
 {
     const size_t bsize = k == K_Q4_K ? sizeof(lm_block_q4_k) : sizeof(lm_block_q5_k);
-    __m256 acc[4];
-    float summ[4];
+    float acc[4], summ[4];
 #pragma GCC unroll 4
     for (int j = 0; j < R * T; j++) {
-        acc[j] = _mm256_setzero_ps();
+        acc[j] = 0.0f;
         summ[j] = 0.0f;
     }
     for (int64_t i = 0; i < nb; i++) {
@@ -327,11 +332,7 @@ INLINE void tile_q45k(enum kkind k, int64_t nb, const uint8_t *w, size_t ws, con
                 p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0xB1));
                 const int imin = _mm_cvtsi128_si32(p);
                 const int j = r * T + t;
-                acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(xb[t]->d * dw),
-                                         _mm256_cvtepi32_ps(sumi[t]), acc[j]);
-                /* one rounding for the add, spelled out: what GCC's
-                 * contraction made of `summ += d * dmin * imin` at -O2, and
-                 * what cl/matvec.cl and the VNNI decode do, at any -O */
+                acc[j] = fmaf(xb[t]->d * dw, (float)hsum_i32x8(sumi[t]), acc[j]);
                 summ[j] = fmaf(xb[t]->d * dmin, (float)imin, summ[j]);
             }
         }
@@ -340,16 +341,18 @@ INLINE void tile_q45k(enum kkind k, int64_t nb, const uint8_t *w, size_t ws, con
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++)
-            y[t * ys + r] = hsum8(acc[r * T + t]) - summ[r * T + t];
+            y[t * ys + r] = acc[r * T + t] - summ[r * T + t];
 }
 
+/* Q6_K under the k-quant contract (dot_portable.c's dot_q6_k): the 8 int32
+ * lanes and the offset summed exact, one fma per super-block. */
 INLINE void tile_q6k(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs,
                      float *y, int64_t ys, const int R, const int T)
 {
-    __m256 acc[4];
+    float acc[4];
 #pragma GCC unroll 4
     for (int j = 0; j < R * T; j++)
-        acc[j] = _mm256_setzero_ps();
+        acc[j] = 0.0f;
     const __m256i lo4 = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
     for (int64_t i = 0; i < nb; i++) {
 #pragma GCC unroll 4
@@ -407,10 +410,8 @@ INLINE void tile_q6k(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x, 
                 /* sum_g scales[g] * bsums[g]: exact in int32 */
                 const int ioff = hsum_i32x8(_mm256_madd_epi16(
                     sc16, _mm256_loadu_si256((const __m256i *)xb[t]->bsums)));
-                const __m256i off = _mm256_setr_epi32(-32 * ioff, 0, 0, 0, 0, 0, 0, 0);
                 const int j = r * T + t;
-                acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xb[t]->d),
-                                         _mm256_cvtepi32_ps(_mm256_add_epi32(sumi[t], off)), acc[j]);
+                acc[j] = fmaf(dw * xb[t]->d, (float)(hsum_i32x8(sumi[t]) - 32 * ioff), acc[j]);
             }
         }
     }
@@ -418,7 +419,7 @@ INLINE void tile_q6k(int64_t nb, const uint8_t *w, size_t ws, const uint8_t *x, 
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++)
-            y[t * ys + r] = hsum8(acc[r * T + t]);
+            y[t * ys + r] = acc[r * T + t];
 }
 
 /* ---- float weights ------------------------------------------------------- */

@@ -1,7 +1,7 @@
 /* AVX-512 VNNI kernels for Q4_K, Q5_K and Q6_K: decode (one token, 16
  * rows read from the file's rows at a time) and a packed panel for prompts
- * and batches; both give the AVX2 tiles' bits (dot_avx2.c's tile_q45k and
- * tile_q6k). */
+ * and batches; both keep the k-quant contract (dot_portable.c's dot_q45_k),
+ * so they give the portable dots' and the AVX2 tiles' bits. */
 #include "config.h"
 
 #include <stdbool.h>
@@ -15,15 +15,16 @@
 
 #include "avx512_inline.h"
 
-/* ---- Q4_K decode: 16 rows in lanes, each row's 8 lanes of ggml's order ----
+/* ---- Q4_K decode: 16 rows in lanes ----------------------------------------
  *
- * tile_q45k (dot_avx2.c) keeps 8 int32 lanes per row and token: lane k sums
- * s_j x (elements 32j+4k..32j+4k+3) over the 8 sub-blocks j, and each lane
- * has its own float accumulator, added in hsum8's order at the end.  Here
- * lane k of every row is one register (acc[k], the 16 rows side by side);
- * the 4-element group products come from vpmaddubsw against the activation
- * bytes broadcast, and vpdpwssd multiplies them by the rows' s_j (int16) and
- * adds them in: the same exact integers, the same float steps, its bits. */
+ * The k-quant contract (dot_portable.c's dot_q45_k): per super-block the
+ * exact integer sum isum = sum_j s_j (levels . activations of sub-block j),
+ * then one fma into the row's accumulator.  Here the 16 rows sit side by
+ * side in the lanes: vpdpbusd adds a 4-byte group of each row's levels
+ * times the same 4 activation bytes, broadcast; a sub-block's 8 groups go
+ * into one register before a single vpmulld by the rows' s_j.  That is one
+ * multiply instruction per 64 products, plus one per sub-block, where
+ * ggml's order (8 float lanes a row) needed two per 64. */
 
 /* The 16 rows' block header from its first 16 bytes, in one transpose:
  * dd holds d (low half) and dmin (high half) of row i in lane i, which
@@ -48,11 +49,16 @@ VINLINE void k4_header16(const uint8_t *const rows[PANEL_ROWS], size_t o, __m512
                             _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u[2], 6), m03), 4));
 }
 
-/* Byte j (< 4) of each lane of v, as the int16 pair (b, b) for vpdpwssd. */
-VINLINE __m512i byte_pair(__m512i v, const int j)
+/* Unsigned byte j (< 4) of each lane of v, as an int32. */
+VINLINE __m512i byte_u32(__m512i v, const int j)
 {
-    const __m512i b = _mm512_and_si512(_mm512_srli_epi32(v, 8 * j), _mm512_set1_epi32(0xFF));
-    return _mm512_or_si512(b, _mm512_slli_epi32(b, 16));
+    return _mm512_and_si512(_mm512_srli_epi32(v, 8 * j), _mm512_set1_epi32(0xFF));
+}
+
+/* Signed byte j (< 4) of each lane of v, as an int32. */
+VINLINE __m512i sbyte_i32(__m512i v, const int j)
+{
+    return _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * j), 24);
 }
 
 /* Bytes 2i and 2i+1 of each lane of v as the int16 pair (low, high). */
@@ -103,6 +109,12 @@ VINLINE __m512i bsum_pair(const lm_block_q8_k *xb, const int i)
     return _mm512_set1_epi32((int)(((uint32_t)p1 << 16) | ((uint32_t)p0 & 0xFFFF)));
 }
 
+/* The 4 activation bytes at p in every lane (vpdpbusd's signed operand). */
+VINLINE __m512i act4(const int8_t *p)
+{
+    return _mm512_set1_epi32((int)load_u32((const uint8_t *)p));
+}
+
 /* One token against nr (<= 16) Q4_K (q5 false) or Q5_K (q5 true, the fifth
  * bits from qh as tile_q45k takes them) rows starting at w: y[i], i < nr. */
 VINLINE void decode_q45k(const bool q5, const uint8_t *w, size_t ws, int nr, int64_t nb,
@@ -113,9 +125,7 @@ VINLINE void decode_q45k(const bool q5, const uint8_t *w, size_t ws, int nr, int
     const size_t bsize = q5 ? sizeof(lm_block_q5_k) : sizeof(lm_block_q4_k);
     const size_t xsize = sizeof(lm_block_q8_k);
     const size_t qs_at = q5 ? offsetof(lm_block_q5_k, qs) : offsetof(lm_block_q4_k, qs);
-    __m512 acc[8], summ = _mm512_setzero_ps();
-    for (int k = 0; k < 8; k++)
-        acc[k] = _mm512_setzero_ps();
+    __m512 acc = _mm512_setzero_ps(), summ = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const size_t o = (size_t)b * bsize;
         prefetch_ahead(ahead, ahead_len, PANEL_ROWS * bsize, b);
@@ -127,19 +137,15 @@ VINLINE void decode_q45k(const bool q5, const uint8_t *w, size_t ws, int nr, int
         /* imin = sum_j m_j (bsums[2j] + bsums[2j+1]), exact */
         __m512i imin = _mm512_setzero_si512();
 #pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < 4; i++)
             imin = _mm512_dpwssd_epi32(imin, bytes_pair(mn[i / 2], i % 2), bsum_pair(xb, i));
-        }
-        __m512i sumi[8];
-        for (int k = 0; k < 8; k++)
-            sumi[k] = _mm512_setzero_si512();
+        __m512i isum = _mm512_setzero_si512();
         __m512i qh[8];
         q5k_high_bits(q5, rows, o, qh);
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
-            /* sub-blocks 2c (low nibbles) and 2c+1 (high) */
-            const __m512i s_lo = byte_pair(sc[c / 2], (2 * c) % 4);
-            const __m512i s_hi = byte_pair(sc[c / 2], (2 * c + 1) % 4);
+            /* sub-blocks 2c (low nibbles) and 2c+1 (high): 8 groups each */
+            __m512i dlo = _mm512_setzero_si512(), dhi = _mm512_setzero_si512();
 #pragma GCC unroll 4
             for (int half = 0; half < 2; half++) {
                 __m512i g[4];
@@ -149,22 +155,18 @@ VINLINE void decode_q45k(const bool q5, const uint8_t *w, size_t ws, int nr, int
                     const int k = 4 * half + q;
                     __m512i lo, hi;
                     q45_levels(q5, g[q], qh[k], c, &lo, &hi);
-                    const __m512i a0 = _mm512_set1_epi32((int)load_u32((const uint8_t *)xb->qs + 64 * c + 4 * k));
-                    const __m512i a1 = _mm512_set1_epi32((int)load_u32((const uint8_t *)xb->qs + 64 * c + 32 + 4 * k));
-                    sumi[k] = _mm512_dpwssd_epi32(sumi[k], _mm512_maddubs_epi16(lo, a0), s_lo);
-                    sumi[k] = _mm512_dpwssd_epi32(sumi[k], _mm512_maddubs_epi16(hi, a1), s_hi);
+                    dlo = _mm512_dpbusd_epi32(dlo, lo, act4(xb->qs + 64 * c + 4 * k));
+                    dhi = _mm512_dpbusd_epi32(dhi, hi, act4(xb->qs + 64 * c + 32 + 4 * k));
                 }
             }
+            isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(dlo, byte_u32(sc[c / 2], (2 * c) % 4)));
+            isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(dhi, byte_u32(sc[c / 2], (2 * c + 1) % 4)));
         }
         const __m512 xd = _mm512_set1_ps(xb->d);
-        const __m512 scale = _mm512_mul_ps(xd, dw);
-        for (int k = 0; k < 8; k++)
-            acc[k] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(sumi[k]), acc[k]);
-        /* tile_q45k's summ = fmaf(d_x * dmin, (float)imin, summ) */
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(xd, dw), _mm512_cvtepi32_ps(isum), acc);
         summ = _mm512_fmadd_ps(_mm512_mul_ps(xd, dmin), _mm512_cvtepi32_ps(imin), summ);
     }
-    const __m512 s = sum_lanes8(acc);
-    _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1), _mm512_sub_ps(s, summ));
+    _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1), _mm512_sub_ps(acc, summ));
 }
 
 static VNNI void decode_q4_k(const uint8_t *w, size_t ws, int nr, int64_t nb,
@@ -179,12 +181,12 @@ static VNNI void decode_q5_k(const uint8_t *w, size_t ws, int nr, int64_t nb,
     decode_q45k(true, w, ws, nr, nb, ahead, ahead_len, x, y);
 }
 
-/* ---- Q6_K decode: 16 rows in lanes, each row's 8 lanes of tile_q6k ------ */
+/* ---- Q6_K decode: 16 rows in lanes ---------------------------------------- */
 
 /* Signed byte j (< 4) of each lane of v as the int16 pair (b, b). */
 VINLINE __m512i sbyte_pair(__m512i v, const int j)
 {
-    const __m512i b = _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * j), 24);
+    const __m512i b = sbyte_i32(v, j);
     return _mm512_or_si512(_mm512_and_si512(b, _mm512_set1_epi32(0xFFFF)),
                            _mm512_slli_epi32(b, 16));
 }
@@ -208,10 +210,10 @@ VINLINE __m512i q6_level(__m512i l0, __m512i l1, __m512i hb, const int j)
 }
 
 /* One token against nr (<= 16) Q6_K rows starting at w: y[i] for i < nr.
- * tile_q6k's lanes: lane k of row r sums, over the 16 scales' groups,
- * scale x (levels 0..63 times activations) for the bytes 4k..4k+3 of each
- * 32-level vector, the low half of a vector (k < 4) under scale 8h+2j, the
- * high half under 8h+2j+1; then -32 sum_g scale_g bsums_g into lane 0. */
+ * The contract of dot_portable.c's dot_q6_k: bytes 0..15 of 32-level
+ * vector j of half h lie under scale 8h+2j, bytes 16..31 under 8h+2j+1;
+ * each 16-byte group's 4 vpdpbusd go into one register before its vpmulld,
+ * and -32 sum_g scale_g bsums_g comes off before the one fma. */
 static VNNI void decode_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb,
                              const uint8_t *ahead, size_t ahead_len, const uint8_t *x, float *y)
 {
@@ -220,9 +222,7 @@ static VNNI void decode_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb,
     const size_t bsize = sizeof(lm_block_q6_k), xsize = sizeof(lm_block_q8_k);
     const size_t at_ql = offsetof(lm_block_q6_k, ql), at_qh = offsetof(lm_block_q6_k, qh),
                  at_sc = offsetof(lm_block_q6_k, scales), at_d = offsetof(lm_block_q6_k, d);
-    __m512 acc[8];
-    for (int k = 0; k < 8; k++)
-        acc[k] = _mm512_setzero_ps();
+    __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const size_t o = (size_t)b * bsize;
         prefetch_ahead(ahead, ahead_len, PANEL_ROWS * bsize, b);
@@ -233,19 +233,17 @@ static VNNI void decode_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb,
             _mm512_srli_epi32(dwords16(rows, o + at_d - 2), 16)));
         __m512i sc[4]; /* scales 4m..4m+3 of each row, signed bytes */
         transpose16(rows, o + at_sc, sc);
-        __m512i sumi[8];
-        for (int k = 0; k < 8; k++)
-            sumi[k] = _mm512_setzero_si512();
         /* sum_g scale_g bsums_g, exact */
         __m512i ioff = _mm512_setzero_si512();
 #pragma GCC unroll 16
         for (int g = 0; g < 16; g++)
             ioff = _mm512_dpwssd_epi32(ioff, sbyte_pair(sc[g / 4], g % 4),
                                        _mm512_set1_epi32((int)(uint16_t)xb->bsums[g]));
+        __m512i isum = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int h = 0; h < 2; h++)
 #pragma GCC unroll 4
-            for (int part = 0; part < 2; part++) { /* bytes 0..15 (k < 4), 16..31 */
+            for (int part = 0; part < 2; part++) { /* bytes 0..15, 16..31 */
                 __m512i l0[4], l1[4], hb[4];
                 transpose16(rows, o + at_ql + 64 * h + 16 * part, l0);
                 transpose16(rows, o + at_ql + 64 * h + 32 + 16 * part, l1);
@@ -253,57 +251,51 @@ static VNNI void decode_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb,
 #pragma GCC unroll 4
                 for (int j = 0; j < 4; j++) {
                     const int idx = 8 * h + 2 * j + part;
-                    const __m512i sp = sbyte_pair(sc[idx / 4], idx % 4);
+                    __m512i dot = _mm512_setzero_si512();
 #pragma GCC unroll 4
-                    for (int q = 0; q < 4; q++) {
-                        const int k = 4 * part + q;
-                        const __m512i lv = q6_level(l0[q], l1[q], hb[q], j);
-                        const __m512i a = _mm512_set1_epi32(
-                            (int)load_u32((const uint8_t *)xb->qs + 128 * h + 32 * j + 4 * k));
-                        sumi[k] = _mm512_dpwssd_epi32(sumi[k], _mm512_maddubs_epi16(lv, a), sp);
-                    }
+                    for (int q = 0; q < 4; q++)
+                        dot = _mm512_dpbusd_epi32(
+                            dot, q6_level(l0[q], l1[q], hb[q], j),
+                            act4(xb->qs + 128 * h + 32 * j + 16 * part + 4 * q));
+                    isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(dot, sbyte_i32(sc[idx / 4], idx % 4)));
                 }
             }
-        sumi[0] = _mm512_sub_epi32(sumi[0], _mm512_slli_epi32(ioff, 5));
-        const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xb->d));
-        for (int k = 0; k < 8; k++)
-            acc[k] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(sumi[k]), acc[k]);
+        isum = _mm512_sub_epi32(isum, _mm512_slli_epi32(ioff, 5));
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(xb->d)), _mm512_cvtepi32_ps(isum), acc);
     }
-    const __m512 s = sum_lanes8(acc);
-    _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1), s);
+    _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1), acc);
 }
 
 /* ---- Prompts and batches: a packed panel of 16 rows --------------------
  *
  * Decode unpacks every block for its one token.  A prompt packs 16 rows'
  * blocks once into what the decoders' inner step consumes (the levels as
- * bytes, the scales as int16 pairs) and runs that step for each of up to
- * PANEL_TOKS tokens.  Both types then take the same step: for the 32-level
- * vector v (< 8) of a block and lane k (< 8), register L[8v + k] holds the
- * levels of elements 32v + 4k..32v + 4k + 3 of the 16 rows, which meet the
- * activation bytes at the same place, under scale register S[2v + k / 4].
- * So lane k of each row sums exactly what tile_q45k's and tile_q6k's lane k
- * does, and the float steps that follow are theirs. */
+ * bytes, the scales as int32) and runs that step for each of up to
+ * KTILE_TOKS tokens at a time.  Both kinds then take the same step: for the
+ * 32-level vector v (< 8) of a block and group k (< 8), register L[8v + k]
+ * holds the levels of elements 32v + 4k..32v + 4k + 3 of the 16 rows, which
+ * meet the activation bytes at the same place in vpdpbusd; groups k < 4 lie
+ * under scale register S[2v], the others under S[2v + 1] (Q4_K/Q5_K: both
+ * s_v, so its 8 groups share one vpmulld).  The float steps that follow are
+ * the decoders'. */
 
 enum kq { KQ_Q4_K, KQ_Q5_K, KQ_Q6_K };
 
 /* A packed block of 16 rows: d and dmin as f32 (Q6_K: no dmin), 16 scale
- * registers of int16 pairs (s, s) (Q4_K/Q5_K: s_v in S[2v] and S[2v+1]),
- * 8 correction registers of int16 pairs meeting pairs of the activations'
- * bsums (Q4_K/Q5_K: (m_2i, m_2i+1) against the sums of bsums 4i, 4i+1 and
- * 4i+2, 4i+3, in M[0..3]; Q6_K: (scale_2i, scale_2i+1) against bsums 2i,
- * 2i+1), and the 64 level registers. */
+ * registers of int32 (Q4_K/Q5_K: s_v in S[2v] and S[2v+1]; Q6_K: scale g in
+ * S[g]), 8 correction registers of int16 pairs meeting pairs of the
+ * activations' bsums (Q4_K/Q5_K: (m_2i, m_2i+1) against the sums of bsums
+ * 4i, 4i+1 and 4i+2, 4i+3, in M[0..3]; Q6_K: (scale_2i, scale_2i+1) against
+ * bsums 2i, 2i+1), and the 64 level registers. */
 #define KP_D 0
 #define KP_DMIN 64
 #define KP_S 128
 #define KP_M (KP_S + 16 * 64)
 #define KP_L (KP_M + 8 * 64)
 #define KP_BYTES (KP_L + 64 * 64)
-/* Tokens per inner tile: 3 tokens' 8 int32 lane accumulators take 24 of
- * the 32 registers (4 tokens' 32 spill), and the float lanes go to L1
- * between blocks (1B prompts, 2 tokens: Q4_K 142 tokens/s; 4: 150-165, Q6_K
- * 159-169; 3: 163-168, Q6_K 167-172; Intel Xeon, 2 threads, alternated). */
-#define KTILE_TOKS 3
+/* Tokens per inner tile: each takes 4-5 registers (a sub-block's dot, Q6_K
+ * a second one, the integer sum, the float sum and the mins' sum). */
+#define KTILE_TOKS 4
 /* Tokens served by one packing of a panel: up to 128 (packing a Q6_K panel
  * took 14% of a 1B prompt at 64, and the prompt ran 140 -> 155 tokens/s
  * at 128), fewer when their activations would pass 1 MB of the L2. */
@@ -336,8 +328,8 @@ VINLINE void pack_q45k_block(const bool q5, const uint8_t *const rows[PANEL_ROWS
     _mm512_store_ps(pb + KP_D, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd)));
     _mm512_store_ps(pb + KP_DMIN, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16))));
     for (int v = 0; v < 8; v++) {
-        store_reg(pb + KP_S, 2 * v, byte_pair(sc[v / 4], v % 4));
-        store_reg(pb + KP_S, 2 * v + 1, byte_pair(sc[v / 4], v % 4));
+        store_reg(pb + KP_S, 2 * v, byte_u32(sc[v / 4], v % 4));
+        store_reg(pb + KP_S, 2 * v + 1, byte_u32(sc[v / 4], v % 4));
     }
     for (int i = 0; i < 8; i++)
         store_reg(pb + KP_M, i, i < 4 ? bytes_pair(mn[i / 2], i % 2) : _mm512_setzero_si512());
@@ -369,7 +361,7 @@ VINLINE void pack_q6k_block(const uint8_t *const rows[PANEL_ROWS], int64_t b, ui
     __m512i sc[4];
     transpose16(rows, o + at_sc, sc);
     for (int g = 0; g < 16; g++)
-        store_reg(pb + KP_S, g, sbyte_pair(sc[g / 4], g % 4));
+        store_reg(pb + KP_S, g, sbyte_i32(sc[g / 4], g % 4));
     for (int i = 0; i < 8; i++)
         store_reg(pb + KP_M, i, sbytes_pair(sc[i / 2], i % 2));
     for (int h = 0; h < 2; h++)
@@ -416,41 +408,50 @@ static VNNI void pack_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb, uint
 
 /* One panel against T (<= KTILE_TOKS, a constant after inlining) tokens:
  * y[t * ys + i] for rows i < nr.  q6: Q6_K's float steps (no mins; the
- * -32 offset taken out of lane 0 through the bsums), else Q4_K's. */
+ * -32 offset taken out through the bsums), else Q4_K's. */
 VINLINE void kpanel_tile(const bool q6, int64_t nb, const uint8_t *panel, const uint8_t *x,
                          size_t xs, float *y, int64_t ys, int nr, const int T)
 {
-    __m512 acc[KTILE_TOKS][8], summ[KTILE_TOKS];
+    __m512 acc[KTILE_TOKS], summ[KTILE_TOKS];
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
+        acc[t] = _mm512_setzero_ps();
         summ[t] = _mm512_setzero_ps();
-        for (int k = 0; k < 8; k++)
-            acc[t][k] = _mm512_setzero_ps();
     }
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *pb = panel + b * KP_BYTES;
         const lm_block_q8_k *xb[KTILE_TOKS];
-        __m512i sumi[KTILE_TOKS][8];
+        __m512i isum[KTILE_TOKS];
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++) {
             xb[t] = (const lm_block_q8_k *)(x + t * xs) + b;
-            for (int k = 0; k < 8; k++)
-                sumi[t][k] = _mm512_setzero_si512();
+            isum[t] = _mm512_setzero_si512();
         }
 #pragma GCC unroll 8
         for (int v = 0; v < 8; v++) {
-            const __m512i s0 = _mm512_load_si512(pb + KP_S + 64 * (2 * v));
-            const __m512i s1 = _mm512_load_si512(pb + KP_S + 64 * (2 * v + 1));
+            __m512i d0[KTILE_TOKS], d1[KTILE_TOKS];
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++)
+                d0[t] = d1[t] = _mm512_setzero_si512();
 #pragma GCC unroll 8
             for (int k = 0; k < 8; k++) {
                 const __m512i l = _mm512_load_si512(pb + KP_L + 64 * (8 * v + k));
 #pragma GCC unroll 4
                 for (int t = 0; t < T; t++) {
-                    const __m512i a = _mm512_set1_epi32(
-                        (int)load_u32((const uint8_t *)xb[t]->qs + 32 * v + 4 * k));
-                    sumi[t][k] = _mm512_dpwssd_epi32(sumi[t][k], _mm512_maddubs_epi16(l, a),
-                                                     k < 4 ? s0 : s1);
+                    const __m512i a = act4(xb[t]->qs + 32 * v + 4 * k);
+                    if (q6 && k >= 4)
+                        d1[t] = _mm512_dpbusd_epi32(d1[t], l, a);
+                    else
+                        d0[t] = _mm512_dpbusd_epi32(d0[t], l, a);
                 }
+            }
+            const __m512i s0 = _mm512_load_si512(pb + KP_S + 64 * (2 * v));
+            const __m512i s1 = _mm512_load_si512(pb + KP_S + 64 * (2 * v + 1));
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(d0[t], s0));
+                if (q6)
+                    isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(d1[t], s1));
             }
         }
         const __m512 dw = _mm512_load_ps(pb + KP_D);
@@ -465,7 +466,7 @@ VINLINE void kpanel_tile(const bool q6, int64_t nb, const uint8_t *panel, const 
                     corr = _mm512_dpwssd_epi32(
                         corr, _mm512_load_si512(pb + KP_M + 64 * i),
                         _mm512_set1_epi32((int)load_u32((const uint8_t *)(xb[t]->bsums + 2 * i))));
-                sumi[t][0] = _mm512_sub_epi32(sumi[t][0], _mm512_slli_epi32(corr, 5));
+                isum[t] = _mm512_sub_epi32(isum[t], _mm512_slli_epi32(corr, 5));
             } else {
                 /* imin = sum_j m_j (bsums[2j] + bsums[2j+1]), exact */
 #pragma GCC unroll 4
@@ -477,19 +478,13 @@ VINLINE void kpanel_tile(const bool q6, int64_t nb, const uint8_t *panel, const 
                 summ[t] = _mm512_fmadd_ps(_mm512_mul_ps(xd, dmin), _mm512_cvtepi32_ps(corr), summ[t]);
             }
             /* d_x d_w: one rounding, the same either way round */
-            const __m512 scale = _mm512_mul_ps(xd, dw);
-            for (int k = 0; k < 8; k++)
-                acc[t][k] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(sumi[t][k]), acc[t][k]);
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(xd, dw), _mm512_cvtepi32_ps(isum[t]), acc[t]);
         }
     }
     const __mmask16 keep = (__mmask16)((1u << nr) - 1);
 #pragma GCC unroll 4
-    for (int t = 0; t < T; t++) {
-        __m512 s = sum_lanes8(acc[t]);
-        if (!q6)
-            s = _mm512_sub_ps(s, summ[t]);
-        _mm512_mask_storeu_ps(y + t * ys, keep, s);
-    }
+    for (int t = 0; t < T; t++)
+        _mm512_mask_storeu_ps(y + t * ys, keep, q6 ? acc[t] : _mm512_sub_ps(acc[t], summ[t]));
 }
 
 typedef void (*kpanel_tile_fn)(int64_t nb, const uint8_t *panel, const uint8_t *x, size_t xs,
@@ -502,10 +497,12 @@ typedef void (*kpanel_tile_fn)(int64_t nb, const uint8_t *panel, const uint8_t *
     }
 KPANEL_TILE_FN(false, 1)
 KPANEL_TILE_FN(false, 2)
+KPANEL_TILE_FN(false, 3)
+KPANEL_TILE_FN(false, 4)
 KPANEL_TILE_FN(true, 1)
 KPANEL_TILE_FN(true, 2)
-KPANEL_TILE_FN(false, 3)
 KPANEL_TILE_FN(true, 3)
+KPANEL_TILE_FN(true, 4)
 
 typedef void (*decode_k_fn)(const uint8_t *w, size_t ws, int nr, int64_t nb,
                             const uint8_t *ahead, size_t ahead_len, const uint8_t *x, float *y);
@@ -555,9 +552,10 @@ static int kquant_rows(const kquant_kernels *kk, const void *vw, size_t ws, int6
     return 0;
 }
 
-static const kquant_kernels q4_k = {decode_q4_k, pack_q4_k, {kpanel_false_1, kpanel_false_2, kpanel_false_3}};
-static const kquant_kernels q5_k = {decode_q5_k, pack_q5_k, {kpanel_false_1, kpanel_false_2, kpanel_false_3}};
-static const kquant_kernels q6_k = {decode_q6_k, pack_q6_k, {kpanel_true_1, kpanel_true_2, kpanel_true_3}};
+#define KQ_TILES(Q6) {kpanel_##Q6##_1, kpanel_##Q6##_2, kpanel_##Q6##_3, kpanel_##Q6##_4}
+static const kquant_kernels q4_k = {decode_q4_k, pack_q4_k, KQ_TILES(false)};
+static const kquant_kernels q5_k = {decode_q5_k, pack_q5_k, KQ_TILES(false)};
+static const kquant_kernels q6_k = {decode_q6_k, pack_q6_k, KQ_TILES(true)};
 
 int lm_vnni_q4_k(const void *w, size_t ws, int64_t cols, int64_t r0, int64_t r1, const void *x,
                  size_t xs, int64_t n_tok, float *y, int64_t ys)

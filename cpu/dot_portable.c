@@ -1,8 +1,12 @@
 /* Portable C dot products: every weight type against its activation type.
  * Each block's integer dot product is exact; the float arithmetic per block
  * follows ggml's AVX2 kernels ((d_w * d_x) * sumi, plus m_w * s_x for the
- * "_1" types, one float scale per k-quant super-block) so this path and the
- * AVX2 one differ only in summation order. */
+ * "_1" types) so this path and the AVX2 one differ only in summation order.
+ * The k-quants are the exception: their float steps are the contract every
+ * path keeps bit for bit (the AVX2 tiles, the VNNI decoders and panels,
+ * cl/matvec.cl), one per super-block: see dot_q45_k and dot_q6_k. */
+#include <math.h>
+
 #include "internal.h"
 
 static inline float h2f(lm_fp16 h)
@@ -107,12 +111,21 @@ static float dot_q8_0(int64_t n, const void *vw, const void *vx)
 }
 
 /* Q4_K and Q5_K: 8 sub-blocks of 32 with a 6-bit scale and min each.  The
- * mins meet the activation sums (bsums), so they cost no per-value work. */
+ * mins meet the activation sums (bsums), so they cost no per-value work.
+ *
+ * The k-quant contract, kept bit for bit by every path: per super-block the
+ * whole integer sum isum = sum_j s_j (levels . activations of sub-block j)
+ * and imin = sum_j m_j (bsums of sub-block j), both exact, then two float
+ * steps: acc = fma(d_x d_w, isum, acc) and summ = fma(d_x dmin, imin, summ),
+ * the row's result acc - summ.  Summing in integers before any scale lets a
+ * kernel add a sub-block's products before one multiply by its scale (one
+ * vpdpbusd per 64 products and a vpmulld per sub-block), where ggml's AVX2
+ * order (8 float lanes a row) needs a scale multiply per 4 products. */
 static float dot_q45_k(int64_t n, const void *vw, const void *vx, int bits)
 {
     const lm_block_q8_k *x = vx;
     const size_t bsize = bits == 4 ? sizeof(lm_block_q4_k) : sizeof(lm_block_q5_k);
-    float sum = 0.0f;
+    float sum = 0.0f, summ = 0.0f;
     for (int64_t i = 0; i < n / LM_QK_K; i++) {
         const uint8_t *blk = (const uint8_t *)vw + (size_t)i * bsize;
         const lm_block_q4_k *w4 = (const lm_block_q4_k *)blk;
@@ -137,9 +150,10 @@ static float dot_q45_k(int64_t n, const void *vw, const void *vx, int bits)
         }
         const float d = x[i].d * h2f(w4->d); /* d and dmin lead both layouts */
         const float dmin = x[i].d * h2f(w4->dmin);
-        sum += d * (float)isum - dmin * (float)imin;
+        sum = fmaf(d, (float)isum, sum);
+        summ = fmaf(dmin, (float)imin, summ);
     }
-    return sum;
+    return sum - summ;
 }
 
 static float dot_q4_k(int64_t n, const void *w, const void *x)
@@ -153,7 +167,9 @@ static float dot_q5_k(int64_t n, const void *w, const void *x)
 }
 
 /* Q6_K: 16 sub-blocks of 16 with signed 8-bit scales; levels are 0..63 and
- * the -32 offset is taken out with the activation sums. */
+ * the -32 offset is taken out with the activation sums.  The contract (see
+ * dot_q45_k): isum - 32 sum_g s_g bsums_g exact, then one
+ * acc = fma(d_w d_x, that, acc) per super-block. */
 static float dot_q6_k(int64_t n, const void *vw, const void *vx)
 {
     const lm_block_q6_k *w = vw;
@@ -177,7 +193,7 @@ static float dot_q6_k(int64_t n, const void *vw, const void *vx)
         }
         for (int g = 0; g < 16; g++)
             ioff += w[i].scales[g] * x[i].bsums[g];
-        sum += h2f(w[i].d) * x[i].d * (float)(isum - 32 * ioff);
+        sum = fmaf(h2f(w[i].d) * x[i].d, (float)(isum - 32 * ioff), sum);
     }
     return sum;
 }

@@ -2,10 +2,13 @@
 # Gemma 3 270M (scripts/fetch-gemma3): perplexity on tests/fixtures/ppl-text.txt
 # in windows of 512 within 0.5% of llama.cpp's (tests/fixtures/ppl-gemma3-c512.txt)
 # on the CPU (4 windows) and on the OpenCL device (1 window).  The reference
-# is llama.cpp with -fa off, whose attention sums as lamina's does; its
-# default (flash attention, which sums V in fp16) is 0.5% lower on 4 windows
-# and is printed beside it.  Tokenization and greedy text are
-# tests/test_gemma3's.  Without the model this skips (exit 77), except in CI.
+# is llama.cpp with -fa off, whose attention sums as lamina's does, in either
+# of its two matrix paths (repacked weights or not): on one window those two
+# differ by 1.2% (50.14 and 49.54), on 4 by 0.3%, so lamina is held within
+# 0.5% of the nearer.  llama.cpp's default (flash attention, which sums V in
+# fp16) is 0.5% lower on 4 windows and is printed beside them.  Tokenization
+# and greedy text are tests/test_gemma3's.  Without the model this skips
+# (exit 77), except in CI.
 set -u
 : "${LAMINA:?}" "${FIXTURES:?}"
 model=${LAMINA_GEMMA3_MODEL:-models/gemma-3-270m-q4_k_m.gguf}
@@ -27,11 +30,12 @@ check_ppl() {
     shift
     got=$("$LAMINA" perplexity -q -m "$model" -f "$FIXTURES/ppl-text.txt" -c 512 -t 2 \
         --chunks "$chunks" "$@" | sed -n 's/^perplexity: //p')
-    want=$(ref fa-off "$chunks") default=$(ref default "$chunks")
-    echo "gemma3 perplexity, $chunks windows ($*): lamina $got, llama.cpp -fa off $want" \
-        "(llama.cpp's default $default)"
-    awk -v g="${got:-0}" -v w="$want" 'BEGIN { d = (g - w) / w; exit !(d < 0.005 && d > -0.005) }' &&
-        ok || bad "perplexity $got over $chunks windows ($*) is not within 0.5% of $want"
+    want=$(ref fa-off "$chunks") plain=$(ref fa-off-no-repack "$chunks") default=$(ref default "$chunks")
+    echo "gemma3 perplexity, $chunks windows ($*): lamina $got, llama.cpp -fa off $want," \
+        "-fa off --no-repack $plain (llama.cpp's default $default)"
+    awk -v g="${got:-0}" -v w="$want" -v p="$plain" 'function near(r) { d = (g - r) / r; return d < 0.005 && d > -0.005 }
+        BEGIN { exit !(near(w) || near(p)) }' &&
+        ok || bad "perplexity $got over $chunks windows ($*) is not within 0.5% of $want or $plain"
 }
 
 # under the sanitizers (memory errors, not numbers) one window: the same

@@ -255,20 +255,44 @@ static void test_matmul_prompt(void **state)
 }
 
 /* The AVX-512 VNNI panels give the AVX2 tiles' results bit for bit (the
- * OpenCL kernels and the fixtures rely on one order per type): every type,
- * token counts on both sides of the panel threshold and past one packing's
- * run of tokens (64 for Q4_0 and Q8_0, up to 128 for the k-quants), row
- * counts that leave partial panels. */
+ * OpenCL kernels and the fixtures rely on one order per type), and for the
+ * k-quants so do the portable dots (the k-quant contract of
+ * dot_portable.c): every type, token counts on both sides of the panel
+ * threshold and past one packing's run of tokens (64 for Q4_0 and Q8_0, up
+ * to 128 for the k-quants), row counts that leave partial panels. */
+static bool is_kquant(uint32_t type)
+{
+    return type == LM_TYPE_Q4_K || type == LM_TYPE_Q5_K || type == LM_TYPE_Q6_K;
+}
+
+static int compare_paths(const problem *p, const float *a, lm_cpu_path path_b)
+{
+    float *b = run_path(p, path_b);
+    const size_t n = (size_t)(p->rows * p->n_tok);
+    for (size_t j = 0; j < n; j++)
+        if (memcmp(&a[j], &b[j], sizeof a[j]) != 0) {
+            print_error("%s rows=%lld n_tok=%lld: y[%zu] avx2 %.9g, %s %.9g\n",
+                        lm_type_name(p->type), (long long)p->rows, (long long)p->n_tok, j, a[j],
+                        lm_cpu_path_name(path_b), b[j]);
+            fail();
+        }
+    free(b);
+    return (int)n;
+}
+
 static void test_paths_same_bits(void **state)
 {
     (void)state;
-    if (lm_cpu_detect_path() < LM_CPU_AVX512VNNI) {
-        print_message("skipped: the avx512vnni path (this CPU lacks it)\n");
+    if (lm_cpu_detect_path() < LM_CPU_AVX2) {
+        print_message("skipped: the avx2 path (this CPU lacks it)\n");
         skip();
     }
-    const int64_t tok_list[] = {1, 2, 3, 4, 7, 64, 70, 133};
+    const bool vnni = lm_cpu_detect_path() >= LM_CPU_AVX512VNNI;
+    if (!vnni)
+        print_message("skipped: the avx512vnni path (this CPU lacks it)\n");
+    const int64_t tok_list[] = {1, 2, 3, 4, 5, 7, 64, 70, 133};
     const int64_t rows_list[] = {16, 37, 193};
-    int compared = 0;
+    int compared = 0, kquant = 0;
     for (size_t i = 0; i < N_TYPES; i++)
         for (size_t it = 0; it < sizeof tok_list / sizeof tok_list[0]; it++)
             for (size_t ir = 0; ir < sizeof rows_list / sizeof rows_list[0]; ir++) {
@@ -276,21 +300,16 @@ static void test_paths_same_bits(void **state)
                 problem p;
                 make_problem(&p, weight_types[i], rows_list[ir], bs == 256 ? 512 : 576,
                              tok_list[it]);
-                float *a = run_path(&p, LM_CPU_AVX2), *b = run_path(&p, LM_CPU_AVX512VNNI);
-                const size_t n = (size_t)(p.rows * p.n_tok);
-                for (size_t j = 0; j < n; j++)
-                    if (memcmp(&a[j], &b[j], sizeof a[j]) != 0) {
-                        print_error("%s rows=%lld n_tok=%lld: y[%zu] avx2 %.9g, avx512vnni %.9g\n",
-                                    lm_type_name(p.type), (long long)p.rows,
-                                    (long long)p.n_tok, j, a[j], b[j]);
-                        fail();
-                    }
-                compared += (int)n;
+                float *a = run_path(&p, LM_CPU_AVX2);
+                if (vnni)
+                    compared += compare_paths(&p, a, LM_CPU_AVX512VNNI);
+                if (is_kquant(p.type))
+                    kquant += compare_paths(&p, a, LM_CPU_PORTABLE);
                 free(a);
-                free(b);
                 free_problem(&p);
             }
-    print_message("avx512vnni = avx2 bit for bit on %d outputs\n", compared);
+    print_message("avx512vnni = avx2 bit for bit on %d outputs; k-quants: portable = avx2 on "
+                  "%d\n", compared, kquant);
 }
 
 static void test_vec_dot_types(void **state)
