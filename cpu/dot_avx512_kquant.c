@@ -293,8 +293,10 @@ enum kq { KQ_Q4_K, KQ_Q5_K, KQ_Q6_K };
 #define KP_M (KP_S + 16 * 64)
 #define KP_L (KP_M + 8 * 64)
 #define KP_BYTES (KP_L + 64 * 64)
-/* Tokens per inner tile: each takes 4-5 registers (a sub-block's dot, Q6_K
- * a second one, the integer sum, the float sum and the mins' sum). */
+/* Tokens per inner tile: each takes 4 registers (a scale group's dot, the
+ * integer sum, the float sum and the mins' sum).  6 and 8 ran within this
+ * VM's noise of 4 (1B FFN down, 128 tokens, one Zen 5 core: Q4_K 340-392
+ * GFLOP/s, Q6_K 300-320 with any of them). */
 #define KTILE_TOKS 4
 /* Tokens served by one packing of a panel: up to 128 (packing a Q6_K panel
  * took 14% of a 1B prompt at 64, and the prompt ran 140 -> 155 tokens/s
@@ -408,10 +410,14 @@ static VNNI void pack_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb, uint
 
 /* One panel against T (<= KTILE_TOKS, a constant after inlining) tokens:
  * y[t * ys + i] for rows i < nr.  q6: Q6_K's float steps (no mins; the
- * -32 offset taken out through the bsums), else Q4_K's. */
+ * -32 offset taken out through the bsums), else Q4_K's.  Meanwhile it asks
+ * for the ahead_len bytes at ahead (the rows the next packing reads; 0:
+ * none), a share a block. */
 VINLINE void kpanel_tile(const bool q6, int64_t nb, const uint8_t *panel, const uint8_t *x,
-                         size_t xs, float *y, int64_t ys, int nr, const int T)
+                         size_t xs, float *y, int64_t ys, int nr, const uint8_t *ahead,
+                         size_t ahead_len, const int T)
 {
+    const size_t span = ((ahead_len + (size_t)nb - 1) / (size_t)nb + 63) & ~(size_t)63;
     __m512 acc[KTILE_TOKS], summ[KTILE_TOKS];
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
@@ -420,6 +426,7 @@ VINLINE void kpanel_tile(const bool q6, int64_t nb, const uint8_t *panel, const 
     }
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *pb = panel + b * KP_BYTES;
+        prefetch_ahead(ahead, ahead_len, span, b);
         const lm_block_q8_k *xb[KTILE_TOKS];
         __m512i isum[KTILE_TOKS];
 #pragma GCC unroll 4
@@ -427,32 +434,27 @@ VINLINE void kpanel_tile(const bool q6, int64_t nb, const uint8_t *panel, const 
             xb[t] = (const lm_block_q8_k *)(x + t * xs) + b;
             isum[t] = _mm512_setzero_si512();
         }
-#pragma GCC unroll 8
-        for (int v = 0; v < 8; v++) {
-            __m512i d0[KTILE_TOKS], d1[KTILE_TOKS];
+        /* scale group sg: groups 4sg..4sg+3 under S[sg] (Q6_K), or 8sg..8sg+7
+         * under S[2sg] (Q4_K/Q5_K); one dot register a token */
+        const int G = q6 ? 4 : 8;
+#pragma GCC unroll 16
+        for (int sg = 0; sg < 64 / G; sg++) {
+            __m512i d[KTILE_TOKS];
 #pragma GCC unroll 4
             for (int t = 0; t < T; t++)
-                d0[t] = d1[t] = _mm512_setzero_si512();
+                d[t] = _mm512_setzero_si512();
 #pragma GCC unroll 8
-            for (int k = 0; k < 8; k++) {
-                const __m512i l = _mm512_load_si512(pb + KP_L + 64 * (8 * v + k));
+            for (int k = 0; k < G; k++) {
+                const int g = sg * G + k; /* 8v + k of the layout */
+                const __m512i l = _mm512_load_si512(pb + KP_L + 64 * g);
 #pragma GCC unroll 4
-                for (int t = 0; t < T; t++) {
-                    const __m512i a = act4(xb[t]->qs + 32 * v + 4 * k);
-                    if (q6 && k >= 4)
-                        d1[t] = _mm512_dpbusd_epi32(d1[t], l, a);
-                    else
-                        d0[t] = _mm512_dpbusd_epi32(d0[t], l, a);
-                }
+                for (int t = 0; t < T; t++)
+                    d[t] = _mm512_dpbusd_epi32(d[t], l, act4(xb[t]->qs + 4 * g));
             }
-            const __m512i s0 = _mm512_load_si512(pb + KP_S + 64 * (2 * v));
-            const __m512i s1 = _mm512_load_si512(pb + KP_S + 64 * (2 * v + 1));
+            const __m512i sv = _mm512_load_si512(pb + KP_S + 64 * (q6 ? sg : 2 * sg));
 #pragma GCC unroll 4
-            for (int t = 0; t < T; t++) {
-                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(d0[t], s0));
-                if (q6)
-                    isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(d1[t], s1));
-            }
+            for (int t = 0; t < T; t++)
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(d[t], sv));
         }
         const __m512 dw = _mm512_load_ps(pb + KP_D);
 #pragma GCC unroll 4
@@ -488,21 +490,22 @@ VINLINE void kpanel_tile(const bool q6, int64_t nb, const uint8_t *panel, const 
 }
 
 typedef void (*kpanel_tile_fn)(int64_t nb, const uint8_t *panel, const uint8_t *x, size_t xs,
-                               float *y, int64_t ys, int nr);
-#define KPANEL_TILE_FN(Q6, T)                                                                 \
-    static VNNI void kpanel_##Q6##_##T(int64_t nb, const uint8_t *panel, const uint8_t *x,   \
-                                       size_t xs, float *y, int64_t ys, int nr)               \
+                               float *y, int64_t ys, int nr, const uint8_t *ahead,
+                               size_t ahead_len);
+#define KPANEL_TILE_FN(NAME, Q6, T)                                                           \
+    static VNNI void kpanel_##NAME##_##T(int64_t nb, const uint8_t *panel, const uint8_t *x,  \
+                                         size_t xs, float *y, int64_t ys, int nr,             \
+                                         const uint8_t *ahead, size_t ahead_len)              \
     {                                                                                         \
-        kpanel_tile(Q6, nb, panel, x, xs, y, ys, nr, T);                                      \
+        kpanel_tile(Q6, nb, panel, x, xs, y, ys, nr, ahead, ahead_len, T);                    \
     }
-KPANEL_TILE_FN(false, 1)
-KPANEL_TILE_FN(false, 2)
-KPANEL_TILE_FN(false, 3)
-KPANEL_TILE_FN(false, 4)
-KPANEL_TILE_FN(true, 1)
-KPANEL_TILE_FN(true, 2)
-KPANEL_TILE_FN(true, 3)
-KPANEL_TILE_FN(true, 4)
+#define KPANEL_TILE_FNS(NAME, Q6)                                                             \
+    KPANEL_TILE_FN(NAME, Q6, 1)                                                               \
+    KPANEL_TILE_FN(NAME, Q6, 2)                                                               \
+    KPANEL_TILE_FN(NAME, Q6, 3)                                                               \
+    KPANEL_TILE_FN(NAME, Q6, 4)
+KPANEL_TILE_FNS(q45, false)
+KPANEL_TILE_FNS(q6, true)
 
 typedef void (*decode_k_fn)(const uint8_t *w, size_t ws, int nr, int64_t nb,
                             const uint8_t *ahead, size_t ahead_len, const uint8_t *x, float *y);
@@ -542,9 +545,16 @@ static int kquant_rows(const kquant_kernels *kk, const void *vw, size_t ws, int6
         for (int64_t r = r0; r < r1; r += PANEL_ROWS) {
             const int nr = (int)(r1 - r < PANEL_ROWS ? r1 - r : PANEL_ROWS);
             kk->pack(W + (size_t)r * ws, ws, nr, nb, panel);
+            /* the first tile asks for the rows of the next packing, which
+             * would otherwise come from RAM a miss at a time */
+            const int64_t next_nr = r1 - r - nr < PANEL_ROWS ? r1 - r - nr : PANEL_ROWS;
+            const uint8_t *next = W + (size_t)(r + nr) * ws;
+            size_t next_len = (size_t)next_nr * ws;
             for (int64_t t = t0; t < t1; t += KTILE_TOKS) {
                 const int nt = (int)(t1 - t < KTILE_TOKS ? t1 - t : KTILE_TOKS);
-                kk->tiles[nt - 1](nb, panel, x + (size_t)t * xs, xs, y + t * ys + r, ys, nr);
+                kk->tiles[nt - 1](nb, panel, x + (size_t)t * xs, xs, y + t * ys + r, ys, nr,
+                                  next, next_len);
+                next_len = 0;
             }
         }
     }
@@ -552,10 +562,11 @@ static int kquant_rows(const kquant_kernels *kk, const void *vw, size_t ws, int6
     return 0;
 }
 
-#define KQ_TILES(Q6) {kpanel_##Q6##_1, kpanel_##Q6##_2, kpanel_##Q6##_3, kpanel_##Q6##_4}
-static const kquant_kernels q4_k = {decode_q4_k, pack_q4_k, KQ_TILES(false)};
-static const kquant_kernels q5_k = {decode_q5_k, pack_q5_k, KQ_TILES(false)};
-static const kquant_kernels q6_k = {decode_q6_k, pack_q6_k, KQ_TILES(true)};
+#define KQ_TILES(NAME)                                                                         \
+    {kpanel_##NAME##_1, kpanel_##NAME##_2, kpanel_##NAME##_3, kpanel_##NAME##_4}
+static const kquant_kernels q4_k = {decode_q4_k, pack_q4_k, KQ_TILES(q45)};
+static const kquant_kernels q5_k = {decode_q5_k, pack_q5_k, KQ_TILES(q45)};
+static const kquant_kernels q6_k = {decode_q6_k, pack_q6_k, KQ_TILES(q6)};
 
 int lm_vnni_q4_k(const void *w, size_t ws, int64_t cols, int64_t r0, int64_t r1, const void *x,
                  size_t xs, int64_t n_tok, float *y, int64_t ys)
