@@ -109,10 +109,12 @@ VINLINE __m512i bsum_pair(const lm_block_q8_k *xb, const int i)
     return _mm512_set1_epi32((int)(((uint32_t)p1 << 16) | ((uint32_t)p0 & 0xFFFF)));
 }
 
-/* The 4 activation bytes at p in every lane (vpdpbusd's signed operand). */
+/* The 4 activation bytes at p in every lane (vpdpbusd's signed operand),
+ * broadcast from memory: through a general register (what set1 of a
+ * memcpy'd word compiles to) each would also take a shuffle. */
 VINLINE __m512i act4(const int8_t *p)
 {
-    return _mm512_set1_epi32((int)load_u32((const uint8_t *)p));
+    return _mm512_broadcastd_epi32(_mm_loadu_si32(p));
 }
 
 /* One token against nr (<= 16) Q4_K (q5 false) or Q5_K (q5 true, the fifth
@@ -183,12 +185,13 @@ static VNNI void decode_q5_k(const uint8_t *w, size_t ws, int nr, int64_t nb,
 
 /* ---- Q6_K decode: 16 rows in lanes ---------------------------------------- */
 
-/* Signed byte j (< 4) of each lane of v as the int16 pair (b, b). */
-VINLINE __m512i sbyte_pair(__m512i v, const int j)
+/* Bytes 2i and 2i+1 of each lane of v, signed, as the int16 pair. */
+VINLINE __m512i sbytes_pair(__m512i v, const int i)
 {
-    const __m512i b = sbyte_i32(v, j);
-    return _mm512_or_si512(_mm512_and_si512(b, _mm512_set1_epi32(0xFFFF)),
-                           _mm512_slli_epi32(b, 16));
+    const __m512i lo = _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 16 * i), 24);
+    const __m512i hi = _mm512_srai_epi32(_mm512_slli_epi32(v, 16 - 16 * i), 24);
+    return _mm512_or_si512(_mm512_and_si512(lo, _mm512_set1_epi32(0xFFFF)),
+                           _mm512_slli_epi32(hi, 16));
 }
 
 /* Levels 0..63 of 32-level vector j (< 4) of a half, for one 4-byte group:
@@ -233,12 +236,12 @@ static VNNI void decode_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb,
             _mm512_srli_epi32(dwords16(rows, o + at_d - 2), 16)));
         __m512i sc[4]; /* scales 4m..4m+3 of each row, signed bytes */
         transpose16(rows, o + at_sc, sc);
-        /* sum_g scale_g bsums_g, exact */
+        /* sum_g scale_g bsums_g, exact, two groups a step */
         __m512i ioff = _mm512_setzero_si512();
-#pragma GCC unroll 16
-        for (int g = 0; g < 16; g++)
-            ioff = _mm512_dpwssd_epi32(ioff, sbyte_pair(sc[g / 4], g % 4),
-                                       _mm512_set1_epi32((int)(uint16_t)xb->bsums[g]));
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++)
+            ioff = _mm512_dpwssd_epi32(ioff, sbytes_pair(sc[i / 2], i % 2),
+                                       _mm512_set1_epi32((int)load_u32((const uint8_t *)(xb->bsums + 2 * i))));
         __m512i isum = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int h = 0; h < 2; h++)
@@ -303,15 +306,6 @@ enum kq { KQ_Q4_K, KQ_Q5_K, KQ_Q6_K };
  * at 128), fewer when their activations would pass 1 MB of the L2. */
 #define KPANEL_TOKS 128
 #define KPANEL_ACT_BYTES (1 << 20)
-
-/* Bytes 2i and 2i+1 of each lane of v, signed, as the int16 pair. */
-VINLINE __m512i sbytes_pair(__m512i v, const int i)
-{
-    const __m512i lo = _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 16 * i), 24);
-    const __m512i hi = _mm512_srai_epi32(_mm512_slli_epi32(v, 16 - 16 * i), 24);
-    return _mm512_or_si512(_mm512_and_si512(lo, _mm512_set1_epi32(0xFFFF)),
-                           _mm512_slli_epi32(hi, 16));
-}
 
 VINLINE void store_reg(uint8_t *p, int i, __m512i v)
 {
