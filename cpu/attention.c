@@ -28,11 +28,6 @@
 #define GG_STEP 64     /* ggml_vec_dot_f16: 4 accumulators x 16 lanes */
 #define GG_KV_PAD 256  /* llama.cpp rounds the visible KV cells up to this */
 
-static float round_half(float x)
-{
-    return lm_half_to_float(lm_float_to_half(x));
-}
-
 static int gg_pad(int n, int to)
 {
     return (n + to - 1) / to * to;
@@ -227,9 +222,7 @@ static void gg_softmax_half(float *s, int first, int n, float *tmp)
             e[l] = c + l < n ? s[c + l] : 0.0f;
         sum += (double)gg_reduce16(e);
     }
-    const float inv = (float)(1.0 / sum);
-    for (int p = 0; p < n; p++)
-        s[p] = round_half(s[p] * inv);
+    lm_round_to_half(s, s, n, (float)(1.0 / sum));
 }
 
 typedef float (*kq_fn)(const float *qh, const lm_fp16 *k, int hd, int tiny);
@@ -261,8 +254,7 @@ static void attend_group(float *out, const float *q, const lm_fp16 *k_cache,
     float *slots = tmp + gg_pad(n_pos, GG_LANES);
     float qh[MAX_HEAD_DIM];
     for (int g = 0; g < ng; g++) {
-        for (int i = 0; i < head_dim; i++)
-            qh[i] = round_half(q[g * head_dim + i]);
+        lm_round_to_half(qh, q + g * head_dim, head_dim, 1.0f);
         for (int p = first; p < n_pos; p++)
             sc[p] = kq(qh, k_cache + (size_t)p * kv_stride, head_dim, tiny_kq) * kq_scale;
         gg_softmax_half(sc, first, n_pos, tmp);

@@ -23,6 +23,7 @@
 
 #include "internal.h"
 #include "kernels.h"
+#include "ops.h"
 #include "quant.h"
 
 /* ---- deterministic random numbers --------------------------------------- */
@@ -312,6 +313,85 @@ static void test_paths_same_bits(void **state)
                   "%d\n", compared, kquant);
 }
 
+/* The fp16 roundings of the hot paths (F16C where the AVX2 kernels run)
+ * give the reference conversion's bits: every fp16 value and the halfway
+ * points around it, values past the largest half and into its subnormals,
+ * and random floats of every exponent, at lengths that leave a tail. */
+static void test_half_rounding(void **state)
+{
+    (void)state;
+    enum { N = 3 * 65536 + 4099 };
+    float *x = malloc(N * sizeof(float)), *got = malloc(N * sizeof(float));
+    lm_fp16 *h = malloc(N * sizeof(lm_fp16));
+    int n = 0;
+    for (uint32_t i = 0; i < 65536; i++) {
+        const float f = lm_fp16_to_f32((lm_fp16)i);
+        if (isnan(f))
+            continue;
+        x[n++] = f;
+        x[n++] = nextafterf(f, INFINITY);
+        x[n++] = f * 1.0004882f; /* about half an fp16 step above */
+    }
+    srand(7);
+    while (n < N) {
+        uint32_t bits = ((uint32_t)rand() << 16) ^ (uint32_t)rand();
+        float f;
+        memcpy(&f, &bits, sizeof f);
+        x[n++] = isnan(f) ? 65520.0f : f;
+    }
+    for (int len = N - 7; len <= N; len += 7) {
+        lm_round_to_half(got, x, len, 1.0f);
+        lm_store_fp16(h, x, 1, len, 0);
+        for (int i = 0; i < len; i++) {
+            const lm_fp16 want = lm_f32_to_fp16(x[i]);
+            const float back = lm_fp16_to_f32(want);
+            if (h[i] != want || memcmp(&got[i], &back, sizeof back) != 0) {
+                print_error("%.9g: stored %#x, rounded %.9g; want %#x (%.9g)\n", x[i], h[i],
+                            got[i], want, back);
+                fail();
+            }
+        }
+    }
+    lm_round_to_half(got, x, 1000, 0.37f); /* the scaled form: the product, then rounded */
+    for (int i = 0; i < 1000; i++) {
+        const float back = lm_fp16_to_f32(lm_f32_to_fp16(x[i] * 0.37f));
+        assert_memory_equal(&got[i], &back, sizeof back);
+    }
+    free(x);
+    free(got);
+    free(h);
+}
+
+/* The Q8_K activations (AVX2 where the kernels run) are the reference
+ * quantizer's bit for bit: random rows of every scale, extremes of equal
+ * magnitude and both signs (the first one gives the sign), a zero block. */
+static void test_act_quant_q8_k(void **state)
+{
+    (void)state;
+    enum { BLOCKS = 64, N = BLOCKS * 256 };
+    float *x = malloc(N * sizeof(float));
+    lm_block_q8_k *got = malloc(BLOCKS * sizeof *got), *want = malloc(BLOCKS * sizeof *want);
+    srand(11);
+    for (int i = 0; i < N; i++)
+        x[i] = ((float)rand() / RAND_MAX - 0.5f) * ldexpf(1.0f, i / 256 % 24 - 12);
+    x[256 + 7] = 9.0f, x[256 + 90] = -9.0f;   /* block 1: + first */
+    x[512 + 3] = -9.0f, x[512 + 200] = 9.0f;  /* block 2: - first */
+    x[768 + 5] = 1.0f, x[768 + 6] = 127.49f;  /* block 3 */
+    memset(x + 1024, 0, 256 * sizeof(float)); /* block 4 */
+    memset(got, 0x5a, BLOCKS * sizeof *got);
+    memset(want, 0xa5, BLOCKS * sizeof *want);
+    lm_quantize_act(LM_TYPE_Q8_K, x, got, N);
+    lm_type_get(LM_TYPE_Q8_K)->quantize(x, want, N);
+    for (int b = 0; b < BLOCKS; b++) {
+        assert_memory_equal(got[b].qs, want[b].qs, sizeof got[b].qs);
+        assert_memory_equal(got[b].bsums, want[b].bsums, sizeof got[b].bsums);
+        assert_memory_equal(&got[b].d, &want[b].d, sizeof got[b].d);
+    }
+    free(x);
+    free(got);
+    free(want);
+}
+
 static void test_vec_dot_types(void **state)
 {
     (void)state;
@@ -403,7 +483,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vec_dot_types),
+        cmocka_unit_test(test_half_rounding),
         cmocka_unit_test(test_act_quant_rounding),
+        cmocka_unit_test(test_act_quant_q8_k),
         cmocka_unit_test(test_get_row),
         cmocka_unit_test(test_matmul_all_types),
         cmocka_unit_test(test_matmul_prompt),
