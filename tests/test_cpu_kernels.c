@@ -373,7 +373,7 @@ static void test_act_quant_q8_k(void **state)
     lm_block_q8_k *got = malloc(BLOCKS * sizeof *got), *want = malloc(BLOCKS * sizeof *want);
     srand(11);
     for (int i = 0; i < N; i++)
-        x[i] = ((float)rand() / RAND_MAX - 0.5f) * ldexpf(1.0f, i / 256 % 24 - 12);
+        x[i] = (float)((double)rand() / RAND_MAX - 0.5) * ldexpf(1.0f, i / 256 % 24 - 12);
     x[256 + 7] = 9.0f, x[256 + 90] = -9.0f;   /* block 1: + first */
     x[512 + 3] = -9.0f, x[512 + 200] = 9.0f;  /* block 2: - first */
     x[768 + 5] = 1.0f, x[768 + 6] = 127.49f;  /* block 3 */
