@@ -130,7 +130,6 @@ VINLINE void decode_q45k(const bool q5, const uint8_t *w, size_t ws, int nr, int
     __m512 acc = _mm512_setzero_ps(), summ = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const size_t o = (size_t)b * bsize;
-        prefetch_ahead(ahead, ahead_len, PANEL_ROWS * bsize, b);
         const lm_block_q8_k *xb = (const lm_block_q8_k *)(x + b * xsize);
         __m512i dd, sc[2], mn[2];
         k4_header16(rows, o, &dd, sc, mn);
@@ -146,6 +145,7 @@ VINLINE void decode_q45k(const bool q5, const uint8_t *w, size_t ws, int nr, int
         q5k_high_bits(q5, rows, o, qh);
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
+            prefetch_ahead(ahead, ahead_len, PANEL_ROWS * bsize / 4, 4 * b + c);
             /* sub-blocks 2c (low nibbles) and 2c+1 (high): 8 groups each */
             __m512i dlo = _mm512_setzero_si512(), dhi = _mm512_setzero_si512();
 #pragma GCC unroll 4
@@ -228,7 +228,6 @@ static VNNI void decode_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb,
     __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const size_t o = (size_t)b * bsize;
-        prefetch_ahead(ahead, ahead_len, PANEL_ROWS * bsize, b);
         const lm_block_q8_k *xb = (const lm_block_q8_k *)(x + b * xsize);
         /* d: the high half of the dword before it (scales 14, 15 and d, all
          * inside the block) */
@@ -247,6 +246,8 @@ static VNNI void decode_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb,
         for (int h = 0; h < 2; h++)
 #pragma GCC unroll 4
             for (int part = 0; part < 2; part++) { /* bytes 0..15, 16..31 */
+                prefetch_ahead(ahead, ahead_len, (PANEL_ROWS * bsize / 4 + 63) & ~(size_t)63,
+                               4 * b + 2 * h + part);
                 __m512i l0[4], l1[4], hb[4];
                 transpose16(rows, o + at_ql + 64 * h + 16 * part, l0);
                 transpose16(rows, o + at_ql + 64 * h + 32 + 16 * part, l1);
