@@ -6,8 +6,12 @@
  * from llama.cpp's. */
 #include <math.h>
 #include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #include "internal.h"
+#include "kernels.h"
 
 /* Round to nearest, ties to even, for |f| < 2^22: adding 1.5*2^23 leaves the
  * integer in the low mantissa bits.  Same result as _mm256_round_ps(x,
@@ -101,10 +105,6 @@ static void quantize_q8_k(const float *x, void *dst, int64_t n)
 }
 
 #if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-
-#include "kernels.h"
-
 /* quantize_q8_k with AVX2, the same bits: the largest magnitude by vector
  * max (which, like the scalar test, passes over a NaN), the first value of
  * that magnitude giving the sign; each level iscale * x plus 1.5 * 2^23

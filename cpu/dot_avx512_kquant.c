@@ -279,15 +279,14 @@ static VNNI void decode_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb,
  * 32-level vector v (< 8) of a block and group k (< 8), register L[8v + k]
  * holds the levels of elements 32v + 4k..32v + 4k + 3 of the 16 rows, which
  * meet the activation bytes at the same place in vpdpbusd; groups k < 4 lie
- * under scale register S[2v], the others under S[2v + 1] (Q4_K/Q5_K: both
- * s_v, so its 8 groups share one vpmulld).  The float steps that follow are
- * the decoders'. */
+ * under scale register S[2v], the others under S[2v + 1] (Q4_K/Q5_K: all 8
+ * under s_v in S[2v], so they share one vpmulld).  The float steps that
+ * follow are the decoders'. */
 
 enum kq { KQ_Q4_K, KQ_Q5_K, KQ_Q6_K };
 
 /* A packed block of 16 rows: d and dmin as f32 (Q6_K: no dmin), 16 scale
- * registers of int32 (Q4_K/Q5_K: s_v in S[2v] and S[2v+1]; Q6_K: scale g in
- * S[g]), 8 correction registers of int16 pairs meeting pairs of the
+ * registers of int32 (Q4_K/Q5_K: s_v in S[2v]; Q6_K: scale g in S[g]), 8 correction registers of int16 pairs meeting pairs of the
  * activations' bsums (Q4_K/Q5_K: (m_2i, m_2i+1) against the sums of bsums
  * 4i, 4i+1 and 4i+2, 4i+3, in M[0..3]; Q6_K: (scale_2i, scale_2i+1) against
  * bsums 2i, 2i+1), and the 64 level registers. */
@@ -324,10 +323,8 @@ VINLINE void pack_q45k_block(const bool q5, const uint8_t *const rows[PANEL_ROWS
     k4_header16(rows, o, &dd, sc, mn);
     _mm512_store_ps(pb + KP_D, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd)));
     _mm512_store_ps(pb + KP_DMIN, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16))));
-    for (int v = 0; v < 8; v++) {
+    for (int v = 0; v < 8; v++) /* (S[2v + 1] unused: one scale a vector) */
         store_reg(pb + KP_S, 2 * v, byte_u32(sc[v / 4], v % 4));
-        store_reg(pb + KP_S, 2 * v + 1, byte_u32(sc[v / 4], v % 4));
-    }
     for (int i = 0; i < 8; i++)
         store_reg(pb + KP_M, i, i < 4 ? bytes_pair(mn[i / 2], i % 2) : _mm512_setzero_si512());
     __m512i qh[8];
