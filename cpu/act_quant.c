@@ -12,6 +12,7 @@
 
 #include "internal.h"
 #include "kernels.h"
+#include "ops.h"
 
 /* Round to nearest, ties to even, for |f| < 2^22: adding 1.5*2^23 leaves the
  * integer in the low mantissa bits.  Same result as _mm256_round_ps(x,
@@ -180,9 +181,7 @@ static void convert_f32(const float *x, void *dst, int64_t n)
 
 static void convert_f16(const float *x, void *dst, int64_t n)
 {
-    lm_fp16 *h = dst;
-    for (int64_t i = 0; i < n; i++)
-        h[i] = lm_f32_to_fp16(x[i]);
+    lm_floats_to_half(dst, x, n);
 }
 
 static void convert_bf16(const float *x, void *dst, int64_t n)

@@ -258,17 +258,20 @@ F16C static int64_t round_to_half_f16c(float *dst, const float *src, int64_t n, 
 }
 #endif
 
-void lm_store_fp16(lm_fp16 *cache, const float *src, int n, int kv_dim, int pos0)
+void lm_floats_to_half(lm_fp16 *dst, const float *src, int64_t n)
 {
-    lm_fp16 *dst = cache + (int64_t)pos0 * kv_dim;
-    const int64_t count = (int64_t)n * kv_dim;
     int64_t i = 0;
 #if defined(__x86_64__) || defined(__i386__)
     if (lm_cpu_use_avx2())
-        i = store_fp16_f16c(dst, src, count);
+        i = store_fp16_f16c(dst, src, n);
 #endif
-    for (; i < count; i++)
+    for (; i < n; i++)
         dst[i] = lm_float_to_half(src[i]);
+}
+
+void lm_store_fp16(lm_fp16 *cache, const float *src, int n, int kv_dim, int pos0)
+{
+    lm_floats_to_half(cache + (int64_t)pos0 * kv_dim, src, (int64_t)n * kv_dim);
 }
 
 void lm_round_to_half(float *dst, const float *src, int64_t n, float mul)

@@ -83,6 +83,9 @@ void lm_store_fp16(lm_fp16 *cache, const float *src, int n, int kv_dim, int pos0
 float lm_half_to_float(lm_fp16 h);
 lm_fp16 lm_float_to_half(float f);
 
+/* dst[i] = src[i] as fp16 (to nearest, ties to even), n values. */
+void lm_floats_to_half(lm_fp16 *dst, const float *src, int64_t n);
+
 /* dst[i] = src[i] * mul rounded to fp16 and back (to nearest, ties to even:
  * lm_float_to_half's rounding), n values; in place is allowed. */
 void lm_round_to_half(float *dst, const float *src, int64_t n, float mul);
