@@ -218,7 +218,7 @@ LM_X86_INLINE void k_block_to_float(float *kf, const lm_fp16 *k, int kv_stride, 
 
 /* Scores, 8 positions at a time (hd % 16 == 0): the block of K converted
  * once for every row, its 8 scores summed by one transposing tree. */
-AVX2 static void kq_rows_tiny_avx2(const lm_attn_row *rows, int nr, const lm_fp16 *k,
+LM_X86_INLINE void kq_rows_tiny_avx2_body(const lm_attn_row *rows, int nr, const lm_fp16 *k,
                                    int kv_stride, int hd, int tiny, float kq_scale, float *kf)
 {
     (void)tiny;
@@ -251,6 +251,26 @@ AVX2 static void kq_rows_tiny_avx2(const lm_attn_row *rows, int nr, const lm_fp1
     }
 }
 
+/* kq_rows_tiny_avx2_body with the common head sizes as constants: the rows of a
+ * block then lie at fixed offsets, where GCC otherwise kept 16 pointers. */
+AVX2 static void kq_rows_tiny_avx2(const lm_attn_row *rows, int nr, const lm_fp16 *k,
+                                   int kv_stride, int hd, int tiny, float kq_scale, float *kf)
+{
+    switch (hd) {
+    case 64:
+        kq_rows_tiny_avx2_body(rows, nr, k, kv_stride, 64, tiny, kq_scale, kf);
+        break;
+    case 128:
+        kq_rows_tiny_avx2_body(rows, nr, k, kv_stride, 128, tiny, kq_scale, kf);
+        break;
+    case 256:
+        kq_rows_tiny_avx2_body(rows, nr, k, kv_stride, 256, tiny, kq_scale, kf);
+        break;
+    default:
+        kq_rows_tiny_avx2_body(rows, nr, k, kv_stride, hd, tiny, kq_scale, kf);
+    }
+}
+
 /* Rows [p0, p1) of V (hd values each, kv_stride apart) side by side at
  * dst, hd apart; hd % 8 == 0. */
 LM_X86_INLINE void copy_rows(lm_fp16 *dst, const lm_fp16 *v, int kv_stride, int p0, int p1, int hd)
@@ -258,7 +278,10 @@ LM_X86_INLINE void copy_rows(lm_fp16 *dst, const lm_fp16 *v, int kv_stride, int 
     for (int p = p0; p < p1; p++) {
         const lm_fp16 *src = v + (size_t)p * kv_stride;
         lm_fp16 *d = dst + (size_t)(p - p0) * hd;
-        for (int i = 0; i < hd; i += 8)
+        int i = 0;
+        for (; i + 16 <= hd; i += 16)
+            _mm256_storeu_si256((__m256i *)(d + i), _mm256_loadu_si256((const __m256i *)(src + i)));
+        if (i < hd)
             _mm_storeu_si128((__m128i *)(d + i), _mm_loadu_si128((const __m128i *)(src + i)));
     }
 }
@@ -268,7 +291,7 @@ LM_X86_INLINE void copy_rows(lm_fp16 *dst, const lm_fp16 *v, int kv_stride, int 
  * between chunks.  A row's positions before first (probability 0) add
  * exact zeros to slots that hold +0, so its blocks before first are
  * skipped. */
-AVX2 static void kqv_rows_tiny_avx2(const lm_attn_row *rows, int nr, const lm_fp16 *v,
+LM_X86_INLINE void kqv_rows_tiny_avx2_body(const lm_attn_row *rows, int nr, const lm_fp16 *v,
                                     int kv_stride, int hd, int tiny, float *work)
 {
     (void)tiny;
@@ -321,6 +344,26 @@ AVX2 static void kqv_rows_tiny_avx2(const lm_attn_row *rows, int nr, const lm_fp
         }
 }
 
+/* kqv_rows_tiny_avx2_body with the common head sizes as constants: the rows of a
+ * block then lie at fixed offsets, where GCC otherwise kept 16 pointers. */
+AVX2 static void kqv_rows_tiny_avx2(const lm_attn_row *rows, int nr, const lm_fp16 *v,
+                                    int kv_stride, int hd, int tiny, float *work)
+{
+    switch (hd) {
+    case 64:
+        kqv_rows_tiny_avx2_body(rows, nr, v, kv_stride, 64, tiny, work);
+        break;
+    case 128:
+        kqv_rows_tiny_avx2_body(rows, nr, v, kv_stride, 128, tiny, work);
+        break;
+    case 256:
+        kqv_rows_tiny_avx2_body(rows, nr, v, kv_stride, 256, tiny, work);
+        break;
+    default:
+        kqv_rows_tiny_avx2_body(rows, nr, v, kv_stride, hd, tiny, work);
+    }
+}
+
 #ifdef LM_HAVE_AVX512VNNI
 #define AVX512 __attribute__((target("avx2,fma,f16c,avx512f")))
 #define AVX512_INLINE static inline __attribute__((always_inline)) AVX512
@@ -356,7 +399,7 @@ AVX512_INLINE __m512 reduce16_x16(const __m512 a[16])
 
 /* Scores, 16 positions at a time: kq_rows_tiny_avx2 on twice the
  * positions. */
-AVX512 static void kq_rows_tiny_avx512(const lm_attn_row *rows, int nr, const lm_fp16 *k,
+AVX512_INLINE void kq_rows_tiny_avx512_body(const lm_attn_row *rows, int nr, const lm_fp16 *k,
                                        int kv_stride, int hd, int tiny, float kq_scale, float *kf)
 {
     (void)tiny;
@@ -386,8 +429,28 @@ AVX512 static void kq_rows_tiny_avx512(const lm_attn_row *rows, int nr, const lm
     }
 }
 
+/* kq_rows_tiny_avx512_body with the common head sizes as constants: the rows of a
+ * block then lie at fixed offsets, where GCC otherwise kept 16 pointers. */
+AVX512 static void kq_rows_tiny_avx512(const lm_attn_row *rows, int nr, const lm_fp16 *k,
+                                       int kv_stride, int hd, int tiny, float kq_scale, float *kf)
+{
+    switch (hd) {
+    case 64:
+        kq_rows_tiny_avx512_body(rows, nr, k, kv_stride, 64, tiny, kq_scale, kf);
+        break;
+    case 128:
+        kq_rows_tiny_avx512_body(rows, nr, k, kv_stride, 128, tiny, kq_scale, kf);
+        break;
+    case 256:
+        kq_rows_tiny_avx512_body(rows, nr, k, kv_stride, 256, tiny, kq_scale, kf);
+        break;
+    default:
+        kq_rows_tiny_avx512_body(rows, nr, k, kv_stride, hd, tiny, kq_scale, kf);
+    }
+}
+
 /* Outputs: kqv_rows_tiny_avx2 on 16 dimensions at a time. */
-AVX512 static void kqv_rows_tiny_avx512(const lm_attn_row *rows, int nr, const lm_fp16 *v,
+AVX512_INLINE void kqv_rows_tiny_avx512_body(const lm_attn_row *rows, int nr, const lm_fp16 *v,
                                         int kv_stride, int hd, int tiny, float *work)
 {
     (void)tiny;
@@ -442,6 +505,26 @@ AVX512 static void kqv_rows_tiny_avx512(const lm_attn_row *rows, int nr, const l
             _mm512_storeu_ps(rows[r].out + d, _mm512_add_ps(_mm512_add_ps(t4[0], t4[2]),
                                                             _mm512_add_ps(t4[1], t4[3])));
         }
+}
+
+/* kqv_rows_tiny_avx512_body with the common head sizes as constants: the rows of a
+ * block then lie at fixed offsets, where GCC otherwise kept 16 pointers. */
+AVX512 static void kqv_rows_tiny_avx512(const lm_attn_row *rows, int nr, const lm_fp16 *v,
+                                        int kv_stride, int hd, int tiny, float *work)
+{
+    switch (hd) {
+    case 64:
+        kqv_rows_tiny_avx512_body(rows, nr, v, kv_stride, 64, tiny, work);
+        break;
+    case 128:
+        kqv_rows_tiny_avx512_body(rows, nr, v, kv_stride, 128, tiny, work);
+        break;
+    case 256:
+        kqv_rows_tiny_avx512_body(rows, nr, v, kv_stride, 256, tiny, work);
+        break;
+    default:
+        kqv_rows_tiny_avx512_body(rows, nr, v, kv_stride, hd, tiny, work);
+    }
 }
 #endif /* LM_HAVE_AVX512VNNI */
 

@@ -126,10 +126,10 @@ static void check_case(const heads *hs, int n, int pos0, int window)
 static void test_attention_paths(void **state)
 {
     (void)state;
-    /* 64 and 128: every kernel; 80: tinyBLAS order by SIMD, vec_dot's
+    /* 64, 128 and 256: every kernel, the sizes it has as constants; 80: tinyBLAS order by SIMD, vec_dot's
      * scores portable; 40: only the outputs by SIMD (AVX2); 32 heads on
      * one KV head: two passes of 16 */
-    const heads hs[] = {{8, 2, 64}, {4, 4, 128}, {6, 2, 80}, {2, 1, 40}, {32, 1, 64}};
+    const heads hs[] = {{8, 2, 64}, {4, 4, 128}, {2, 1, 256}, {6, 2, 80}, {2, 1, 40}, {32, 1, 64}};
     const int tokens[] = {1, 2, 7, 33};
     const int pos0s[] = {0, 5, 100};
     const int windows[] = {0, 13};
