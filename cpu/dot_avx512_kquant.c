@@ -212,59 +212,122 @@ VINLINE __m512i q6_level(__m512i l0, __m512i l1, __m512i hb, const int j)
     return _mm512_ternarylogic_epi32(nib, _mm512_and_si512(at45, top2), lo4, 0xEC);
 }
 
-/* One token against nr (<= 16) Q6_K rows starting at w: y[i] for i < nr.
- * The contract of dot_portable.c's dot_q6_k: bytes 0..15 of 32-level
- * vector j of half h lie under scale 8h+2j, bytes 16..31 under 8h+2j+1;
- * each 16-byte group's 4 vpdpbusd go into one register before its vpmulld,
- * and -32 sum_g scale_g bsums_g comes off before the one fma. */
+/* A row's Q6_K block at row, against the token's 256 activations a[4]
+ * (64 a register) and 32 * bsums (lane 4q + c: group 4c + q): 16 int32
+ * lanes whose sum is the block's exact integer sum isum.
+ *
+ * The row's levels come in ggml's order without a transpose: the low
+ * nibbles of ql bytes 64h..64h+63 are elements 128h..128h+63, their high
+ * nibbles the next 64, and qh byte 32h + l tops element 128h + 32j + l
+ * with its bits 2j, 2j+1; so one register of qh's half twice over,
+ * shifted by 4, 2, 0 or 2 bits a 256-bit half, puts every top at bits 4
+ * and 5.  vpdpbusd then leaves in lane i of chunk c the products of
+ * elements 64c + 4i..4i+3, whose 16-group is 4c + i / 4; the four chunks'
+ * quarters are summed into lane 4q + c, which meets its group's scale
+ * (permuted the same way) after the offset 32 * bsums comes off:
+ * sum_g scale_g (dot_g - 32 bsum_g), the portable dot's integer. */
+VINLINE __m512i q6k_row_isum(const uint8_t *row, const __m512i a[4], __m512i bs32)
+{
+    const __m512i ql0 = _mm512_loadu_si512(row + offsetof(lm_block_q6_k, ql));
+    const __m512i ql1 = _mm512_loadu_si512(row + offsetof(lm_block_q6_k, ql) + 64);
+    const __m512i qh = _mm512_loadu_si512(row + offsetof(lm_block_q6_k, qh));
+    const __m512i lo4 = _mm512_set1_epi8(0x0F), top2 = _mm512_set1_epi8(0x30);
+    /* bits 0, 1 (low 256 bits: j = 0) or 2, 3 (j = 1) up to 4, 5; for the
+     * high nibbles bits 4, 5 (j = 2) stay, 6, 7 (j = 3) come down by 2 */
+    const __m512i up = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i down = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    __m512i d[4];
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        const __m512i ql = h ? ql1 : ql0;
+        const __m512i t = h ? _mm512_shuffle_i64x2(qh, qh, 0xEE) : _mm512_shuffle_i64x2(qh, qh, 0x44);
+        const __m512i lo = _mm512_ternarylogic_epi32(
+            ql, _mm512_and_si512(_mm512_sllv_epi16(t, up), top2), lo4, 0xEC);
+        const __m512i hi = _mm512_ternarylogic_epi32(
+            _mm512_srli_epi16(ql, 4), _mm512_and_si512(_mm512_srlv_epi16(t, down), top2), lo4, 0xEC);
+        d[2 * h] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, a[2 * h]);
+        d[2 * h + 1] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, a[2 * h + 1]);
+    }
+    /* lane 4q + c: quarter q of d[c] summed */
+    const __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(d[0], d[1]), _mm512_unpackhi_epi32(d[0], d[1]));
+    const __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(d[2], d[3]), _mm512_unpackhi_epi32(d[2], d[3]));
+    const __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
+    const __m512i sc = _mm512_permutexvar_epi32(
+        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
+        _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(row + offsetof(lm_block_q6_k, scales)))));
+    return _mm512_mullo_epi32(_mm512_sub_epi32(u, bs32), sc);
+}
+
+/* The lane sums of four rows' vectors v[0..3], one quarter a row: quarter
+ * r holds 4 partial sums of row r (integers: any order is exact). */
+VINLINE __m512i sum_rows4(const __m512i v[4])
+{
+    const __m512i b0 = _mm512_add_epi32(_mm512_shuffle_i32x4(v[0], v[1], 0x44), _mm512_shuffle_i32x4(v[0], v[1], 0xEE));
+    const __m512i b1 = _mm512_add_epi32(_mm512_shuffle_i32x4(v[2], v[3], 0x44), _mm512_shuffle_i32x4(v[2], v[3], 0xEE));
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(b0, b1, 0x88), _mm512_shuffle_i32x4(b0, b1, 0xDD));
+}
+
+/* Four sum_rows4 results (rows 4m..4m+3 in c[m]) to one register: lane i
+ * the whole sum of row i. */
+VINLINE __m512i sum_rows16(const __m512i c[4])
+{
+#define PS(v) _mm512_castsi512_ps(v)
+#define SI(v) _mm512_castps_si512(v)
+    /* quarter r of d0: two partial sums of row r, then of row 4 + r */
+    const __m512i d0 = _mm512_add_epi32(SI(_mm512_shuffle_ps(PS(c[0]), PS(c[1]), _MM_SHUFFLE(1, 0, 1, 0))),
+                                        SI(_mm512_shuffle_ps(PS(c[0]), PS(c[1]), _MM_SHUFFLE(3, 2, 3, 2))));
+    const __m512i d1 = _mm512_add_epi32(SI(_mm512_shuffle_ps(PS(c[2]), PS(c[3]), _MM_SHUFFLE(1, 0, 1, 0))),
+                                        SI(_mm512_shuffle_ps(PS(c[2]), PS(c[3]), _MM_SHUFFLE(3, 2, 3, 2))));
+    /* lane 4r + i: row r + 4i */
+    const __m512i e = _mm512_add_epi32(SI(_mm512_shuffle_ps(PS(d0), PS(d1), _MM_SHUFFLE(2, 0, 2, 0))),
+                                       SI(_mm512_shuffle_ps(PS(d0), PS(d1), _MM_SHUFFLE(3, 1, 3, 1))));
+#undef PS
+#undef SI
+    return _mm512_permutexvar_epi32(
+        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), e);
+}
+
+/* One token against nr (<= 16) Q6_K rows starting at w: y[i] for i < nr,
+ * a row at a time (q6k_row_isum), where transposing 16 rows into lanes
+ * had taken some 300 shuffles a block and 1190 instructions in all (one
+ * Zen 5 core, a matrix in cache: 22-28 GB/s, 2 threads from RAM 38-41).
+ * The 16 rows' integer sums come together in lanes for the float steps:
+ * acc = fma(d_w d_x, isum, acc), as dot_portable.c's dot_q6_k. */
 static VNNI void decode_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb,
                              const uint8_t *ahead, size_t ahead_len, const uint8_t *x, float *y)
 {
     const uint8_t *rows[PANEL_ROWS];
     panel_row_ptrs(w, ws, nr, rows);
     const size_t bsize = sizeof(lm_block_q6_k), xsize = sizeof(lm_block_q8_k);
-    const size_t at_ql = offsetof(lm_block_q6_k, ql), at_qh = offsetof(lm_block_q6_k, qh),
-                 at_sc = offsetof(lm_block_q6_k, scales), at_d = offsetof(lm_block_q6_k, d);
+    const size_t at_d = offsetof(lm_block_q6_k, d);
+    const size_t span = (PANEL_ROWS * bsize / 4 + 63) & ~(size_t)63;
     __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const size_t o = (size_t)b * bsize;
         const lm_block_q8_k *xb = (const lm_block_q8_k *)(x + b * xsize);
+        __m512i a[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++)
+            a[c] = _mm512_loadu_si512(xb->qs + 64 * c);
+        const __m512i bs32 = _mm512_slli_epi32(
+            _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
+                                     _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)xb->bsums))),
+            5);
+        __m512i c[4];
+#pragma GCC unroll 4
+        for (int m = 0; m < 4; m++) {
+            prefetch_ahead(ahead, ahead_len, span, 4 * b + m);
+            __m512i v[4];
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++)
+                v[r] = 4 * m + r < nr ? q6k_row_isum(rows[4 * m + r] + o, a, bs32) : _mm512_setzero_si512();
+            c[m] = sum_rows4(v);
+        }
+        const __m512i isum = sum_rows16(c);
         /* d: the high half of the dword before it (scales 14, 15 and d, all
          * inside the block) */
         const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(
             _mm512_srli_epi32(dwords16(rows, o + at_d - 2), 16)));
-        __m512i sc[4]; /* scales 4m..4m+3 of each row, signed bytes */
-        transpose16(rows, o + at_sc, sc);
-        /* sum_g scale_g bsums_g, exact, two groups a step */
-        __m512i ioff = _mm512_setzero_si512();
-#pragma GCC unroll 8
-        for (int i = 0; i < 8; i++)
-            ioff = _mm512_dpwssd_epi32(ioff, sbytes_pair(sc[i / 2], i % 2),
-                                       _mm512_set1_epi32((int)load_u32((const uint8_t *)(xb->bsums + 2 * i))));
-        __m512i isum = _mm512_setzero_si512();
-#pragma GCC unroll 4
-        for (int h = 0; h < 2; h++)
-#pragma GCC unroll 4
-            for (int part = 0; part < 2; part++) { /* bytes 0..15, 16..31 */
-                prefetch_ahead(ahead, ahead_len, (PANEL_ROWS * bsize / 4 + 63) & ~(size_t)63,
-                               4 * b + 2 * h + part);
-                __m512i l0[4], l1[4], hb[4];
-                transpose16(rows, o + at_ql + 64 * h + 16 * part, l0);
-                transpose16(rows, o + at_ql + 64 * h + 32 + 16 * part, l1);
-                transpose16(rows, o + at_qh + 32 * h + 16 * part, hb);
-#pragma GCC unroll 4
-                for (int j = 0; j < 4; j++) {
-                    const int idx = 8 * h + 2 * j + part;
-                    __m512i dot = _mm512_setzero_si512();
-#pragma GCC unroll 4
-                    for (int q = 0; q < 4; q++)
-                        dot = _mm512_dpbusd_epi32(
-                            dot, q6_level(l0[q], l1[q], hb[q], j),
-                            act4(xb->qs + 128 * h + 32 * j + 16 * part + 4 * q));
-                    isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(dot, sbyte_i32(sc[idx / 4], idx % 4)));
-                }
-            }
-        isum = _mm512_sub_epi32(isum, _mm512_slli_epi32(ioff, 5));
         acc = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(xb->d)), _mm512_cvtepi32_ps(isum), acc);
     }
     _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1), acc);
