@@ -509,7 +509,12 @@ VINLINE void kpanel_tile(const bool q6, int64_t nb, const uint8_t *panel, const 
             const __m512i sv = _mm512_load_si512(pb + KP_S + 64 * (q6 ? sg : 2 * sg));
 #pragma GCC unroll 4
             for (int t = 0; t < T; t++)
+            {
                 isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(d[t], sv));
+                /* keeps the sum a chain: GCC otherwise regroups the adds
+                 * and keeps every group's dot alive, spilling them */
+                __asm__("" : "+v"(isum[t]));
+            }
         }
         const __m512 dw = _mm512_load_ps(pb + KP_D);
 #pragma GCC unroll 4
