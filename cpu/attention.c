@@ -22,7 +22,6 @@
 #include "attention_kernels.h"
 #include "ops.h"
 
-
 static int gg_pad(int n, int to)
 {
     return (n + to - 1) / to * to;
@@ -83,8 +82,8 @@ static float kq_portable(const float *qh, const lm_fp16 *k, int hd, int tiny)
  * probability and would add exact zeros, so they are skipped; the vec_dot
  * double tail cannot occur since llama.cpp's padded length is a multiple of
  * 256.  slots: 64 * hd floats. */
-static void kqv_portable(float *out, const float *prob, int n_pos, const lm_fp16 *v,
-                         int kv_stride, int hd, int tiny, float *slots)
+static void kqv_portable(float *out, const float *prob, int n_pos, const lm_fp16 *v, int kv_stride,
+                         int hd, int tiny, float *slots)
 {
     const int ns = tiny ? GG_LANES : GG_STEP;
     memset(slots, 0, (size_t)ns * hd * sizeof(float));
@@ -109,7 +108,6 @@ static void kqv_portable(float *out, const float *prob, int n_pos, const lm_fp16
         out[d] = gg_reduce16(lane);
     }
 }
-
 
 /* ggml_compute_forward_soft_max_f32 on one row of n valid scores that ggml
  * sees padded with -inf to a multiple of 16: exponentials by ggml_v_expf
@@ -187,9 +185,9 @@ size_t lm_attention_scratch_floats(int n_ctx, int n_head, int n_head_kv, int hea
     return thread_scratch_floats(n_ctx, head_dim);
 }
 
-void lm_attention(float *out, const float *q, const lm_fp16 *k_cache, const lm_fp16 *v_cache,
-                  int n, int pos0, int n_head, int n_head_kv, int head_dim, int window,
-                  float kq_scale, float *scratch, int n_ctx)
+void lm_attention(float *out, const float *q, const lm_fp16 *k_cache, const lm_fp16 *v_cache, int n,
+                  int pos0, int n_head, int n_head_kv, int head_dim, int window, float kq_scale,
+                  float *scratch, int n_ctx)
 {
     lm_attention_on(lm_cpu_active_path(), out, q, k_cache, v_cache, n, pos0, n_head, n_head_kv,
                     head_dim, window, kq_scale, scratch, n_ctx);
@@ -237,7 +235,8 @@ void lm_attention_on(lm_cpu_path path, float *out, const float *q, const lm_fp16
             const int first = window > 0 && n_pos > window ? n_pos - window : 0;
             for (int h = h0; h < h1; h++, nr++) {
                 float *qr = qh + (size_t)nr * head_dim;
-                lm_round_to_half(qr, q + (size_t)t * q_stride + (size_t)h * head_dim, head_dim, 1.0f);
+                lm_round_to_half(qr, q + (size_t)t * q_stride + (size_t)h * head_dim, head_dim,
+                                 1.0f);
                 rows[nr] = (lm_attn_row){.qh = qr,
                                          .sc = sc + (size_t)nr * sc_stride,
                                          .out = out + (size_t)t * q_stride + (size_t)h * head_dim,

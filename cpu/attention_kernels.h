@@ -7,16 +7,16 @@
 #include "kernels.h"
 #include "quant.h"
 
-#define GG_LANES 16   /* one __m512 of floats */
-#define GG_STEP 64    /* ggml_vec_dot_f16: 4 accumulators x 16 lanes */
+#define GG_LANES 16 /* one __m512 of floats */
+#define GG_STEP 64  /* ggml_vec_dot_f16: 4 accumulators x 16 lanes */
 
 /* One query row: a head of one token.  A call takes up to LM_ATTN_ROWS
  * rows that share one KV head (grouped-query heads, consecutive tokens of
  * a prompt), so that each row of K and V is read once for all of them. */
 typedef struct {
-    const float *qh; /* hd values, already rounded to fp16 */
-    float *sc;       /* by position: the scores, then the probabilities */
-    float *out;      /* hd outputs */
+    const float *qh;  /* hd values, already rounded to fp16 */
+    float *sc;        /* by position: the scores, then the probabilities */
+    float *out;       /* hd outputs */
     int first, n_pos; /* the positions it sees: [first, n_pos) */
 } lm_attn_row;
 

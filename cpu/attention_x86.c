@@ -60,8 +60,8 @@ LM_X86_INLINE float kq_vec_dot_avx2(const float *qh, const lm_fp16 *k, int hd)
     for (int i = 0; i < hd; i += GG_STEP)
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++)
-            acc[j] = _mm256_fmadd_ps(load_h8(k + i + 8 * j), _mm256_loadu_ps(qh + i + 8 * j),
-                                     acc[j]);
+            acc[j] =
+                _mm256_fmadd_ps(load_h8(k + i + 8 * j), _mm256_loadu_ps(qh + i + 8 * j), acc[j]);
     /* accumulator j of 16 lanes is acc[2j] (lo), acc[2j+1] (hi) */
     const __m256 lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
     const __m256 hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
@@ -103,7 +103,8 @@ AVX2 static void kqv_rows_vec_dot_avx2(const lm_attn_row *rows, int nr, const lm
             const lm_fp16 *vr = v + (size_t)p * kv_stride;
             const __m256 w = _mm256_set1_ps(prob[p]);
             for (int d = 0; d < hd; d += 8)
-                _mm256_storeu_ps(a + d, _mm256_fmadd_ps(load_h8(vr + d), w, _mm256_loadu_ps(a + d)));
+                _mm256_storeu_ps(a + d,
+                                 _mm256_fmadd_ps(load_h8(vr + d), w, _mm256_loadu_ps(a + d)));
         }
         for (int d = 0; d < hd; d += 8) {
             __m256 lane[GG_LANES];
@@ -192,7 +193,8 @@ LM_X86_INLINE __m256 reduce16_x8_avx2(const __m256 lo[8], const __m256 hi[8])
     for (int k = 0; k < 4; k++) { /* c[k]: t4 of positions 2k (low half), 2k + 1 */
         const __m256 a = _mm256_add_ps(hi[2 * k], lo[2 * k]);
         const __m256 b = _mm256_add_ps(hi[2 * k + 1], lo[2 * k + 1]);
-        c[k] = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x31), _mm256_permute2f128_ps(a, b, 0x20));
+        c[k] =
+            _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x31), _mm256_permute2f128_ps(a, b, 0x20));
     }
 #pragma GCC unroll 2
     for (int n = 0; n < 2; n++) /* half r of d[n]: x0, x1 of 4n + r, then of 4n + 2 + r */
@@ -219,7 +221,8 @@ LM_X86_INLINE void k_block_to_float(float *kf, const lm_fp16 *k, int kv_stride, 
 /* Scores, 8 positions at a time (hd % 16 == 0): the block of K converted
  * once for every row, its 8 scores summed by one transposing tree. */
 LM_X86_INLINE void kq_rows_tiny_avx2_body(const lm_attn_row *rows, int nr, const lm_fp16 *k,
-                                   int kv_stride, int hd, int tiny, float kq_scale, float *kf)
+                                          int kv_stride, int hd, int tiny, float kq_scale,
+                                          float *kf)
 {
     (void)tiny;
     const __m256 scale = _mm256_set1_ps(kq_scale);
@@ -241,7 +244,8 @@ LM_X86_INLINE void kq_rows_tiny_avx2_body(const lm_attn_row *rows, int nr, const
 #pragma GCC unroll 8
                 for (int j = 0; j < 8; j++) {
                     lo[j] = _mm256_fmadd_ps(_mm256_loadu_ps(kf + (size_t)j * hd + i), ql, lo[j]);
-                    hi[j] = _mm256_fmadd_ps(_mm256_loadu_ps(kf + (size_t)j * hd + i + 8), qhi, hi[j]);
+                    hi[j] =
+                        _mm256_fmadd_ps(_mm256_loadu_ps(kf + (size_t)j * hd + i + 8), qhi, hi[j]);
                 }
             }
             float t[8];
@@ -253,8 +257,8 @@ LM_X86_INLINE void kq_rows_tiny_avx2_body(const lm_attn_row *rows, int nr, const
 
 /* kq_rows_tiny_avx2_body with the common head sizes as constants: the rows of a
  * block then lie at fixed offsets, where GCC otherwise kept 16 pointers. */
-AVX2 static void kq_rows_tiny_avx2(const lm_attn_row *rows, int nr, const lm_fp16 *k,
-                                   int kv_stride, int hd, int tiny, float kq_scale, float *kf)
+AVX2 static void kq_rows_tiny_avx2(const lm_attn_row *rows, int nr, const lm_fp16 *k, int kv_stride,
+                                   int hd, int tiny, float kq_scale, float *kf)
 {
     switch (hd) {
     case 64:
@@ -292,7 +296,7 @@ LM_X86_INLINE void copy_rows(lm_fp16 *dst, const lm_fp16 *v, int kv_stride, int 
  * exact zeros to slots that hold +0, so its blocks before first are
  * skipped. */
 LM_X86_INLINE void kqv_rows_tiny_avx2_body(const lm_attn_row *rows, int nr, const lm_fp16 *v,
-                                    int kv_stride, int hd, int tiny, float *work)
+                                           int kv_stride, int hd, int tiny, float *work)
 {
     (void)tiny;
     float *slots = work; /* row r, dimension group d: 16 x 8 floats */
@@ -400,7 +404,8 @@ AVX512_INLINE __m512 reduce16_x16(const __m512 a[16])
 /* Scores, 16 positions at a time: kq_rows_tiny_avx2 on twice the
  * positions. */
 AVX512_INLINE void kq_rows_tiny_avx512_body(const lm_attn_row *rows, int nr, const lm_fp16 *k,
-                                       int kv_stride, int hd, int tiny, float kq_scale, float *kf)
+                                            int kv_stride, int hd, int tiny, float kq_scale,
+                                            float *kf)
 {
     (void)tiny;
     const __m512 scale = _mm512_set1_ps(kq_scale);
@@ -451,7 +456,7 @@ AVX512 static void kq_rows_tiny_avx512(const lm_attn_row *rows, int nr, const lm
 
 /* Outputs: kqv_rows_tiny_avx2 on 16 dimensions at a time. */
 AVX512_INLINE void kqv_rows_tiny_avx512_body(const lm_attn_row *rows, int nr, const lm_fp16 *v,
-                                        int kv_stride, int hd, int tiny, float *work)
+                                             int kv_stride, int hd, int tiny, float *work)
 {
     (void)tiny;
     float *slots = work; /* row r, dimension group d: 16 x 16 floats */
@@ -498,7 +503,8 @@ AVX512_INLINE void kqv_rows_tiny_avx512_body(const lm_attn_row *rows, int nr, co
             __m512 t8[8], t4[4];
 #pragma GCC unroll 8
             for (int i = 0; i < 8; i++)
-                t8[i] = _mm512_add_ps(_mm512_loadu_ps(sl + 16 * (i + 8)), _mm512_loadu_ps(sl + 16 * i));
+                t8[i] =
+                    _mm512_add_ps(_mm512_loadu_ps(sl + 16 * (i + 8)), _mm512_loadu_ps(sl + 16 * i));
 #pragma GCC unroll 4
             for (int i = 0; i < 4; i++)
                 t4[i] = _mm512_add_ps(t8[i + 4], t8[i]);

@@ -171,12 +171,6 @@ VINLINE void decode_q45k(const bool q5, const uint8_t *w, size_t ws, int nr, int
     _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1), _mm512_sub_ps(acc, summ));
 }
 
-static VNNI void decode_q4_k(const uint8_t *w, size_t ws, int nr, int64_t nb,
-                             const uint8_t *ahead, size_t ahead_len, const uint8_t *x, float *y)
-{
-    decode_q45k(false, w, ws, nr, nb, ahead, ahead_len, x, y);
-}
-
 static VNNI void decode_q5_k(const uint8_t *w, size_t ws, int nr, int64_t nb,
                              const uint8_t *ahead, size_t ahead_len, const uint8_t *x, float *y)
 {
@@ -240,21 +234,27 @@ VINLINE __m512i q6k_row_isum(const uint8_t *row, const __m512i a[4], __m512i bs3
 #pragma GCC unroll 2
     for (int h = 0; h < 2; h++) {
         const __m512i ql = h ? ql1 : ql0;
-        const __m512i t = h ? _mm512_shuffle_i64x2(qh, qh, 0xEE) : _mm512_shuffle_i64x2(qh, qh, 0x44);
+        const __m512i t =
+            h ? _mm512_shuffle_i64x2(qh, qh, 0xEE) : _mm512_shuffle_i64x2(qh, qh, 0x44);
         const __m512i lo = _mm512_ternarylogic_epi32(
             ql, _mm512_and_si512(_mm512_sllv_epi16(t, up), top2), lo4, 0xEC);
         const __m512i hi = _mm512_ternarylogic_epi32(
-            _mm512_srli_epi16(ql, 4), _mm512_and_si512(_mm512_srlv_epi16(t, down), top2), lo4, 0xEC);
+            _mm512_srli_epi16(ql, 4), _mm512_and_si512(_mm512_srlv_epi16(t, down), top2), lo4,
+            0xEC);
         d[2 * h] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, a[2 * h]);
         d[2 * h + 1] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, a[2 * h + 1]);
     }
     /* lane 4q + c: quarter q of d[c] summed */
-    const __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(d[0], d[1]), _mm512_unpackhi_epi32(d[0], d[1]));
-    const __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(d[2], d[3]), _mm512_unpackhi_epi32(d[2], d[3]));
-    const __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
+    const __m512i t0 =
+        _mm512_add_epi32(_mm512_unpacklo_epi32(d[0], d[1]), _mm512_unpackhi_epi32(d[0], d[1]));
+    const __m512i t1 =
+        _mm512_add_epi32(_mm512_unpacklo_epi32(d[2], d[3]), _mm512_unpackhi_epi32(d[2], d[3]));
+    const __m512i u =
+        _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
     const __m512i sc = _mm512_permutexvar_epi32(
         _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
-        _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(row + offsetof(lm_block_q6_k, scales)))));
+        _mm512_cvtepi8_epi32(
+            _mm_loadu_si128((const __m128i *)(row + offsetof(lm_block_q6_k, scales)))));
     return _mm512_mullo_epi32(_mm512_sub_epi32(u, bs32), sc);
 }
 
@@ -262,8 +262,10 @@ VINLINE __m512i q6k_row_isum(const uint8_t *row, const __m512i a[4], __m512i bs3
  * r holds 4 partial sums of row r (integers: any order is exact). */
 VINLINE __m512i sum_rows4(const __m512i v[4])
 {
-    const __m512i b0 = _mm512_add_epi32(_mm512_shuffle_i32x4(v[0], v[1], 0x44), _mm512_shuffle_i32x4(v[0], v[1], 0xEE));
-    const __m512i b1 = _mm512_add_epi32(_mm512_shuffle_i32x4(v[2], v[3], 0x44), _mm512_shuffle_i32x4(v[2], v[3], 0xEE));
+    const __m512i b0 = _mm512_add_epi32(_mm512_shuffle_i32x4(v[0], v[1], 0x44),
+                                        _mm512_shuffle_i32x4(v[0], v[1], 0xEE));
+    const __m512i b1 = _mm512_add_epi32(_mm512_shuffle_i32x4(v[2], v[3], 0x44),
+                                        _mm512_shuffle_i32x4(v[2], v[3], 0xEE));
     return _mm512_add_epi32(_mm512_shuffle_i32x4(b0, b1, 0x88), _mm512_shuffle_i32x4(b0, b1, 0xDD));
 }
 
@@ -274,13 +276,16 @@ VINLINE __m512i sum_rows16(const __m512i c[4])
 #define PS(v) _mm512_castsi512_ps(v)
 #define SI(v) _mm512_castps_si512(v)
     /* quarter r of d0: two partial sums of row r, then of row 4 + r */
-    const __m512i d0 = _mm512_add_epi32(SI(_mm512_shuffle_ps(PS(c[0]), PS(c[1]), _MM_SHUFFLE(1, 0, 1, 0))),
-                                        SI(_mm512_shuffle_ps(PS(c[0]), PS(c[1]), _MM_SHUFFLE(3, 2, 3, 2))));
-    const __m512i d1 = _mm512_add_epi32(SI(_mm512_shuffle_ps(PS(c[2]), PS(c[3]), _MM_SHUFFLE(1, 0, 1, 0))),
-                                        SI(_mm512_shuffle_ps(PS(c[2]), PS(c[3]), _MM_SHUFFLE(3, 2, 3, 2))));
+    const __m512i d0 =
+        _mm512_add_epi32(SI(_mm512_shuffle_ps(PS(c[0]), PS(c[1]), _MM_SHUFFLE(1, 0, 1, 0))),
+                         SI(_mm512_shuffle_ps(PS(c[0]), PS(c[1]), _MM_SHUFFLE(3, 2, 3, 2))));
+    const __m512i d1 =
+        _mm512_add_epi32(SI(_mm512_shuffle_ps(PS(c[2]), PS(c[3]), _MM_SHUFFLE(1, 0, 1, 0))),
+                         SI(_mm512_shuffle_ps(PS(c[2]), PS(c[3]), _MM_SHUFFLE(3, 2, 3, 2))));
     /* lane 4r + i: row r + 4i */
-    const __m512i e = _mm512_add_epi32(SI(_mm512_shuffle_ps(PS(d0), PS(d1), _MM_SHUFFLE(2, 0, 2, 0))),
-                                       SI(_mm512_shuffle_ps(PS(d0), PS(d1), _MM_SHUFFLE(3, 1, 3, 1))));
+    const __m512i e =
+        _mm512_add_epi32(SI(_mm512_shuffle_ps(PS(d0), PS(d1), _MM_SHUFFLE(2, 0, 2, 0))),
+                         SI(_mm512_shuffle_ps(PS(d0), PS(d1), _MM_SHUFFLE(3, 1, 3, 1))));
 #undef PS
 #undef SI
     return _mm512_permutexvar_epi32(
@@ -293,8 +298,8 @@ VINLINE __m512i sum_rows16(const __m512i c[4])
  * Zen 5 core, a matrix in cache: 22-28 GB/s, 2 threads from RAM 38-41).
  * The 16 rows' integer sums come together in lanes for the float steps:
  * acc = fma(d_w d_x, isum, acc), as dot_portable.c's dot_q6_k. */
-static VNNI void decode_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb,
-                             const uint8_t *ahead, size_t ahead_len, const uint8_t *x, float *y)
+static VNNI void decode_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *ahead,
+                             size_t ahead_len, const uint8_t *x, float *y)
 {
     const uint8_t *rows[PANEL_ROWS];
     panel_row_ptrs(w, ws, nr, rows);
@@ -310,8 +315,9 @@ static VNNI void decode_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb,
         for (int c = 0; c < 4; c++)
             a[c] = _mm512_loadu_si512(xb->qs + 64 * c);
         const __m512i bs32 = _mm512_slli_epi32(
-            _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
-                                     _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)xb->bsums))),
+            _mm512_permutexvar_epi32(
+                _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
+                _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)xb->bsums))),
             5);
         __m512i c[4];
 #pragma GCC unroll 4
@@ -320,17 +326,128 @@ static VNNI void decode_q6_k(const uint8_t *w, size_t ws, int nr, int64_t nb,
             __m512i v[4];
 #pragma GCC unroll 4
             for (int r = 0; r < 4; r++)
-                v[r] = 4 * m + r < nr ? q6k_row_isum(rows[4 * m + r] + o, a, bs32) : _mm512_setzero_si512();
+                v[r] = 4 * m + r < nr ? q6k_row_isum(rows[4 * m + r] + o, a, bs32)
+                                      : _mm512_setzero_si512();
             c[m] = sum_rows4(v);
         }
         const __m512i isum = sum_rows16(c);
         /* d: the high half of the dword before it (scales 14, 15 and d, all
          * inside the block) */
-        const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(
-            _mm512_srli_epi32(dwords16(rows, o + at_d - 2), 16)));
-        acc = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(xb->d)), _mm512_cvtepi32_ps(isum), acc);
+        const __m512 dw = _mm512_cvtph_ps(
+            _mm512_cvtepi32_epi16(_mm512_srli_epi32(dwords16(rows, o + at_d - 2), 16)));
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(xb->d)), _mm512_cvtepi32_ps(isum),
+                              acc);
     }
     _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1), acc);
+}
+
+/* ---- Q4_K decode, a row at a time --------------------------------------
+ *
+ * decode_q6_k's way for Q4_K.  Byte i of a row's qs register k (qs bytes
+ * 64k..64k+63) holds in its low nibble element 128k + i (i < 32) or
+ * 128k + 32 + i (i >= 32), in its high nibble the element 32 later; so
+ * the token's activations, rearranged once a block into a[4] (elements
+ * 0..31 and 64..95, 32..63 and 96..127, then the same 128 on), meet the
+ * nibbles of two loads in four vpdpbusd.  Chunk c's half h then belongs to
+ * sub-block base_c + 2h (base 0, 1, 4, 5), and after the quarter sums lane
+ * 4q + c meets s of sub-block base_c + 2 (q / 2). */
+
+/* The row's 16 lanes whose sum is sum_j s_j (levels . activations of
+ * sub-block j); sv: the row's scales as q4k_row_scales lays them. */
+VINLINE __m512i q4k_row_isum(const uint8_t *qs, const __m512i a[4], __m512i sv)
+{
+    const __m512i nib = _mm512_set1_epi8(0x0F);
+    __m512i d[4];
+#pragma GCC unroll 2
+    for (int k = 0; k < 2; k++) {
+        const __m512i q = _mm512_loadu_si512(qs + 64 * k);
+        d[2 * k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(q, nib), a[2 * k]);
+        d[2 * k + 1] = _mm512_dpbusd_epi32(
+            _mm512_setzero_si512(), _mm512_and_si512(_mm512_srli_epi16(q, 4), nib), a[2 * k + 1]);
+    }
+    const __m512i t0 =
+        _mm512_add_epi32(_mm512_unpacklo_epi32(d[0], d[1]), _mm512_unpackhi_epi32(d[0], d[1]));
+    const __m512i t1 =
+        _mm512_add_epi32(_mm512_unpacklo_epi32(d[2], d[3]), _mm512_unpackhi_epi32(d[2], d[3]));
+    const __m512i u =
+        _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
+    return _mm512_mullo_epi32(u, sv);
+}
+
+/* Row r's scales for q4k_row_isum, from the 16 rows' s_0..s_3 (sc[0]) and
+ * s_4..s_7 (sc[1]) bytes in lanes: lane 4q + c holds s of sub-block
+ * base_c + 2 (q / 2), that is bytes (s0 s1 s4 s5) in quarters 0 and 1 and
+ * (s2 s3 s6 s7) in quarters 2 and 3, one a lane. */
+VINLINE __m512i q4k_row_scales(__m512i lo_pairs, __m512i hi_pairs, const int r)
+{
+    const __m512i idx = _mm512_set1_epi32(r);
+    const __m512i dw =
+        _mm512_mask_blend_epi32((__mmask16)0xFF00, _mm512_permutexvar_epi32(idx, lo_pairs),
+                                _mm512_permutexvar_epi32(idx, hi_pairs));
+    return _mm512_and_si512(_mm512_srlv_epi32(dw, _mm512_setr_epi32(0, 8, 16, 24, 0, 8, 16, 24, 0,
+                                                                    8, 16, 24, 0, 8, 16, 24)),
+                            _mm512_set1_epi32(0xFF));
+}
+
+/* One token against nr (<= 16) Q4_K rows starting at w: y[i] for i < nr.
+ * The header (d, dmin, scales and mins) of the 16 rows comes in lanes by
+ * one transpose, and with it imin; isum a row at a time (q4k_row_isum),
+ * where transposing every 16 bytes of levels had taken 840 instructions a
+ * block.  The float steps are the portable dot's: acc = fma(d_x d_w, isum,
+ * acc), summ = fma(d_x dmin, imin, summ), y = acc - summ. */
+static VNNI void decode_q4_k(const uint8_t *w, size_t ws, int nr, int64_t nb, const uint8_t *ahead,
+                             size_t ahead_len, const uint8_t *x, float *y)
+{
+    const uint8_t *rows[PANEL_ROWS];
+    panel_row_ptrs(w, ws, nr, rows);
+    const size_t bsize = sizeof(lm_block_q4_k), xsize = sizeof(lm_block_q8_k);
+    const size_t qs_at = offsetof(lm_block_q4_k, qs);
+    const size_t span = (PANEL_ROWS * bsize / 4 + 63) & ~(size_t)63;
+    __m512 acc = _mm512_setzero_ps(), summ = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const size_t o = (size_t)b * bsize;
+        const lm_block_q8_k *xb = (const lm_block_q8_k *)(x + b * xsize);
+        __m512i a[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) { /* elements 128(c/2) + 32(c%2) + 0..31, then 64 on */
+            const int8_t *p = xb->qs + 128 * (c / 2) + 32 * (c % 2);
+            a[c] =
+                _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)p)),
+                                   _mm256_loadu_si256((const __m256i *)(p + 64)), 1);
+        }
+        __m512i dd, sc[2], mn[2];
+        k4_header16(rows, o, &dd, sc, mn);
+        const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd));
+        const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16)));
+        /* imin = sum_j m_j (bsums[2j] + bsums[2j+1]), exact */
+        __m512i imin = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++)
+            imin = _mm512_dpwssd_epi32(imin, bytes_pair(mn[i / 2], i % 2), bsum_pair(xb, i));
+        /* (s0 s1 s4 s5) and (s2 s3 s6 s7) of each row (vpternlogd 0xE4: c ? a : b) */
+        const __m512i m16 = _mm512_set1_epi32(0xFFFF);
+        const __m512i lo_pairs =
+            _mm512_ternarylogic_epi32(sc[0], _mm512_slli_epi32(sc[1], 16), m16, 0xE4);
+        const __m512i hi_pairs =
+            _mm512_ternarylogic_epi32(_mm512_srli_epi32(sc[0], 16), sc[1], m16, 0xE4);
+        __m512i c4[4];
+#pragma GCC unroll 4
+        for (int m = 0; m < 4; m++) {
+            prefetch_ahead(ahead, ahead_len, span, 4 * b + m);
+            __m512i v[4];
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++)
+                v[r] = 4 * m + r < nr ? q4k_row_isum(rows[4 * m + r] + o + qs_at, a,
+                                                     q4k_row_scales(lo_pairs, hi_pairs, 4 * m + r))
+                                      : _mm512_setzero_si512();
+            c4[m] = sum_rows4(v);
+        }
+        const __m512i isum = sum_rows16(c4);
+        const __m512 xd = _mm512_set1_ps(xb->d);
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(xd, dw), _mm512_cvtepi32_ps(isum), acc);
+        summ = _mm512_fmadd_ps(_mm512_mul_ps(xd, dmin), _mm512_cvtepi32_ps(imin), summ);
+    }
+    _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1), _mm512_sub_ps(acc, summ));
 }
 
 /* ---- Prompts and batches: a packed panel of 16 rows --------------------
