@@ -13,8 +13,8 @@
  *
  * A job takes up to 16 query rows that share a KV head: the heads of a
  * grouped-query group, and consecutive tokens of a prompt.  AVX2 and
- * AVX-512 versions of the inner loops (attention_x86.c)
- * are chosen at run time; the portable code gives the same bits. */
+ * AVX-512 versions of the inner loops (attention_x86.c) are chosen at run
+ * time; the portable code gives the same bits. */
 #include <math.h>
 #include <omp.h>
 #include <string.h>
