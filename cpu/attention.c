@@ -173,16 +173,10 @@ static job_shape shape_jobs(int group, int n)
 /* One thread's scratch: its rows' queries rounded to fp16, their scores
  * (a padded context apart), the softmax's temporary row and the kernels'
  * work area. */
-static size_t thread_scratch_floats(int n_ctx, int head_dim)
+size_t lm_attention_scratch_floats(int n_ctx, int head_dim)
 {
     return (size_t)LM_ATTN_ROWS * head_dim + (size_t)(LM_ATTN_ROWS + 1) * gg_pad(n_ctx, GG_LANES) +
            LM_ATTN_WORK(head_dim);
-}
-
-size_t lm_attention_scratch_floats(int n_ctx, int n_head, int n_head_kv, int head_dim)
-{
-    (void)n_head, (void)n_head_kv;
-    return thread_scratch_floats(n_ctx, head_dim);
 }
 
 void lm_attention(float *out, const float *q, const lm_fp16 *k_cache, const lm_fp16 *v_cache, int n,
@@ -215,7 +209,7 @@ void lm_attention_on(lm_cpu_path path, float *out, const float *q, const lm_fp16
     const int head_jobs = (group + js.heads - 1) / js.heads, tok_jobs = (n + js.toks - 1) / js.toks;
     const int kv_stride = n_head_kv * head_dim, q_stride = n_head * head_dim;
     const int sc_stride = gg_pad(n_ctx, GG_LANES);
-    const size_t per_thread = thread_scratch_floats(n_ctx, head_dim);
+    const size_t per_thread = lm_attention_scratch_floats(n_ctx, head_dim);
     const int jobs = tok_jobs * n_head_kv * head_jobs;
 #pragma omp parallel for schedule(dynamic, 1) if (jobs >= 2 && (int64_t)n * (pos0 + n) >= 64)
     for (int job = 0; job < jobs; job++) {

@@ -403,8 +403,7 @@ lm_backend *lm_backend_cpu_new(const lm_model *m, int n_ctx, int n_seq, int n_ba
             goto oom;
     }
     cb->scores = malloc((size_t)omp_get_max_threads() *
-                        lm_attention_scratch_floats(n_ctx, hp->n_head, hp->n_head_kv, hp->head_dim) *
-                        sizeof(float));
+                        lm_attention_scratch_floats(n_ctx, hp->head_dim) * sizeof(float));
     cb->scratch = malloc(max_scratch(m, n_batch) + 64);
     cb->runs = malloc(nb * sizeof *cb->runs);
     if (!cb->runs || !cb->scores || !cb->scratch)

@@ -1,6 +1,6 @@
 /* AVX-512 VNNI kernels for Q4_K, Q5_K and Q6_K: decode (one token, 16
- * rows read from the file's rows at a time) and a packed panel for prompts
- * and batches; both keep the k-quant contract (dot_portable.c's dot_q45_k),
+ * rows at a time: Q4_K and Q6_K a row at a time, Q5_K side by side in
+ * lanes) and a packed panel for prompts and batches; both keep the k-quant contract (dot_portable.c's dot_q45_k),
  * so they give the portable dots' and the AVX2 tiles' bits. */
 #include "config.h"
 
@@ -15,7 +15,7 @@
 
 #include "avx512_inline.h"
 
-/* ---- Q4_K decode: 16 rows in lanes ----------------------------------------
+/* ---- Q5_K decode: 16 rows in lanes (and what the panels share) -----------
  *
  * The k-quant contract (dot_portable.c's dot_q45_k): per super-block the
  * exact integer sum isum = sum_j s_j (levels . activations of sub-block j),
@@ -117,16 +117,17 @@ VINLINE __m512i act4(const int8_t *p)
     return _mm512_broadcastd_epi32(_mm_loadu_si32(p));
 }
 
-/* One token against nr (<= 16) Q4_K (q5 false) or Q5_K (q5 true, the fifth
- * bits from qh as tile_q45k takes them) rows starting at w: y[i], i < nr. */
-VINLINE void decode_q45k(const bool q5, const uint8_t *w, size_t ws, int nr, int64_t nb,
-                         const uint8_t *ahead, size_t ahead_len, const uint8_t *x, float *y)
+/* One token against nr (<= 16) Q5_K rows starting at w (the fifth bits
+ * from qh as tile_q45k takes them): y[i], i < nr.  (Q4_K reads a row at a
+ * time: decode_q4_k below.) */
+static VNNI void decode_q5_k(const uint8_t *w, size_t ws, int nr, int64_t nb,
+                             const uint8_t *ahead, size_t ahead_len, const uint8_t *x, float *y)
 {
+    const bool q5 = true;
     const uint8_t *rows[PANEL_ROWS];
     panel_row_ptrs(w, ws, nr, rows);
-    const size_t bsize = q5 ? sizeof(lm_block_q5_k) : sizeof(lm_block_q4_k);
-    const size_t xsize = sizeof(lm_block_q8_k);
-    const size_t qs_at = q5 ? offsetof(lm_block_q5_k, qs) : offsetof(lm_block_q4_k, qs);
+    const size_t bsize = sizeof(lm_block_q5_k), xsize = sizeof(lm_block_q8_k);
+    const size_t qs_at = offsetof(lm_block_q5_k, qs);
     __m512 acc = _mm512_setzero_ps(), summ = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const size_t o = (size_t)b * bsize;
@@ -171,13 +172,7 @@ VINLINE void decode_q45k(const bool q5, const uint8_t *w, size_t ws, int nr, int
     _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1), _mm512_sub_ps(acc, summ));
 }
 
-static VNNI void decode_q5_k(const uint8_t *w, size_t ws, int nr, int64_t nb,
-                             const uint8_t *ahead, size_t ahead_len, const uint8_t *x, float *y)
-{
-    decode_q45k(true, w, ws, nr, nb, ahead, ahead_len, x, y);
-}
-
-/* ---- Q6_K decode: 16 rows in lanes ---------------------------------------- */
+/* ---- Q6_K: what its decoder and its panel packing share -------------------- */
 
 /* Bytes 2i and 2i+1 of each lane of v, signed, as the int16 pair. */
 VINLINE __m512i sbytes_pair(__m512i v, const int i)

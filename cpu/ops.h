@@ -80,7 +80,7 @@ void lm_attention_on(lm_cpu_path path, float *out, const float *q, const lm_fp16
                      const lm_fp16 *v_cache, int n, int pos0, int n_head, int n_head_kv,
                      int head_dim, int window, float kq_scale, float *scratch, int n_ctx);
 
-size_t lm_attention_scratch_floats(int n_ctx, int n_head, int n_head_kv, int head_dim);
+size_t lm_attention_scratch_floats(int n_ctx, int head_dim);
 
 /* Stores n rows of kv_dim floats as fp16 at cache row pos0. */
 void lm_store_fp16(lm_fp16 *cache, const float *src, int n, int kv_dim, int pos0);

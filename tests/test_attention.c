@@ -70,8 +70,7 @@ static void check_case(const heads *hs, int n, int pos0, int window)
     lm_fp16 *k = malloc((size_t)n_ctx * kv_dim * sizeof *k);
     lm_fp16 *v = malloc((size_t)n_ctx * kv_dim * sizeof *v);
     const size_t scratch_floats =
-        lm_attention_scratch_floats(n_ctx, hs->n_head, hs->n_head_kv, hd) *
-        (size_t)omp_get_max_threads();
+        lm_attention_scratch_floats(n_ctx, hd) * (size_t)omp_get_max_threads();
     float *scratch = malloc(scratch_floats * sizeof *scratch);
     float *want = malloc((size_t)n * q_dim * sizeof *want);
     float *got = malloc((size_t)n * q_dim * sizeof *got);
